@@ -1,0 +1,227 @@
+"""Landscape figures (PNG + SVG): 1D curves, 2D contour/heatmap and surface, safety vs capability.
+
+Headless by construction: every figure is a ``matplotlib.figure.Figure`` drawn on its own Agg
+canvas, never through ``pyplot``, so no GUI backend is needed, nothing global (the user's
+backend, pyplot's figure list) is touched, and figures can be drawn from several threads.
+matplotlib is imported inside the functions, so importing this module (and the CLI) stays cheap.
+The look follows the paper's Figure 1 (``shared/reference/landscape.png``): viridis, 0..100,
+the unperturbed model marked at the origin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = ["plot_1d", "plot_2d", "plot_side_by_side"]
+
+_ORIGIN_COLOR = "#c9a3f0"  # the paper's light purple dot for the aligned model
+_FIGURE_SUFFIXES = {".png", ".svg", ".pdf"}
+_RC = {"svg.hashsalt": "safety-landscape", "svg.fonttype": "none"}  # reproducible, small SVGs
+
+
+def _base(path: str | Path) -> Path:
+    """``path`` without a figure suffix (``x.png`` -> ``x``; ``llama3.1-8b`` stays whole)."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix.lower() in _FIGURE_SUFFIXES else path
+
+
+def _save(fig: Any, base: Path) -> list[Path]:
+    from matplotlib import rc_context
+
+    base.parent.mkdir(parents=True, exist_ok=True)
+    out = [base.with_name(base.name + ".png"), base.with_name(base.name + ".svg")]
+    with rc_context(_RC):
+        fig.savefig(out[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(out[1], bbox_inches="tight", metadata={"Date": None})
+    return out
+
+
+def _figure(**kwargs: Any) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _sorted_points(name: str, points: Sequence[tuple[float, float]]) -> tuple[list, list]:
+    pts = sorted((float(x), float(y)) for x, y in points)
+    if not pts:
+        raise ValueError(f"series {name!r} has no points to plot")
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _origin_value(xs: list[float], ys: list[float]) -> float | None:
+    """The value at a = 0 (interpolated between the neighbours when 0 is not on the grid)."""
+    if not xs[0] <= 0.0 <= xs[-1]:
+        return None
+    for i, x in enumerate(xs):
+        if x == 0.0:
+            return ys[i]
+        if x > 0.0:
+            x0, y0 = xs[i - 1], ys[i - 1]
+            return y0 + (ys[i] - y0) * (0.0 - x0) / (x - x0)
+    return None
+
+
+def _style_ylim(ax: Any, ylim: tuple[float, float] | None) -> None:
+    if ylim is not None:
+        lo, hi = ylim
+        pad = 0.02 * (hi - lo)
+        ax.set_ylim(lo - pad, hi + pad)
+
+
+def plot_1d(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | Path,
+    *,
+    title: str,
+    ylabel: str = "ASR (%)",
+    xlabel: str = "perturbation amount a",
+    visage: Mapping[str, float] | None = None,
+    ylim: tuple[float, float] | None = (0.0, 100.0),
+) -> list[Path]:
+    """One axis, one line per series of ``(a, value)`` points; returns ``[png, svg]``.
+
+    The origin is marked by a dashed vertical line at a = 0 and a dot at each series' value
+    there. With ``visage`` the legend shows each series' score. ``ylim=None`` for unbounded
+    metrics (perplexity).
+    """
+    if not series:
+        raise ValueError("plot_1d: no series to plot")
+    fig = _figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1, zorder=1)
+    for name, points in series.items():
+        xs, ys = _sorted_points(name, points)
+        label = name
+        if visage is not None and name in visage:
+            label = f"{name} (VISAGE {visage[name]:.2f})"
+        (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=label, zorder=2)
+        y0 = _origin_value(xs, ys)
+        if y0 is not None:
+            ax.plot([0.0], [y0], "o", markersize=8, color=_ORIGIN_COLOR,
+                    markeredgecolor=line.get_color(), zorder=3)
+    _style_ylim(ax, ylim)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return _save(fig, _base(path))
+
+
+def _grid(a: Sequence[float], b: Sequence[float], z: Any) -> tuple[Any, Any, Any]:
+    import numpy as np
+
+    a_arr = np.asarray(a, dtype=float)
+    b_arr = np.asarray(b, dtype=float)
+    z_arr = np.asarray(z, dtype=float)
+    if a_arr.ndim != 1 or b_arr.ndim != 1 or len(a_arr) < 2 or len(b_arr) < 2:
+        raise ValueError("plot_2d: a and b must be 1D with at least 2 coefficients each")
+    if z_arr.shape != (len(b_arr), len(a_arr)):
+        raise ValueError(
+            f"plot_2d: z has shape {z_arr.shape}, expected (len(b), len(a)) = "
+            f"({len(b_arr)}, {len(a_arr)}): one row per b, one column per a"
+        )
+    return a_arr, b_arr, np.ma.masked_invalid(z_arr)  # NaN = not measured (yet)
+
+
+def plot_2d(
+    a: Sequence[float],
+    b: Sequence[float],
+    z: Any,
+    path: str | Path,
+    *,
+    title: str,
+    zlabel: str = "ASR (%)",
+    zlim: tuple[float, float] = (0.0, 100.0),
+) -> list[Path]:
+    """A 2D landscape: contour + heatmap side by side, and a separate 3D surface.
+
+    ``z`` has ``len(b)`` rows and ``len(a)`` columns (NaN = point not measured). Writes
+    ``<path>.png/.svg`` and ``<path>_surface.png/.svg``; returns the four paths.
+    """
+    a_arr, b_arr, zm = _grid(a, b, z)
+    import numpy as np
+
+    vmin, vmax = zlim
+    levels = np.linspace(vmin, vmax, 21)
+    base = _base(path)
+
+    fig = _figure(figsize=(10.5, 4.6), layout="constrained")
+    ax_c, ax_h = fig.subplots(1, 2)
+    ax_c.contourf(a_arr, b_arr, np.ma.clip(zm, vmin, vmax), levels=levels, cmap="viridis",
+                       vmin=vmin, vmax=vmax)
+    ax_c.set_title("contour")
+    da, db = (a_arr[-1] - a_arr[0]) / (len(a_arr) - 1), (b_arr[-1] - b_arr[0]) / (len(b_arr) - 1)
+    im = ax_h.imshow(zm, origin="lower", cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto",
+                     interpolation="nearest",
+                     extent=(a_arr[0] - da / 2, a_arr[-1] + da / 2,
+                             b_arr[0] - db / 2, b_arr[-1] + db / 2))
+    ax_h.set_title("heatmap")
+    for ax in (ax_c, ax_h):
+        ax.axhline(0.0, color="0.15", linewidth=0.8)
+        ax.axvline(0.0, color="0.15", linewidth=0.8)
+        ax.plot([0.0], [0.0], "o", color=_ORIGIN_COLOR, markeredgecolor="white", markersize=8)
+        ax.set(xlabel="a (direction 1)", ylabel="b (direction 2)")
+        ax.set_box_aspect(1)
+    fig.colorbar(im, ax=[ax_c, ax_h], label=zlabel, shrink=0.85)
+    fig.suptitle(title)
+    paths = _save(fig, base)
+
+    fig3 = _figure(figsize=(6.4, 5.6))
+    ax3 = fig3.add_subplot(projection="3d")
+    grid_a, grid_b = np.meshgrid(a_arr, b_arr)
+    surf = ax3.plot_surface(grid_a, grid_b, zm.filled(np.nan), cmap="viridis", vmin=vmin,
+                            vmax=vmax, rstride=1, cstride=1, linewidth=0, antialiased=True)
+    i0 = int(np.argmin(np.abs(b_arr)))
+    j0 = int(np.argmin(np.abs(a_arr)))
+    if a_arr[j0] == 0.0 and b_arr[i0] == 0.0 and not np.ma.is_masked(zm[i0, j0]):
+        ax3.scatter([0.0], [0.0], [float(zm[i0, j0])], color=_ORIGIN_COLOR, s=40,
+                    edgecolors="white", depthshade=False)
+    ax3.set(xlabel="a", ylabel="b", zlabel=zlabel, title=title)
+    ax3.set_zlim(vmin, vmax)
+    fig3.colorbar(surf, ax=ax3, shrink=0.6, pad=0.12)
+    paths += _save(fig3, base.with_name(base.name + "_surface"))
+    return paths
+
+
+def plot_side_by_side(
+    safety: Mapping[str, Sequence[tuple[float, float]]],
+    capability: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | Path,
+    *,
+    title: str,
+    capability_label: str,
+    safety_label: str = "ASR (%)",
+    xlabel: str = "perturbation amount a",
+    capability_ylim: tuple[float, float] | None = (0.0, 100.0),
+) -> list[Path]:
+    """Safety (left axis, solid) and a capability metric (right axis, dashed) along the same
+    perturbation, as in the paper's Figures 7/8; returns ``[png, svg]``."""
+    if not safety and not capability:
+        raise ValueError("plot_side_by_side: nothing to plot")
+    fig = _figure(figsize=(7.0, 4.2))
+    ax = fig.add_subplot()
+    ax2 = ax.twinx()
+    ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1)
+    handles = []
+    # Distinct colours for every line: solid = safety (left axis), dashed = capability (right).
+    for i, (name, points) in enumerate(safety.items()):
+        xs, ys = _sorted_points(name, points)
+        handles += ax.plot(xs, ys, color=f"C{i % 10}", marker="o", markersize=3,
+                           label=f"{name}: {safety_label}")
+    for i, (name, points) in enumerate(capability.items(), start=len(safety)):
+        xs, ys = _sorted_points(name, points)
+        handles += ax2.plot(xs, ys, color=f"C{i % 10}", linestyle="--", marker="s", markersize=3,
+                            label=f"{name}: {capability_label}")
+    _style_ylim(ax, (0.0, 100.0))
+    _style_ylim(ax2, capability_ylim)
+    ax.set(title=title, xlabel=xlabel, ylabel=safety_label)
+    ax2.set_ylabel(capability_label)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, labels=[h.get_label() for h in handles], fontsize="small",
+              loc="best")
+    return _save(fig, _base(path))
+
