@@ -47,6 +47,7 @@ __all__ = [
     "random_direction",
     "random_tensor",
     "unique_parameters",
+    "update_tensor_hash",
 ]
 
 FILTER_EPS = 1e-10  # Li et al. 2018: d_i = g_i / (||g_i|| + 1e-10) * ||W_i||
@@ -449,10 +450,15 @@ def direction_fingerprint(direction: Mapping[str, torch.Tensor], names: Sequence
     for name in names:
         if name not in direction:
             raise FailedPrecondition(f"direction has no tensor {name!r} to fingerprint")
-        t = direction[name].detach().contiguous().cpu()
-        h.update(f"{name}\x00{tuple(t.shape)}\x00{t.dtype}\x00".encode("utf-8"))
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        update_tensor_hash(h, name, direction[name])
     return h.hexdigest()
+
+
+def update_tensor_hash(h: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
+    """Feed one named tensor into a running sha256 (streamed fingerprints use the same bytes)."""
+    t = tensor.detach().contiguous().cpu()
+    h.update(f"{name}\x00{tuple(t.shape)}\x00{t.dtype}\x00".encode("utf-8"))
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def direction_norm(direction: Mapping[str, torch.Tensor]) -> float:

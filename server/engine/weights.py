@@ -1,0 +1,306 @@
+"""Weight application: the pristine copy, the directions held, and theta = theta0 + sum c_i d_i.
+
+Owns the invariants that make a shared server correct (DESIGN.md 1-4):
+  - coefficients are absolute: every state is recomputed from the pristine weights, never by
+    accumulating steps, in fp32, then cast to the model dtype; tensors no term touches are copied
+    from the pristine copy, so the empty state is theta0 bit for bit;
+  - a weight state is named by a fingerprint of (model fingerprint, dtype, canonical terms);
+  - directions are specs: held as fp32 tensors ("cache") or, for per-tensor random directions,
+    regenerated tensor by tensor from the spec at every switch ("regenerate": no memory held;
+    reference-stream, interpolation and adapter directions are always cached).
+  - at the cap of held directions, creating one more evicts the least recently used direction
+    that the applied state does not use (a request that sends the spec recreates it on demand).
+
+Not thread-safe for mutation: only the model host's worker thread calls ``create``/``apply``;
+the listing methods take a lock so gRPC threads may read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from ..registry import ModelRegistry
+from .directions import (
+    AdapterSpec,
+    DirectionSpec,
+    InterpolationSpec,
+    RandomSpec,
+    Stream,
+    adapter_direction,
+    direction_id,
+    interpolation_direction,
+    is_perturbed,
+    load_safetensors_checkpoint,
+    random_direction,
+    random_tensor,
+    unique_parameters,
+    update_tensor_hash,
+)
+
+STORAGE_MODES = ("cache", "regenerate")
+Terms = tuple[tuple[str, float], ...]  # canonical: sorted by direction id, no zero coefficients
+
+
+@dataclass
+class HeldDirection:
+    id: str
+    spec: DirectionSpec
+    fingerprint: str
+    norm: float
+    perturbed_tensors: int
+    total_tensors: int
+    create_seconds: float
+    owner: str
+    tensors: dict[str, torch.Tensor] | None = None  # fp32, only the non-zero ones; None = regenerate
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def bytes_held(self) -> int:
+        if self.tensors is None:
+            return 0
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+@dataclass(frozen=True)
+class AppliedState:
+    fingerprint: str
+    terms: Terms
+    apply_seconds: float
+    switched: bool
+
+
+class WeightManager:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        model_fingerprint: str,
+        storage: str = "cache",
+        max_directions: int = 16,
+        max_directions_per_tenant: int = 0,
+        max_abs_coefficient: float = 10.0,
+        registry: ModelRegistry | None = None,
+    ) -> None:
+        if storage not in STORAGE_MODES:
+            raise InvalidArgument(f"direction storage {storage!r}: use one of {', '.join(STORAGE_MODES)}")
+        self.model = model
+        self.model_fingerprint = model_fingerprint
+        self.storage = storage
+        self.max_directions = max_directions
+        self.max_directions_per_tenant = max_directions_per_tenant
+        self.max_abs_coefficient = max_abs_coefficient
+        self.registry = registry or ModelRegistry()
+        self.params = unique_parameters(model)
+        self.names = [name for name, _ in self.params]
+        self.dtype = self.params[0][1].dtype
+        with torch.no_grad():
+            self.pristine = {name: p.detach().clone() for name, p in self.params}
+        self._directions: OrderedDict[str, HeldDirection] = OrderedDict()
+        self._lock = threading.Lock()
+        self.current: Terms = ()
+        self.switches = 0
+
+    # -- directions ---------------------------------------------------------------------------
+
+    def create(self, spec: DirectionSpec, *, tenant: str = "anonymous") -> tuple[HeldDirection, bool]:
+        """Create the direction of `spec` (or return the held one: same spec, same id)."""
+        did = direction_id(spec)
+        with self._lock:
+            held = self._directions.get(did)
+            if held is not None:
+                held.last_used = time.monotonic()
+                self._directions.move_to_end(did)
+                return held, False
+            owned = sum(1 for d in self._directions.values() if d.owner == tenant)
+        if self.max_directions_per_tenant and owned >= self.max_directions_per_tenant:
+            raise ResourceExhausted(
+                f"tenant {tenant!r} holds {owned} directions, the limit (max_directions_per_tenant); "
+                "delete one with DeleteDirection first",
+                limit="max_directions_per_tenant",
+            )
+        started = time.perf_counter()
+        held = self._build(did, spec, tenant)
+        held.create_seconds = time.perf_counter() - started
+        with self._lock:
+            self._make_room()
+            self._directions[did] = held
+        return held, True
+
+    def _make_room(self) -> None:
+        in_use = {did for did, _ in self.current}
+        while len(self._directions) >= self.max_directions:
+            victim = next((did for did in self._directions if did not in in_use), None)
+            if victim is None:
+                raise ResourceExhausted(
+                    f"all {self.max_directions} direction slots (max_directions) are used by the applied state",
+                    limit="max_directions",
+                )
+            del self._directions[victim]
+
+    def _build(self, did: str, spec: DirectionSpec, tenant: str) -> HeldDirection:
+        h = hashlib.sha256()
+        sq_norm = 0.0
+        perturbed = 0
+        regenerable = isinstance(spec, RandomSpec) and spec.stream == Stream.PER_TENSOR
+        if regenerable:
+            tensors: dict[str, torch.Tensor] = {}
+            for name in self.names:  # one tensor at a time: peak memory is one tensor
+                t = self._random_component(spec, name)
+                update_tensor_hash(h, name, t)
+                if t is not None and bool(t.any()):
+                    perturbed += 1
+                    sq_norm += float(torch.linalg.vector_norm(t.double()) ** 2)
+                    if self.storage == "cache":
+                        tensors[name] = t
+            stored = tensors if self.storage == "cache" else None
+        else:
+            full = self._full_direction(spec)
+            stored = {}
+            for name in self.names:
+                t = full[name].to(torch.float32)
+                update_tensor_hash(h, name, t)
+                if bool(t.any()):
+                    perturbed += 1
+                    sq_norm += float(torch.linalg.vector_norm(t.double()) ** 2)
+                    stored[name] = t
+        return HeldDirection(
+            id=did,
+            spec=spec,
+            fingerprint=h.hexdigest(),
+            norm=math.sqrt(sq_norm),
+            perturbed_tensors=perturbed,
+            total_tensors=len(self.names),
+            create_seconds=0.0,
+            owner=tenant,
+            tensors=stored,
+        )
+
+    def _random_component(self, spec: RandomSpec, name: str) -> torch.Tensor:
+        base = self.pristine[name]
+        return random_tensor(name, base, spec)
+
+    def _full_direction(self, spec: DirectionSpec) -> dict[str, torch.Tensor]:
+        pristine = [(name, self.pristine[name]) for name in self.names]
+        if isinstance(spec, RandomSpec):
+            return random_direction(pristine, spec)
+        if isinstance(spec, InterpolationSpec):
+            entry = self.registry.get(spec.target, "checkpoint")
+            target = load_safetensors_checkpoint(entry.path)
+            return interpolation_direction(pristine, target)
+        if isinstance(spec, AdapterSpec):
+            entry = self.registry.get(spec.adapter, "adapter")
+            return adapter_direction(pristine, entry.path)
+        raise InvalidArgument(f"unknown direction spec {spec!r}")
+
+    def get(self, did: str) -> HeldDirection:
+        with self._lock:
+            held = self._directions.get(did)
+        if held is None:
+            raise NotFound(
+                f"direction {did!r} is not held by this server (never created, deleted, or evicted at "
+                f"the cap of {self.max_directions}); create it again or send its spec in the term"
+            )
+        return held
+
+    def list(self) -> list[HeldDirection]:
+        with self._lock:
+            return list(self._directions.values())
+
+    def delete(self, did: str) -> None:
+        if any(d == did for d, _ in self.current):
+            self.apply(())  # never leave the model at a state whose direction is gone
+        with self._lock:
+            if self._directions.pop(did, None) is None:
+                raise NotFound(f"direction {did!r} is not held by this server")
+
+    # -- weight states ------------------------------------------------------------------------
+
+    def canonical_terms(self, terms: Sequence[tuple[str, float]]) -> Terms:
+        """Validate coefficients and return the canonical form (sorted, zeros dropped, merged)."""
+        merged: dict[str, float] = {}
+        for did, coef in terms:
+            if not isinstance(coef, (int, float)) or not math.isfinite(coef):
+                raise InvalidArgument(f"coefficient for {did} is {coef!r}; coefficients must be finite numbers")
+            if abs(coef) > self.max_abs_coefficient:
+                raise InvalidArgument(
+                    f"coefficient {coef} for {did} exceeds the limit |c| <= {self.max_abs_coefficient} "
+                    "(max_abs_coefficient); the paper's grids stay within [-0.5, 1.5]"
+                )
+            merged[did] = merged.get(did, 0.0) + float(coef)
+        return tuple(sorted((d, c) for d, c in merged.items() if c != 0.0))
+
+    def state_fingerprint(self, terms: Terms) -> str:
+        if not terms:
+            return self.model_fingerprint
+        text = json.dumps(
+            {"model": self.model_fingerprint, "dtype": str(self.dtype), "terms": [[d, repr(c)] for d, c in terms]},
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @torch.no_grad()
+    def apply(self, terms: Terms) -> AppliedState:
+        """Make the model's weights exactly theta0 + sum c_i d_i for canonical `terms`."""
+        if terms == self.current:
+            return AppliedState(self.state_fingerprint(terms), terms, 0.0, False)
+        held = [(self.get(did), coef) for did, coef in terms]
+        started = time.perf_counter()
+        for name, param in self.params:
+            base = self.pristine[name]
+            components = [(c, d) for d, c in ((self._component(h, name), c) for h, c in held) if d is not None]
+            if not components:
+                param.copy_(base)
+                continue
+            acc = base.to(torch.float32, copy=True)  # fp32 accumulation; copy=True: never alias the pristine copy
+            for coef, d in components:
+                acc.add_(d, alpha=coef)
+            param.copy_(acc.to(param.dtype))
+        if self.params[0][1].device.type == "cuda":
+            torch.cuda.synchronize()
+        for h, _ in held:
+            h.last_used = time.monotonic()
+        self.current = terms
+        self.switches += 1
+        return AppliedState(self.state_fingerprint(terms), terms, time.perf_counter() - started, True)
+
+    def _component(self, held: HeldDirection, name: str) -> torch.Tensor | None:
+        if held.tensors is not None:
+            return held.tensors.get(name)
+        spec = held.spec
+        assert isinstance(spec, RandomSpec)
+        if not is_perturbed(name, self.pristine[name], spec):
+            return None
+        return self._random_component(spec, name)
+
+    def weights_sha256(self) -> str:
+        """sha256 of the weights as they are now (bit-exact; equals the model fingerprint at theta0)."""
+        h = hashlib.sha256()
+        for name, param in self.params:
+            update_tensor_hash(h, name, param)
+        return h.hexdigest()
+
+    def memory(self) -> dict[str, int]:
+        model_bytes = sum(p.numel() * p.element_size() for _, p in self.params)
+        return {
+            "model": model_bytes,
+            "pristine": sum(t.numel() * t.element_size() for t in self.pristine.values()),
+            "directions": sum(d.bytes_held for d in self.list()),
+        }
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over names, shapes, dtypes and bytes of the model's unique parameters."""
+    h = hashlib.sha256()
+    for name, param in unique_parameters(model):
+        update_tensor_hash(h, name, param)
+    return h.hexdigest()
