@@ -1,0 +1,149 @@
+"""Scoring: log-likelihood of continuations given contexts, and next-token candidate logits.
+
+The engine behind ``Score`` (the paper's capability and fluency controls, METHOD.md section 6):
+MMLU-style accuracy reads the next-token logits of the answer letters after the prompt, and
+perplexity sums the log-probabilities of a text's tokens.
+
+Tokenisation (one rule, used by the tests' direct computation too):
+  - context and continuation are encoded SEPARATELY, each with ``add_special_tokens=False``, and
+    concatenated: ``tokens = [BOS] + tok(context) + tok(continuation)``. This differs from
+    lm-evaluation-harness (which encodes context+continuation as a whole and splits at the
+    context's length) only where a tokenizer merges across the boundary; encoding separately
+    keeps the context's tokens identical for every continuation, and matches the candidates,
+    whose first token is read from the candidate string encoded on its own.
+  - the tokenizer's BOS is prepended when it has one. Without a BOS (tiny-random) nothing
+    predicts the first token, so with an EMPTY context the continuation is scored from its second
+    token (``num_tokens`` is one less than its length; a one-token continuation scores 0 tokens).
+  - candidates: each string's FIRST token, encoded as the caller gives it (" A" and "A" differ);
+    their logits are read at the last context position (the next-token logits after the context).
+    An empty context without a BOS has no such position: that is an InvalidArgument.
+
+Batching: items are sorted by length (longest first) and split into batches of at most
+``max_batch_size``; rows are right-padded with an attention mask, so padding comes after every
+real token and never changes what a row sees. Log-softmax is taken in fp32. Results come back in
+request order. ``should_cancel()`` is checked before every batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import Cancelled, InvalidArgument
+
+
+@dataclass(frozen=True)
+class ScoreOutcome:
+    logprob: float  # sum of log p(continuation tokens | everything before), natural log
+    num_tokens: int  # how many continuation tokens were scored
+    token_logprobs: tuple[float, ...]
+    is_greedy: bool  # every scored continuation token is the argmax (vacuously True at 0 tokens)
+    candidate_logits: tuple[float, ...]  # next-token logits after the context, candidates' order
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    ids: list[int]
+    context_len: int  # tokens before the continuation, BOS included
+
+
+def encode_item(tokenizer, context: str, continuation: str) -> _Encoded:
+    """``[BOS] + tok(context) + tok(continuation)``, each encoded on its own (see module doc)."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ctx = tokenizer.encode(context, add_special_tokens=False) if context else []
+    cont = tokenizer.encode(continuation, add_special_tokens=False)
+    return _Encoded(ids=bos + ctx + cont, context_len=len(bos) + len(ctx))
+
+
+def candidate_token_ids(tokenizer, candidates: Sequence[str]) -> list[int]:
+    """The first token of each candidate string, encoded as given (no special tokens)."""
+    ids = []
+    for i, cand in enumerate(candidates):
+        toks = tokenizer.encode(cand, add_special_tokens=False) if cand else []
+        if not toks:
+            raise InvalidArgument(
+                f"next_token_candidates[{i}] is empty (encodes to no tokens); give a non-empty string such as \" A\""
+            )
+        ids.append(toks[0])
+    return ids
+
+
+def score(
+    model,
+    tokenizer,
+    items: Sequence[tuple[str, str]],
+    *,
+    max_batch_size: int,
+    candidates: Sequence[str] = (),
+    should_cancel: Callable[[], bool] = lambda: False,
+) -> list[ScoreOutcome]:
+    """Score each (context, continuation); results in request order (see the module docstring)."""
+    if not items:
+        raise InvalidArgument("items is empty; give at least one (context, continuation) item to score")
+    if max_batch_size < 1:
+        raise InvalidArgument(f"max_batch_size must be >= 1, got {max_batch_size}")
+    for i, (context, continuation) in enumerate(items):
+        if not continuation:
+            raise InvalidArgument(
+                f"items[{i}].continuation is empty; give the text to score (the context may be empty, the continuation may not)"
+            )
+    cand_ids = candidate_token_ids(tokenizer, candidates)
+    encoded = [encode_item(tokenizer, c, x) for c, x in items]
+    if cand_ids:
+        for i, enc in enumerate(encoded):
+            if enc.context_len == 0:
+                raise InvalidArgument(
+                    f"items[{i}].context is empty and the tokenizer has no BOS token, so there are no next-token "
+                    "logits to read the candidates from; give a non-empty context or no candidates"
+                )
+
+    order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i].ids), i))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    results: list[ScoreOutcome | None] = [None] * len(encoded)
+    with torch.inference_mode():
+        for start in range(0, len(order), max_batch_size):
+            if should_cancel():
+                raise Cancelled("the call was cancelled or its deadline passed; scoring stopped")
+            batch = order[start : start + max_batch_size]
+            width = max(len(encoded[i].ids) for i in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids = encoded[i].ids
+                input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                attention_mask[row, : len(ids)] = 1
+            logits = model(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
+            ).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row, i in enumerate(batch):
+                results[i] = _outcome(encoded[i], logits[row], logprobs[row], cand_ids)
+    return results  # type: ignore[return-value]
+
+
+def _outcome(enc: _Encoded, logits: torch.Tensor, logprobs: torch.Tensor, cand_ids: list[int]) -> ScoreOutcome:
+    # Position p predicts token p+1; the first scored token is the first continuation token with
+    # something before it (index 1 when the context is empty and there is no BOS).
+    first = max(enc.context_len, 1)
+    targets = torch.tensor(enc.ids[first:], dtype=torch.long, device=logits.device)
+    if targets.numel():
+        prev = torch.arange(first - 1, len(enc.ids) - 1, device=logits.device)
+        token_lp = logprobs[prev, targets]
+        greedy = bool((logits[prev].argmax(dim=-1) == targets).all())
+        token_logprobs = tuple(float(x) for x in token_lp.double().tolist())
+    else:
+        greedy, token_logprobs = True, ()
+    cand = ()
+    if cand_ids:
+        row = logits[enc.context_len - 1]
+        cand = tuple(float(row[c]) for c in cand_ids)
+    return ScoreOutcome(
+        logprob=float(sum(token_logprobs)),
+        num_tokens=len(token_logprobs),
+        token_logprobs=token_logprobs,
+        is_greedy=greedy,
+        candidate_logits=cand,
+    )
