@@ -1,0 +1,433 @@
+"""Bearer-token authentication per tenant: the token store, the gRPC interceptor, log redaction.
+
+What this module owns:
+- ``TokenStore``: sha256 digests of tokens -> ``Tenant``. Plain tokens are hashed on load and
+  never kept, printed or logged. Sources: a TOML file (``--tokens-file`` / ``VISAGE_TOKENS_FILE``)
+  and an env value (``VISAGE_TOKENS="alice:tok1,ops:tok2:admin"``).
+- ``tenant_var`` / ``request_id_var``: who is calling and which request this is; the servicer and
+  the scheduler read them (``tenant_var.get()``), and both are bound into structlog's contextvars.
+- ``AuthInterceptor``: checks ``authorization: Bearer <token>`` and the admin group.
+- ``redact_secrets``: a structlog processor that keeps tokens out of log lines.
+
+Why the interceptor wraps the handler instead of setting the context variables itself: grpc's
+sync server runs ``intercept_service`` in the polling thread and the handler in a worker thread,
+so a contextvar set in ``intercept_service`` is not seen by the handler. The wrapped behaviour runs
+the handler in a fresh copy of the worker's context, so nothing leaks into the next call that the
+same pooled thread serves.
+
+``require_auth=False`` (development, loopback): no token is checked, every call is tenant
+"anonymous" and every method, admin ones included, is allowed.
+
+TOML token file::
+
+    [[tenant]]
+    name = "alice"
+    token_sha256 = "<64 hex digits>"   # preferred: sha256 of the token (printf %s TOKEN | sha256sum)
+
+    [[tenant]]
+    name = "ops"
+    token = "plain-token"              # accepted, hashed at load
+    admin = true
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import os
+import re
+import tomllib
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+
+__all__ = [
+    "ADMIN_METHODS",
+    "ANONYMOUS",
+    "HEALTH_METHODS",
+    "REFLECTION_METHODS",
+    "AuthInterceptor",
+    "Tenant",
+    "TokenStore",
+    "bearer_token",
+    "redact_secrets",
+    "request_id_var",
+    "tenant_var",
+    "token_digest",
+    "wrap_handler",
+]
+
+ANONYMOUS = "anonymous"
+MISSING_TOKEN = (
+    "missing bearer token: send 'authorization: Bearer <token>' "
+    "(visage --token / VISAGE_TOKEN / --token-file)"
+)
+INVALID_TOKEN = "invalid token"
+
+_DIRECTIONS = "/safety_landscape.v1.DirectionService/"
+ADMIN_METHODS: frozenset[str] = frozenset(
+    {_DIRECTIONS + "CreateDirection", _DIRECTIONS + "DeleteDirection", _DIRECTIONS + "SetCoefficients"}
+)
+HEALTH_METHODS: frozenset[str] = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+REFLECTION_METHODS: frozenset[str] = frozenset(
+    {
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default=ANONYMOUS)
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A caller known to the server; ``admin`` tenants may call ``ADMIN_METHODS``."""
+
+    name: str
+    admin: bool = False
+
+
+def token_digest(token: str) -> str:
+    """The sha256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class TokenStore:
+    """Token digests -> tenants. Holds no plain token; its repr shows tenant names only."""
+
+    def __init__(self, digests: Mapping[str, Tenant] | None = None) -> None:
+        self._by_digest: dict[str, Tenant] = {}
+        for digest, tenant in (digests or {}).items():
+            digest = digest.lower()
+            if not _HEX64.match(digest):
+                raise ValueError(f"tenant {tenant.name!r}: token_sha256 must be 64 hex digits")
+            self._by_digest[digest] = tenant
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> TokenStore:
+        """Load a TOML tokens file; every problem in it is reported together in one ValueError."""
+        where = os.fspath(path)
+        try:
+            with open(where, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ValueError(f"tokens file {where}: cannot read it ({exc.strerror or exc})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"tokens file {where}: not valid TOML ({exc})") from exc
+        entries = data.get("tenant")
+        if not isinstance(entries, list) or not entries:
+            raise ValueError(f"tokens file {where}: no [[tenant]] tables (each needs name and token_sha256 or token)")
+        problems: list[str] = []
+        digests: dict[str, Tenant] = {}
+        for i, entry in enumerate(entries):
+            at = f"tenant #{i + 1}"
+            if not isinstance(entry, dict):
+                problems.append(f"{at}: not a table")
+                continue
+            unknown = set(entry) - {"name", "token", "token_sha256", "admin"}
+            if unknown:
+                problems.append(f"{at}: unknown keys {sorted(unknown)} (allowed: name, token, token_sha256, admin)")
+            name = entry.get("name")
+            if not isinstance(name, str) or not name.strip():
+                problems.append(f"{at}: 'name' must be a non-empty string")
+                continue
+            at = f"tenant {name!r}"
+            admin = entry.get("admin", False)
+            if not isinstance(admin, bool):
+                problems.append(f"{at}: 'admin' must be true or false")
+                continue
+            has_plain, has_digest = "token" in entry, "token_sha256" in entry
+            if has_plain == has_digest:
+                problems.append(f"{at}: give exactly one of 'token' or 'token_sha256'")
+                continue
+            if has_plain:
+                token = entry["token"]
+                if not isinstance(token, str) or not token:
+                    problems.append(f"{at}: 'token' must be a non-empty string")
+                    continue
+                digest = token_digest(token)
+            else:
+                digest = entry["token_sha256"]
+                if not isinstance(digest, str) or not _HEX64.match(digest.lower()):
+                    problems.append(f"{at}: 'token_sha256' must be 64 hex digits (sha256 of the token)")
+                    continue
+                digest = digest.lower()
+            if digest in digests:
+                problems.append(f"{at}: same token as tenant {digests[digest].name!r}")
+                continue
+            digests[digest] = Tenant(name=name, admin=admin)
+        if problems:
+            raise ValueError(f"tokens file {where}: " + "; ".join(problems))
+        return cls(digests)
+
+    @classmethod
+    def from_env(cls, value: str) -> TokenStore:
+        """Parse ``name:token[:admin],name2:token2`` (the format of ``VISAGE_TOKENS``)."""
+        digests: dict[str, Tenant] = {}
+        problems: list[str] = []
+        for i, item in enumerate(p.strip() for p in value.split(",")):
+            if not item:
+                continue
+            parts = item.split(":")
+            admin = len(parts) >= 3 and parts[-1].strip().lower() == "admin"
+            if admin:
+                parts = parts[:-1]
+            name, token = parts[0].strip(), ":".join(parts[1:]).strip()
+            if len(parts) < 2 or not name or not token:
+                problems.append(f"entry #{i + 1}: expected name:token[:admin]")
+                continue
+            digest = token_digest(token)
+            if digest in digests:
+                problems.append(f"entry {name!r}: same token as {digests[digest].name!r}")
+                continue
+            digests[digest] = Tenant(name=name, admin=admin)
+        if problems:
+            raise ValueError("VISAGE_TOKENS: " + "; ".join(problems))
+        return cls(digests)
+
+    def merge(self, other: TokenStore) -> TokenStore:
+        """A new store with both sets of tokens; one token naming two tenants is an error."""
+        merged = dict(self._by_digest)
+        for digest, tenant in other._by_digest.items():
+            if digest in merged and merged[digest] != tenant:
+                raise ValueError(
+                    f"the same token is given for tenant {merged[digest].name!r} and {tenant.name!r}"
+                )
+            merged[digest] = tenant
+        return TokenStore(merged)
+
+    # -- queries ---------------------------------------------------------------------------
+    def authenticate(self, token: str | None) -> Tenant | None:
+        """The tenant of ``token``, or None. Compares digests in constant time against all entries."""
+        if not token:
+            return None
+        digest = token_digest(token)
+        found: Tenant | None = None
+        for known, tenant in self._by_digest.items():
+            if hmac.compare_digest(known, digest):
+                found = tenant
+        return found
+
+    def tenant_names(self) -> frozenset[str]:
+        return frozenset(t.name for t in self._by_digest.values())
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def __repr__(self) -> str:
+        names = sorted({f"{t.name}{'(admin)' if t.admin else ''}" for t in self._by_digest.values()})
+        return f"TokenStore(tokens={len(self)}, tenants={names})"
+
+
+def bearer_token(metadata: Iterable[Any] | None) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` entry, or None when absent/malformed."""
+    for item in metadata or ():
+        key, value = item[0], item[1]
+        if key.lower() != "authorization":
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    return None
+
+
+def _metadata_value(metadata: Iterable[Any] | None, key: str) -> str | None:
+    for item in metadata or ():
+        if item[0].lower() == key:
+            value = item[1]
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
+
+
+# -- handler wrapping -----------------------------------------------------------------------
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+Around = Callable[[Behaviour, bool], Behaviour]
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    """Rebuild ``handler`` with its behaviour replaced by ``around(behaviour, response_streaming)``.
+
+    Keeps the handler's kind and (de)serializers, so a wrapper works for all four RPC shapes.
+    """
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            around(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            around(handler.unary_stream, True), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            around(handler.stream_unary, False), handler.request_deserializer, handler.response_serializer
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        around(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
+    )
+
+
+def _bind(tenant: str, request_id: str) -> None:
+    tenant_var.set(tenant)
+    request_id_var.set(request_id)
+    structlog.contextvars.bind_contextvars(tenant=tenant, request_id=request_id)
+
+
+def _run_bound(tenant: str, request_id: str) -> Around:
+    """Run the behaviour inside a fresh context with the tenant and request id bound."""
+
+    def around(behaviour: Behaviour, streaming: bool) -> Behaviour:
+        if not streaming:
+
+            def unary(request: Any, context: grpc.ServicerContext) -> Any:
+                ctx = contextvars.copy_context()
+                ctx.run(_bind, tenant, request_id)
+                return ctx.run(behaviour, request, context)
+
+            return unary
+
+        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            ctx = contextvars.copy_context()
+            ctx.run(_bind, tenant, request_id)
+            responses = ctx.run(behaviour, request, context)
+            try:
+                while True:
+                    try:
+                        item = ctx.run(next, responses)
+                    except StopIteration:
+                        return
+                    yield item
+            finally:
+                close = getattr(responses, "close", None)
+                if close is not None:
+                    ctx.run(close)
+
+        return stream
+
+    return around
+
+
+def _reject(code: grpc.StatusCode, message: str) -> Around:
+    def around(behaviour: Behaviour, streaming: bool) -> Behaviour:
+        if not streaming:
+
+            def unary(request: Any, context: grpc.ServicerContext) -> Any:
+                context.abort(code, message)
+
+            return unary
+
+        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            context.abort(code, message)
+            yield  # pragma: no cover - makes this a generator, as a streaming handler must be
+
+        return stream
+
+    return around
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Authenticate bearer tokens, enforce the admin group, bind tenant and request id."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        *,
+        admin_methods: frozenset[str] = ADMIN_METHODS,
+        open_methods: frozenset[str] = HEALTH_METHODS,
+        require_auth: bool = True,
+    ) -> None:
+        if require_auth and len(store) == 0:
+            raise ValueError(
+                "authentication is required but no tokens are configured: "
+                "give --tokens-file / VISAGE_TOKENS_FILE or VISAGE_TOKENS, or turn auth off for loopback use"
+            )
+        self._store = store
+        self._admin_methods = admin_methods
+        self._open_methods = open_methods
+        self._require_auth = require_auth
+
+    def __repr__(self) -> str:
+        return f"AuthInterceptor({self._store!r}, require_auth={self._require_auth})"
+
+    def decide(self, method: str, metadata: Iterable[Any] | None) -> tuple[str, grpc.StatusCode, str]:
+        """(tenant name, status code, message) for a call; OK means let it through."""
+        if not self._require_auth:
+            return ANONYMOUS, grpc.StatusCode.OK, ""
+        token = bearer_token(metadata)
+        tenant = self._store.authenticate(token)
+        if method in self._open_methods:
+            return (tenant.name if tenant else ANONYMOUS), grpc.StatusCode.OK, ""
+        if token is None:
+            return ANONYMOUS, grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN
+        if tenant is None:
+            return ANONYMOUS, grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN
+        if method in self._admin_methods and not tenant.admin:
+            return (
+                tenant.name,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{method} needs an admin token; tenant {tenant.name!r} is not an admin",
+            )
+        return tenant.name, grpc.StatusCode.OK, ""
+
+    def tenant_of(self, details: grpc.HandlerCallDetails) -> str:
+        """The tenant a call is attributed to (for metrics labels); "anonymous" when unknown."""
+        return self.decide(details.method, details.invocation_metadata)[0]
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED
+            return None
+        metadata = handler_call_details.invocation_metadata
+        tenant, code, message = self.decide(handler_call_details.method, metadata)
+        if code is not grpc.StatusCode.OK:
+            return wrap_handler(handler, _reject(code, message))
+        request_id = _metadata_value(metadata, "x-request-id") or uuid.uuid4().hex
+        return wrap_handler(handler, _run_bound(tenant, request_id[:128]))
+
+
+# -- log redaction ----------------------------------------------------------------------------
+_SECRET_KEYS = re.compile(
+    r"^(authorization|proxy_authorization|token|access_token|auth_token|bearer_token|id_token|"
+    r"refresh_token|api_key|apikey|password|passwd|secret|client_secret)$|_(password|secret)$",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s,'\")]+")
+REDACTED = "***"
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return _BEARER.sub(lambda m: m.group(1) + REDACTED, value)
+    if isinstance(value, bytes):
+        return _redact(value.decode("utf-8", "replace"))
+    if isinstance(value, Mapping):
+        return {k: (REDACTED if isinstance(k, str) and _SECRET_KEYS.search(k) else _redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        # ("authorization", "xyz") pairs, as in gRPC metadata
+        if len(value) == 2 and isinstance(value[0], str) and _SECRET_KEYS.search(value[0]):
+            return (value[0], REDACTED) if isinstance(value, tuple) else [value[0], REDACTED]
+        items = [_redact(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
+
+
+def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: mask values of secret-named keys and ``Bearer xxx`` in any string."""
+    return {
+        key: (REDACTED if _SECRET_KEYS.search(key) else _redact(value)) for key, value in event_dict.items()
+    }
