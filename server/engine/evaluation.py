@@ -1,0 +1,141 @@
+"""Safety evaluation: prompts -> chat format -> generation -> judge -> ASR.
+
+Owns prompt encoding under a chat format and system prompt (with the prompt-token limit), the
+keyword early stop (a sequence stops once a refusal keyword appears: its verdict can no longer
+change, so verdicts and ASR equal a full-length run), the classifier judge (a second causal LM
+prompted LLaMA-Guard style) and the bookkeeping of tokens saved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import FailedPrecondition, InvalidArgument
+from .chat import ChatFormat, render_prompt
+from .generation import FINISH_KEYWORD, BatchGenerator, GenerationParams, GenerationStats, SequenceResult
+from .judges import KeywordJudge, attack_success_rate, build_guard_prompt, parse_guard_verdict
+from .prompts import PromptSet
+
+GUARD_MAX_NEW_TOKENS = 10
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    prompt_set: PromptSet
+    system_prompt: str | None  # None: the model's / format's default
+    chat_format: ChatFormat
+    params: GenerationParams
+    judge: str = "keyword"  # "keyword" | "classifier"
+    keywords: tuple[str, ...] = ()  # replaces the paper's list when non-empty
+    return_completions: bool = False
+    early_stop: bool = True
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    index: int
+    jailbroken: bool
+    matched_keyword: str
+    classifier_output: str
+    result: SequenceResult
+
+
+@dataclass
+class EvalOutcome:
+    asr: float
+    verdicts: list[VerdictRow]
+    stats: GenerationStats
+    judge_seconds: float
+    tokens_saved: int
+    judge_name: str
+
+    @property
+    def jailbroken(self) -> int:
+        return sum(v.jailbroken for v in self.verdicts)
+
+
+class ClassifierJudge:
+    """A LLaMA-Guard-style classifier: a causal LM asked 'safe'/'unsafe' for (prompt, completion)."""
+
+    def __init__(self, generator: BatchGenerator, name: str) -> None:
+        self.generator = generator
+        self.name = name
+
+    def judge(self, prompts: Sequence[str], completions: Sequence[str], should_cancel) -> list[tuple[bool, str]]:
+        tok = self.generator.tokenizer
+        texts = [build_guard_prompt(p, c) for p, c in zip(prompts, completions)]
+        encoded = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
+        results, _ = self.generator.generate(
+            encoded, GenerationParams(max_new_tokens=GUARD_MAX_NEW_TOKENS), should_cancel=should_cancel
+        )
+        out = []
+        for r in results:
+            verdict = parse_guard_verdict(r.text)
+            # Unparseable output counts as not jailbroken; the raw text is returned so a user can see it.
+            out.append((bool(verdict), r.text))
+        return out
+
+
+@dataclass
+class SafetyEvaluator:
+    generator: BatchGenerator
+    max_prompt_tokens: int
+    classifier: ClassifierJudge | None = None
+    default_judge: KeywordJudge = field(default_factory=KeywordJudge)
+
+    def encode(self, prompts: Sequence[str], system_prompt: str | None, chat_format: ChatFormat) -> list[list[int]]:
+        tok = self.generator.tokenizer
+        encoded = []
+        for i, prompt in enumerate(prompts):
+            rendered = render_prompt(chat_format, prompt, system_prompt, tok)
+            ids = tok(rendered.text, add_special_tokens=rendered.add_special_tokens)["input_ids"]
+            if len(ids) > self.max_prompt_tokens:
+                raise InvalidArgument(
+                    f"prompt {i} is {len(ids)} tokens after the chat format; the limit is "
+                    f"{self.max_prompt_tokens} (max_prompt_tokens): shorten it"
+                )
+            if not ids:
+                raise InvalidArgument(f"prompt {i} is empty after tokenisation; send some text")
+            encoded.append(ids)
+        return encoded
+
+    def evaluate(self, settings: EvalSettings, *, should_cancel: Callable[[], bool] = lambda: False) -> EvalOutcome:
+        prompts = settings.prompt_set.prompts
+        if not prompts:
+            raise InvalidArgument("the prompt set is empty; send at least one prompt")
+        encoded = self.encode(prompts, settings.system_prompt, settings.chat_format)
+        if settings.judge == "keyword":
+            judge = KeywordJudge(settings.keywords or None)
+            stop_test = judge.first_match if settings.early_stop else None
+        elif settings.judge == "classifier":
+            if self.classifier is None:
+                raise FailedPrecondition("this server has no classifier judge loaded (start it with --judge-model)")
+            judge, stop_test = None, None
+        else:
+            raise InvalidArgument(f"unknown judge {settings.judge!r}; use keyword or classifier")
+        results, stats = self.generator.generate(encoded, settings.params, stop_test=stop_test, should_cancel=should_cancel)
+        started = time.perf_counter()
+        verdicts: list[VerdictRow] = []
+        if judge is not None:
+            for i, r in enumerate(results):
+                v = judge.judge(r.text)
+                verdicts.append(VerdictRow(i, v.jailbroken, v.matched_keyword, "", r))
+            judge_name = "keyword"
+        else:
+            assert self.classifier is not None
+            judged = self.classifier.judge(prompts, [r.text for r in results], should_cancel)
+            for i, (r, (unsafe, raw)) in enumerate(zip(results, judged)):
+                verdicts.append(VerdictRow(i, unsafe, "", raw, r))
+            judge_name = f"classifier:{self.classifier.name}"
+        judge_seconds = time.perf_counter() - started
+        saved = sum(settings.params.max_new_tokens - r.completion_tokens for r in results if r.finish_reason == FINISH_KEYWORD)
+        return EvalOutcome(
+            asr=attack_success_rate([v.jailbroken for v in verdicts]),
+            verdicts=verdicts,
+            stats=stats,
+            judge_seconds=judge_seconds,
+            tokens_saved=saved,
+            judge_name=judge_name,
+        )

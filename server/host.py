@@ -1,0 +1,212 @@
+"""The one owner of the model: a bounded job queue and the single worker thread that runs it.
+
+Every piece of device work (applying a weight state, generating, scoring, creating a direction)
+is a ``Job`` run on this thread, never in a gRPC handler thread, so GPU work is serialised and a
+request always runs at the weights it names: the worker applies the job's weight state right
+before the job's work, with nothing in between.
+
+Scheduling: round-robin between tenants (fair: one tenant's backlog cannot starve another), and
+within that, jobs that need the weights already applied go first (grouping saves switches) as
+long as no tenant waits more than ``MAX_SKIPS`` turns. A full queue answers RESOURCE_EXHAUSTED
+with a retry hint; a cancelled or expired job is dropped from the queue or stopped between
+decode steps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+from .config import Limits
+from .engine.engine import Engine, TermRequest, weights_key
+from .engine.weights import AppliedState
+from .errors import Cancelled, ResourceExhausted, Unavailable
+
+T = TypeVar("T")
+MAX_SKIPS = 4
+log = structlog.get_logger("safety_landscape.host")
+
+
+@dataclass
+class Job(Generic[T]):
+    tenant: str
+    terms: Sequence[TermRequest] | None  # None: the work does not depend on the weights
+    work: Callable[[Engine, Callable[[], bool]], T]  # (engine, should_cancel) -> result
+    future: Future = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None  # time.monotonic() deadline
+    enqueued_at: float = field(default_factory=time.monotonic)
+    seq: int = 0
+    skips: int = 0
+    state: AppliedState | None = None
+    queue_seconds: float = 0.0
+
+    @property
+    def key(self):
+        return weights_key(self.terms) if self.terms is not None else None
+
+    def should_cancel(self) -> bool:
+        if self.cancelled.is_set():
+            return True
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+
+class ModelHost:
+    def __init__(self, engine: Engine, limits: Limits, metrics: Any = None) -> None:
+        self.engine = engine
+        self.limits = limits
+        self.metrics = metrics
+        self._queues: OrderedDict[str, deque[Job]] = OrderedDict()
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._stopping = False
+        self._busy_since: float | None = None
+        self._thread = threading.Thread(target=self._loop, name="model-host", daemon=True)
+        self._thread.start()
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> Future:
+        with self._cond:
+            if self._stopping:
+                raise Unavailable("the server is shutting down; retry on another server")
+            queued = sum(len(q) for q in self._queues.values())
+            mine = len(self._queues.get(job.tenant, ()))
+            if queued >= self.limits.max_queued_jobs:
+                self._reject("queue_full")
+                raise ResourceExhausted(
+                    f"the job queue is full ({queued} jobs, max_queued_jobs={self.limits.max_queued_jobs}); "
+                    f"retry in about {self._retry_hint(queued):.0f} s",
+                    limit="max_queued_jobs",
+                    retry_after_seconds=self._retry_hint(queued),
+                )
+            if mine >= self.limits.max_queued_jobs_per_tenant:
+                self._reject("tenant_queue_full")
+                raise ResourceExhausted(
+                    f"tenant {job.tenant!r} has {mine} queued jobs, the limit "
+                    f"(max_queued_jobs_per_tenant={self.limits.max_queued_jobs_per_tenant}); wait for some to finish",
+                    limit="max_queued_jobs_per_tenant",
+                    retry_after_seconds=self._retry_hint(mine),
+                )
+            job.seq = next(self._seq)
+            self._queues.setdefault(job.tenant, deque()).append(job)
+            self._publish_depth()
+            self._cond.notify()
+        return job.future
+
+    def run(
+        self,
+        work: Callable[[Engine, Callable[[], bool]], T],
+        *,
+        tenant: str = "anonymous",
+        terms: Sequence[TermRequest] | None = None,
+        deadline: float | None = None,
+        on_cancel: Callable[[Callable[[], None]], Any] | None = None,
+    ) -> tuple[T, Job]:
+        """Submit and wait. `on_cancel` registers a callback fired when the caller goes away."""
+        job: Job = Job(tenant=tenant, terms=terms, work=work, deadline=deadline)
+        if on_cancel is not None:
+            on_cancel(job.cancelled.set)
+        future = self.submit(job)
+        return future.result(), job
+
+    def _retry_hint(self, ahead: int) -> float:
+        return max(1.0, float(ahead))  # about a second per queued job; refined by metrics later
+
+    def _reject(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.reject(reason)
+
+    def _publish_depth(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(sum(len(q) for q in self._queues.values()))
+            self.metrics.set_queued({t: len(q) for t, q in self._queues.items()})
+
+    def queue_depth(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._queues.values())
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    def _next_job(self) -> Job | None:
+        """Pick the next job (call with the lock held): fair round-robin, then grouping."""
+        tenants = [t for t, q in self._queues.items() if q]
+        if not tenants:
+            return None
+        current = self.engine.weights.current
+        first = tenants[0]
+        chosen = first
+        if self._queues[first][0].skips < MAX_SKIPS:
+            for tenant in tenants:
+                head = self._queues[tenant][0]
+                if head.terms is None or _same_weights(head.key, current):
+                    chosen = tenant
+                    break
+        if chosen != first:
+            self._queues[first][0].skips += 1
+        queue = self._queues[chosen]
+        # Within a tenant, prefer a queued job at the current weights (grouping), else FIFO.
+        pick = next((j for j in queue if j.terms is not None and _same_weights(j.key, current)), queue[0])
+        queue.remove(pick)
+        self._queues.move_to_end(chosen)  # round-robin: this tenant goes to the back
+        if not queue:
+            del self._queues[chosen]
+        return pick
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not any(self._queues.values()):
+                    self._cond.wait()
+                if self._stopping and not any(self._queues.values()):
+                    return
+                job = self._next_job()
+                self._publish_depth()
+            if job is None:
+                continue
+            self._execute(job)
+
+    def _execute(self, job: Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        job.queue_seconds = time.monotonic() - job.enqueued_at
+        if job.should_cancel():
+            if self.metrics is not None:
+                self.metrics.cancelled_jobs_total.inc()
+            job.future.set_exception(Cancelled("the call was cancelled or its deadline passed while queued"))
+            return
+        self._busy_since = time.monotonic()
+        try:
+            if job.terms is not None:
+                job.state = self.engine.at(job.terms, tenant=job.tenant)
+                if job.state.switched and self.metrics is not None:
+                    self.metrics.weight_switches_total.inc()
+                    self.metrics.weight_switch_seconds.observe(job.state.apply_seconds)
+            result = job.work(self.engine, job.should_cancel)
+        except BaseException as exc:  # handed to the caller's thread, which maps it to a status
+            if isinstance(exc, Cancelled) and self.metrics is not None:
+                self.metrics.cancelled_jobs_total.inc()
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+        finally:
+            self._busy_since = None
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuse new jobs, let the queued ones finish, stop the worker."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+
+def _same_weights(key, current) -> bool:
+    return key == current or (not key and not current)
