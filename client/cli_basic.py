@@ -1,0 +1,231 @@
+"""``visage info|health|generate|direction|set|evaluate|prompt-sets|registry``: one call each."""
+
+from __future__ import annotations
+
+import argparse
+
+from .cli import add_connection_args, connect, message_to_dict, parse_at, print_json
+
+AT_HELP = "perturbation term DIRECTION=COEF (repeatable): d-<id>, seed:N, interp:NAME or adapter:NAME"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="model, tokenizer, fingerprints and limits of a server")
+    add_connection_args(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("health", help="the server's health status (SERVING / NOT_SERVING)")
+    add_connection_args(p)
+    p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("generate", help="generate completions, optionally at perturbed weights")
+    add_connection_args(p)
+    p.add_argument("--prompt", action="append", required=True, help="a prompt (repeatable)")
+    _add_prompting_args(p)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--at", action="append", default=[], help=AT_HELP)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("direction", help="create, list or delete perturbation directions (admin)")
+    dsub = p.add_subparsers(dest="direction_command", required=True)
+    c = dsub.add_parser("create", help="create a direction from its spec (idempotent)")
+    add_connection_args(c)
+    kind = c.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--seed", type=int, help="a random direction with this seed")
+    kind.add_argument("--interpolation", metavar="NAME", help="toward a registered checkpoint")
+    kind.add_argument("--adapter", metavar="NAME", help="a registered LoRA adapter's merged delta")
+    c.add_argument("--normalization", default="layer", choices=("layer", "filter", "none"))
+    c.add_argument("--selection", default="reference", choices=("reference", "biasbn", "all"))
+    c.add_argument("--include", action="append", default=[], help="only tensors matching this pattern")
+    c.add_argument("--exclude", action="append", default=[], help="never tensors matching this pattern")
+    c.add_argument("--stream", default="per_tensor", choices=("per_tensor", "reference"))
+    c.add_argument("--index", type=int, default=0, help="which draw of the reference stream")
+    c.set_defaults(func=cmd_direction_create)
+    ls = dsub.add_parser("list", help="directions the server holds, and its memory")
+    add_connection_args(ls)
+    ls.set_defaults(func=cmd_direction_list)
+    rm = dsub.add_parser("delete", help="forget a direction")
+    add_connection_args(rm)
+    rm.add_argument("direction_id")
+    rm.set_defaults(func=cmd_direction_delete)
+
+    p = sub.add_parser("set", help="set the interactive weight state (absolute coefficients; admin)")
+    add_connection_args(p)
+    p.add_argument("--at", action="append", default=[], help=AT_HELP + "; none = theta0")
+    p.add_argument("--verify", action="store_true", help="also hash the actual weights")
+    p.set_defaults(func=cmd_set)
+
+    p = sub.add_parser("evaluate", help="attack success rate of a prompt set at a perturbation")
+    add_connection_args(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompts", metavar="FILE", help="a prompt file (AdvBench/HarmBench/JailbreakBench CSV, JSONL, text)")
+    src.add_argument("--set", metavar="NAME", help="a prompt set the server knows (see visage prompt-sets)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N prompts (AdvBench's first 80 is the paper's)")
+    _add_prompting_args(p)
+    p.add_argument("--judge", default="keyword", choices=("keyword", "classifier"))
+    p.add_argument("--keyword", action="append", default=[], help="replace the paper's refusal keywords (repeatable)")
+    gen = p.add_mutually_exclusive_group()
+    gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--preset", choices=("paper",), help="paper: greedy, 512 new tokens")
+    p.add_argument("--at", action="append", default=[], help=AT_HELP)
+    p.add_argument("--completions", action="store_true", help="return the completions (large)")
+    p.add_argument("--no-early-stop", action="store_true", help="generate the full length even with the keyword judge")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("prompt-sets", help="the named prompt sets a server knows")
+    add_connection_args(p)
+    p.set_defaults(func=cmd_prompt_sets)
+
+    p = sub.add_parser("registry", help="checkpoints and adapters the server's operator registered")
+    add_connection_args(p)
+    p.set_defaults(func=cmd_registry)
+
+
+def _add_prompting_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--system-prompt", default=None,
+                   help="a preset (default, empty, llama2, roleplay, vicuna, mistral) or a custom text")
+    p.add_argument("--chat-format", default="tokenizer",
+                   choices=("tokenizer", "none", "llama2", "vicuna", "mistral", "llama3"))
+
+
+def cmd_info(args) -> int:
+    with connect(args) as client:
+        info = client.info()
+    if args.json:
+        print_json(message_to_dict(info))
+        return 0
+    print(f"model        {info.model_name} ({info.architecture}, {info.parameter_count:,} parameters)")
+    print(f"device       {info.device} {info.dtype}   torch {info.torch_version}")
+    print(f"fingerprint  {info.model_fingerprint}")
+    print(f"tokenizer    {info.tokenizer.tokenizer_class}, vocab {info.tokenizer.vocab_size}, "
+          f"chat template {'yes' if info.tokenizer.has_chat_template else 'no'}")
+    print(f"server       {info.server_version}, loaded in {info.load_seconds:.1f} s, directions: {info.limits.direction_storage}")
+    lim = info.limits
+    print(f"limits       batch {lim.max_batch_size}, max_new_tokens {lim.max_new_tokens}, prompts/request "
+          f"{lim.max_prompts_per_request}, directions {lim.max_directions}, |c| <= {lim.max_abs_coefficient}")
+    return 0
+
+
+def cmd_health(args) -> int:
+    with connect(args) as client:
+        status = client.health()
+    print_json({"status": status}) if args.json else print(status)
+    return 0 if status == "SERVING" else 1
+
+
+def cmd_generate(args) -> int:
+    from .client import generation
+
+    settings = generation(args.max_new_tokens, do_sample=args.sample, seed=args.seed, temperature=args.temperature, top_p=args.top_p)
+    with connect(args) as client:
+        resp = client.generate(args.prompt, system=args.system_prompt, chat=args.chat_format, settings=settings, at=parse_at(args.at))
+    if args.json:
+        print_json(message_to_dict(resp))
+        return 0
+    for prompt, completion in zip(args.prompt, resp.completions):
+        print(f"> {prompt}\n{completion.text}\n")
+    secs = resp.timings.prefill_seconds + resp.timings.decode_seconds
+    print(f"[{resp.generated_tokens} tokens in {secs:.2f} s; weights {resp.weight_state.fingerprint[:16]}]")
+    return 0
+
+
+def cmd_direction_create(args) -> int:
+    from .client import adapter_direction, interpolation_direction, random_direction
+
+    if args.seed is not None:
+        spec = random_direction(args.seed, normalization=args.normalization, selection=args.selection,
+                                include=args.include, exclude=args.exclude, stream=args.stream, index=args.index)
+    elif args.interpolation:
+        spec = interpolation_direction(args.interpolation)
+    else:
+        spec = adapter_direction(args.adapter)
+    with connect(args) as client:
+        d = client.create_direction(spec)
+    if args.json:
+        print_json(message_to_dict(d))
+    else:
+        state = "created" if d.created else "already held"
+        print(f"{d.id}  {state}  fingerprint {d.fingerprint[:16]}  norm {d.norm:.4g}  "
+              f"{d.perturbed_tensors}/{d.total_tensors} tensors  {d.bytes_held / 2**20:.1f} MiB  {d.create_seconds:.2f} s")
+    return 0
+
+
+def cmd_direction_list(args) -> int:
+    with connect(args) as client:
+        resp = client.list_directions()
+    if args.json:
+        print_json(message_to_dict(resp))
+        return 0
+    for d in resp.directions:
+        print(f"{d.id}  {d.spec.WhichOneof('kind')}  fingerprint {d.fingerprint[:16]}  {d.bytes_held / 2**20:.1f} MiB")
+    m = resp.memory
+    print(f"memory: model {m.model_bytes / 2**20:.1f} MiB, pristine {m.pristine_bytes / 2**20:.1f} MiB, "
+          f"directions {m.directions_bytes / 2**20:.1f} MiB")
+    return 0
+
+
+def cmd_direction_delete(args) -> int:
+    with connect(args) as client:
+        client.delete_direction(args.direction_id)
+    print_json({"deleted": args.direction_id}) if args.json else print(f"deleted {args.direction_id}")
+    return 0
+
+
+def cmd_set(args) -> int:
+    with connect(args) as client:
+        state = client.set_coefficients(parse_at(args.at), verify=args.verify)
+    if args.json:
+        print_json(message_to_dict(state))
+    else:
+        print(f"weights {state.fingerprint}" + (f"\nsha256  {state.weights_sha256}" if state.weights_sha256 else ""))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .client import evaluation_settings
+    from .prompt_files import read_prompts
+
+    prompts = read_prompts(args.prompts) if args.prompts else None
+    settings = evaluation_settings(
+        prompts=prompts, prompt_set=args.set, limit=args.limit, system=args.system_prompt, chat=args.chat_format,
+        max_new_tokens=args.max_new_tokens, generation_preset=args.preset or "", keywords=args.keyword,
+        judge=args.judge, return_completions=args.completions, disable_early_stop=args.no_early_stop,
+    )
+    with connect(args) as client:
+        resp = client.evaluate(settings, at=parse_at(args.at))
+    if args.json:
+        print_json(message_to_dict(resp))
+        return 0
+    t = resp.timings
+    print(f"ASR {resp.asr:.2f}%  ({resp.jailbroken}/{resp.total} jailbroken, judge {resp.judge})")
+    print(f"prompt set {resp.prompt_set.name} ({resp.prompt_set.size}, sha256 {resp.prompt_set.sha256[:12]})  "
+          f"weights {resp.weight_state.fingerprint[:16]}")
+    print(f"{resp.generated_tokens} tokens generated, {resp.tokens_saved} saved by early stop; "
+          f"{t.total_seconds:.1f} s (prefill {t.prefill_seconds:.1f}, decode {t.decode_seconds:.1f})")
+    return 0
+
+
+def cmd_prompt_sets(args) -> int:
+    with connect(args) as client:
+        sets = client.list_prompt_sets()
+    if args.json:
+        print_json([message_to_dict(s) for s in sets])
+    else:
+        for s in sets:
+            print(f"{s.name:20s} {s.kind:8s} {s.size:5d}  {s.source_format:18s} {s.sha256[:12]}")
+    return 0
+
+
+def cmd_registry(args) -> int:
+    with connect(args) as client:
+        entries = client.list_registry()
+    if args.json:
+        print_json([message_to_dict(e) for e in entries])
+    else:
+        for e in entries:
+            print(f"{e.name:24s} {e.kind}")
+    return 0
