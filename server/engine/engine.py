@@ -104,18 +104,26 @@ class Engine:
     # -- weight states ------------------------------------------------------------------------
 
     def resolve(self, terms: Sequence[TermRequest], *, tenant: str = "anonymous") -> Terms:
-        """Canonical terms for a request; directions sent as specs are created on demand."""
+        """Canonical terms for a request; directions sent as specs are created on demand.
+
+        Cheap checks first (coefficients, then ids), so a bad request costs no direction build;
+        a direction created for one term never evicts another term's direction (``protect``).
+        """
+        for t in terms:
+            if t.spec is None and not t.direction_id:
+                raise InvalidArgument("a perturbation term names neither a direction id nor a spec")
+        self.weights.canonical_terms([(t.key, t.coefficient) for t in terms])  # validates coefficients
+        for t in terms:
+            if t.spec is None and t.coefficient != 0.0:
+                self.weights.get(t.direction_id)  # NotFound before any work
+        protect = frozenset(t.key for t in terms)
         pairs = []
         for t in terms:
             if t.spec is not None:
-                held, _ = self.weights.create(t.spec, tenant=tenant)
+                held, _ = self.weights.create(t.spec, tenant=tenant, protect=protect)
                 pairs.append((held.id, t.coefficient))
-            elif t.direction_id:
-                if t.coefficient != 0.0:
-                    self.weights.get(t.direction_id)  # NotFound before any work
-                pairs.append((t.direction_id, t.coefficient))
             else:
-                raise InvalidArgument("a perturbation term names neither a direction id nor a spec")
+                pairs.append((t.direction_id, t.coefficient))
         return self.weights.canonical_terms(pairs)
 
     def at(self, terms: Sequence[TermRequest], *, tenant: str = "anonymous") -> AppliedState:

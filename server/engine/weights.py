@@ -8,8 +8,14 @@ Owns the invariants that make a shared server correct (DESIGN.md 1-4):
   - directions are specs: held as fp32 tensors ("cache") or, for per-tensor random directions,
     regenerated tensor by tensor from the spec at every switch ("regenerate": no memory held;
     reference-stream, interpolation and adapter directions are always cached).
-  - at the cap of held directions, creating one more evicts the least recently used direction
-    that the applied state does not use (a request that sends the spec recreates it on demand).
+  - the cap (``max_directions``): creating one more direction than the cap evicts the least
+    recently used held direction that the applied state does not use (nor the request being
+    resolved). "Used" means created (again) or applied: ``create`` and ``apply`` both move a
+    direction to the most-recent end. An evicted direction is gone: a term that sends its spec
+    recreates it transparently (same spec, same id, same tensors), a term that names only its
+    id gets NOT_FOUND saying so. When every held direction is in use, RESOURCE_EXHAUSTED
+    (limit max_directions). A per-tenant cap (``max_directions_per_tenant``, 0 = none) counts
+    the directions a tenant created that are still held: RESOURCE_EXHAUSTED beyond it.
 
 Not thread-safe for mutation: only the model host's worker thread calls ``create``/``apply``;
 the listing methods take a lock so gRPC threads may read.
@@ -108,12 +114,18 @@ class WeightManager:
         self._directions: OrderedDict[str, HeldDirection] = OrderedDict()
         self._lock = threading.Lock()
         self.current: Terms = ()
+        self._dirty = False  # True while (or after a failure while) writing weights
         self.switches = 0
 
     # -- directions ---------------------------------------------------------------------------
 
-    def create(self, spec: DirectionSpec, *, tenant: str = "anonymous") -> tuple[HeldDirection, bool]:
-        """Create the direction of `spec` (or return the held one: same spec, same id)."""
+    def create(
+        self, spec: DirectionSpec, *, tenant: str = "anonymous", protect: frozenset[str] = frozenset()
+    ) -> tuple[HeldDirection, bool]:
+        """Create the direction of `spec` (or return the held one: same spec, same id).
+
+        `protect`: ids that must not be evicted to make room (the other terms of a request).
+        """
         did = direction_id(spec)
         with self._lock:
             held = self._directions.get(did)
@@ -132,17 +144,18 @@ class WeightManager:
         held = self._build(did, spec, tenant)
         held.create_seconds = time.perf_counter() - started
         with self._lock:
-            self._make_room()
+            self._make_room(protect)
             self._directions[did] = held
         return held, True
 
-    def _make_room(self) -> None:
-        in_use = {did for did, _ in self.current}
+    def _make_room(self, protect: frozenset[str] = frozenset()) -> None:
+        in_use = {did for did, _ in self.current} | set(protect)
         while len(self._directions) >= self.max_directions:
             victim = next((did for did in self._directions if did not in in_use), None)
             if victim is None:
                 raise ResourceExhausted(
-                    f"all {self.max_directions} direction slots (max_directions) are used by the applied state",
+                    f"all {self.max_directions} direction slots (max_directions) are used by the applied state "
+                    "or this request; use fewer directions at once or raise --max-directions",
                     limit="max_directions",
                 )
             del self._directions[victim]
@@ -237,6 +250,12 @@ class WeightManager:
                     "(max_abs_coefficient); the paper's grids stay within [-0.5, 1.5]"
                 )
             merged[did] = merged.get(did, 0.0) + float(coef)
+        for did, coef in merged.items():
+            if abs(coef) > self.max_abs_coefficient:
+                raise InvalidArgument(
+                    f"the coefficients for {did} sum to {coef}, beyond the limit |c| <= {self.max_abs_coefficient} "
+                    "(max_abs_coefficient); send one term per direction"
+                )
         return tuple(sorted((d, c) for d, c in merged.items() if c != 0.0))
 
     def state_fingerprint(self, terms: Terms) -> str:
@@ -251,10 +270,11 @@ class WeightManager:
     @torch.no_grad()
     def apply(self, terms: Terms) -> AppliedState:
         """Make the model's weights exactly theta0 + sum c_i d_i for canonical `terms`."""
-        if terms == self.current:
+        if terms == self.current and not self._dirty:
             return AppliedState(self.state_fingerprint(terms), terms, 0.0, False)
         held = [(self.get(did), coef) for did, coef in terms]
         started = time.perf_counter()
+        self._dirty = True  # until every tensor is written: a failure midway must not name a state
         for name, param in self.params:
             base = self.pristine[name]
             components = [(c, d) for d, c in ((self._component(h, name), c) for h, c in held) if d is not None]
@@ -267,9 +287,13 @@ class WeightManager:
             param.copy_(acc.to(param.dtype))
         if self.params[0][1].device.type == "cuda":
             torch.cuda.synchronize()
-        for h, _ in held:
-            h.last_used = time.monotonic()
+        with self._lock:
+            for h, _ in held:
+                h.last_used = time.monotonic()
+                if h.id in self._directions:
+                    self._directions.move_to_end(h.id)  # LRU order: applied = used
         self.current = terms
+        self._dirty = False
         self.switches += 1
         return AppliedState(self.state_fingerprint(terms), terms, time.perf_counter() - started, True)
 
