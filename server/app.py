@@ -72,7 +72,8 @@ class ServerApp:
         """NOT_SERVING, stop accepting, finish in-flight calls within `grace` seconds, stop."""
         grace = self.config.grace_seconds if grace is None else grace
         self.set_status(False)
-        log.info("draining", grace_seconds=grace)
+        self.health.enter_graceful_shutdown()  # nothing may turn it back to SERVING now
+        log.info("draining", grace_seconds=grace, queued_jobs=self.host.queue_depth() if self.host else 0)
         self.server.stop(grace).wait()
         if self.host is not None:
             self.host.stop(timeout=grace)
@@ -101,7 +102,9 @@ def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None)
         open_methods |= HEALTH_METHODS
     if config.open_reflection:
         open_methods |= REFLECTION_METHODS
-    auth = AuthInterceptor(store, open_methods=open_methods, require_auth=config.require_auth)
+    # Configured tokens always turn authentication on (as `visage-server` does): a server given a
+    # tokens file must never quietly serve everyone as "anonymous".
+    auth = AuthInterceptor(store, open_methods=open_methods, require_auth=config.require_auth or len(store) > 0)
     hard_cap = 4 * config.limits.max_message_bytes  # above our own limit, so we can answer INVALID_ARGUMENT
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max(16, config.limits.max_queued_jobs + 8), thread_name_prefix="grpc"),

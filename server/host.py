@@ -10,6 +10,11 @@ within that, jobs that need the weights already applied go first (grouping saves
 long as no tenant waits more than ``MAX_SKIPS`` turns. A full queue answers RESOURCE_EXHAUSTED
 with a retry hint; a cancelled or expired job is dropped from the queue or stopped between
 decode steps.
+
+Observability: ``served`` is a bounded record (the last ``SERVED_HISTORY`` jobs, oldest first)
+of what the worker ran, in order: ``ServedJob(seq, tenant, key, switched, outcome)``. Tests use it
+to prove fairness and grouping; an operator can read it from a debugger. ``queued_cancelled``
+counts jobs taken out of the queue because their caller went away before they ran.
 """
 
 from __future__ import annotations
@@ -32,6 +37,18 @@ from .errors import Cancelled, ResourceExhausted, Unavailable
 
 T = TypeVar("T")
 MAX_SKIPS = 4
+SERVED_HISTORY = 1024
+
+
+@dataclass(frozen=True)
+class ServedJob:
+    """One job the worker took off the queue, in service order."""
+
+    seq: int  # submission order (0, 1, 2, ... over the host's life)
+    tenant: str
+    key: Any  # the weights it needed (weights_key), None for weight-independent work
+    switched: bool  # whether running it changed the applied weights
+    outcome: str  # "ok", "error", "cancelled"
 log = structlog.get_logger("safety_landscape.host")
 
 
@@ -69,6 +86,8 @@ class ModelHost:
         self._seq = itertools.count()
         self._stopping = False
         self._busy_since: float | None = None
+        self.served: deque[ServedJob] = deque(maxlen=SERVED_HISTORY)
+        self.queued_cancelled = 0
         self._thread = threading.Thread(target=self._loop, name="model-host", daemon=True)
         self._thread.start()
 
@@ -113,10 +132,28 @@ class ModelHost:
     ) -> tuple[T, Job]:
         """Submit and wait. `on_cancel` registers a callback fired when the caller goes away."""
         job: Job = Job(tenant=tenant, terms=terms, work=work, deadline=deadline)
-        if on_cancel is not None:
-            on_cancel(job.cancelled.set)
         future = self.submit(job)
+        if on_cancel is not None:
+            # gRPC fires this when the RPC ends for any reason; it only matters while the job is
+            # queued (dropped at once, freeing its queue slot) or running (stopped between steps).
+            if on_cancel(lambda: self._cancel(job)) is False:  # the RPC had already ended
+                self._cancel(job)
         return future.result(), job
+
+    def _cancel(self, job: Job) -> None:
+        job.cancelled.set()
+        with self._cond:
+            queue = self._queues.get(job.tenant)
+            if queue is None or not any(j is job for j in queue):
+                return  # running or done: the work polls job.should_cancel
+            queue.remove(job)
+            if not queue:
+                del self._queues[job.tenant]
+            self.queued_cancelled += 1
+            self._publish_depth()
+        if self.metrics is not None:
+            self.metrics.cancelled_jobs_total.inc()
+        job.future.set_exception(Cancelled("the call was cancelled while its job was queued"))
 
     def _retry_hint(self, ahead: int) -> float:
         return max(1.0, float(ahead))  # about a second per queued job; refined by metrics later
@@ -181,9 +218,11 @@ class ModelHost:
         if job.should_cancel():
             if self.metrics is not None:
                 self.metrics.cancelled_jobs_total.inc()
+            self._record(job, "cancelled")
             job.future.set_exception(Cancelled("the call was cancelled or its deadline passed while queued"))
             return
         self._busy_since = time.monotonic()
+        outcome = "ok"
         try:
             if job.terms is not None:
                 job.state = self.engine.at(job.terms, tenant=job.tenant)
@@ -192,13 +231,20 @@ class ModelHost:
                     self.metrics.weight_switch_seconds.observe(job.state.apply_seconds)
             result = job.work(self.engine, job.should_cancel)
         except BaseException as exc:  # handed to the caller's thread, which maps it to a status
+            outcome = "cancelled" if isinstance(exc, Cancelled) else "error"
             if isinstance(exc, Cancelled) and self.metrics is not None:
                 self.metrics.cancelled_jobs_total.inc()
+            self._record(job, outcome)
             job.future.set_exception(exc)
         else:
+            self._record(job, outcome)
             job.future.set_result(result)
         finally:
             self._busy_since = None
+
+    def _record(self, job: Job, outcome: str) -> None:
+        switched = bool(job.state is not None and job.state.switched)
+        self.served.append(ServedJob(seq=job.seq, tenant=job.tenant, key=job.key, switched=switched, outcome=outcome))
 
     def stop(self, timeout: float | None = None) -> None:
         """Refuse new jobs, let the queued ones finish, stop the worker."""
