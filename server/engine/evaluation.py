@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import FailedPrecondition, InvalidArgument
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, did_you_mean
 from .chat import ChatFormat, render_prompt
 from .generation import FINISH_KEYWORD, BatchGenerator, GenerationParams, GenerationStats, SequenceResult
 from .judges import KeywordJudge, attack_success_rate, build_guard_prompt, parse_guard_verdict
@@ -31,6 +31,7 @@ class EvalSettings:
     keywords: tuple[str, ...] = ()  # replaces the paper's list when non-empty
     return_completions: bool = False
     early_stop: bool = True
+    classifier_name: str = ""  # classifier judge only: "" = the one loaded, else must name it
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,21 @@ class SafetyEvaluator:
             stop_test = judge.first_match if settings.early_stop else None
         elif settings.judge == "classifier":
             if self.classifier is None:
-                raise FailedPrecondition("this server has no classifier judge loaded (start it with --judge-model)")
+                raise FailedPrecondition(
+                    "this server has no classifier judge loaded: start it with --judge-model "
+                    "(e.g. a LLaMA Guard directory), or use the keyword judge"
+                )
+            if settings.classifier_name and settings.classifier_name != self.classifier.name:
+                raise NotFound(
+                    f"unknown classifier judge {settings.classifier_name!r}; this server has "
+                    f"{self.classifier.name!r}: name it, or leave the name empty for the one loaded"
+                )
             judge, stop_test = None, None
         else:
-            raise InvalidArgument(f"unknown judge {settings.judge!r}; use keyword or classifier")
+            raise InvalidArgument(
+                f"unknown judge {settings.judge!r}; use keyword or classifier."
+                + did_you_mean(settings.judge, ("keyword", "classifier"))
+            )
         results, stats = self.generator.generate(encoded, settings.params, stop_test=stop_test, should_cancel=should_cancel)
         started = time.perf_counter()
         verdicts: list[VerdictRow] = []
