@@ -206,6 +206,7 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
             keywords=keywords,
             return_completions=msg.return_completions,
             early_stop=not msg.disable_early_stop,
+            classifier_name=msg.judge.classifier.name if judge_kind == "classifier" else "",
         )
         engine.check_generation(settings.params)
         return settings, convert.system_prompt_sha256(system, engine.tokenizer_facts.chat_template_sha256)
