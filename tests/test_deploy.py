@@ -207,3 +207,52 @@ def test_dockerfile() -> None:
         "visage-server", "--model", "/models/model", "--listen", f"0.0.0.0:{GRPC_PORT}",
         "--metrics-port", str(METRICS_PORT),
     ]
+
+
+def test_the_container_command_serves(tmp_path: Path) -> None:
+    """The image's ENTRYPOINT + CMD, run here with only the model path (tiny-random) and the
+    addresses (loopback, free ports) replaced: it listens, turns SERVING, exports metrics, and
+    exits 0 on SIGTERM. So the container's command is the one the tests run."""
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from safety_landscape.client.client import Client
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    replace = {"/models/model": "tiny-random", f"0.0.0.0:{GRPC_PORT}": "127.0.0.1:0", str(METRICS_PORT): str(free_port())}
+    command = [replace.get(arg, arg) for arg in dockerfile_command()]
+    assert command[0] == "visage-server" and command.count("tiny-random") == 1 and "127.0.0.1:0" in command
+    executable = shutil.which("visage-server", path=str(Path(sys.executable).parent)) or shutil.which("visage-server")
+    assert executable, "the visage-server console script is not installed"
+    port_file = tmp_path / "port"
+    env = {**os.environ, "VISAGE_LOG_FORMAT": "json", "VISAGE_DEVICE": "cpu"}  # the image sets VISAGE_LOG_FORMAT=json
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([executable, *command[1:], "--port-file", str(port_file)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.05)
+        with Client(f"127.0.0.1:{port_file.read_text().strip()}") as c:
+            c.wait_until_serving(120)
+            assert c.info().model_name == "tiny-random"
+        metrics_port = command[command.index("--metrics-port") + 1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            assert "visage_serving 1.0" in response.read().decode()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, (tmp_path / "server.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
