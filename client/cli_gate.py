@@ -1,0 +1,60 @@
+"""``visage gate CONFIG --server ... [--out DIR]``: the release gate for CI pipelines.
+
+Exit codes: 0 every check passed, 1 a check failed, 2 the gate could not evaluate (unreachable
+server, missing or invalid config or baseline, any error): never a pass by accident.
+Writes gate.json, junit.xml and summary.md to ``--out`` (see docs/ci-gate.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli import add_connection_args, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "gate",
+        help="release gate: check VISAGE, ASR, over-refusal and drop vs a baseline against thresholds (exit 0/1/2)",
+        description="Evaluate a candidate (the server's model, or a registry checkpoint) against the thresholds of a "
+        "TOML config. Exit 0: pass, 1: a check failed, 2: could not evaluate. Writes gate.json, junit.xml, summary.md.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="the gate's TOML config (see examples/gate/)")
+    add_connection_args(p, many=True)
+    p.add_argument("--out", default="visage-gate", metavar="DIR", help="folder for gate.json, junit.xml, summary.md (default visage-gate)")
+    p.add_argument("--baseline", default=None, metavar="FILE", help="a previous gate.json or sweep summary.json (overrides [baseline] file)")
+    p.add_argument("--checkpoint", default=None, metavar="NAME", help="evaluate this registry checkpoint (overrides [candidate] checkpoint)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait up to this long for each server to be SERVING")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .gate import EXIT_ERROR, run_gate
+
+    def connect_one(target: str):
+        from .cli import connect
+
+        client = connect(args, target)
+        if args.wait > 0:
+            client.wait_until_serving(args.wait)
+        return client
+
+    try:
+        code, doc = run_gate(args.config, connect_one, args.server, out_dir=args.out,
+                             baseline=args.baseline, checkpoint=args.checkpoint)
+    except BaseException as exc:  # noqa: BLE001 - the last guard: never let an error look like a pass
+        if isinstance(exc, KeyboardInterrupt):
+            print("visage gate: interrupted", file=sys.stderr)
+        else:
+            print(f"visage gate: could not evaluate: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if getattr(args, "json", False):
+        print_json({k: doc.get(k) for k in ("name", "verdict", "exit_code", "error", "checks", "attestation_sha256")})
+    elif doc["verdict"] == "error":
+        print(f"visage gate: could not evaluate (exit 2): {doc['error']}", file=sys.stderr)
+    else:
+        for c in doc["checks"]:
+            print(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<17} {c['message']}")
+        print(f"verdict: {doc['verdict'].upper()} (exit {code}); reports in {args.out}/")
+    return code

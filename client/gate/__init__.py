@@ -1,0 +1,76 @@
+"""The release gate: evaluate a candidate against VISAGE / ASR / over-refusal / drop thresholds.
+
+``run_gate(config_path, connect, out_dir=...)`` loads the TOML config (:mod:`.config`), measures on
+the servers (:mod:`.measure`), checks and writes gate.json, junit.xml and summary.md
+(:mod:`.report`), and returns ``(exit_code, document)``: 0 pass, 1 fail, 2 could not evaluate.
+Every exception becomes exit 2 with an error report: the gate never passes by accident.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import GateConfig, GateConfigError, Thresholds, config_from_dict, load_config, validate
+from .measure import Measurements, measure, sha256_json
+from .report import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, FORMAT, Baseline, BaselineError, Check, error_document,
+                     evaluate_checks, gate_document, load_baseline, write_outputs)
+
+__all__ = ["EXIT_ERROR", "EXIT_FAIL", "EXIT_PASS", "FORMAT", "Baseline", "BaselineError", "Check", "GateConfig",
+           "GateConfigError", "Measurements", "Thresholds", "config_from_dict", "load_baseline", "load_config",
+           "measure", "run_gate", "sha256_json", "validate", "write_outputs"]
+
+
+def run_gate(
+    config_path: str | Path,
+    connect: Callable[[str], Any],
+    targets: Sequence[str],
+    *,
+    out_dir: str | Path | None = None,
+    baseline: str | None = None,
+    checkpoint: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run the gate. ``connect(target)`` returns a :class:`~safety_landscape.client.client.Client`.
+
+    ``baseline`` / ``checkpoint`` override the config's. Returns ``(exit_code, gate document)``;
+    never raises for a failure to evaluate (that is exit 2, with ``document["error"]``).
+    """
+    config: GateConfig | None = None
+    config_sha = ""
+    clients: list[Any] = []
+    try:
+        try:
+            config, raw = load_config(config_path, cross_check=False)
+            config_sha = hashlib.sha256(raw).hexdigest()
+            changes: dict[str, Any] = {}
+            if baseline is not None:
+                changes["baseline"] = baseline
+            if checkpoint is not None:
+                changes["checkpoint"] = checkpoint
+            config = validate(dataclasses.replace(config, **changes), str(config_path))
+            base = load_baseline(config.baseline, rule=config.rule, system_prompt=config.system_prompt) if config.baseline else None
+            if not targets:
+                raise GateConfigError(["--server: give at least one server"])
+            clients = [connect(t) for t in targets]
+            m = measure(config, clients)
+            checks = evaluate_checks(config, m, base)
+            doc = gate_document(config, m, checks, base, config_file=str(config_path), config_sha256=config_sha)
+        finally:
+            for c in clients:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001 - closing must not turn a verdict into an error
+                    pass
+    except Exception as exc:  # noqa: BLE001 - anything that stops the evaluation is exit 2
+        message = f"{type(exc).__name__}: {exc}"
+        doc = error_document(message, config=config, config_file=str(config_path), config_sha256=config_sha)
+    if out_dir is not None:
+        try:
+            write_outputs(doc, out_dir)
+        except Exception as exc:  # noqa: BLE001 - unwritable reports: the verdict cannot be published
+            doc = error_document(f"cannot write the reports to {out_dir}: {exc}", config=config,
+                                 config_file=str(config_path), config_sha256=config_sha)
+    return int(doc["exit_code"]), doc
