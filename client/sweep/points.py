@@ -1,0 +1,223 @@
+"""From a spec to the points to measure: coefficients, directions, evaluation variants, keys.
+
+- :func:`axis_values` / :func:`interpolation_values` give a grid axis (METHOD.md section 2).
+- :func:`build_plan` turns a :class:`~.spec.SweepSpec` plus the fleet's facts (model
+  fingerprints, prompt-set hashes) into a :class:`Plan`:
+
+  * a **variant** is one evaluation settings message: (metric, system prompt). ``asr`` runs the
+    harmful prompts; ``refusal`` the benign ones (over-refusal = % of benign prompts refused);
+  * a **site** is one weight state, named by its non-zero terms only, so the origin of every
+    direction is the same site (measured once, recorded for every series);
+  * a **point** is one stored result: (series, coords, metric) with its content key
+    (``store.point_key`` over model facts, direction specs, coefficients, prompt-set hash, system
+    prompt, chat format, generation and judge settings);
+  * a **task** is (site, variant): one server evaluation, feeding one or more points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from google.protobuf.json_format import MessageToDict
+
+from safety_landscape.v1 import landscape_pb2 as pb
+
+from ..client import SYSTEM_PROMPT_PRESETS, evaluation_settings, generation, interpolation_direction, perturbation, random_direction
+from ..store import point_key
+from .spec import PromptSource, SweepSpec
+
+__all__ = ["ModelFacts", "Plan", "Point", "Site", "Task", "Variant", "axis_values", "build_plan",
+           "interpolation_values", "prompts_sha256", "system_label"]
+
+
+def _clean(x: float) -> float:
+    x = round(x, 12)
+    return 0.0 if x == 0 else x  # no -0.0
+
+
+def axis_values(low: float, high: float, n: int) -> list[float]:
+    """``linspace(low, high, n)`` with exact ends (rounded to 12 decimals so 0.05*k prints well)."""
+    return [_clean(low + (high - low) * i / (n - 1)) for i in range(n)]
+
+
+def interpolation_values(steps: int, extra: int) -> list[float]:
+    """``linspace(-e/s, 1 + e/s, s + 2e + 1)``: 0 = the origin model, 1 = the target checkpoint."""
+    return [_clean((i - extra) / steps) for i in range(steps + 2 * extra + 1)]
+
+
+def prompts_sha256(prompts: Sequence[str]) -> str:
+    """The server's prompt-set content hash (canonical JSON list), computed here."""
+    blob = json.dumps(list(prompts), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def system_label(system: str) -> str:
+    """A preset's name, or ``custom-<sha8>`` for a custom text (series names stay short)."""
+    if system in SYSTEM_PROMPT_PRESETS:
+        return system
+    return "custom-" + hashlib.sha256(system.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the fleet agreed on; part of every key."""
+
+    model_fingerprint: str
+    tokenizer_fingerprint: str
+    chat_template_sha256: str
+    dtype: str
+    device_type: str
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    metric: str  # "asr" | "refusal"
+    system: str
+    label: str
+    settings: pb.EvaluationSettings
+    desc: dict[str, Any]  # JSON-able: what of the settings determines a result
+
+
+@dataclass(frozen=True)
+class Site:
+    key: str
+    terms: tuple[tuple[str, float], ...]  # (direction label, coefficient), zero terms dropped
+    series: str  # the first series that visits it (for scheduling: contiguous points)
+    order: int
+
+
+@dataclass(frozen=True)
+class Point:
+    key: str
+    series: str
+    coords: tuple[float, ...]
+    metric: str
+    system: str
+    site: str
+    variant: int
+
+
+@dataclass(frozen=True)
+class Task:
+    site: str
+    variant: int
+
+
+@dataclass
+class Plan:
+    spec: SweepSpec
+    facts: ModelFacts
+    directions: dict[str, pb.DirectionSpec]
+    variants: list[Variant]
+    sites: dict[str, Site]
+    points: list[Point]
+    tasks: dict[Task, list[Point]] = field(default_factory=dict)
+
+    def perturbation(self, site: str) -> pb.Perturbation:
+        return perturbation((self.directions[label], c) for label, c in self.sites[site].terms)
+
+    def missing(self, have: set[str]) -> dict[Task, list[Point]]:
+        """Tasks with at least one point whose key is not in ``have`` (store keys)."""
+        return {t: pts for t, pts in self.tasks.items() if any(p.key not in have for p in pts)}
+
+    def keys(self) -> list[str]:
+        return [p.key for p in self.points]
+
+
+def _direction_desc(spec: pb.DirectionSpec) -> dict[str, Any]:
+    return MessageToDict(spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def _prompt_source(src: PromptSource, inline: Mapping[str, list[str]], set_hashes: Mapping[str, str]) -> tuple[dict, dict]:
+    """(evaluation_settings kwargs, key description) for one prompt source."""
+    if src.file:
+        prompts = inline[src.file]
+        prompts = prompts[: src.limit] if src.limit else prompts
+        return {"prompts": prompts}, {"sha256": prompts_sha256(prompts), "limit": 0}
+    return {"prompt_set": src.set, "limit": src.limit}, {"sha256": set_hashes[src.set], "limit": src.limit}
+
+
+def _variants(spec: SweepSpec, facts: ModelFacts, inline: Mapping[str, list[str]], set_hashes: Mapping[str, str]) -> list[Variant]:
+    sources = [("asr", spec.prompts)] + ([("refusal", spec.benign)] if spec.benign is not None else [])
+    gen = generation(spec.max_new_tokens, do_sample=spec.do_sample, seed=spec.sample_seed,
+                     temperature=spec.temperature, top_p=spec.top_p)
+    gen_desc = {"max_new_tokens": spec.max_new_tokens, "do_sample": spec.do_sample}
+    if spec.do_sample:
+        gen_desc.update(seed=spec.sample_seed, temperature=spec.temperature, top_p=spec.top_p)
+    out = []
+    for system in spec.system_prompts:  # system prompt outermost: a site runs all its variants back to back
+        for metric, src in sources:
+            kwargs, prompt_desc = _prompt_source(src, inline, set_hashes)
+            settings = evaluation_settings(
+                **kwargs, system=system, chat=spec.chat_format, keywords=spec.keywords, judge=spec.judge,
+                disable_early_stop=not spec.early_stop,
+            )
+            settings.generation.CopyFrom(gen)
+            desc = {
+                "metric": metric, "prompts": prompt_desc,
+                "system_prompt": {"preset": system} if system in SYSTEM_PROMPT_PRESETS else {"text": system},
+                "chat_format": spec.chat_format, "generation": gen_desc,
+                "judge": {"kind": spec.judge, "keywords": list(spec.keywords)},
+            }
+            out.append(Variant(metric, system, system_label(system), settings, desc))
+    return out
+
+
+def _lines(spec: SweepSpec) -> list[tuple[str, list[tuple[tuple[float, ...], tuple[tuple[str, float], ...]]]]]:
+    """(series stem, [(coords, terms)]) for the grid of ``spec``; terms keep zero coefficients."""
+    g = spec.grid
+    if spec.kind == "1d-random":
+        xs = axis_values(g.range[0], g.range[1], g.points)
+        return [(f"d{i}", [((a,), ((f"d{i}", a),)) for a in xs]) for i in range(g.directions)]
+    if spec.kind == "1d-interpolation":
+        xs = interpolation_values(g.steps, g.extra)
+        return [("interp", [((a,), (("interp", a),)) for a in xs])]
+    if spec.kind == "2d-random":
+        xs = ys = axis_values(g.range[0], g.range[1], g.points)
+        first, second = "d0", "d1"
+    else:  # 2d-interpolation-random: a toward the target, b along random draw 0
+        xs, ys = interpolation_values(g.steps, g.extra), axis_values(g.range[0], g.range[1], g.points)
+        first, second = "interp", "d0"
+    # Row by row (b outer): a server taking contiguous points walks one row.
+    return [("plane", [((a, b), ((first, a), (second, b))) for b in ys for a in xs])]
+
+
+def build_plan(spec: SweepSpec, facts: ModelFacts, *, inline: Mapping[str, list[str]] | None = None,
+               set_hashes: Mapping[str, str] | None = None) -> Plan:
+    """Every point of ``spec`` with its key. ``inline``: prompt file -> prompts (read by the caller);
+    ``set_hashes``: server-side set name -> sha256 of the full set (from ListPromptSets)."""
+    inline, set_hashes = dict(inline or {}), dict(set_hashes or {})
+    d = spec.direction
+    directions: dict[str, pb.DirectionSpec] = {}
+    n_random = spec.grid.directions if spec.kind == "1d-random" else (2 if spec.kind == "2d-random" else 1)
+    if spec.kind != "1d-interpolation":
+        for i in range(n_random):
+            directions[f"d{i}"] = random_direction(d.seed, normalization=d.normalization, selection=d.selection,
+                                                   include=d.include, exclude=d.exclude, stream=d.stream, index=i)
+    if "interpolation" in spec.kind:
+        directions["interp"] = interpolation_direction(spec.grid.target)
+    descs = {label: _direction_desc(s) for label, s in directions.items()}
+    variants = _variants(spec, facts, inline, set_hashes)
+    model = facts.as_dict()
+    sites: dict[str, Site] = {}
+    points: list[Point] = []
+    tasks: dict[Task, list[Point]] = {}
+    for stem, line in _lines(spec):
+        for coords, terms in line:
+            nonzero = tuple((label, c) for label, c in terms if c != 0.0)
+            site_key = point_key(model=model, terms=[[descs[label], c] for label, c in sorted(nonzero)])
+            if site_key not in sites:
+                sites[site_key] = Site(site_key, nonzero, stem, len(sites))
+            for vi, v in enumerate(variants):
+                key = point_key(model=model, directions=[descs[label] for label, _ in terms],
+                                coefficients=[c for _, c in terms], evaluation=v.desc)
+                pt = Point(key, f"{stem}|{v.label}", coords, v.metric, v.system, site_key, vi)
+                points.append(pt)
+                tasks.setdefault(Task(site_key, vi), []).append(pt)
+    return Plan(spec, facts, directions, variants, sites, points, tasks)
