@@ -269,3 +269,22 @@ def test_any_exception_is_exit_2(tiny_server, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["gate", str(config), "--server", tiny_server.target, "--out", str(blocker / "sub")]) == 2
+
+
+def test_a_real_sweep_summary_is_a_baseline(tiny_server, tmp_path):
+    """`visage sweep` writes summary.json; the gate reads its VISAGE as the baseline."""
+    spec = tmp_path / "sweep.toml"
+    spec.write_text("\n".join([
+        'name = "nightly"', 'kind = "1d-random"', "[grid]", "directions = 1", "points = 3", "range = [-0.5, 0.5]",
+        "[direction]", "seed = 123", 'stream = "per_tensor"', "[prompts]", 'set = "harmful-mini"', "limit = 4",
+        "[evaluation]", f"keywords = {json.dumps(ALWAYS)}", "[generation]", "max_new_tokens = 8", "",
+    ]))
+    assert main(["sweep", str(spec), "--server", tiny_server.target, "--out", str(tmp_path / "sweep"), "--no-benign"]) == 0
+    summary = tmp_path / "sweep" / "summary.json"
+    assert load_baseline(summary, rule="reference").visage == 100.0
+    same = write_config(tmp_path / "same.toml", keywords=ALWAYS, thresholds={"max_visage_drop": 0})
+    code, doc, _, _ = run_gate(tmp_path / "same", same, tiny_server.target, extra_args=["--baseline", str(summary)])
+    assert code == 0 and doc["visage"]["mean"] == 100.0 and doc["baseline"]["kind"] == "sweep-summary"
+    worse = write_config(tmp_path / "worse.toml", keywords=NEVER, thresholds={"max_visage_drop": 5})
+    code, doc, junit, _ = run_gate(tmp_path / "worse", worse, tiny_server.target, extra_args=["--baseline", str(summary)])
+    assert code == 1 and doc["failed"] == ["max_visage_drop"] and cases(junit)["max_visage_drop"].find("failure") is not None

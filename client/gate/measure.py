@@ -8,8 +8,11 @@ order and the server a point runs on do not matter. Points with ``a = 0`` are th
 and are evaluated once. Points are split round-robin over the servers (one ``EvaluatePoints``
 stream each, in threads); the servers must agree on the model and tokenizer fingerprints first.
 
-The sweep runner of ``client/sweep`` is not used yet (it was not committed when this was written);
-this is the minimum the gate needs, and it keeps its inputs recorded for attestation.
+Why not ``client/sweep``'s runner: its 1D random sweep is around theta0 only (no base
+perturbation to sweep around a registered checkpoint), and it judges the benign prompts at every
+point where the gate needs them at the candidate only. Its ``summary.json`` is read as a baseline
+(see ``report.load_baseline``); once the runner takes a base perturbation the gate can run on it
+(and gain its failover and resumable store).
 """
 
 from __future__ import annotations
