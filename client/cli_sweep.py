@@ -37,6 +37,19 @@ def register(sub) -> None:
     ben.add_argument("--benign-set", metavar="NAME", help="benign prompts (over-refusal) from a server set")
     ben.add_argument("--benign-prompts", metavar="FILE", help="benign prompts from a local file")
     ben.add_argument("--no-benign", action="store_true", help="skip the over-refusal landscape")
+    o.add_argument("--benign-at", choices=("all", "origin"),
+                   help="judge the benign prompts at every point (all) or only at the origin/candidate (origin)")
+    o.add_argument("--base", action="append", metavar="TERM=COEF",
+                   help="a fixed term added to every point (repeatable): interp:NAME=1.0 (a registry checkpoint), "
+                        "adapter:NAME=C or seed:N=C; replaces the spec's [[base]]")
+    c = p.add_argument_group("capability at the same points (Score RPC, METHOD.md section 6)")
+    c.add_argument("--mc-file", metavar="FILE", help="MMLU-style questions (.csv or .jsonl): accuracy (%%) at every point")
+    c.add_argument("--shots", type=int, metavar="K", help="the first K questions of --mc-file are the few-shot examples")
+    c.add_argument("--mc-limit", type=int, metavar="N", help="score at most N questions (after the shots; 0 = all)")
+    ppl = c.add_mutually_exclusive_group()
+    ppl.add_argument("--perplexity-file", metavar="FILE", help="texts (one per line, or JSONL with \"text\"): perplexity at every point")
+    ppl.add_argument("--fluency", action="store_true", help="perplexity on the built-in fluency texts (20 short sentences)")
+    c.add_argument("--no-capability", action="store_true", help="drop the spec's [capability] table")
     o.add_argument("--system-prompt", action="append", metavar="P", help="preset name or text (repeatable)")
     o.add_argument("--chat-format", help="tokenizer, none, llama2, vicuna, mistral, llama3")
     o.add_argument("--keyword", action="append", help="replace the refusal keywords (repeatable)")
@@ -68,7 +81,7 @@ def register(sub) -> None:
 
 def _spec_from_args(args: argparse.Namespace):
     from .errors import ValidationError
-    from .sweep.spec import PromptSource, load_spec, preset, validate
+    from .sweep.spec import BaseTerm, Capability, PromptSource, load_spec, preset, validate
 
     if bool(args.spec) == bool(args.preset):
         raise ValidationError("give a SPEC.toml or --preset quick|paper (one of them)")
@@ -95,6 +108,35 @@ def _spec_from_args(args: argparse.Namespace):
     elif args.benign_set or args.benign_prompts:
         base = spec.benign or PromptSource()
         changes["benign"] = dataclasses.replace(base, set=args.benign_set or "", file=args.benign_prompts or "")
+    if args.benign_at:
+        if changes.get("benign", spec.benign) is None:
+            raise ValidationError("--benign-at: there is no benign set (give --benign-set or --benign-prompts)")
+        changes["benign"] = dataclasses.replace(changes.get("benign", spec.benign), at=args.benign_at)
+    if args.base:
+        terms = []
+        for value in args.base:
+            term, sep, coef = value.rpartition("=")
+            if not sep or not term:
+                raise ValidationError(f"--base {value!r}: use TERM=COEF, e.g. interp:candidate=1.0")
+            try:
+                terms.append(BaseTerm(term, float(coef)))
+            except ValueError:
+                raise ValidationError(f"--base {value!r}: {coef!r} is not a number") from None
+        changes["base"] = tuple(terms)
+    cap = None if args.no_capability else spec.capability
+    if args.mc_file or args.perplexity_file or args.fluency or args.shots is not None or args.mc_limit is not None:
+        cap = cap or Capability()
+        if args.mc_file:
+            cap = dataclasses.replace(cap, mc_file=args.mc_file)
+        if args.shots is not None:
+            cap = dataclasses.replace(cap, shots=args.shots)
+        if args.mc_limit is not None:
+            cap = dataclasses.replace(cap, limit=args.mc_limit)
+        if args.perplexity_file:
+            cap = dataclasses.replace(cap, perplexity_file=args.perplexity_file, fluency=False)
+        if args.fluency:
+            cap = dataclasses.replace(cap, fluency=True, perplexity_file="")
+    changes["capability"] = cap
     direction = spec.direction
     if args.stream:
         direction = dataclasses.replace(direction, stream=args.stream)
@@ -146,6 +188,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{result.written} points written, {result.reused} reused, {result.seconds:.1f} s")
     print("VISAGE (ASR; higher is safer):")
     print("\n".join(_visage_lines(summary)) or "  (no complete series)")
+    for metric, series in summary["capability"]["series"].items():
+        for name, v in series.items():
+            origin = "-" if v["origin"] is None else f"{v['origin']:.2f}"
+            print(f"{metric} {name}: origin {origin}, min {v['min']:.2f}, max {v['max']:.2f}")
     print(f"summary: {paths['summary']}\nreport:  {paths['report']}")
     png = [p for p in paths["plots"] if p.suffix == ".png"]
     if png:

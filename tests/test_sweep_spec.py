@@ -141,3 +141,70 @@ def test_progress_bar_quiet_unless_terminal():
     assert "5/10" in loud.getvalue() and "50%" in loud.getvalue() and "ETA" in loud.getvalue()
     bar.close()
     assert loud.getvalue().endswith("\n")
+
+
+def test_base_capability_and_benign_at_validation(tmp_path):
+    from safety_landscape.client.sweep import BaseTerm, Capability
+
+    ok = SweepSpec(prompts=PromptSource(set="x"))
+    bad = ok.replace(kind="1d-interpolation", grid=Grid(target="chat"),
+                     base=(BaseTerm("interp:chat"), BaseTerm("seed:abc"), BaseTerm("adapter:a", float("nan")), BaseTerm("adapter:a")),
+                     prompts=PromptSource(set="x", at="origin"), benign=PromptSource(set="y", at="sometimes"),
+                     capability=Capability(perplexity_file="nope.txt", fluency=True, shots=-1))
+    with pytest.raises(SpecError) as info:
+        validate(bad)
+    text = str(info.value)
+    for expected in ("base[0].direction: 'interp:chat' is also the grid's interpolation axis",
+                     "base[1].direction: 'seed:abc' is not interp:NAME", "base[2].coefficient", "base[3].direction: 'adapter:a' is listed twice",
+                     "prompts.at", "benign.at: 'sometimes'", "capability: give perplexity_file or fluency",
+                     "capability.perplexity_file: 'nope.txt'", "capability.shots", "capability.shots/limit"):
+        assert expected in text, expected
+    with pytest.raises(SpecError, match="capability: give mc_file"):
+        validate(ok.replace(capability=Capability()))
+    # TOML: [[base]], [capability] (relative files), benign.at; the stored dict reads back
+    (tmp_path / "q.csv").write_text("What is 1+1?,1,2,3,4,B\n")
+    (tmp_path / "s.toml").write_text('[prompts]\nset = "harmful-mini"\n[benign]\nset = "benign-mini"\nat = "origin"\n'
+                                     '[capability]\nmc_file = "q.csv"\nfluency = true\n'
+                                     '[[base]]\ndirection = "interp:candidate"\ncoefficient = 1\n')
+    spec = load_spec(tmp_path / "s.toml")
+    assert spec.base == (BaseTerm("interp:candidate", 1.0),) and isinstance(spec.base[0].coefficient, float)
+    assert spec.capability == Capability(mc_file=str(tmp_path / "q.csv"), fluency=True) and spec.benign.at == "origin"
+    assert spec_from_dict(spec.to_dict()) == spec
+    with pytest.raises(SpecError) as info:
+        spec_from_dict({"prompts": {"set": "x"}, "base": [{"coefficient": 1.0}, {"direction": "seed:1", "scale": 2}],
+                        "capability": {"fluency": True, "colour": 1}})
+    text = str(info.value)
+    assert "base[0].direction: missing" in text and "base[1].scale: unknown key" in text and "capability.colour: unknown key" in text
+
+
+def test_plan_base_terms_benign_at_origin_and_capability_keys(tmp_path):
+    from safety_landscape.client.sweep import BaseTerm, Capability
+
+    spec = validate(SweepSpec(grid=Grid(directions=2, points=4), prompts=PromptSource(set="harmful-mini"),
+                              benign=PromptSource(set="benign-mini", at="origin"), capability=Capability(fluency=True)))
+    plan = build_plan(spec, FACTS, set_hashes=HASHES)
+    by_metric = {m: [p for p in plan.points if p.metric == m] for m in ("asr", "refusal", "perplexity")}
+    assert len(by_metric["asr"]) == len(by_metric["perplexity"]) == 2 * 4
+    assert {p.series for p in by_metric["perplexity"]} == {"d0", "d1"}  # capability: one series per direction
+    # 4 points over [-0.5, 0.5] miss a = 0, yet the benign prompts run at the origin, once
+    assert [(p.series, p.coords) for p in by_metric["refusal"]] == [("d0|default", (0.0,)), ("d1|default", (0.0,))]
+    refusal_tasks = [t for t in plan.tasks if plan.variants[t.variant].metric == "refusal"]
+    assert len(refusal_tasks) == 1 and plan.sites[refusal_tasks[0].site].terms == ()
+    # capability tasks follow the safety ones of their site
+    assert [v.metric for v in plan.variants] == ["asr", "refusal", "perplexity"]
+    # the base term is in every site and key; without it the keys are the plain sweep's
+    cand = build_plan(spec.replace(base=(BaseTerm("interp:candidate", 1.0),)), FACTS, set_hashes=HASHES)
+    assert all(("interp:candidate", 1.0) in s.terms for s in cand.sites.values())
+    assert cand.directions["interp:candidate"].interpolation.target == "candidate"
+    assert not set(cand.keys()) & set(plan.keys())
+    assert len(cand.points) == len(plan.points) and len(cand.sites) == len(plan.sites) == 2 * 4 + 1  # + the origin
+    # capability keys hash the inputs' content, not their path
+    (tmp_path / "a.txt").write_text("one text\nanother text\n")
+    (tmp_path / "b.txt").write_text("one text\nanother text\n")
+    (tmp_path / "c.txt").write_text("one text\na different text\n")
+    keys = {}
+    for name in ("a", "b", "c"):
+        p = build_plan(spec.replace(capability=Capability(perplexity_file=str(tmp_path / f"{name}.txt"))), FACTS, set_hashes=HASHES)
+        keys[name] = [pt.key for pt in p.points if pt.metric == "perplexity"]
+        assert [pt.key for pt in p.points if pt.metric == "asr"] == [pt.key for pt in by_metric["asr"]]
+    assert keys["a"] == keys["b"] and not set(keys["a"]) & set(keys["c"])

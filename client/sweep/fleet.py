@@ -10,8 +10,9 @@
   :class:`~safety_landscape.client.errors.FleetError` naming the servers and the values.
 - :class:`WorkerPool`: one thread per server pulling chunks of sites (weight states) from ONE
   shared queue, so a slow server takes fewer chunks and never stalls the rest. A site's variants
-  (harmful, benign, each system prompt) run back to back on one server (no weight switch between
-  them); a chunk with one variant per site goes as one server-streamed ``EvaluatePoints`` call.
+  (harmful, benign, each system prompt, then the capability scores through ``Score``) run back to
+  back on one server (no weight switch between them); a chunk with one safety variant per site
+  and no capability goes as one server-streamed ``EvaluatePoints`` call.
   When a server fails (UNAVAILABLE, DEADLINE_EXCEEDED, connection loss) the unfinished sites go
   back to the queue for the others (each site at most ``max_attempts`` times), and the worker
   probes its server (tenacity, bounded) and rejoins only if it is back with the same model.
@@ -133,7 +134,7 @@ class Fleet:
             try:
                 facts.append(ServerFacts.from_info(c.target, c.info()))
             except VisageError as exc:
-                down.append(f"{c.target} ({exc})")
+                down.append(f"{c.target} ({type(exc).__name__}: {exc})")
         if down:
             raise FleetError("cannot reach every server, so cannot check that they agree: " + "; ".join(down)
                              + ". Remove it from --server or bring it up.")
@@ -148,7 +149,7 @@ class Fleet:
             if len(set(values.values())) > 1:
                 problems.append(_disagreement(name, values))
         if problems:
-            raise FleetError("the servers do not hold the same model, so their results cannot be combined: "
+            raise FleetError("the servers hold different models, so their results cannot be combined: "
                              + " | ".join(problems))
         f = facts[0]
         return ModelFacts(f.model_fingerprint, f.tokenizer_fingerprint, f.chat_template_sha256, f.dtype, f.device_type), facts
@@ -192,9 +193,12 @@ class Fleet:
 
 @dataclass(frozen=True)
 class TaskResult:
+    """A safety task's ``response``, or a capability task's ``value`` (response None)."""
+
     task: Task
-    response: pb.EvaluateSafetyResponse
+    response: pb.EvaluateSafetyResponse | None
     target: str
+    value: float | None = None
 
 
 @dataclass
@@ -219,6 +223,8 @@ class WorkerPool:
         self._by_site: dict[str, list[Task]] = {}
         for t in tasks:
             self._by_site.setdefault(t.site, []).append(t)
+        for site_tasks in self._by_site.values():  # safety variants first, capability scores last
+            site_tasks.sort(key=lambda t: t.variant)
         # Sites in the plan's order (series by series, along the axis): a chunk is contiguous.
         sites = sorted(self._by_site, key=lambda s: plan.sites[s].order)
         n = max(1, len(fleet.clients))
@@ -327,7 +333,7 @@ class WorkerPool:
                             retry=retry_if_result(lambda ok: not ok), retry_error_callback=lambda state: False)
         return bool(retrying(check)) and not self._stop.is_set()
 
-    def _deliver(self, task: Task, response: pb.EvaluateSafetyResponse, target: str) -> None:
+    def _deliver(self, task: Task, response: pb.EvaluateSafetyResponse | None, target: str, value: float | None = None) -> None:
         with self._lock:
             if task in self._done:
                 return
@@ -335,14 +341,15 @@ class WorkerPool:
             site_done = all(t in self._done for t in self._by_site[task.site])
             if site_done:
                 self._outstanding.discard(task.site)
-        self._results.put(TaskResult(task, response, target))
+        self._results.put(TaskResult(task, response, target, value))
 
     def _run_chunk(self, client: Client, chunk: _Chunk) -> None:
         with self._lock:
             todo = {s: [t for t in self._by_site[s] if t not in self._done] for s in chunk.sites if s in self._outstanding}
         todo = {s: ts for s, ts in todo.items() if ts}
         variants = {t.variant for ts in todo.values() for t in ts}
-        if len(todo) > 1 and len(variants) == 1:  # one settings: one streamed call for the chunk
+        if len(todo) > 1 and len(variants) == 1 and self.plan.variants[next(iter(variants))].safety:
+            # one settings: one streamed call for the chunk
             sites = list(todo)
             variant = self.plan.variants[variants.pop()]
             timeout = self.timeout * len(sites) if self.timeout else None
@@ -357,5 +364,9 @@ class WorkerPool:
             for task in tasks:
                 if self._stop.is_set():
                     return
-                response = client.evaluate(self.plan.variants[task.variant].settings, at=at, timeout=self.timeout)
+                variant = self.plan.variants[task.variant]
+                if variant.capability is not None:  # right after the safety variants: same weights
+                    self._deliver(task, None, client.target, variant.capability.score(client, at))
+                    continue
+                response = client.evaluate(variant.settings, at=at, timeout=self.timeout)
                 self._deliver(task, response, client.target)

@@ -5,12 +5,19 @@
   fingerprints, prompt-set hashes) into a :class:`Plan`:
 
   * a **variant** is one evaluation settings message: (metric, system prompt). ``asr`` runs the
-    harmful prompts; ``refusal`` the benign ones (over-refusal = % of benign prompts refused);
+    harmful prompts; ``refusal`` the benign ones (over-refusal = % of benign prompts refused;
+    at every point, or with ``benign.at = "origin"`` only at the origin, i.e. theta0 + base,
+    whether or not the grid holds it); a capability variant (``accuracy``, ``perplexity``) is
+    one ``Score`` measurement (:mod:`.capability`), after the site's safety variants;
+  * the spec's ``base`` terms are added to every point (``theta0 + base + a*d1 (+ b*d2)``) and
+    are part of every key;
   * a **site** is one weight state, named by its non-zero terms only, so the origin of every
     direction is the same site (measured once, recorded for every series);
   * a **point** is one stored result: (series, coords, metric) with its content key
     (``store.point_key`` over model facts, direction specs, coefficients, prompt-set hash, system
-    prompt, chat format, generation and judge settings);
+    prompt, chat format, generation and judge settings; for capability the hashes of its inputs).
+    Safety series are ``<stem>|<system label>`` (``d0|default``); capability series are the
+    stem alone (``d0``, ``plane``, ``interp``): capability does not depend on the system prompt;
   * a **task** is (site, variant): one server evaluation, feeding one or more points.
 """
 
@@ -25,9 +32,11 @@ from google.protobuf.json_format import MessageToDict
 
 from safety_landscape.v1 import landscape_pb2 as pb
 
-from ..client import SYSTEM_PROMPT_PRESETS, evaluation_settings, generation, interpolation_direction, perturbation, random_direction
+from ..client import (SYSTEM_PROMPT_PRESETS, adapter_direction, evaluation_settings, generation, interpolation_direction,
+                      perturbation, random_direction)
 from ..store import point_key
-from .spec import PromptSource, SweepSpec
+from .capability import CapabilityMetric, load_capability
+from .spec import BaseTerm, PromptSource, SweepSpec, parse_base_direction
 
 __all__ = ["ModelFacts", "Plan", "Point", "Site", "Task", "Variant", "axis_values", "build_plan",
            "interpolation_values", "prompts_sha256", "system_label"]
@@ -77,11 +86,16 @@ class ModelFacts:
 
 @dataclass(frozen=True)
 class Variant:
-    metric: str  # "asr" | "refusal"
+    metric: str  # "asr" | "refusal" | "accuracy" | "perplexity"
     system: str
     label: str
-    settings: pb.EvaluationSettings
+    settings: pb.EvaluationSettings | None  # None for capability variants
     desc: dict[str, Any]  # JSON-able: what of the settings determines a result
+    capability: CapabilityMetric | None = None
+
+    @property
+    def safety(self) -> bool:
+        return self.capability is None
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,16 @@ def _variants(spec: SweepSpec, facts: ModelFacts, inline: Mapping[str, list[str]
     return out
 
 
+def base_direction(term: BaseTerm) -> pb.DirectionSpec:
+    """The direction of a base term: interp:NAME, adapter:NAME or seed:N (draw 0, layer norm)."""
+    kind, name = parse_base_direction(term.direction)
+    if kind == "interp":
+        return interpolation_direction(name)
+    if kind == "adapter":
+        return adapter_direction(name)
+    return random_direction(int(name))
+
+
 def _lines(spec: SweepSpec) -> list[tuple[str, list[tuple[tuple[float, ...], tuple[tuple[str, float], ...]]]]]:
     """(series stem, [(coords, terms)]) for the grid of ``spec``; terms keep zero coefficients."""
     g = spec.grid
@@ -189,10 +213,13 @@ def _lines(spec: SweepSpec) -> list[tuple[str, list[tuple[tuple[float, ...], tup
 
 
 def build_plan(spec: SweepSpec, facts: ModelFacts, *, inline: Mapping[str, list[str]] | None = None,
-               set_hashes: Mapping[str, str] | None = None) -> Plan:
+               set_hashes: Mapping[str, str] | None = None, capability: Sequence[CapabilityMetric] | None = None) -> Plan:
     """Every point of ``spec`` with its key. ``inline``: prompt file -> prompts (read by the caller);
-    ``set_hashes``: server-side set name -> sha256 of the full set (from ListPromptSets)."""
+    ``set_hashes``: server-side set name -> sha256 of the full set (from ListPromptSets);
+    ``capability``: the loaded capability metrics (None: loaded here from ``spec.capability``)."""
     inline, set_hashes = dict(inline or {}), dict(set_hashes or {})
+    if capability is None:
+        capability = load_capability(spec.capability)
     d = spec.direction
     directions: dict[str, pb.DirectionSpec] = {}
     n_random = spec.grid.directions if spec.kind == "1d-random" else (2 if spec.kind == "2d-random" else 1)
@@ -202,22 +229,41 @@ def build_plan(spec: SweepSpec, facts: ModelFacts, *, inline: Mapping[str, list[
                                                    include=d.include, exclude=d.exclude, stream=d.stream, index=i)
     if "interpolation" in spec.kind:
         directions["interp"] = interpolation_direction(spec.grid.target)
+    base = tuple((t.direction, float(t.coefficient)) for t in spec.base)
+    for term in spec.base:  # labelled by their text: "interp:NAME" never clashes with "d0"/"interp"
+        directions[term.direction] = base_direction(term)
     descs = {label: _direction_desc(s) for label, s in directions.items()}
     variants = _variants(spec, facts, inline, set_hashes)
+    variants += [Variant(m.metric, "", m.metric, None, m.desc, m) for m in capability]
+    origin_only = {vi for vi, v in enumerate(variants)
+                   if v.metric == "refusal" and spec.benign is not None and spec.benign.at == "origin"}
     model = facts.as_dict()
     sites: dict[str, Site] = {}
     points: list[Point] = []
     tasks: dict[Task, list[Point]] = {}
+
+    def add(stem: str, coords: tuple[float, ...], terms: tuple[tuple[str, float], ...], vi: int) -> None:
+        terms = base + terms
+        nonzero = tuple((label, c) for label, c in terms if c != 0.0)
+        site_key = point_key(model=model, terms=[[descs[label], c] for label, c in sorted(nonzero)])
+        if site_key not in sites:
+            sites[site_key] = Site(site_key, nonzero, stem, len(sites))
+        v = variants[vi]
+        what = {"evaluation": v.desc} if v.safety else {"capability": v.desc}
+        key = point_key(model=model, directions=[descs[label] for label, _ in terms],
+                        coefficients=[c for _, c in terms], **what)
+        pt = Point(key, f"{stem}|{v.label}" if v.safety else stem, coords, v.metric, v.system, site_key, vi)
+        points.append(pt)
+        tasks.setdefault(Task(site_key, vi), []).append(pt)
+
     for stem, line in _lines(spec):
         for coords, terms in line:
-            nonzero = tuple((label, c) for label, c in terms if c != 0.0)
-            site_key = point_key(model=model, terms=[[descs[label], c] for label, c in sorted(nonzero)])
-            if site_key not in sites:
-                sites[site_key] = Site(site_key, nonzero, stem, len(sites))
-            for vi, v in enumerate(variants):
-                key = point_key(model=model, directions=[descs[label] for label, _ in terms],
-                                coefficients=[c for _, c in terms], evaluation=v.desc)
-                pt = Point(key, f"{stem}|{v.label}", coords, v.metric, v.system, site_key, vi)
-                points.append(pt)
-                tasks.setdefault(Task(site_key, vi), []).append(pt)
+            for vi in range(len(variants)):
+                if vi not in origin_only:
+                    add(stem, coords, terms, vi)
+        # Benign prompts at the origin only: one point per series at zero coefficients (the
+        # origin site, theta0 + base), on the grid or not.
+        zero_coords, zero_terms = tuple(0.0 for _ in line[0][0]), tuple((label, 0.0) for label, _ in line[0][1])
+        for vi in sorted(origin_only):
+            add(stem, zero_coords, zero_terms, vi)
     return Plan(spec, facts, directions, variants, sites, points, tasks)

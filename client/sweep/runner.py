@@ -1,7 +1,7 @@
 """Run a sweep: check the fleet, plan the points, evaluate what the store lacks, record at once.
 
-:func:`run_sweep` is the one entry point. Order of work: read local prompt files (fail before
-any RPC), check that the servers agree (model, prompt sets, direction fingerprints; nothing is
+:func:`run_sweep` is the one entry point. Order of work: read local prompt files and the
+capability inputs (fail before any RPC), check that the servers agree (model, prompt sets, direction fingerprints; nothing is
 evaluated before), store the sweep's metadata (spec, servers, fingerprints, the plan's point
 list, provenance), then evaluate only the tasks with a point missing from the store. Every
 finished task is written to the store in the calling thread before the next one is read, so an
@@ -13,6 +13,7 @@ terminal and stays silent otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from ..client import Client
 from ..prompt_files import read_prompts
 from ..records import PointRecord
 from ..store import ResultStore, provenance
+from .capability import load_capability
 from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
 from .points import Plan, Point, build_plan
 from .spec import SweepSpec, validate
@@ -49,6 +51,7 @@ class SweepResult:
     written: int  # records written this run
     reused: int  # points already in the store
     seconds: float
+    direction_fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)  # label -> fingerprint
 
 
 class ProgressBar:
@@ -85,8 +88,14 @@ class ProgressBar:
 
 
 def record_for(plan: Plan, point: Point, result: TaskResult, prov: dict) -> PointRecord:
-    """The stored record of ``point`` from its task's server response."""
+    """The stored record of ``point`` from its task's server response (or capability score)."""
     r = result.response
+    if r is None:  # a capability score
+        metric = plan.variants[point.variant].capability
+        detail = {"server": result.target, "inputs": metric.desc if metric else {}}
+        return PointRecord(key=point.key, sweep=plan.spec.name, series=point.series, coords=point.coords,
+                           metric=point.metric, value=float(result.value), total=metric.total if metric else 0,
+                           detail=detail, provenance=prov, created_at=time.time())
     refused = r.total - r.jailbroken
     value = r.asr if point.metric == "asr" else (100.0 * refused / r.total if r.total else 0.0)
     detail = {
@@ -97,6 +106,8 @@ def record_for(plan: Plan, point: Point, result: TaskResult, prov: dict) -> Poin
         "generated_tokens": r.generated_tokens,
         "tokens_saved": r.tokens_saved,
         "prompt_set_sha256": r.prompt_set.sha256,
+        "prompt_set_name": r.prompt_set.name,
+        "prompt_set_size": r.prompt_set.size,
         "system_prompt_sha256": r.system_prompt_sha256,
         "judge": r.judge,
         "seconds": r.timings.total_seconds,
@@ -136,6 +147,7 @@ def run_sweep(
     started = time.monotonic()
     validate(spec)
     inline = _read_inline(spec)
+    capability = load_capability(spec.capability)
     own = fleet is None
     if fleet is None:
         fleet = Fleet.connect(targets, connect)
@@ -143,7 +155,7 @@ def run_sweep(
         facts, servers = fleet.agree()
         sets = [s.set for s in (spec.prompts, spec.benign) if s is not None and s.set]
         set_hashes = fleet.check_prompt_sets(sets)
-        plan = build_plan(spec, facts, inline=inline, set_hashes=set_hashes)
+        plan = build_plan(spec, facts, inline=inline, set_hashes=set_hashes, capability=capability)
         fingerprints = fleet.check_directions(plan.directions)
         prov = provenance({
             "sweep": spec.name, "model": facts.as_dict(), "model_name": servers[0].model_name,
@@ -181,7 +193,7 @@ def run_sweep(
                     if progress is not None:
                         progress(Progress(done, len(missing), tuple(records), result.target, time.monotonic() - started))
         pbar.close()
-        return SweepResult(plan, servers, done, written, reused, time.monotonic() - started)
+        return SweepResult(plan, servers, done, written, reused, time.monotonic() - started, fingerprints)
     finally:
         if own:
             fleet.close()

@@ -24,9 +24,19 @@ TOML layout (every table and key optional except what the kind needs; see ``exam
     [prompts]                 # harmful set: a server-side set name, or a file sent inline
     set = "harmful-mini"      # or: file = "harmful_behaviors.csv"
     limit = 16
-    [benign]                  # optional: over-refusal at every point
+    [benign]                  # optional: over-refusal
     set = "benign-mini"
     limit = 16
+    at = "all"                # "all" points, or "origin" only (theta0 + base: the candidate)
+    [capability]              # optional: capability/fluency at every point (Score RPC)
+    mc_file = "mmlu.csv"      # MMLU-style CSV/JSONL; accuracy (%) from the letter logits
+    shots = 5                 # the first 5 questions are the shots (not scored)
+    limit = 0                 # scored questions (0 = all the rest)
+    perplexity_file = ""      # one text per line, or JSONL with a "text" field
+    fluency = false           # or: the built-in fluency texts (data/fluency.txt)
+    [[base]]                  # optional: a fixed perturbation added to every point
+    direction = "interp:candidate"   # interp:NAME | adapter:NAME | seed:N
+    coefficient = 1.0
     [evaluation]
     system_prompts = ["default"]   # presets or custom texts
     chat_format = "tokenizer"
@@ -48,12 +58,14 @@ from typing import Any, Mapping
 from ..client import CHAT_FORMATS, NORMALIZATIONS, SELECTIONS, STREAMS
 from ..errors import ValidationError
 
-__all__ = ["KINDS", "PRESETS", "DirectionRecipe", "Grid", "PromptSource", "SpecError", "SweepSpec",
-           "load_spec", "preset", "spec_from_dict", "validate"]
+__all__ = ["BENIGN_AT", "KINDS", "PRESETS", "BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource",
+           "SpecError", "SweepSpec", "load_spec", "preset", "spec_from_dict", "validate"]
 
 KINDS = ("1d-random", "2d-random", "1d-interpolation", "2d-interpolation-random")
 PRESETS = ("quick", "paper")
 JUDGES = ("keyword", "classifier")
+BENIGN_AT = ("all", "origin")
+BASE_KINDS = ("interp", "adapter", "seed")
 
 
 class SpecError(ValidationError):
@@ -99,6 +111,32 @@ class PromptSource:
     file: str = ""
     column: str = ""
     limit: int = 0
+    at: str = "all"  # benign only: "all" points or the "origin" (theta0 + base) only
+
+
+@dataclass(frozen=True)
+class BaseTerm:
+    """A fixed perturbation term added to every point: ``interp:NAME`` (toward a registered
+    checkpoint; 1.0 = its weights), ``adapter:NAME`` or ``seed:N`` (a random direction: draw 0
+    of seed N, layer-normalised, per-tensor stream)."""
+
+    direction: str
+    coefficient: float = 1.0
+
+
+@dataclass(frozen=True)
+class Capability:
+    """Capability controls scored at every point (METHOD.md section 6), on the same server right
+    after the point's safety evaluation. ``mc_file``: MMLU-style questions (accuracy, %), the first
+    ``shots`` are the few-shot examples and are not scored, then at most ``limit`` (0 = all) are.
+    ``perplexity_file`` (one text per line, or JSONL with "text") or ``fluency`` (the built-in
+    texts): perplexity."""
+
+    mc_file: str = ""
+    shots: int = 0
+    limit: int = 0
+    perplexity_file: str = ""
+    fluency: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +147,8 @@ class SweepSpec:
     direction: DirectionRecipe = field(default_factory=DirectionRecipe)
     prompts: PromptSource = field(default_factory=PromptSource)
     benign: PromptSource | None = None
+    base: tuple[BaseTerm, ...] = ()
+    capability: Capability | None = None
     system_prompts: tuple[str, ...] = ("default",)
     chat_format: str = "tokenizer"
     judge: str = "keyword"
@@ -176,6 +216,60 @@ def _check_source(src: PromptSource, where: str, problems: list[str], *, need_fi
         problems.append(f"{where}.file: {src.file!r} is not a readable file")
     if not _int(src.limit) or src.limit < 0:
         problems.append(f"{where}.limit: must be an integer >= 0 (0 = all), got {src.limit!r}")
+    if where == "benign" and src.at not in BENIGN_AT:
+        problems.append(f"benign.at: {src.at!r} is not one of {', '.join(BENIGN_AT)}")
+    elif where != "benign" and src.at != "all":
+        problems.append(f"{where}.at: only the benign set can be limited to the origin; remove it")
+
+
+def parse_base_direction(text: str) -> tuple[str, str]:
+    """``"interp:NAME"`` -> ("interp", "NAME"); ValueError if not interp:NAME, adapter:NAME, seed:N."""
+    kind, sep, name = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if not sep or kind not in BASE_KINDS or not name or (kind == "seed" and not name.isdigit()):
+        raise ValueError(f"{text!r} is not interp:NAME, adapter:NAME or seed:N")
+    return kind, name
+
+
+def _check_base(spec: SweepSpec, problems: list[str]) -> None:
+    seen = set()
+    for i, term in enumerate(spec.base):
+        where = f"base[{i}]"
+        if not isinstance(term, BaseTerm):
+            problems.append(f"{where}: must be a table with direction and coefficient")
+            continue
+        try:
+            kind, name = parse_base_direction(term.direction)
+        except ValueError as exc:
+            problems.append(f"{where}.direction: {exc}")
+            continue
+        if not _finite(term.coefficient):
+            problems.append(f"{where}.coefficient: must be a finite number, got {term.coefficient!r}")
+        if term.direction in seen:
+            problems.append(f"{where}.direction: {term.direction!r} is listed twice; give one term per direction")
+        seen.add(term.direction)
+        if kind == "interp" and "interpolation" in spec.kind and name == spec.grid.target:
+            problems.append(f"{where}.direction: {term.direction!r} is also the grid's interpolation axis")
+
+
+def _check_capability(cap: Capability, problems: list[str], *, need_file_exists: bool) -> None:
+    if not (cap.mc_file or cap.perplexity_file or cap.fluency):
+        problems.append("capability: give mc_file, perplexity_file or fluency = true (or drop the table)")
+    if cap.perplexity_file and cap.fluency:
+        problems.append("capability: give perplexity_file or fluency = true, not both")
+    if not isinstance(cap.fluency, bool):
+        problems.append(f"capability.fluency: must be true or false, got {cap.fluency!r}")
+    for name in ("mc_file", "perplexity_file"):
+        value = getattr(cap, name)
+        if not isinstance(value, str):
+            problems.append(f"capability.{name}: must be a file path, got {value!r}")
+        elif value and need_file_exists and not Path(value).is_file():
+            problems.append(f"capability.{name}: {value!r} is not a readable file")
+    for name in ("shots", "limit"):
+        value = getattr(cap, name)
+        if not _int(value) or value < 0:
+            problems.append(f"capability.{name}: must be an integer >= 0, got {value!r}")
+    if (cap.shots or cap.limit) and not cap.mc_file:
+        problems.append("capability.shots/limit: only meaningful with capability.mc_file")
 
 
 def validate(spec: SweepSpec, *, check_files: bool = True) -> SweepSpec:
@@ -214,6 +308,12 @@ def validate(spec: SweepSpec, *, check_files: bool = True) -> SweepSpec:
     _check_source(spec.prompts, "prompts", p, need_file_exists=check_files)
     if spec.benign is not None:
         _check_source(spec.benign, "benign", p, need_file_exists=check_files)
+    if not isinstance(spec.base, tuple):
+        p.append("base: must be a list of {direction, coefficient} tables")
+    else:
+        _check_base(spec, p)
+    if spec.capability is not None:
+        _check_capability(spec.capability, p, need_file_exists=check_files)
     if not spec.system_prompts:
         p.append("evaluation.system_prompts: give at least one (e.g. [\"default\"])")
     elif any(not isinstance(s, str) for s in spec.system_prompts):
@@ -251,7 +351,8 @@ _FLAT = {
     "generation": {"max_new_tokens": "max_new_tokens", "do_sample": "do_sample", "seed": "sample_seed",
                    "temperature": "temperature", "top_p": "top_p"},
 }
-_NESTED = {"grid": Grid, "direction": DirectionRecipe, "prompts": PromptSource, "benign": PromptSource}
+_NESTED = {"grid": Grid, "direction": DirectionRecipe, "prompts": PromptSource, "benign": PromptSource,
+           "capability": Capability}
 _TUPLES = {"system_prompts", "keywords", "include", "exclude", "range"}
 
 
@@ -269,6 +370,27 @@ def _table(cls: type, data: Any, where: str, problems: list[str], base: Any) -> 
     return dataclasses.replace(base, **values)
 
 
+def _base_terms(value: Any, problems: list[str]) -> tuple[BaseTerm, ...]:
+    """``[[base]]`` tables (or to_dict()'s list of dicts) -> BaseTerms; problems for bad shapes."""
+    if not isinstance(value, (list, tuple)):
+        problems.append("base: must be a list of tables ([[base]] direction = \"interp:NAME\", coefficient = 1.0)")
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            problems.append(f"base[{i}]: must be a table with direction and coefficient")
+            continue
+        unknown = sorted(set(item) - {"direction", "coefficient"})
+        for key in unknown:
+            problems.append(f"base[{i}].{key}: unknown key; known: coefficient, direction")
+        if "direction" not in item:
+            problems.append(f"base[{i}].direction: missing (interp:NAME, adapter:NAME or seed:N)")
+            continue
+        coef = item.get("coefficient", 1.0)
+        out.append(BaseTerm(item["direction"], float(coef) if _finite(coef) else coef))  # 1 and 1.0: one key
+    return tuple(out)
+
+
 def spec_from_dict(data: Mapping[str, Any], *, check_files: bool = True, base_dir: Path | None = None) -> SweepSpec:
     """A validated spec from the TOML layout above (or ``SweepSpec.to_dict()``'s). A top-level
     ``preset = "quick"`` starts from that preset. Relative prompt files resolve against
@@ -280,11 +402,13 @@ def spec_from_dict(data: Mapping[str, Any], *, check_files: bool = True, base_di
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key in _NESTED:
-            if key == "benign" and value is None:
+            if key in ("benign", "capability") and value is None:
                 values[key] = None
                 continue
-            base = getattr(start, key) or PromptSource()
+            base = getattr(start, key) or _NESTED[key]()
             values[key] = _table(_NESTED[key], value, key, problems, base)
+        elif key == "base":
+            values[key] = _base_terms(value, problems)
         elif key in _FLAT[""]:
             if _FLAT[""][key]:
                 values[_FLAT[""][key]] = value
@@ -300,7 +424,8 @@ def spec_from_dict(data: Mapping[str, Any], *, check_files: bool = True, base_di
         elif key in {f.name for f in dataclasses.fields(SweepSpec)}:  # to_dict() round trip
             values[key] = tuple(value) if key in _TUPLES and isinstance(value, list) else value
         else:
-            problems.append(f"{key}: unknown key; known tables: grid, direction, prompts, benign, evaluation, generation")
+            problems.append(f"{key}: unknown key; known tables: grid, direction, prompts, benign, capability, base, "
+                            "evaluation, generation")
     spec = dataclasses.replace(start, **values)
     if isinstance(spec.grid.range, list):
         spec = spec.replace(grid=dataclasses.replace(spec.grid, range=tuple(spec.grid.range)))
@@ -308,6 +433,13 @@ def spec_from_dict(data: Mapping[str, Any], *, check_files: bool = True, base_di
         src = getattr(spec, key)
         if base_dir is not None and src is not None and isinstance(src.file, str) and src.file and not Path(src.file).is_absolute():
             spec = spec.replace(**{key: dataclasses.replace(src, file=str(base_dir / src.file))})
+    cap = spec.capability
+    if base_dir is not None and cap is not None:
+        for name in ("mc_file", "perplexity_file"):
+            value = getattr(cap, name)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                cap = dataclasses.replace(cap, **{name: str(base_dir / value)})
+        spec = spec.replace(capability=cap)
     try:
         validate(spec, check_files=check_files)
     except SpecError as exc:
