@@ -1,7 +1,8 @@
 """The release gate: evaluate a candidate against VISAGE / ASR / over-refusal / drop thresholds.
 
 ``run_gate(config_path, connect, out_dir=...)`` loads the TOML config (:mod:`.config`), measures on
-the servers (:mod:`.measure`), checks and writes gate.json, junit.xml and summary.md
+the servers (:mod:`.measure`: a sweep spec run by the sweep runner, its store kept as
+``out_dir/results.sqlite`` so a re-run resumes), checks and writes gate.json, junit.xml and summary.md
 (:mod:`.report`), and returns ``(exit_code, document)``: 0 pass, 1 fail, 2 could not evaluate.
 Every exception becomes exit 2 with an error report: the gate never passes by accident.
 """
@@ -15,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import GateConfig, GateConfigError, Thresholds, config_from_dict, load_config, validate
-from .measure import Measurements, measure, sha256_json
+from .measure import STORE_NAME, Measurements, gate_spec, measure, sha256_json
 from .report import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, FORMAT, Baseline, BaselineError, Check, error_document,
                      evaluate_checks, gate_document, load_baseline, write_outputs)
 
 __all__ = ["EXIT_ERROR", "EXIT_FAIL", "EXIT_PASS", "FORMAT", "Baseline", "BaselineError", "Check", "GateConfig",
-           "GateConfigError", "Measurements", "Thresholds", "config_from_dict", "load_baseline", "load_config",
+           "GateConfigError", "Measurements", "STORE_NAME", "gate_spec", "Thresholds", "config_from_dict", "load_baseline", "load_config",
            "measure", "run_gate", "sha256_json", "validate", "write_outputs"]
 
 
@@ -55,7 +56,8 @@ def run_gate(
             if not targets:
                 raise GateConfigError(["--server: give at least one server"])
             clients = [connect(t) for t in targets]
-            m = measure(config, clients)
+            store = Path(out_dir) / STORE_NAME if out_dir is not None else None  # a re-run resumes
+            m = measure(config, clients, store_path=store)
             checks = evaluate_checks(config, m, base)
             doc = gate_document(config, m, checks, base, config_file=str(config_path), config_sha256=config_sha)
         finally:

@@ -10,7 +10,7 @@ All problems are reported at once (:class:`GateConfigError`, each ``"field: what
                                # the gate evaluates at interp:NAME with coefficient 1
     [sweep]                    # the small 1D random sweep VISAGE is computed from
     directions = 1             # random directions (draws 0..n-1 of `seed`)
-    points = 5                 # points per direction over `range` (odd: the centre is the candidate)
+    points = 5                 # points per direction over `range` (2..101; the grid must hold a = 0)
     range = [-0.5, 0.5]
     seed = 123
     stream = "per_tensor"      # or "reference" (the authors' CPU stream)
@@ -47,6 +47,7 @@ from typing import Any, Mapping
 
 from ..client import CHAT_FORMATS, NORMALIZATIONS, SELECTIONS, STREAMS
 from ..errors import ValidationError
+from ..sweep.points import axis_values
 from ..visage import RULES
 
 __all__ = ["GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config"]
@@ -98,11 +99,8 @@ class GateConfig:
 
     @property
     def coefficients(self) -> list[float]:
-        lo, hi = self.range
-        if self.points == 1:
-            return [0.0]
-        vals = [lo + (hi - lo) * i / (self.points - 1) for i in range(self.points)]
-        return [0.0 if abs(v) < 1e-12 else round(v, 12) for v in vals]
+        """The sweep's axis (the same values as a ``visage sweep`` grid of ``points`` over ``range``)."""
+        return axis_values(self.range[0], self.range[1], self.points)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -176,10 +174,15 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
     v = values
     check("checkpoint", isinstance(v.get("checkpoint"), str), "must be a string (a registry checkpoint name)")
     check("directions", _is_int(v.get("directions")) and 1 <= v["directions"] <= 16, "must be an integer in 1..16")
-    check("points", _is_int(v.get("points")) and 1 <= v["points"] <= 101, "must be an integer in 1..101")
+    check("points", _is_int(v.get("points")) and 2 <= v["points"] <= 101, "must be an integer in 2..101")
     rng = v.get("range")
     check("range", isinstance(rng, list) and len(rng) == 2 and all(_is_num(x) for x in rng) and rng[0] < 0 < rng[1],
           "must be [low, high] with low < 0 < high")
+    if not problems and ("points" in v or "range" in v):  # the grid must hold the candidate (a = 0)
+        points, (lo, hi) = v.get("points", GateConfig.points), v.get("range", GateConfig.range)
+        if 0.0 not in axis_values(float(lo), float(hi), points):
+            problems.append(f"sweep.points/range: {points} points over [{lo:g}, {hi:g}] miss a = 0, the candidate; "
+                            "use an odd number of points over a symmetric range (e.g. 5 over [-0.5, 0.5])")
     check("seed", _is_int(v.get("seed")) and 0 <= v["seed"] < 2**63, "must be an integer in [0, 2**63)")
     check("stream", v.get("stream") in STREAMS, f"must be one of {', '.join(STREAMS)}")
     check("normalization", v.get("normalization") in NORMALIZATIONS, f"must be one of {', '.join(NORMALIZATIONS)}")

@@ -1,38 +1,47 @@
-"""The gate's measurements on one or more servers: a small 1D random sweep around the candidate,
+"""The gate's measurements, on the sweep machinery: a small 1D random sweep around the candidate,
 the candidate's ASR, and its over-refusal on benign prompts.
 
-The candidate is theta0 (the server's model) or, with ``checkpoint = NAME``, the registered
-checkpoint: the term ``interp:NAME`` with coefficient 1 (theta0 + 1 * (theta_NAME - theta0)).
-Each random point adds ``a * d_i`` to that; every point is absolute (a ``Perturbation``), so the
-order and the server a point runs on do not matter. Points with ``a = 0`` are the candidate itself
-and are evaluated once. Points are split round-robin over the servers (one ``EvaluatePoints``
-stream each, in threads); the servers must agree on the model and tokenizer fingerprints first.
+:func:`gate_spec` turns the gate config into a :class:`~..sweep.spec.SweepSpec`:
 
-Why not ``client/sweep``'s runner: its 1D random sweep is around theta0 only (no base
-perturbation to sweep around a registered checkpoint), and it judges the benign prompts at every
-point where the gate needs them at the candidate only. Its ``summary.json`` is read as a baseline
-(see ``report.load_baseline``); once the runner takes a base perturbation the gate can run on it
-(and gain its failover and resumable store).
+- the candidate is theta0 (the server's model) or, with ``checkpoint = NAME``, the registered
+  checkpoint: the spec's ``base`` term ``interp:NAME`` at 1.0 (theta0 + 1 * (theta_NAME -
+  theta0)), added to every point and part of every key;
+- each random point adds ``a * d_i`` to that (kind ``1d-random``, draws 0..n-1 of ``seed``); the
+  points with ``a = 0`` are the candidate itself, one weight state, evaluated once;
+- the benign prompts are judged at the candidate only (``benign.at = "origin"``).
+
+:func:`measure` runs it with :func:`~..sweep.runner.run_sweep` on the given servers (fleet
+agreement checks on model, tokenizer, chat template, dtype, device, torch version, prompt sets and
+direction fingerprints; a shared queue with failover) into a result store (the gate keeps it as
+``results.sqlite`` in its output folder, so a re-run of the same gate evaluates only what is
+missing), then reads the curves, the candidate's numbers and the input hashes from the records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 from google.protobuf.json_format import MessageToDict
 
-from safety_landscape.v1 import landscape_pb2 as pb
-
-from ..client import Client, evaluation_settings, interpolation_direction, perturbation, random_direction
-from ..errors import FleetError, VisageError
+from ..client import Client
+from ..errors import VisageError
+from ..records import PointRecord
+from ..store import ResultStore
+from ..sweep.fleet import Fleet
+from ..sweep.runner import run_sweep
+from ..sweep.spec import BaseTerm, DirectionRecipe, Grid, PromptSource, SweepSpec, validate
 from ..visage import summarize
 from .config import GateConfig
 
-__all__ = ["Measurements", "measure", "sha256_json"]
+__all__ = ["STORE_NAME", "Measurements", "gate_spec", "measure", "sha256_json"]
+
+STORE_NAME = "results.sqlite"
 
 
 def sha256_json(obj: Any) -> str:
@@ -58,130 +67,92 @@ class Measurements:
     points: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _agree(clients: Sequence[Client]) -> tuple[pb.ModelInfo, list[dict[str, str]]]:
-    infos = [(c.target, c.info()) for c in clients]
-    first = infos[0][1]
-    for what in ("model_fingerprint",):
-        seen = {t: getattr(i, what) for t, i in infos}
-        if len(set(seen.values())) > 1:
-            raise FleetError(f"the servers hold different models ({what}: {seen}); point the gate at servers of one model")
-    toks = {t: i.tokenizer.tokenizer_fingerprint for t, i in infos}
-    if len(set(toks.values())) > 1:
-        raise FleetError(f"the servers hold different tokenizers ({toks})")
-    return first, [{"target": t, "server_version": i.server_version, "device": i.device, "torch": i.torch_version} for t, i in infos]
+def gate_spec(config: GateConfig) -> SweepSpec:
+    """The sweep the gate measures (see the module docstring)."""
+    return validate(SweepSpec(
+        name=config.name, kind="1d-random",
+        grid=Grid(directions=config.directions, points=config.points, range=tuple(config.range)),
+        direction=DirectionRecipe(seed=config.seed, stream=config.stream, normalization=config.normalization,
+                                  selection=config.selection),
+        base=(BaseTerm(f"interp:{config.checkpoint}", 1.0),) if config.checkpoint else (),
+        prompts=PromptSource(set=config.prompt_set, limit=config.prompt_limit),
+        benign=PromptSource(set=config.benign_set, limit=config.benign_limit, at="origin"),
+        system_prompts=(config.system_prompt,), chat_format=config.chat_format, keywords=tuple(config.keywords),
+        max_new_tokens=config.max_new_tokens,
+    ))
 
 
-def _evaluate_all(clients: Sequence[Client], settings: pb.EvaluationSettings, points: list[pb.Perturbation]) -> list[pb.EvaluateSafetyResponse]:
-    shares: list[list[int]] = [list(range(k, len(points), len(clients))) for k in range(len(clients))]
-
-    def run(k: int) -> list[tuple[int, pb.EvaluateSafetyResponse]]:
-        idx = shares[k]
-        if not idx:
-            return []
-        out = []
-        for res in clients[k].evaluate_points(settings, [points[i] for i in idx]):
-            out.append((idx[res.index], res.result))
-        if len(out) != len(idx):
-            raise VisageError(f"{clients[k].target} returned {len(out)} of {len(idx)} points")
-        return out
-
-    results: list[pb.EvaluateSafetyResponse | None] = [None] * len(points)
-    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
-        for part in pool.map(run, range(len(clients))):
-            for i, r in part:
-                results[i] = r
-    if any(r is None for r in results):
-        raise VisageError("some points got no result")
-    return results  # type: ignore[return-value]
+def _prompt_set(record: PointRecord) -> dict[str, Any]:
+    d = record.detail
+    return {"name": d.get("prompt_set_name", ""), "size": d.get("prompt_set_size", record.total),
+            "sha256": d.get("prompt_set_sha256", "")}
 
 
-def measure(config: GateConfig, clients: Sequence[Client]) -> Measurements:
-    """Run the gate's evaluations; raises a :class:`VisageError` subclass on any failure."""
+def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | Path | None = None) -> Measurements:
+    """Run the gate's sweep on ``clients`` (the caller closes them) into the store at
+    ``store_path`` (None: a temporary one); raises a :class:`VisageError` subclass on any failure."""
     if not clients:
         raise VisageError("no servers given")
-    info, servers = _agree(clients)
-    candidate_terms: list[tuple[pb.DirectionSpec, float]] = []
-    if config.checkpoint:
-        candidate_terms.append((interpolation_direction(config.checkpoint), 1.0))
-    specs = [
-        random_direction(config.seed, normalization=config.normalization, selection=config.selection,
-                         stream=config.stream, index=i)
-        for i in range(config.directions)
-    ]
-    harmful = evaluation_settings(
-        prompt_set=config.prompt_set, limit=config.prompt_limit, system=config.system_prompt,
-        chat=config.chat_format, max_new_tokens=config.max_new_tokens, keywords=config.keywords,
-    )
-    # Unique weight states: index 0 is the candidate; (direction, a) -> index.
-    states: list[pb.Perturbation] = [perturbation(candidate_terms)]
-    where: dict[tuple[int, float], int] = {}
-    for d, spec in enumerate(specs):
-        for a in config.coefficients:
-            if a == 0.0:
-                where[(d, a)] = 0
-            else:
-                where[(d, a)] = len(states)
-                states.append(perturbation([*candidate_terms, (spec, a)]))
-    results = _evaluate_all(clients, harmful, states)
+    spec = gate_spec(config)
+    with contextlib.ExitStack() as stack:
+        if store_path is None:
+            store_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="visage-gate-"))) / STORE_NAME
+        store = stack.enter_context(ResultStore(store_path))
+        result = run_sweep(spec, store, fleet=Fleet(list(clients)), bar=False)
+        records = {p.key: store.get(p.key) for p in result.plan.points}
+    plan = result.plan
+    if any(r is None for r in records.values()):
+        raise VisageError("the sweep finished with points missing from the store; a bug")
 
-    set_hashes = {r.prompt_set.sha256 for r in results}
-    if len(set_hashes) != 1 or any(r.total == 0 for r in results):
-        raise VisageError(f"the points were evaluated on different or empty prompt sets ({sorted(set_hashes)})")
     curves: dict[str, list[list[float]]] = {}
-    for d in range(len(specs)):
-        curves[f"d{d}"] = [[a, results[where[(d, a)]].asr] for a in config.coefficients]
+    points: list[dict[str, Any]] = []
+    candidate: PointRecord | None = None
+    benign: PointRecord | None = None
+    for p in plan.points:
+        r = records[p.key]
+        if p.metric == "refusal":
+            benign = r
+            continue
+        direction = p.series.split("|", 1)[0]
+        curves.setdefault(direction, []).append([p.coords[0], r.value])
+        points.append({"direction": direction, "a": p.coords[0], "asr": r.value, "jailbroken": r.detail["jailbroken"],
+                       "total": r.total, "weight_state": r.detail["weight_state"]})
+        if p.coords[0] == 0.0 and candidate is None:
+            candidate = r
+    if candidate is None or benign is None:
+        raise VisageError("the gate's sweep has no point at the candidate (a = 0)")
+    harmful_sets = {r.detail.get("prompt_set_sha256") for r in records.values() if r.metric == "asr"}
+    if len(harmful_sets) != 1 or any(r.total == 0 for r in records.values()):
+        raise VisageError(f"the points were evaluated on different or empty prompt sets ({sorted(harmful_sets)})")
+    if benign.detail["weight_state"] != candidate.detail["weight_state"]:
+        raise VisageError("the benign prompts were evaluated at other weights than the candidate's; a server bug")
     summary = summarize({k: [v for _, v in c] for k, c in curves.items()}, rule=config.rule)
 
-    # Over-refusal at the candidate: benign prompts the judge calls refused (not "jailbroken").
-    benign = evaluation_settings(
-        prompt_set=config.benign_set, limit=config.benign_limit, system=config.system_prompt,
-        chat=config.chat_format, max_new_tokens=config.max_new_tokens, keywords=config.keywords,
-    )
-    benign_resp = clients[0].evaluate(benign, at=states[0])
-    if benign_resp.total == 0:
-        raise VisageError(f"benign prompt set {config.benign_set!r} is empty")
-    over_refusal = 100.0 * (benign_resp.total - benign_resp.jailbroken) / benign_resp.total
-    if benign_resp.weight_state.fingerprint != results[0].weight_state.fingerprint:
-        raise VisageError("the benign prompts were evaluated at other weights than the candidate's; a server bug")
-
-    # Direction fingerprints (best effort: ListDirections needs no admin token).
-    held: dict[str, str] = {}
-    try:
-        held = {d.id: d.fingerprint for d in clients[0].list_directions().directions}
-    except VisageError:
-        pass
-    used_ids = sorted({t.direction_id for r in results for t in r.weight_state.terms})
-    direction_specs = [_msg(s) for s in specs] + ([_msg(t[0]) for t in candidate_terms])
-    settings_dict = {"harmful": _msg(harmful), "benign": _msg(benign)}
+    info = clients[0].info()
+    variants = {v.metric: v for v in plan.variants}
+    direction_specs = [_msg(s) for s in plan.directions.values()]
+    settings_dict = {"harmful": _msg(variants["asr"].settings), "benign": _msg(variants["refusal"].settings)}
     inputs = {
-        "model_fingerprint": info.model_fingerprint,
-        "tokenizer_fingerprint": info.tokenizer.tokenizer_fingerprint,
-        "chat_template_sha256": info.tokenizer.chat_template_sha256,
-        "candidate": {"checkpoint": config.checkpoint, "weight_state": results[0].weight_state.fingerprint},
+        "model_fingerprint": plan.facts.model_fingerprint,
+        "tokenizer_fingerprint": plan.facts.tokenizer_fingerprint,
+        "chat_template_sha256": plan.facts.chat_template_sha256,
+        "candidate": {"checkpoint": config.checkpoint, "weight_state": candidate.detail["weight_state"]},
         "directions": {
             "specs": direction_specs,
             "specs_sha256": sha256_json(direction_specs),
-            "fingerprints": {i: held.get(i, "") for i in used_ids},
+            "fingerprints": dict(result.direction_fingerprints),
         },
-        "prompt_sets": {
-            "harmful": {"name": results[0].prompt_set.name, "size": results[0].prompt_set.size, "sha256": results[0].prompt_set.sha256},
-            "benign": {"name": benign_resp.prompt_set.name, "size": benign_resp.prompt_set.size, "sha256": benign_resp.prompt_set.sha256},
-        },
-        "system_prompt_sha256": results[0].system_prompt_sha256,
-        "judge": results[0].judge,
+        "prompt_sets": {"harmful": _prompt_set(candidate), "benign": _prompt_set(benign)},
+        "system_prompt_sha256": candidate.detail["system_prompt_sha256"],
+        "judge": candidate.detail["judge"],
         "settings": settings_dict,
         "settings_sha256": sha256_json(settings_dict),
-        "coefficients": config.coefficients,
+        "coefficients": [c for c, _ in next(iter(curves.values()))],
     }
-    points = [
-        {"direction": f"d{d}", "a": a, "asr": results[where[(d, a)]].asr, "jailbroken": results[where[(d, a)]].jailbroken,
-         "total": results[where[(d, a)]].total, "weight_state": results[where[(d, a)]].weight_state.fingerprint}
-        for d in range(len(specs)) for a in config.coefficients
-    ]
     return Measurements(
         visage=summary.mean, visage_std=summary.std, visage_per_direction=dict(summary.per_series), curves=curves,
-        origin_asr=results[0].asr, over_refusal=over_refusal,
+        origin_asr=candidate.value, over_refusal=benign.value,
         model={"name": info.model_name, "architecture": info.architecture, "fingerprint": info.model_fingerprint,
                "dtype": info.dtype, "parameters": info.parameter_count},
-        servers=[s["target"] for s in servers], inputs=inputs, points=points,
+        servers=[s.target for s in result.servers], inputs=inputs, points=points,
     )
