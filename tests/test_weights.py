@@ -145,3 +145,24 @@ def test_canonical_terms():
             wm.canonical_terms([("d-a", bad)])
     with pytest.raises(InvalidArgument, match="sum"):
         wm.canonical_terms([("d-a", 0.75), ("d-a", 0.75)])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n_terms", [1, 2, 3])
+def test_fused_apply_is_bit_identical_to_fp32_accumulation(dtype, n_terms):
+    """The one-pass write equals: copy theta0 to fp32, add each c_i d_i, cast once."""
+    from safety_landscape.server.engine.weights import _write_sum
+
+    g = torch.Generator().manual_seed(n_terms)
+    base = torch.randn(64, 33, generator=g).to(dtype)
+    components = [(0.37 / (i + 1) * (-1) ** i, torch.randn(64, 33, generator=g)) for i in range(n_terms)]
+    expected = base.to(torch.float32, copy=True)
+    for coef, d in components:
+        expected.add_(d, alpha=coef)
+    expected = expected.to(dtype)
+    out = torch.empty_like(base)
+    before = base.clone()
+    _write_sum(out, base, components)
+    as_int = torch.int16 if dtype == torch.bfloat16 else torch.int32
+    assert torch.equal(out.view(as_int), expected.view(as_int))
+    assert torch.equal(base.view(as_int), before.view(as_int))  # the pristine copy is untouched

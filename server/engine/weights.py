@@ -281,10 +281,7 @@ class WeightManager:
             if not components:
                 param.copy_(base)
                 continue
-            acc = base.to(torch.float32, copy=True)  # fp32 accumulation; copy=True: never alias the pristine copy
-            for coef, d in components:
-                acc.add_(d, alpha=coef)
-            param.copy_(acc.to(param.dtype))
+            _write_sum(param, base, components)
         if self.params[0][1].device.type == "cuda":
             torch.cuda.synchronize()
         with self._lock:
@@ -320,6 +317,25 @@ class WeightManager:
             "pristine": sum(t.numel() * t.element_size() for t in self.pristine.values()),
             "directions": sum(d.bytes_held for d in self.list()),
         }
+
+
+def _write_sum(param: torch.Tensor, base: torch.Tensor, components: list[tuple[float, torch.Tensor]]) -> None:
+    """param <- base + sum c_i d_i, computed in fp32 (the directions are fp32, so type promotion
+    makes every add an fp32 op), rounded once to the model dtype on the last write.
+
+    The last add writes straight into ``param`` (``out=``): one fused pass per tensor instead of
+    copy, add, cast, copy; bit-identical to accumulating in an fp32 copy and casting (tested).
+    The first add always allocates a fresh result, so the pristine copy is never aliased.
+    """
+    if len(components) == 1:
+        coef, d = components[0]
+        torch.add(base, d, alpha=coef, out=param)
+        return
+    (coef, d), *middle, (last_coef, last_d) = components
+    acc = torch.add(base, d, alpha=coef)  # fp32: promoted from (model dtype, fp32)
+    for coef, d in middle:
+        acc.add_(d, alpha=coef)
+    torch.add(acc, last_d, alpha=last_coef, out=param)
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
