@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--device", default=_env("DEVICE", "auto"), help="auto, cpu, cuda or cuda:N [VISAGE_DEVICE]")
     a("--dtype", default=_env("DTYPE", "auto"), help="auto, float32, bfloat16 or float16 [VISAGE_DTYPE]")
     a("--metrics-port", type=int, default=int(_env("METRICS_PORT", 0)), help="Prometheus /metrics port, 0 = off [VISAGE_METRICS_PORT]")
-    a("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", 16)), help="sequences per forward pass [VISAGE_MAX_BATCH_SIZE]")
+    a("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", 64)), help="sequences per forward pass (a device out-of-memory halves the batch and retries) [VISAGE_MAX_BATCH_SIZE]")
     a("--max-new-tokens", type=int, default=int(_env("MAX_NEW_TOKENS", 1024)), help="largest max_new_tokens accepted [VISAGE_MAX_NEW_TOKENS]")
     a("--max-prompts", type=int, default=int(_env("MAX_PROMPTS", 1024)), help="prompts per request [VISAGE_MAX_PROMPTS]")
     a("--max-prompt-tokens", type=int, default=int(_env("MAX_PROMPT_TOKENS", 2048)), help="tokens per prompt [VISAGE_MAX_PROMPT_TOKENS]")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Limits:
-    max_batch_size: int = 16
+    max_batch_size: int = 64  # large batches pay on GPU and CPU alike; OOM halves and retries
     max_new_tokens: int = 1024
     max_prompts_per_request: int = 1024
     max_prompt_tokens: int = 2048

@@ -29,7 +29,7 @@ def test_info_reports_model_facts(client):
     assert len(info.model_fingerprint) == 64
     assert info.tokenizer.has_chat_template and info.tokenizer.chat_template_sha256
     assert "tiny test assistant" in info.tokenizer.default_system_prompt
-    assert info.server_version and info.limits.max_batch_size == 16
+    assert info.server_version and info.limits.max_batch_size == 64
     assert info.memory.model_bytes > 0 and info.memory.pristine_bytes == info.memory.model_bytes
 
 

@@ -183,11 +183,14 @@ class BatchGenerator:
         stats.batches.append(bsz)
         width = max(len(p) for p in prompts)
         ids = torch.full((bsz, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((bsz, width), dtype=torch.long)
+        # The attention mask for the whole run, allocated once: ones after the prompt, so each
+        # decode step passes a view of the first `length` columns instead of growing a tensor.
+        full_mask = torch.ones((bsz, width + params.max_new_tokens), dtype=torch.long)
         for row, p in enumerate(prompts):  # left padding
             ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[row, width - len(p) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+            full_mask[row, : width - len(p)] = 0
+        ids, full_mask = ids.to(self.device), full_mask.to(self.device)
+        mask = full_mask[:, :width]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): each row counts from its first real token
         generators = _row_generators(indices, params, self.device)
         cache = DynamicCache(config=self.model.config)
@@ -236,9 +239,9 @@ class BatchGenerator:
             if len(keep) < len(alive):  # shrink the batch and its KV cache
                 sel = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(sel)
-                mask, last_pos, next_ids = mask[sel], last_pos[sel], next_ids[sel]
+                full_mask, last_pos, next_ids = full_mask[sel], last_pos[sel], next_ids[sel]
                 alive = [alive[b] for b in keep]
-            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
+            mask = full_mask[:, : width + step + 1]  # the prompt and the step + 1 tokens generated so far
             last_pos = last_pos + 1
             if self.fault_injector is not None:
                 self.fault_injector(len(alive))
