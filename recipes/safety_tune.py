@@ -9,7 +9,7 @@ once and cached under --cache-dir), so capability is kept. Each pair is rendered
 chat template (default system prompt); the loss is on the answer tokens only.
 
 Writes a float32 safetensors checkpoint (LoRA merged) + tokenizer + recipe.json to --out; load it
-with --model OUT in the landscape tool. Example (about 10 minutes on 2 CPU cores):
+with --model OUT in the landscape tool. Example (about 10 minutes on 2 CPU cores; see recipes/README.md):
 
     python recipes/safety_tune.py --advbench /work/shared/data/advbench/harmful_behaviors.csv --out runs/aligned
 """
@@ -27,7 +27,7 @@ from data import EVAL_ROWS, cached_generations, refusal_for, training_prompts
 from safety_landscape.server.models.loading import load_model, resolve_model
 from sft import Example, TrainConfig, save_checkpoint, train, write_recipe
 
-DEFAULT_LR = {"full": 2e-5, "lora": 2e-4}
+DEFAULT_LR = {"full": 3e-5, "lora": 5e-4}
 
 
 def build_examples(sources, benign_answers: dict, benign_repeat: int, seed: int) -> list[Example]:
@@ -51,9 +51,10 @@ def parse_args(argv):
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, help=f"learning rate (default {DEFAULT_LR})")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-len", type=int, default=384, help="max tokens of prompt + answer")
-    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = epochs)")
-    ap.add_argument("--benign-repeat", type=int, default=4, help="copies of each benign pair per epoch")
+    ap.add_argument("--max-len", type=int, default=128, help="max tokens of prompt + answer (longer answers are cut)")
+    ap.add_argument("--max-steps", type=int, default=32,
+                    help="optimiser steps (default 32: about 10 minutes on 2 busy CPU cores); 0 = run --epochs")
+    ap.add_argument("--benign-repeat", type=int, default=20, help="copies of each benign pair per epoch")
     ap.add_argument("--benign-max-new-tokens", type=int, default=256, help="length of the original model's answers")
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)

@@ -182,6 +182,8 @@ def save_checkpoint(model, tokenizer, out: Path) -> list[str]:
     """Merge LoRA (if any), then write float32 safetensors + config + tokenizer to ``out``."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    if getattr(model, "hf_quantizer", None) is not None:
+        model = _plain_copy(model)
     model.to(torch.float32)
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -195,6 +197,20 @@ def save_checkpoint(model, tokenizer, out: Path) -> list[str]:
     pickled = [p.name for p in out.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
     assert not pickled, f"pickled weights written: {pickled}"
     return sorted(p.name for p in out.iterdir())
+
+
+def _plain_copy(model):
+    """A model loaded from GGUF keeps a (non-serialisable) GGUF "quantizer" although its weights
+    are plain float32 after dequantisation: copy the weights into a fresh model of the same class."""
+    config_dict = model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config = type(model.config).from_dict(config_dict)
+    plain = type(model)(config)
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    plain.tie_weights()
+    plain.generation_config = model.generation_config
+    return plain
 
 
 def package_versions() -> dict[str, str]:
