@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Stage 1a: the four finetuning attacks (Table 1). Wall times go to runs/repro/times.txt.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. .venv/bin/activate
+ADV=/work/shared/data/advbench/harmful_behaviors.csv
+mkdir -p runs/repro
+for spec in "10 attack-10" "50 attack-50" "100 attack-100" "100 attack-mix --mix-safe 100"; do
+  set -- $spec; n=$1; out=$2; shift 2
+  t0=$(date +%s)
+  python recipes/finetune_attack.py --aligned runs/aligned --advbench $ADV --cache-dir runs/cache \
+    --shots $n "$@" --out runs/$out > runs/repro/$out.log 2>&1
+  echo "$out train_wall_s $(( $(date +%s) - t0 ))" >> runs/repro/times.txt
+done
