@@ -36,6 +36,16 @@ for summ in sorted(R.glob("*/summary.json")):
         if png.stat().st_size < 400_000:
             shutil.copy(png, D / f"{name}--{png.name}")
 
+# original and aligned: the origin of their basin sweeps (the same unperturbed request)
+for row in out["table1"] + [{"model": "smollm2-135m-instruct"}]:
+    sweep = {"aligned": "basin-aligned", "smollm2-135m-instruct": "basin-original"}.get(row["model"])
+    if sweep and sweep in out["sweeps"] and "advbench" not in row:
+        s = out["sweeps"][sweep]
+        row["advbench"] = {"value": s["origin"]["asr"]["d0|default"], "source": f"{sweep} origin"}
+        row["benign"] = {"value": s["over_refusal"]["series"]["d0|default"]["origin"], "source": f"{sweep} origin"}
+        if row not in out["table1"]:
+            out["table1"].insert(0, row)
+
 if (R / "times.txt").exists():
     out["times"] = (R / "times.txt").read_text().splitlines()
 
