@@ -34,34 +34,39 @@ def _abort(context: grpc.ServicerContext, exc: LandscapeError):
     context.abort(getattr(grpc.StatusCode, exc.code_name), exc.message)
 
 
+def _fail(context: grpc.ServicerContext, exc: Exception, method_name: str):
+    """The one mapping from an exception to a status: domain errors keep their code and message;
+    anything else is INTERNAL with the traceback logged, never sent. Call inside ``except``."""
+    if isinstance(exc, LandscapeError):
+        _abort(context, exc)
+    log.exception("internal error", method=method_name)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id_var.get()}); see the server log")
+
+
 def _rpc(method: Callable) -> Callable:
-    """Map domain errors to status codes; check the request size limit first."""
+    """A unary handler: check the request size limit, run, map errors with ``_fail``."""
 
     @functools.wraps(method)
     def unary(self, request, context):
         try:
             self._check_size(request)
             return method(self, request, context)
-        except LandscapeError as exc:
-            _abort(context, exc)
-        except Exception:
-            log.exception("internal error", method=method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id_var.get()}); see the server log")
+        except Exception as exc:
+            _fail(context, exc, method.__name__)
 
     return unary
 
 
 def _rpc_stream(method: Callable) -> Callable:
+    """The same for a server-streaming handler."""
+
     @functools.wraps(method)
     def stream(self, request, context):
         try:
             self._check_size(request)
             yield from method(self, request, context)
-        except LandscapeError as exc:
-            _abort(context, exc)
-        except Exception:
-            log.exception("internal error", method=method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id_var.get()}); see the server log")
+        except Exception as exc:
+            _fail(context, exc, method.__name__)
 
     return stream
 
