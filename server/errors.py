@@ -11,7 +11,8 @@ into a status code with the message unchanged, so the message must tell a user w
     ├── Unavailable          loading, draining, or the device is gone
     ├── Unauthenticated      no or unknown token
     ├── PermissionDenied     a valid token without the right to call this
-    └── Cancelled            the caller went away or its deadline passed
+    ├── Cancelled            the caller went away
+    └── DeadlineExceeded     the call's deadline passed before its work finished
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class PermissionDenied(LandscapeError):
 
 class Cancelled(LandscapeError):
     code_name = "CANCELLED"
+
+
+class DeadlineExceeded(LandscapeError):
+    code_name = "DEADLINE_EXCEEDED"
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

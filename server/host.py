@@ -33,7 +33,7 @@ import structlog
 from .config import Limits
 from .engine.engine import Engine, TermRequest, weights_key
 from .engine.weights import AppliedState
-from .errors import Cancelled, ResourceExhausted, Unavailable
+from .errors import Cancelled, DeadlineExceeded, ResourceExhausted, Unavailable
 
 T = TypeVar("T")
 MAX_SKIPS = 4
@@ -219,7 +219,7 @@ class ModelHost:
             if self.metrics is not None:
                 self.metrics.cancelled_jobs_total.inc()
             self._record(job, "cancelled")
-            job.future.set_exception(Cancelled("the call was cancelled or its deadline passed while queued"))
+            job.future.set_exception(_stop_reason(job, Cancelled("the call was cancelled or its deadline passed while queued")))
             return
         self._busy_since = time.monotonic()
         outcome = "ok"
@@ -231,11 +231,11 @@ class ModelHost:
                     self.metrics.weight_switch_seconds.observe(job.state.apply_seconds)
             result = job.work(self.engine, job.should_cancel)
         except BaseException as exc:  # handed to the caller's thread, which maps it to a status
-            outcome = "cancelled" if isinstance(exc, Cancelled) else "error"
+            outcome = "cancelled" if isinstance(exc, Cancelled) else "error"  # caller gone or deadline passed
             if isinstance(exc, Cancelled) and self.metrics is not None:
                 self.metrics.cancelled_jobs_total.inc()
             self._record(job, outcome)
-            job.future.set_exception(exc)
+            job.future.set_exception(_stop_reason(job, exc))
         else:
             self._record(job, outcome)
             job.future.set_result(result)
@@ -256,3 +256,11 @@ class ModelHost:
 
 def _same_weights(key, current) -> bool:
     return key == current or (not key and not current)
+
+
+def _stop_reason(job: Job, exc: BaseException) -> BaseException:
+    """A stop caused by the job's own deadline (not by the caller going away) is DEADLINE_EXCEEDED,
+    so the caller sees the same code whether its deadline fired first or the server's check did."""
+    if isinstance(exc, Cancelled) and not job.cancelled.is_set() and job.deadline is not None and time.monotonic() > job.deadline:
+        return DeadlineExceeded("the call's deadline passed; its work was stopped")
+    return exc
