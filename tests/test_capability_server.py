@@ -15,6 +15,7 @@ from safety_landscape.client.capability import MCQuestion, mc_accuracy, mc_candi
 from safety_landscape.client.capability_eval import mc_accuracy_at, mc_logits_at, perplexity_at
 from safety_landscape.client.errors import ValidationError
 from safety_landscape.server.models.tiny import build_tiny_random
+from scoring_reference import encode
 
 REL = 1e-4
 
@@ -43,13 +44,6 @@ SHOTS = [
 @pytest.fixture(scope="module")
 def tiny():
     return build_tiny_random()
-
-
-def encode(tokenizer, context: str, continuation: str) -> tuple[list[int], int]:
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    ctx = tokenizer.encode(context, add_special_tokens=False) if context else []
-    cont = tokenizer.encode(continuation, add_special_tokens=False)
-    return bos + ctx + cont, len(bos) + len(ctx)
 
 
 @torch.inference_mode()
