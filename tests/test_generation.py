@@ -75,6 +75,31 @@ def test_greedy_output_does_not_depend_on_the_split(tiny, encoded, reference, ba
     assert [r.prompt_tokens for r in results] == [len(p) for p in encoded]
 
 
+def test_shared_prefix_is_prefilled_once_with_the_same_outputs(tiny):
+    # Chat-formatted prompts share the template and system prompt: the batch prefills that prefix
+    # once and copies its KV cache, and every row must still get exactly what it gets alone.
+    system = "<<SYS>> You are a careful assistant; answer briefly and politely. <</SYS>> [INST] "
+    encoded = [tiny.tokenizer(system + p + " [/INST]", add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    shared = len(tiny.tokenizer(system, add_special_tokens=False)["input_ids"])
+    alone, alone_stats = BatchGenerator(tiny.model, tiny.tokenizer, max_batch_size=1).generate(encoded, GREEDY)
+    batched, stats = BatchGenerator(tiny.model, tiny.tokenizer, max_batch_size=16).generate(encoded, GREEDY)
+    assert _ids(batched) == _ids(alone)
+    assert alone_stats.prefill_tokens == sum(len(p) for p in encoded)  # one prompt: nothing shared
+    # The prefix ran once, not once per row (a token at the system prompt's end may merge with
+    # the user's text, so at least `shared - 1` tokens are common).
+    width = max(len(p) for p in encoded)
+    assert stats.prefill_tokens <= len(PROMPTS) * width - (len(PROMPTS) - 1) * (shared - 1)
+
+
+def test_identical_prompts_keep_a_token_of_their_own(tiny, encoded):
+    # Equal prompts share everything but their last token, whose logits start each row.
+    prompts = [encoded[2]] * 3
+    results, stats = BatchGenerator(tiny.model, tiny.tokenizer, max_batch_size=4).generate(prompts, GREEDY)
+    alone = BatchGenerator(tiny.model, tiny.tokenizer, max_batch_size=1).generate(prompts[:1], GREEDY)[0][0]
+    assert all(r.token_ids == alone.token_ids for r in results)
+    assert stats.prefill_tokens == len(encoded[2]) - 1 + 3
+
+
 def test_sampled_with_seed_is_independent_of_the_split(tiny, encoded):
     params = GenerationParams(max_new_tokens=12, do_sample=True, seed=7, temperature=1.3, top_p=0.95)
     outs = []

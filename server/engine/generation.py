@@ -10,6 +10,9 @@ Invariants:
   - Prompts are sorted by length and split into batches of at most ``max_batch_size``; results
     come back in request order. Greedy output does not depend on the split: every row has its
     own attention mask and position ids, so padding never changes what a row sees.
+  - The prefix every prompt of a batch shares (chat template, system prompt) is prefilled once
+    and its KV cache copied to every row; each row's own tokens follow after its padding, with
+    positions that skip the padding, so a row sees exactly what it would see alone.
   - Sampling draws each sequence from its own generator seeded by (seed, prompt index), so a
     seeded sampled request is also independent of the split.
   - On a device out-of-memory the batch is halved and retried (down to one sequence).
@@ -65,6 +68,7 @@ class GenerationStats:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     generated_tokens: int = 0
+    prefill_tokens: int = 0  # token positions the prefill ran (a shared prefix counted once)
     batches: list[int] = field(default_factory=list)  # sizes of the batches run
     oom_splits: int = 0
 
@@ -181,17 +185,21 @@ class BatchGenerator:
     def _run_batch(self, prompts, indices, params, stop_test, should_cancel, stats) -> list[SequenceResult]:
         bsz = len(prompts)
         stats.batches.append(bsz)
-        width = max(len(p) for p in prompts)
+        shared = _shared_prefix_length(prompts)
+        suffixes = [p[shared:] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        total = shared + width  # the KV cache's length after prefill
+        # Row layout: [shared prefix][left padding][own suffix][generated tokens]. The attention
+        # mask for the whole run is allocated once (zeros only on the padding), so each decode step
+        # passes a view of its first columns instead of growing a tensor.
         ids = torch.full((bsz, width), self.pad_id, dtype=torch.long)
-        # The attention mask for the whole run, allocated once: ones after the prompt, so each
-        # decode step passes a view of the first `length` columns instead of growing a tensor.
-        full_mask = torch.ones((bsz, width + params.max_new_tokens), dtype=torch.long)
-        for row, p in enumerate(prompts):  # left padding
-            ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            full_mask[row, : width - len(p)] = 0
+        full_mask = torch.ones((bsz, total + params.max_new_tokens), dtype=torch.long)
+        for row, suffix in enumerate(suffixes):
+            ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            full_mask[row, shared : total - len(suffix)] = 0
         ids, full_mask = ids.to(self.device), full_mask.to(self.device)
-        mask = full_mask[:, :width]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): each row counts from its first real token
+        # Each row counts positions over its real tokens only, so padding never shifts them.
+        positions = (full_mask[:, :total].cumsum(-1) - 1).clamp(min=0)[:, shared:]  # (B, width)
         generators = _row_generators(indices, params, self.device)
         cache = DynamicCache(config=self.model.config)
         alive = list(range(bsz))  # batch row -> original row
@@ -202,11 +210,17 @@ class BatchGenerator:
         t0 = time.perf_counter()
         if self.fault_injector is not None:
             self.fault_injector(bsz)
+        if shared:  # the prefix every row shares (system prompt, template) is run once, then copied
+            prefix = torch.tensor(prompts[0][:shared], dtype=torch.long, device=self.device)[None]
+            self.model(input_ids=prefix, cache=cache, use_cache=True, logits_to_keep=1)
+            cache.batch_repeat_interleave(bsz)
         logits = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
+            input_ids=ids, attention_mask=full_mask[:, :total], position_ids=positions, cache=cache, use_cache=True,
+            logits_to_keep=1,
         ).logits[:, -1, :]  # (B, V)
         _sync(self.device)
         stats.prefill_seconds += time.perf_counter() - t0
+        stats.prefill_tokens += shared + bsz * width
         t1 = time.perf_counter()
         last_pos = positions[:, -1:]  # (B, 1)
         for step in range(params.max_new_tokens):
@@ -241,7 +255,7 @@ class BatchGenerator:
                 cache.batch_select_indices(sel)
                 full_mask, last_pos, next_ids = full_mask[sel], last_pos[sel], next_ids[sel]
                 alive = [alive[b] for b in keep]
-            mask = full_mask[:, : width + step + 1]  # the prompt and the step + 1 tokens generated so far
+            mask = full_mask[:, : total + step + 1]  # the prompt and the step + 1 tokens generated so far
             last_pos = last_pos + 1
             if self.fault_injector is not None:
                 self.fault_injector(len(alive))
@@ -255,6 +269,24 @@ class BatchGenerator:
             SequenceResult(token_ids=tokens[r], text=texts[r], prompt_tokens=len(prompts[r]), finish_reason=finish[r], stop_match=matches[r])
             for r in range(bsz)
         ]
+
+
+MIN_SHARED_PREFIX = 8  # shorter shared prefixes are not worth a second forward pass
+
+
+def _shared_prefix_length(prompts: Sequence[list[int]]) -> int:
+    """Tokens at the start of every prompt (chat template + system prompt), prefilled once per batch.
+
+    0 for a single prompt or a prefix under ``MIN_SHARED_PREFIX`` tokens; always leaves every prompt
+    at least one token of its own, whose logits start the generation.
+    """
+    if len(prompts) < 2:
+        return 0
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    length = 0
+    while length < limit and all(p[length] == first[length] for p in prompts):
+        length += 1
+    return length if length >= MIN_SHARED_PREFIX else 0
 
 
 def _pick(logits: torch.Tensor, params: GenerationParams, generators) -> torch.Tensor:
