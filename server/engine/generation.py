@@ -32,9 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
-
 from ..errors import Cancelled, InvalidArgument, ResourceExhausted
+from .kv_cache import reserved_cache
 
 FINISH_EOS = "eos"
 FINISH_LENGTH = "length"
@@ -201,7 +200,7 @@ class BatchGenerator:
         # Each row counts positions over its real tokens only, so padding never shifts them.
         positions = (full_mask[:, :total].cumsum(-1) - 1).clamp(min=0)[:, shared:]  # (B, width)
         generators = _row_generators(indices, params, self.device)
-        cache = DynamicCache(config=self.model.config)
+        cache = reserved_cache(self.model.config, total + params.max_new_tokens)
         alive = list(range(bsz))  # batch row -> original row
         tokens: list[list[int]] = [[] for _ in range(bsz)]
         finish = [FINISH_LENGTH] * bsz
@@ -214,9 +213,13 @@ class BatchGenerator:
             prefix = torch.tensor(prompts[0][:shared], dtype=torch.long, device=self.device)[None]
             self.model(input_ids=prefix, cache=cache, use_cache=True, logits_to_keep=1)
             cache.batch_repeat_interleave(bsz)
+        # The last column's logits only. An index tensor (not the int 1) makes HF gather that column
+        # into a contiguous (B, 1, H) tensor, so the LM head runs as one matmul, not as B
+        # matrix-vector products over an expanded weight (40 rows: 0.03 s instead of 0.2 s).
+        last_column = torch.tensor([width - 1], device=self.device)
         logits = self.model(
             input_ids=ids, attention_mask=full_mask[:, :total], position_ids=positions, cache=cache, use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=last_column,
         ).logits[:, -1, :]  # (B, V)
         _sync(self.device)
         stats.prefill_seconds += time.perf_counter() - t0
