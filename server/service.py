@@ -6,6 +6,7 @@ anything unexpected becomes INTERNAL with the traceback logged (never sent).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -160,9 +161,12 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
         terms = convert.terms_from_pb(request.perturbation)
         self.host.engine.check_generation(params)
         prompts = list(request.prompts)
+        encoded = self.host.engine.admit(prompts, system, fmt)  # a too-long prompt fails here, not after the queue
 
         def work(engine, cancel):
-            return engine.generate(prompts, system_prompt=system, chat_format=fmt, params=params, should_cancel=cancel)
+            return engine.generate(
+                prompts, system_prompt=system, chat_format=fmt, params=params, should_cancel=cancel, encoded=encoded
+            )
 
         (results, stats), job = self._run(context, work, terms=terms)
         self._observe(stats)
@@ -214,6 +218,9 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
             classifier_name=msg.judge.classifier.name if judge_kind == "classifier" else "",
         )
         engine.check_generation(settings.params)
+        # Encoded now, on the request's thread: a too-long prompt fails before the request queues.
+        encoded = engine.admit(prompt_set.prompts, system, settings.chat_format)
+        settings = dataclasses.replace(settings, encoded=tuple(tuple(ids) for ids in encoded))
         return settings, convert.system_prompt_sha256(system, engine.tokenizer_facts.chat_template_sha256)
 
     def _evaluate_one(self, context, settings: EvalSettings, system_sha: str, perturbation: pb.Perturbation):

@@ -28,7 +28,14 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from safety_landscape.client import errors
-from safety_landscape.client.client import Client, TlsConfig, generation, perturbation, random_direction
+from safety_landscape.client.client import (
+    Client,
+    TlsConfig,
+    evaluation_settings,
+    generation,
+    perturbation,
+    random_direction,
+)
 from safety_landscape.server.auth import token_digest
 from safety_landscape.server.host import Job
 from safety_landscape.v1 import landscape_pb2 as pb
@@ -212,6 +219,20 @@ def test_every_limit_is_named_when_hit(shared) -> None:
             carol.generate(["x"], settings=generation(1), at=perturbation([(random_direction(103), 0.01)]))
 
 
+def test_a_too_long_prompt_is_refused_before_it_queues(shared) -> None:
+    # The worker is busy: a prompt over max_prompt_tokens must not wait for it to fail.
+    host = shared.app.host
+    with shared.client(token=BOB, retries=1) as bob, worker_held(host):
+        depth = host.queue_depth()
+        started = time.monotonic()
+        with pytest.raises(errors.InvalidArgumentError, match="prompt 1 is .* tokens .* limit is 128"):
+            bob.generate(["fine", "word " * 300], settings=generation(2), timeout=20)
+        with pytest.raises(errors.InvalidArgumentError, match="max_prompt_tokens"):
+            bob.evaluate(evaluation_settings(prompts=["word " * 300], max_new_tokens=2), timeout=20)
+        assert time.monotonic() - started < 10  # answered while the worker was still held
+        assert host.queue_depth() == depth
+
+
 def test_queued_jobs_per_tenant_limit_sends_a_retry_hint(shared) -> None:
     host = shared.app.host
     with shared.client(token=BOB, retries=1) as bob, shared.client(token=ALICE, retries=1) as alice:
@@ -378,6 +399,9 @@ def test_process_logs_tenants_without_secrets_and_drains_on_sigterm(tokens_file)
     generate = [r for r in requests if r["method"].endswith("/Generate")]
     assert generate and generate[0]["tenant"] == "alice" and generate[0]["status"] == "OK"
     assert all(len(r.get("request_id", "")) >= 16 for r in requests)  # every line names its request
+    refused = [r for r in requests if r["status"] == "UNAUTHENTICATED"]  # the wrong token's call is logged too
+    assert len(refused) == 1 and refused[0]["method"].endswith("/GetInfo") and refused[0]["tenant"] == "anonymous"
+    assert refused[0]["refused"] == "invalid token"
     events = [line.get("event") for line in lines]
     assert "draining" in events and events[-1] == "stopped"
     assert events.index("draining") < len(events) - 1

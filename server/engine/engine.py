@@ -6,8 +6,10 @@ its only caller. Each method takes domain values (no protobuf) and returns domai
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ from ..models.loading import LoadedModel
 from ..registry import ModelRegistry
 from .chat import ChatFormat
 from .directions import DirectionSpec, direction_id
-from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvaluator
+from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, PromptEncoder, SafetyEvaluator
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
 from .prompts import PromptSetRegistry
 from .weights import AppliedState, HeldDirection, Terms, WeightManager, model_fingerprint
@@ -95,6 +97,11 @@ class Engine:
                 classifier.source.name,
             )
         self.evaluator = SafetyEvaluator(self.generator, limits.max_prompt_tokens, judge)
+        # Request threads encode prompts when a request is admitted (``admit``), with their own
+        # copy of the tokenizer: an HF fast tokenizer must not be used by two threads at once, and
+        # the worker's copy is busy generating.
+        self._admission = PromptEncoder(copy.deepcopy(self.tokenizer), limits.max_prompt_tokens)
+        self._admission_lock = threading.Lock()
         self.tokenizer_facts = _tokenizer_facts(self.tokenizer)
 
     @property
@@ -143,6 +150,12 @@ class Engine:
         if params.do_sample and not (params.temperature > 0 and 0 < params.top_p <= 1):
             raise InvalidArgument("sampling needs temperature > 0 and 0 < top_p <= 1")
 
+    def admit(self, prompts: Sequence[str], system_prompt: str | None, chat_format: ChatFormat) -> list[list[int]]:
+        """Encode prompts on a request thread (any thread): InvalidArgument for one over
+        ``max_prompt_tokens`` or empty, before the request waits in the queue."""
+        with self._admission_lock:
+            return self._admission.encode(prompts, system_prompt, chat_format)
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -151,10 +164,13 @@ class Engine:
         chat_format: ChatFormat,
         params: GenerationParams,
         should_cancel: Cancel = lambda: False,
+        encoded: Sequence[Sequence[int]] | None = None,
     ) -> tuple[list[SequenceResult], GenerationStats]:
+        """``encoded``: the prompts as ``admit`` returned them (else they are encoded here)."""
         self.check_generation(params)
-        encoded = self.evaluator.encode(prompts, system_prompt, chat_format)
-        return self.generator.generate(encoded, params, should_cancel=should_cancel)
+        if encoded is None:
+            encoded = self.evaluator.encode(prompts, system_prompt, chat_format)
+        return self.generator.generate([list(ids) for ids in encoded], params, should_cancel=should_cancel)
 
     def evaluate(self, settings: EvalSettings, *, should_cancel: Cancel = lambda: False) -> EvalOutcome:
         self.check_generation(settings.params)

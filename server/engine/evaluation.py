@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, did_you_mean
 from .chat import ChatFormat, render_prompt
@@ -32,6 +33,9 @@ class EvalSettings:
     return_completions: bool = False
     early_stop: bool = True
     classifier_name: str = ""  # classifier judge only: "" = the one loaded, else must name it
+    # The prompts already encoded under this system prompt and chat format (the server does it when
+    # it admits a request, so a too-long prompt is refused before it queues); None: encode here.
+    encoded: tuple[tuple[int, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,14 +84,14 @@ class ClassifierJudge:
 
 
 @dataclass
-class SafetyEvaluator:
-    generator: BatchGenerator
+class PromptEncoder:
+    """Chat format + system prompt + tokenisation of user prompts, with the prompt-token limit."""
+
+    tokenizer: Any
     max_prompt_tokens: int
-    classifier: ClassifierJudge | None = None
-    default_judge: KeywordJudge = field(default_factory=KeywordJudge)
 
     def encode(self, prompts: Sequence[str], system_prompt: str | None, chat_format: ChatFormat) -> list[list[int]]:
-        tok = self.generator.tokenizer
+        tok = self.tokenizer
         encoded = []
         for i, prompt in enumerate(prompts):
             rendered = render_prompt(chat_format, prompt, system_prompt, tok)
@@ -102,11 +106,27 @@ class SafetyEvaluator:
             encoded.append(ids)
         return encoded
 
+
+@dataclass
+class SafetyEvaluator:
+    generator: BatchGenerator
+    max_prompt_tokens: int
+    classifier: ClassifierJudge | None = None
+    default_judge: KeywordJudge = field(default_factory=KeywordJudge)
+
+    def encode(self, prompts: Sequence[str], system_prompt: str | None, chat_format: ChatFormat) -> list[list[int]]:
+        return PromptEncoder(self.generator.tokenizer, self.max_prompt_tokens).encode(prompts, system_prompt, chat_format)
+
     def evaluate(self, settings: EvalSettings, *, should_cancel: Callable[[], bool] = lambda: False) -> EvalOutcome:
         prompts = settings.prompt_set.prompts
         if not prompts:
             raise InvalidArgument("the prompt set is empty; send at least one prompt")
-        encoded = self.encode(prompts, settings.system_prompt, settings.chat_format)
+        if settings.encoded is not None:
+            if len(settings.encoded) != len(prompts):
+                raise InvalidArgument(f"{len(settings.encoded)} encoded prompts for {len(prompts)} prompts")
+            encoded = [list(ids) for ids in settings.encoded]
+        else:
+            encoded = self.encode(prompts, settings.system_prompt, settings.chat_format)
         if settings.judge == "keyword":
             judge = KeywordJudge(settings.keywords or None)
             stop_test = judge.first_match if settings.early_stop else None
