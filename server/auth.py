@@ -83,6 +83,8 @@ REFLECTION_METHODS: frozenset[str] = frozenset(
 
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default=ANONYMOUS)
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# The per-request log (see logs.py); a call refused here never reaches that interceptor.
+request_log = structlog.get_logger("safety_landscape.requests")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -318,22 +320,34 @@ def _run_bound(tenant: str, request_id: str) -> Around:
     return around
 
 
-def _reject(code: grpc.StatusCode, message: str) -> Around:
+def _reject(code: grpc.StatusCode, message: str, *, method: str, tenant: str, request_id: str) -> Around:
+    """Refuse the call with ``code``, writing the same one "request" line an admitted call gets
+    (no token, of course: only which tenant, if the token was valid, and why it was refused)."""
+
+    def refuse(context: grpc.ServicerContext) -> None:
+        contextvars.copy_context().run(_log_refusal, code, message, method, tenant, request_id, context.peer())
+        context.abort(code, message)
+
     def around(behaviour: Behaviour, streaming: bool) -> Behaviour:
         if not streaming:
 
             def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                context.abort(code, message)
+                refuse(context)
 
             return unary
 
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            context.abort(code, message)
+            refuse(context)
             yield  # pragma: no cover - makes this a generator, as a streaming handler must be
 
         return stream
 
     return around
+
+
+def _log_refusal(code: grpc.StatusCode, message: str, method: str, tenant: str, request_id: str, peer: str) -> None:
+    _bind(tenant, request_id)
+    request_log.warning("request", method=method, status=code.name, duration_ms=0.0, refused=message, peer=peer)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
@@ -394,9 +408,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return None
         metadata = handler_call_details.invocation_metadata
         tenant, code, message = self.decide(handler_call_details.method, metadata)
-        if code is not grpc.StatusCode.OK:
-            return wrap_handler(handler, _reject(code, message))
         request_id = _metadata_value(metadata, "x-request-id") or uuid.uuid4().hex
+        if code is not grpc.StatusCode.OK:
+            return wrap_handler(
+                handler, _reject(code, message, method=handler_call_details.method, tenant=tenant, request_id=request_id[:128])
+            )
         return wrap_handler(handler, _run_bound(tenant, request_id[:128]))
 
 

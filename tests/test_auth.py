@@ -226,6 +226,7 @@ def test_reflection_constants() -> None:
 
 def test_logs_never_show_tokens(channel: grpc.Channel, store: TokenStore) -> None:
     buf = io.StringIO()
+    structlog.reset_defaults()  # an earlier test's level filter (e.g. WARNING) would drop these lines
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, redact_secrets, structlog.processors.JSONRenderer()],
         logger_factory=structlog.PrintLoggerFactory(file=buf),
