@@ -136,11 +136,15 @@ def plot_2d(
     title: str,
     zlabel: str = "ASR (%)",
     zlim: tuple[float, float] = (0.0, 100.0),
+    axis_labels: tuple[str, str] = ("a (direction 1)", "b (direction 2)"),
+    target: tuple[float, float, str] | None = None,
 ) -> list[Path]:
     """A 2D landscape: contour + heatmap side by side, and a separate 3D surface.
 
     ``z`` has ``len(b)`` rows and ``len(a)`` columns (NaN = point not measured). Writes
-    ``<path>.png/.svg`` and ``<path>_surface.png/.svg``; returns the four paths.
+    ``<path>.png/.svg`` and ``<path>_surface.png/.svg``; returns the four paths. ``target``
+    (a, b, name) marks a second model on the plane, e.g. the finetuned checkpoint at a = 1 of an
+    interpolation-random plane (the paper's Figure 1B).
     """
     a_arr, b_arr, zm = _grid(a, b, z)
     import numpy as np
@@ -164,7 +168,11 @@ def plot_2d(
         ax.axhline(0.0, color="0.15", linewidth=0.8)
         ax.axvline(0.0, color="0.15", linewidth=0.8)
         ax.plot([0.0], [0.0], "o", color=_ORIGIN_COLOR, markeredgecolor="white", markersize=8)
-        ax.set(xlabel="a (direction 1)", ylabel="b (direction 2)")
+        if target is not None:
+            ax.plot([target[0]], [target[1]], "*", color="white", markeredgecolor="0.15", markersize=13)
+            ax.annotate(target[2], (target[0], target[1]), textcoords="offset points", xytext=(6, 6),
+                        color="0.1", fontsize=8)
+        ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1])
         ax.set_box_aspect(1)
     fig.colorbar(im, ax=[ax_c, ax_h], label=zlabel, shrink=0.85)
     fig.suptitle(title)

@@ -73,6 +73,17 @@ def test_plot_2d_grid(tmp_path):
         plot_2d(a[:4], b, z, tmp_path / "bad", title="bad")
 
 
+def test_plot_2d_interpolation_plane_names_its_axes_and_marks_the_target(tmp_path):
+    a = [-0.5, 0.0, 0.5, 1.0, 1.5]
+    b = [-0.1, 0.0, 0.1]
+    z = [[100.0] * 5, [10.0, 18.75, 66.25, 100.0, 100.0], [100.0] * 5]
+    out = plot_2d(a, b, z, tmp_path / "plane", title="plane", axis_labels=("a: toward attack-100", "b: random"),
+                  target=(1.0, 0.0, "attack-100"))
+    svg = out[1].read_text()
+    for text in ("a: toward attack-100", "b: random", "attack-100"):
+        assert text in svg
+
+
 def test_plot_side_by_side(tmp_path):
     capability = {"MMLU": [(a, 60 - 40 * abs(a)) for a in GRID]}
     out = plot_side_by_side({"ASR": basin(0.2)}, capability, tmp_path / "sbs", title="Fig 7",

@@ -170,6 +170,16 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+def _plane_axes(data: SweepData) -> dict:
+    """Axis names for a 2D plot; an interpolation-random plane also marks its target at (1, 0)."""
+    spec = data.meta["spec"]
+    if spec["kind"] != "2d-interpolation-random":
+        return {}
+    target = str(spec.get("grid", {}).get("target", "target"))
+    return {"axis_labels": (f"a: interpolation (0 = origin, 1 = {target})", "b: random direction"),
+            "target": (1.0, 0.0, target)}
+
+
 def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
     """1D: one axis per metric with every series (directions x system prompts), plus safety beside
     over-refusal and beside each capability metric (``asr_vs_<metric>_1d``, the paper's Figures
@@ -196,7 +206,8 @@ def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
                 a, b, z = _grid(data, metric, name)
                 if len(a) >= 2 and len(b) >= 2:
                     out += plot_2d(a, b, z, plots / f"{metric}_2d_{_safe(name)}", title=f"{model}: {label} ({name})",
-                                   zlabel=label, zlim=ylim(metric, [v for row in z for v in row]) or (0.0, 1.0))
+                                   zlabel=label, zlim=ylim(metric, [v for row in z for v in row]) or (0.0, 1.0),
+                                   **_plane_axes(data))
             continue
         curves = curves_of(metric)
         if not curves:
