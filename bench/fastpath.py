@@ -26,6 +26,7 @@ class FastPoint:
     judge_seconds: float
     other_seconds: float  # encode + bookkeeping: the evaluate call minus prefill, decode, judge
     computed_tokens: int  # rows x steps the model ran (the batch shrinks as rows finish)
+    prefill_tokens: int  # token positions the prefill ran (a prefix shared by the batch counted once)
     tokens_saved: int
     asr: float
     jailbroken: list[bool]
@@ -72,6 +73,7 @@ def run_fast(
                 judge_seconds=outcome.judge_seconds,
                 other_seconds=max(0.0, wall - s.prefill_seconds - s.decode_seconds - outcome.judge_seconds),
                 computed_tokens=s.generated_tokens,
+                prefill_tokens=s.prefill_tokens,
                 tokens_saved=outcome.tokens_saved,
                 asr=outcome.asr,
                 jailbroken=[v.jailbroken for v in outcome.verdicts],
@@ -93,5 +95,6 @@ def summarise(points: Sequence[FastPoint]) -> dict[str, float]:
         "other_s": sum(p.other_seconds for p in points),
         "total_s": sum(p.seconds for p in points),
         "computed_tokens": sum(p.computed_tokens for p in points),
+        "prefill_tokens": sum(p.prefill_tokens for p in points),
         "tokens_saved": sum(p.tokens_saved for p in points),
     }

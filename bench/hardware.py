@@ -7,7 +7,10 @@ Owns the two roofline ceilings the benchmark compares our tokens/s with:
     step time >= weight bytes / bandwidth and tokens/s <= batch / step time, with the bandwidth
     from copying a tensor much larger than the caches (read + write bytes per second).
 A third figure, the throughput of decode-shaped matmuls (batch rows x the model's widest weight),
-shows where between the two a real decode step can land.
+shows where between the two a real decode step can land. ``model_matmul_seconds`` goes one step
+further: it times every Linear shape of the model itself at a given number of rows (the decode
+batch, or a prefill's tokens), so the sum is the time the model's own matmuls need on this machine
+at that batch: the floor a forward pass cannot beat without more rows per matmul.
 """
 
 from __future__ import annotations
@@ -131,6 +134,54 @@ def decode_bounds(rates: HardwareRates, *, parameters: int, weight_bytes: int, b
     step = weight_bytes / (rates.copy_gb_per_s * 1e9)
     memory_tps = batch / step
     return DecodeBounds(parameters, weight_bytes, batch, matmul_tps, step, memory_tps, min(matmul_tps, memory_tps))
+
+
+@dataclass(frozen=True)
+class MatmulFloor:
+    rows: int
+    seconds: float  # one forward pass's Linear layers, `rows` rows, best of the repeats
+    by_shape: dict  # "in x out (count)" -> seconds per forward for that shape, all its layers
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_matmul_seconds(
+    model: torch.nn.Module, rows: int, *, head_rows: int | None = None, repeats: int = 3, stream_bytes: int = 128 << 20
+) -> MatmulFloor:
+    """Seconds the model's Linear layers take for one forward of ``rows`` rows, timed shape by shape.
+
+    The LM head runs on ``head_rows`` rows (default ``rows``; a prefill needs only each sequence's
+    last position). Each shape runs against enough distinct weight copies (``stream_bytes``) that
+    the weights come from memory, as in a real forward pass, not from cache. Random inputs, the
+    model's dtype and device.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    counts: dict[tuple[int, int, int], int] = {}  # (in, out, rows) -> layers
+    sample: dict[tuple[int, int, int], torch.nn.Linear] = {}
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            m = head_rows if (module is head and head_rows is not None) else rows
+            key = (module.in_features, module.out_features, m)
+            counts[key] = counts.get(key, 0) + 1
+            sample.setdefault(key, module)
+    total, by_shape = 0.0, {}
+    for (k, n, m), count in counts.items():
+        weight = sample[(k, n, m)].weight
+        device, dtype = weight.device, weight.dtype
+        copies = max(1, min(count, 64, stream_bytes // max(1, weight.numel() * weight.element_size())))
+        weights = [torch.randn(n, k, device=device).to(dtype) for _ in range(copies)]
+        x = torch.randn(m, k, device=device).to(dtype)
+
+        def run():
+            for w in weights:
+                torch.nn.functional.linear(x, w)
+
+        per_layer = _best_seconds(run, device, repeats) / copies
+        by_shape[f"{m} rows x {k} x {n} ({count} layers)"] = per_layer * count
+        total += per_layer * count
+        del weights
+    return MatmulFloor(rows, total, by_shape)
 
 
 def dominant_linear(model: torch.nn.Module) -> tuple[int, int]:
