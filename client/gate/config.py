@@ -39,7 +39,6 @@ All problems are reported at once (:class:`GateConfigError`, each ``"field: what
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any, Mapping
 
 from ..client import CHAT_FORMATS, NORMALIZATIONS, SELECTIONS, STREAMS
 from ..errors import ValidationError
+from ..validation import is_finite_number, is_int
 from ..sweep.points import axis_values
 from ..visage import RULES
 
@@ -121,12 +121,6 @@ _KEYS: dict[str, dict[str, str]] = {
 _THRESHOLDS = tuple(f.name for f in fields(Thresholds))
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = "",
@@ -151,7 +145,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
             for tk, tv in value.items():
                 if tk not in _THRESHOLDS:
                     problems.append(f"thresholds.{tk}: unknown threshold; use {', '.join(_THRESHOLDS)}")
-                elif not _is_num(tv) or tv < 0:
+                elif not is_finite_number(tv) or tv < 0:
                     problems.append(f"thresholds.{tk}: must be a finite number >= 0, got {tv!r}")
                 else:
                     thresholds[tk] = float(tv)
@@ -173,17 +167,17 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
 
     v = values
     check("checkpoint", isinstance(v.get("checkpoint"), str), "must be a string (a registry checkpoint name)")
-    check("directions", _is_int(v.get("directions")) and 1 <= v["directions"] <= 16, "must be an integer in 1..16")
-    check("points", _is_int(v.get("points")) and 2 <= v["points"] <= 101, "must be an integer in 2..101")
+    check("directions", is_int(v.get("directions")) and 1 <= v["directions"] <= 16, "must be an integer in 1..16")
+    check("points", is_int(v.get("points")) and 2 <= v["points"] <= 101, "must be an integer in 2..101")
     rng = v.get("range")
-    check("range", isinstance(rng, list) and len(rng) == 2 and all(_is_num(x) for x in rng) and rng[0] < 0 < rng[1],
+    check("range", isinstance(rng, list) and len(rng) == 2 and all(is_finite_number(x) for x in rng) and rng[0] < 0 < rng[1],
           "must be [low, high] with low < 0 < high")
     if not problems and ("points" in v or "range" in v):  # the grid must hold the candidate (a = 0)
         points, (lo, hi) = v.get("points", GateConfig.points), v.get("range", GateConfig.range)
         if 0.0 not in axis_values(float(lo), float(hi), points):
             problems.append(f"sweep.points/range: {points} points over [{lo:g}, {hi:g}] miss a = 0, the candidate; "
                             "use an odd number of points over a symmetric range (e.g. 5 over [-0.5, 0.5])")
-    check("seed", _is_int(v.get("seed")) and 0 <= v["seed"] < 2**63, "must be an integer in [0, 2**63)")
+    check("seed", is_int(v.get("seed")) and 0 <= v["seed"] < 2**63, "must be an integer in [0, 2**63)")
     check("stream", v.get("stream") in STREAMS, f"must be one of {', '.join(STREAMS)}")
     check("normalization", v.get("normalization") in NORMALIZATIONS, f"must be one of {', '.join(NORMALIZATIONS)}")
     check("selection", v.get("selection") in SELECTIONS, f"must be one of {', '.join(SELECTIONS)}")
@@ -191,10 +185,10 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
     for s in ("prompt_set", "benign_set"):
         check(s, isinstance(v.get(s), str) and bool(v[s].strip()), "must be a non-empty prompt set name")
     for s in ("prompt_limit", "benign_limit"):
-        check(s, _is_int(v.get(s)) and v[s] >= 0, "must be an integer >= 0 (0 = the whole set)")
+        check(s, is_int(v.get(s)) and v[s] >= 0, "must be an integer >= 0 (0 = the whole set)")
     check("system_prompt", isinstance(v.get("system_prompt"), str), "must be a string (a preset or a text)")
     check("chat_format", v.get("chat_format") in CHAT_FORMATS, f"must be one of {', '.join(CHAT_FORMATS)}")
-    check("max_new_tokens", _is_int(v.get("max_new_tokens")) and v["max_new_tokens"] >= 1, "must be an integer >= 1")
+    check("max_new_tokens", is_int(v.get("max_new_tokens")) and v["max_new_tokens"] >= 1, "must be an integer >= 1")
     kw = v.get("keywords")
     check("keywords", isinstance(kw, list) and all(isinstance(k, str) and k for k in kw), "must be a list of non-empty strings")
     check("baseline", isinstance(v.get("baseline"), str) and bool(v["baseline"].strip()), "must be a file path")

@@ -49,7 +49,6 @@ TOML layout (every table and key optional except what the kind needs; see ``exam
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ from typing import Any, Mapping
 
 from ..client import CHAT_FORMATS, NORMALIZATIONS, SELECTIONS, STREAMS
 from ..errors import ValidationError
+from ..validation import is_finite_number, is_int
 
 __all__ = ["BENIGN_AT", "KINDS", "PRESETS", "BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource",
            "SpecError", "SweepSpec", "load_spec", "preset", "spec_from_dict", "validate"]
@@ -200,12 +200,6 @@ def preset(name: str) -> SweepSpec:
 # -- validation ----------------------------------------------------------------------------------
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _check_source(src: PromptSource, where: str, problems: list[str], *, need_file_exists: bool) -> None:
@@ -214,7 +208,7 @@ def _check_source(src: PromptSource, where: str, problems: list[str], *, need_fi
                         f"{where}.file (a prompt file read here)")
     if src.file and need_file_exists and not Path(src.file).is_file():
         problems.append(f"{where}.file: {src.file!r} is not a readable file")
-    if not _int(src.limit) or src.limit < 0:
+    if not is_int(src.limit) or src.limit < 0:
         problems.append(f"{where}.limit: must be an integer >= 0 (0 = all), got {src.limit!r}")
     if where == "benign" and src.at not in BENIGN_AT:
         problems.append(f"benign.at: {src.at!r} is not one of {', '.join(BENIGN_AT)}")
@@ -242,7 +236,7 @@ def _check_base(spec: SweepSpec, problems: list[str]) -> None:
         except ValueError as exc:
             problems.append(f"{where}.direction: {exc}")
             continue
-        if not _finite(term.coefficient):
+        if not is_finite_number(term.coefficient):
             problems.append(f"{where}.coefficient: must be a finite number, got {term.coefficient!r}")
         if term.direction in seen:
             problems.append(f"{where}.direction: {term.direction!r} is listed twice; give one term per direction")
@@ -266,7 +260,7 @@ def _check_capability(cap: Capability, problems: list[str], *, need_file_exists:
             problems.append(f"capability.{name}: {value!r} is not a readable file")
     for name in ("shots", "limit"):
         value = getattr(cap, name)
-        if not _int(value) or value < 0:
+        if not is_int(value) or value < 0:
             problems.append(f"capability.{name}: must be an integer >= 0, got {value!r}")
     if (cap.shots or cap.limit) and not cap.mc_file:
         problems.append("capability.shots/limit: only meaningful with capability.mc_file")
@@ -282,24 +276,24 @@ def validate(spec: SweepSpec, *, check_files: bool = True) -> SweepSpec:
         p.append(f"kind: {spec.kind!r} is not one of {', '.join(KINDS)}")
     random_axes = {"1d-random": 1, "2d-random": 2, "2d-interpolation-random": 1}.get(spec.kind, 0)
     if random_axes:
-        if not _int(g.points) or g.points < 2:
+        if not is_int(g.points) or g.points < 2:
             p.append(f"grid.points: must be an integer >= 2, got {g.points!r}")
         if (not isinstance(g.range, (tuple, list)) or len(g.range) != 2
-                or not all(_finite(x) for x in g.range)):
+                or not all(is_finite_number(x) for x in g.range)):
             p.append(f"grid.range: must be two finite numbers [low, high], got {g.range!r}")
         elif not g.range[0] < g.range[1]:
             p.append(f"grid.range: low must be < high, got {list(g.range)}")
-    if spec.kind == "1d-random" and (not _int(g.directions) or g.directions < 1):
+    if spec.kind == "1d-random" and (not is_int(g.directions) or g.directions < 1):
         p.append(f"grid.directions: must be an integer >= 1, got {g.directions!r}")
     if "interpolation" in spec.kind:
         if not g.target:
             p.append("grid.target: the interpolation kinds need a registered checkpoint name")
-        if not _int(g.steps) or g.steps < 1:
+        if not is_int(g.steps) or g.steps < 1:
             p.append(f"grid.steps: must be an integer >= 1, got {g.steps!r}")
-        if not _int(g.extra) or g.extra < 0:
+        if not is_int(g.extra) or g.extra < 0:
             p.append(f"grid.extra: must be an integer >= 0, got {g.extra!r}")
     d = spec.direction
-    if not _int(d.seed) or not 0 <= d.seed < 2**63:
+    if not is_int(d.seed) or not 0 <= d.seed < 2**63:
         p.append(f"direction.seed: must be an integer in [0, 2**63), got {d.seed!r}")
     for value, table, what in ((d.stream, STREAMS, "stream"), (d.normalization, NORMALIZATIONS, "normalization"),
                                (d.selection, SELECTIONS, "selection")):
@@ -328,13 +322,13 @@ def validate(spec: SweepSpec, *, check_files: bool = True) -> SweepSpec:
         p.append("evaluation.keywords: every keyword must be a non-empty string")
     if spec.keywords and spec.judge != "keyword":
         p.append("evaluation.keywords: only meaningful with judge = \"keyword\"")
-    if not _int(spec.max_new_tokens) or spec.max_new_tokens < 1:
+    if not is_int(spec.max_new_tokens) or spec.max_new_tokens < 1:
         p.append(f"generation.max_new_tokens: must be an integer >= 1, got {spec.max_new_tokens!r}")
-    if not _finite(spec.temperature) or spec.temperature <= 0:
+    if not is_finite_number(spec.temperature) or spec.temperature <= 0:
         p.append(f"generation.temperature: must be > 0, got {spec.temperature!r}")
-    if not _finite(spec.top_p) or not 0 < spec.top_p <= 1:
+    if not is_finite_number(spec.top_p) or not 0 < spec.top_p <= 1:
         p.append(f"generation.top_p: must be in (0, 1], got {spec.top_p!r}")
-    if not _int(spec.points_per_call) or spec.points_per_call < 1:
+    if not is_int(spec.points_per_call) or spec.points_per_call < 1:
         p.append(f"points_per_call: must be an integer >= 1, got {spec.points_per_call!r}")
     if p:
         raise SpecError(p)
@@ -387,7 +381,7 @@ def _base_terms(value: Any, problems: list[str]) -> tuple[BaseTerm, ...]:
             problems.append(f"base[{i}].direction: missing (interp:NAME, adapter:NAME or seed:N)")
             continue
         coef = item.get("coefficient", 1.0)
-        out.append(BaseTerm(item["direction"], float(coef) if _finite(coef) else coef))  # 1 and 1.0: one key
+        out.append(BaseTerm(item["direction"], float(coef) if is_finite_number(coef) else coef))  # 1 and 1.0: one key
     return tuple(out)
 
 
