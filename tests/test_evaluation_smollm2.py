@@ -11,7 +11,7 @@ import pytest
 from serving import running_server
 
 from safety_landscape.client import client as c
-from safety_landscape.server.engine.generation import TextSettler
+from safety_landscape.server.engine.settle import TextSettler
 from safety_landscape.server.engine.judges import REFUSAL_KEYWORDS, KeywordJudge, attack_success_rate
 from safety_landscape.server.models.loading import resolve_model
 from safety_landscape.v1 import landscape_pb2 as pb

@@ -21,9 +21,9 @@ from safety_landscape.server.engine.generation import (
     FINISH_LENGTH,
     BatchGenerator,
     GenerationParams,
-    TextSettler,
 )
 from safety_landscape.server.engine.judges import KeywordJudge
+from safety_landscape.server.engine.settle import TextSettler
 from safety_landscape.server.errors import Cancelled, InvalidArgument, ResourceExhausted
 from safety_landscape.server.models.loading import load_model, resolve_model
 

@@ -17,7 +17,7 @@ Invariants:
     seeded sampled request is also independent of the split.
   - On a device out-of-memory the batch is halved and retried (down to one sequence).
   - The stop test sees only the STABLE part of a sequence's decoded text: the part that decoding
-    any continuation of its tokens reproduces character for character (see ``TextSettler``). So
+    any continuation of its tokens reproduces character for character (see ``settle.py``). So
     a match it reports is also in the final text at the same place, and since the judge's
     ``first_match`` returns the keyword that ENDS earliest, early stop and a full-length run
     report the same verdict and the same keyword, even at a half-decoded UTF-8 character or a
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from ..errors import Cancelled, InvalidArgument, ResourceExhausted
 from .kv_cache import reserved_cache
+from .settle import IncrementalText, TextSettler
 
 FINISH_EOS = "eos"
 FINISH_LENGTH = "length"
@@ -73,57 +74,6 @@ class GenerationStats:
 
 
 StopTest = Callable[[str], "str | None"]  # decoded text so far -> a match that ends the sequence
-
-REPLACEMENT_CHAR = "\ufffd"
-
-
-class TextSettler:
-    """The part of ``decode(tokens)`` that no continuation of ``tokens`` can change.
-
-    Decoding a prefix of the tokens is not always a prefix of the final text:
-      - byte-level BPE (and SentencePiece byte fallback) decode an incomplete UTF-8 character at
-        the end as U+FFFD, which becomes a real character once its last byte arrives;
-      - tokenizers that clean up tokenisation spaces (" ." -> ".", " 's" -> "'s", ...) rewrite
-        text across the boundary with the next token.
-    ``settled`` decodes without clean-up, drops trailing U+FFFD (bytes before an incomplete
-    character decode the same whatever follows: UTF-8 is self-synchronising), then, only when
-    this tokenizer does clean up, applies its clean-up and drops a tail of ``CLEANUP_MARGIN``
-    characters (each of its 10 patterns is at most 4 characters and only deletes spaces, so a
-    change at the boundary reaches at most 3 characters further left per pattern: 30).
-    The result is a prefix of the decoded text of every continuation, the final one included.
-    Assumption, true of the decoders of causal-LM tokenizers in use (ByteLevel, Metaspace,
-    ByteFallback, Fuse, Strip, Replace): each token's text depends on the token (and on whether
-    it is the first), not on the tokens after it, except through the two effects above.
-    """
-
-    CLEANUP_MARGIN = 32
-
-    def __init__(self, tokenizer) -> None:
-        self.tokenizer = tokenizer
-        self.cleans_up = _cleans_up(tokenizer)
-
-    def settled(self, token_lists: Sequence[list[int]]) -> list[str]:
-        raws = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        out = []
-        for raw in raws:
-            text = raw.rstrip(REPLACEMENT_CHAR)
-            if self.cleans_up:
-                text = self.tokenizer.clean_up_tokenization(text)[: -self.CLEANUP_MARGIN]
-            out.append(text)
-        return out
-
-
-def _cleans_up(tokenizer) -> bool:
-    """Whether ``decode`` rewrites tokenisation spaces (found by trying, not by reading flags)."""
-    probe = "a . b ' s c 're d ,"
-    try:
-        ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
-        default = tokenizer.decode(ids, skip_special_tokens=True)
-        raw = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    except Exception:  # a tokenizer that cannot say: assume it does (only delays the stop)
-        return True
-    return default != raw
-
 
 class BatchGenerator:
     """Generates for many tokenised prompts on one model; not thread-safe (one owner calls it)."""
@@ -205,6 +155,7 @@ class BatchGenerator:
         tokens: list[list[int]] = [[] for _ in range(bsz)]
         finish = [FINISH_LENGTH] * bsz
         matches = [""] * bsz
+        row_texts = IncrementalText(self.settler, bsz)  # what the stop test sees, row by row
 
         t0 = time.perf_counter()
         if self.fault_injector is not None:
@@ -243,7 +194,7 @@ class BatchGenerator:
                 texts_needed.append(row)
             stats.generated_tokens += len(next_list)
             if stop_test is not None and texts_needed:
-                texts = self.settler.settled([tokens[r] for r in texts_needed])
+                texts = row_texts.settled(texts_needed, [tokens[r] for r in texts_needed])
                 stopped = set()
                 for row, text in zip(texts_needed, texts):
                     hit = stop_test(text)
