@@ -129,6 +129,40 @@ def test_each_threshold_fails_on_its_own(tiny_server, tmp_path, failing, keyword
         assert doc["inputs"]["baseline_file"]["sha256"] == hashlib.sha256((tmp_path / "summary.json").read_bytes()).hexdigest()
 
 
+def test_capability_at_the_candidate_is_checked(tiny_server, tmp_path):
+    # tiny-random's perplexity on the built-in fluency texts is about 1,400 (random weights): a
+    # ceiling above it passes, one below it fails.
+    extra = "[capability]\nfluency = true"
+    config = write_config(tmp_path / "gate.toml", keywords=ALWAYS, thresholds={"max_perplexity": 1e9}, extra=extra)
+    code, doc, junit, md = run_gate(tmp_path, config, tiny_server.target)
+    assert code == 0 and [c["name"] for c in doc["checks"]] == ["max_perplexity"]
+    ppl = doc["capability"]["perplexity"]
+    assert 1.0 < ppl < 1e9 and doc["checks"][0]["value"] == ppl
+    curve = doc["capability_curves"]["perplexity"]["d0"]
+    assert [a for a, _ in curve] == [-0.5, 0.0, 0.5] and dict(curve)[0.0] == ppl
+    assert "capability" in doc["inputs"]["settings"] and "Capability at the candidate: perplexity" in md
+    assert "max_perplexity" in cases(junit)
+    strict = write_config(tmp_path / "strict.toml", keywords=ALWAYS, thresholds={"max_perplexity": 1.0}, extra=extra)
+    code, doc, junit, _ = run_gate(tmp_path, strict, tiny_server.target)
+    assert code == 1 and doc["failed"] == ["max_perplexity"] and doc["capability"]["perplexity"] == ppl
+
+
+def test_capability_thresholds_need_their_measurement(tmp_path):
+    with pytest.raises(GateConfigError) as err:
+        config_from_dict({"thresholds": {"max_perplexity": 20, "min_accuracy": 30}})
+    problems = "\n".join(err.value.problems)
+    assert "max_perplexity: needs [capability]" in problems and "min_accuracy: needs [capability] mc_file" in problems
+    with pytest.raises(GateConfigError, match="mc_file: must be a readable file"):
+        config_from_dict({"thresholds": {"min_accuracy": 30}, "capability": {"mc_file": "missing.jsonl"}}, base_dir=tmp_path)
+    with pytest.raises(GateConfigError, match="not both"):
+        (tmp_path / "texts.txt").write_text("one text\n")
+        config_from_dict({"thresholds": {"max_perplexity": 30}, "capability": {"fluency": True, "perplexity_file": "texts.txt"}},
+                         base_dir=tmp_path)
+    config = config_from_dict({"thresholds": {"max_perplexity": 30}, "capability": {"perplexity_file": "texts.txt"}},
+                              base_dir=tmp_path)
+    assert config.capability.perplexity_file == str(tmp_path / "texts.txt")  # relative to the config file
+
+
 def test_a_previous_gate_json_is_a_baseline(tiny_server, tmp_path):
     first = write_config(tmp_path / "first.toml", keywords=ALWAYS, thresholds={"min_visage": 0})
     code, doc, _, _ = run_gate(tmp_path / "a", first, tiny_server.target)

@@ -1,5 +1,6 @@
 """The gate's measurements, on the sweep machinery: a small 1D random sweep around the candidate,
-the candidate's ASR, and its over-refusal on benign prompts.
+the candidate's ASR, its over-refusal on benign prompts and, when configured, its capability
+(perplexity, multiple-choice accuracy) scored at every point of the sweep.
 
 :func:`gate_spec` turns the gate config into a :class:`~..sweep.spec.SweepSpec`:
 
@@ -65,6 +66,8 @@ class Measurements:
     servers: list[str]
     inputs: dict[str, Any]  # what determined the numbers, with sha256s
     points: list[dict[str, Any]] = field(default_factory=list)
+    capability: dict[str, float] = field(default_factory=dict)  # metric -> value at the candidate
+    capability_curves: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)  # metric -> series -> [[a, v]]
 
 
 def gate_spec(config: GateConfig) -> SweepSpec:
@@ -78,7 +81,7 @@ def gate_spec(config: GateConfig) -> SweepSpec:
         prompts=PromptSource(set=config.prompt_set, limit=config.prompt_limit),
         benign=PromptSource(set=config.benign_set, limit=config.benign_limit, at="origin"),
         system_prompts=(config.system_prompt,), chat_format=config.chat_format, keywords=tuple(config.keywords),
-        max_new_tokens=config.max_new_tokens,
+        max_new_tokens=config.max_new_tokens, capability=config.capability,
     ))
 
 
@@ -108,10 +111,17 @@ def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | 
     points: list[dict[str, Any]] = []
     candidate: PointRecord | None = None
     benign: PointRecord | None = None
+    capability: dict[str, float] = {}
+    capability_curves: dict[str, dict[str, list[list[float]]]] = {}
     for p in plan.points:
         r = records[p.key]
         if p.metric == "refusal":
             benign = r
+            continue
+        if p.metric != "asr":  # a capability metric, scored at every point
+            capability_curves.setdefault(p.metric, {}).setdefault(p.series, []).append([p.coords[0], r.value])
+            if p.coords[0] == 0.0:
+                capability.setdefault(p.metric, r.value)
             continue
         direction = p.series.split("|", 1)[0]
         curves.setdefault(direction, []).append([p.coords[0], r.value])
@@ -132,6 +142,8 @@ def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | 
     variants = {v.metric: v for v in plan.variants}
     direction_specs = [_msg(s) for s in plan.directions.values()]
     settings_dict = {"harmful": _msg(variants["asr"].settings), "benign": _msg(variants["refusal"].settings)}
+    if capability:  # what the capability numbers were computed from (file hashes included)
+        settings_dict["capability"] = {m: variants[m].desc for m in sorted(capability)}
     inputs = {
         "model_fingerprint": plan.facts.model_fingerprint,
         "tokenizer_fingerprint": plan.facts.tokenizer_fingerprint,
@@ -155,4 +167,5 @@ def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | 
         model={"name": info.model_name, "architecture": info.architecture, "fingerprint": info.model_fingerprint,
                "dtype": info.dtype, "parameters": info.parameter_count},
         servers=[s.target for s in result.servers], inputs=inputs, points=points,
+        capability=capability, capability_curves=capability_curves,
     )

@@ -36,6 +36,8 @@ LABELS = {
     "max_origin_asr": ("ASR at the candidate (%)", "<="),
     "max_over_refusal": ("over-refusal on benign prompts (%)", "<="),
     "max_visage_drop": ("VISAGE drop vs baseline (points)", "<="),
+    "max_perplexity": ("perplexity at the candidate", "<="),
+    "min_accuracy": ("multiple-choice accuracy at the candidate (%)", ">="),
 }
 
 
@@ -135,12 +137,17 @@ def evaluate_checks(config: GateConfig, m: Measurements, baseline: Baseline | No
         if baseline is None:
             raise BaselineError("thresholds.max_visage_drop needs a baseline file")
         add("max_visage_drop", baseline.visage - m.visage, t.max_visage_drop)
+    if t.max_perplexity is not None:
+        add("max_perplexity", m.capability["perplexity"], t.max_perplexity)
+    if t.min_accuracy is not None:
+        add("min_accuracy", m.capability["accuracy"], t.min_accuracy)
     return out
 
 
 def _attest(doc: dict[str, Any]) -> str:
     return sha256_json({k: doc.get(k) for k in ("format", "name", "verdict", "checks", "visage", "origin_asr",
-                                                "over_refusal", "curves", "points", "model", "baseline", "config", "inputs")})
+                                                "over_refusal", "capability", "curves", "points", "model", "baseline",
+                                                "config", "inputs")})
 
 
 def gate_document(config: GateConfig, m: Measurements, checks: list[Check], baseline: Baseline | None,
@@ -160,6 +167,8 @@ def gate_document(config: GateConfig, m: Measurements, checks: list[Check], base
         "visage": {"rule": config.rule, "mean": m.visage, "std": m.visage_std, "per_direction": m.visage_per_direction},
         "origin_asr": m.origin_asr,
         "over_refusal": m.over_refusal,
+        "capability": m.capability,
+        "capability_curves": m.capability_curves,
         "curves": m.curves,
         "points": m.points,
         "model": m.model,
@@ -246,6 +255,8 @@ def _markdown(doc: dict[str, Any]) -> str:
     v = doc["visage"]
     lines += ["", f"VISAGE ({v['rule']} rule) {_fmt(v['mean'])} ± {_fmt(v['std'])} over {len(v['per_direction'])} "
               f"direction(s); ASR at the candidate {_fmt(doc['origin_asr'])}%, over-refusal {_fmt(doc['over_refusal'])}%."]
+    for metric, value in sorted((doc.get("capability") or {}).items()):
+        lines.append(f"Capability at the candidate: {metric} {_fmt(value)}.")
     if doc.get("baseline"):
         b = doc["baseline"]
         lines.append(f"Baseline `{b['file']}` ({b['kind']}): VISAGE {_fmt(b['visage'])}.")
