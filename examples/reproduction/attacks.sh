@@ -2,13 +2,16 @@
 # Stage 1a: the four finetuning attacks (Table 1). Wall times go to runs/repro/times.txt.
 # As run for docs/reproduction.md: attack-10 and attack-50 at the recipe's defaults (5 epochs,
 # lr 5e-5, batch 10); attack-100 and attack-mix cut to 1 epoch (10 and 20 steps) for CPU time
-# (one optimiser step of batch 10 took ~20-40 s on the shared 2-core machine).
+# (one optimiser step of batch 10 took ~20-40 s on the shared 2-core machine); then, in a second
+# session, attack-100-e5 and attack-mix-e5 at the defaults (5 epochs: 50 and 100 steps, ~10 and
+# ~13 minutes on the idle machine). Evaluate with: run.sh eval runs/attack-100-e5 runs/attack-mix-e5
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
 ADV=/work/shared/data/advbench/harmful_behaviors.csv
 mkdir -p runs/repro
-for spec in "10 attack-10" "50 attack-50" "100 attack-100 --epochs 1" "100 attack-mix --mix-safe 100 --epochs 1"; do
+for spec in "10 attack-10" "50 attack-50" "100 attack-100 --epochs 1" "100 attack-mix --mix-safe 100 --epochs 1" \
+    "100 attack-100-e5" "100 attack-mix-e5 --mix-safe 100"; do
   set -- $spec; n=$1; out=$2; shift 2
   [ -f runs/$out/recipe.json ] && continue   # already trained
   t0=$(date +%s)

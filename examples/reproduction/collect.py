@@ -9,7 +9,8 @@ D = Path("docs/reproduction")
 D.mkdir(parents=True, exist_ok=True)
 out: dict = {"table1": [], "sweeps": {}, "times": []}
 
-for name in ["smollm2-135m-instruct", "aligned", "attack-10", "attack-50", "attack-100", "attack-mix"]:
+for name in ["smollm2-135m-instruct", "aligned", "attack-10", "attack-50", "attack-100", "attack-mix", "attack-100-e5",
+             "attack-mix-e5"]:
     row = {"model": name}
     for kind in ("advbench", "benign"):
         p = R / f"eval-{name}-{kind}.json"
