@@ -140,7 +140,7 @@ def decode_bounds(rates: HardwareRates, *, parameters: int, weight_bytes: int, b
 class MatmulFloor:
     rows: int
     seconds: float  # one forward pass's Linear layers, `rows` rows, best of the repeats
-    by_shape: dict  # "in x out (count)" -> seconds per forward for that shape, all its layers
+    by_shape: dict  # "rows x in x out (count layers)" -> seconds per forward for that shape, all its layers
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -60,5 +60,7 @@ def test_crop_and_reset(tiny):
     assert layer.get_seq_length() == 3 and torch.equal(layer.keys, k[:, :, :3])
     layer.update(k[:, :, :1] + 1, k[:, :, :1] + 1)
     assert layer.get_seq_length() == 4 and torch.equal(layer.keys[:, :, 3:], k[:, :, :1] + 1)
+    with pytest.raises(ValueError):  # HF's contract: a positive count is refused
+        layer.crop(2)
     layer.reset()
     assert layer.get_seq_length() == 0

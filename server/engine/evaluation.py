@@ -114,8 +114,11 @@ class SafetyEvaluator:
     classifier: ClassifierJudge | None = None
     default_judge: KeywordJudge = field(default_factory=KeywordJudge)
 
+    def __post_init__(self) -> None:
+        self.encoder = PromptEncoder(self.generator.tokenizer, self.max_prompt_tokens)  # the worker's own
+
     def encode(self, prompts: Sequence[str], system_prompt: str | None, chat_format: ChatFormat) -> list[list[int]]:
-        return PromptEncoder(self.generator.tokenizer, self.max_prompt_tokens).encode(prompts, system_prompt, chat_format)
+        return self.encoder.encode(prompts, system_prompt, chat_format)
 
     def evaluate(self, settings: EvalSettings, *, should_cancel: Callable[[], bool] = lambda: False) -> EvalOutcome:
         prompts = settings.prompt_set.prompts

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
 from ..errors import Cancelled, InvalidArgument, ResourceExhausted
 from .kv_cache import reserved_cache
 from .settle import IncrementalText, TextSettler

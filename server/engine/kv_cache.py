@@ -71,11 +71,12 @@ class ReservedLayer(DynamicLayer):
             self._value_buffer = self._value_buffer[indices, ...]
             self._publish()
 
-    def crop(self, max_length: int) -> None:
-        if max_length < 0:
-            max_length = self._length + max_length
-        if self.is_initialized and 0 <= max_length < self._length:
-            self._length = max_length
+    def crop(self, tokens_to_remove: int) -> None:
+        """Drop the last ``-tokens_to_remove`` positions (HF's contract: a negative count)."""
+        if tokens_to_remove > 0:
+            super().crop(tokens_to_remove)  # raises HF's own error for the legacy positive form
+        if tokens_to_remove < 0 and self._length:
+            self._length = max(0, self._length + tokens_to_remove)
             self._publish()
 
     def reset(self) -> None:

@@ -75,7 +75,8 @@ class IncrementalText:
     (a token's text depends only on itself and on being first), the extra characters are the new
     tokens' text. Where that cannot be checked (the shorter decode is empty or not a prefix of
     the longer, or the committed text would end in U+FFFD) the row is decoded in full, as
-    ``TextSettler`` does. The settled text is then made from the raw text exactly as ``TextSettler`` makes it.
+    ``TextSettler`` does. The settled text is then made from the raw text exactly as
+    ``TextSettler`` makes it.
     """
 
     ANCHOR = 4  # tokens decoded before the committed point, so first-token effects stay behind it
@@ -84,7 +85,7 @@ class IncrementalText:
         self.settler = settler
         self.count = [0] * rows
         self.text = [""] * rows
-        self.full_decodes = 0  # rows that needed a full decode (tests and the benchmark read it)
+        self.full_decodes = 0  # rows that needed a full decode (the tests read it)
 
     def settled(self, rows: Sequence[int], token_lists: Sequence[Sequence[int]]) -> list[str]:
         """The settled text of each given row, whose tokens are ``token_lists`` (row by row)."""
