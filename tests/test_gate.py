@@ -152,12 +152,14 @@ def test_capability_thresholds_need_their_measurement(tmp_path):
         config_from_dict({"thresholds": {"max_perplexity": 20, "min_accuracy": 30}})
     problems = "\n".join(err.value.problems)
     assert "max_perplexity: needs [capability]" in problems and "min_accuracy: needs [capability] mc_file" in problems
-    with pytest.raises(GateConfigError, match="mc_file: must be a readable file"):
+    with pytest.raises(GateConfigError, match=r"capability.mc_file: .*missing.jsonl.* is not a readable file"):
         config_from_dict({"thresholds": {"min_accuracy": 30}, "capability": {"mc_file": "missing.jsonl"}}, base_dir=tmp_path)
     with pytest.raises(GateConfigError, match="not both"):
         (tmp_path / "texts.txt").write_text("one text\n")
         config_from_dict({"thresholds": {"max_perplexity": 30}, "capability": {"fluency": True, "perplexity_file": "texts.txt"}},
                          base_dir=tmp_path)
+    with pytest.raises(GateConfigError, match="capability.shotz: unknown key"):
+        config_from_dict({"thresholds": {"max_perplexity": 30}, "capability": {"fluency": True, "shotz": 1}})
     config = config_from_dict({"thresholds": {"max_perplexity": 30}, "capability": {"perplexity_file": "texts.txt"}},
                               base_dir=tmp_path)
     assert config.capability.perplexity_file == str(tmp_path / "texts.txt")  # relative to the config file

@@ -47,6 +47,7 @@ All problems are reported at once (:class:`GateConfigError`, each ``"field: what
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -56,7 +57,7 @@ from ..client import CHAT_FORMATS, NORMALIZATIONS, SELECTIONS, STREAMS
 from ..errors import ValidationError
 from ..validation import is_finite_number, is_int
 from ..sweep.points import axis_values
-from ..sweep.spec import Capability
+from ..sweep.spec import Capability, check_capability
 from ..visage import RULES
 
 __all__ = ["GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config"]
@@ -107,19 +108,7 @@ class GateConfig:
     keywords: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
     baseline: str = ""  # a path, resolved against the config file's folder
-    fluency: bool = False  # capability: perplexity of the built-in texts
-    perplexity_file: str = ""  # capability: perplexity of these texts (resolved like baseline)
-    mc_file: str = ""  # capability: multiple-choice accuracy on these questions (resolved like baseline)
-    mc_shots: int = 0
-    mc_limit: int = 0
-
-    @property
-    def capability(self) -> Capability | None:
-        """The capability the sweep scores at every point (None: none)."""
-        if not (self.fluency or self.perplexity_file or self.mc_file):
-            return None
-        return Capability(mc_file=self.mc_file, shots=self.mc_shots, limit=self.mc_limit,
-                          perplexity_file=self.perplexity_file, fluency=self.fluency)
+    capability: Capability | None = None  # scored at every sweep point; files resolved like baseline
 
     @property
     def coefficients(self) -> list[float]:
@@ -141,12 +130,9 @@ _KEYS: dict[str, dict[str, str]] = {
     "benign": {"set": "benign_set", "limit": "benign_limit"},
     "evaluation": {k: k for k in ("system_prompt", "chat_format", "max_new_tokens", "keywords")},
     "baseline": {"file": "baseline"},
-    "capability": {"fluency": "fluency", "perplexity_file": "perplexity_file", "mc_file": "mc_file",
-                   "shots": "mc_shots", "limit": "mc_limit"},
 }
+_CAPABILITY_KEYS = tuple(f.name for f in fields(Capability))
 _THRESHOLDS = tuple(f.name for f in fields(Thresholds))
-
-
 
 
 def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = "",
@@ -175,6 +161,19 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
                     problems.append(f"thresholds.{tk}: must be a finite number >= 0, got {tv!r}")
                 else:
                     thresholds[tk] = float(tv)
+        elif key == "capability":
+            if not isinstance(value, Mapping):
+                problems.append("capability: must be a table")
+                continue
+            unknown = [k for k in value if k not in _CAPABILITY_KEYS]
+            problems += [f"capability.{k}: unknown key; use {', '.join(_CAPABILITY_KEYS)}" for k in unknown]
+            cap = Capability(**{k: value[k] for k in value if k not in unknown})
+            if base_dir is not None:  # file paths are relative to the config file
+                cap = dataclasses.replace(cap, **{
+                    k: str(base_dir / getattr(cap, k)) for k in ("mc_file", "perplexity_file")
+                    if isinstance(getattr(cap, k), str) and getattr(cap, k) and not Path(getattr(cap, k)).is_absolute()})
+            check_capability(cap, problems, need_file_exists=True)
+            values["capability"] = cap
         elif key in _KEYS:
             if not isinstance(value, Mapping):
                 problems.append(f"{key}: must be a table")
@@ -219,15 +218,6 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
     kw = v.get("keywords")
     check("keywords", isinstance(kw, list) and all(isinstance(k, str) and k for k in kw), "must be a list of non-empty strings")
     check("baseline", isinstance(v.get("baseline"), str) and bool(v["baseline"].strip()), "must be a file path")
-    check("fluency", isinstance(v.get("fluency"), bool), "must be true or false")
-    for s in ("mc_shots", "mc_limit"):
-        check(s, is_int(v.get(s)) and v[s] >= 0, "must be an integer >= 0")
-    for s in ("perplexity_file", "mc_file"):
-        if s in v and base_dir is not None and isinstance(v[s], str) and v[s] and not Path(v[s]).is_absolute():
-            v[s] = str(base_dir / v[s])
-        check(s, isinstance(v.get(s), str) and bool(v[s].strip()) and Path(v[s]).is_file(), "must be a readable file")
-    if v.get("fluency") is True and v.get("perplexity_file"):
-        problems.append("capability: give perplexity_file or fluency = true, not both")
     if problems:
         raise GateConfigError(problems, source)
 
@@ -250,12 +240,11 @@ def validate(config: GateConfig, source: str = "") -> GateConfig:
         problems.append("thresholds.max_visage_drop: needs a baseline ([baseline] file = ... or --baseline FILE)")
     if config.baseline and config.thresholds.max_visage_drop is None:
         problems.append("baseline.file: a baseline is given but thresholds.max_visage_drop is not set")
-    if config.thresholds.max_perplexity is not None and not (config.fluency or config.perplexity_file):
+    cap = config.capability
+    if config.thresholds.max_perplexity is not None and not (cap and (cap.fluency or cap.perplexity_file)):
         problems.append("thresholds.max_perplexity: needs [capability] fluency = true or perplexity_file = ...")
-    if config.thresholds.min_accuracy is not None and not config.mc_file:
+    if config.thresholds.min_accuracy is not None and not (cap and cap.mc_file):
         problems.append("thresholds.min_accuracy: needs [capability] mc_file = ...")
-    if config.mc_shots and not config.mc_file:
-        problems.append("capability.shots: only meaningful with capability.mc_file")
     if problems:
         raise GateConfigError(problems, source)
     return config

@@ -59,7 +59,7 @@ from ..errors import ValidationError
 from ..validation import is_finite_number, is_int
 
 __all__ = ["BENIGN_AT", "KINDS", "PRESETS", "BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource",
-           "SpecError", "SweepSpec", "load_spec", "preset", "spec_from_dict", "validate"]
+           "SpecError", "SweepSpec", "check_capability", "load_spec", "preset", "spec_from_dict", "validate"]
 
 KINDS = ("1d-random", "2d-random", "1d-interpolation", "2d-interpolation-random")
 PRESETS = ("quick", "paper")
@@ -200,8 +200,6 @@ def preset(name: str) -> SweepSpec:
 # -- validation ----------------------------------------------------------------------------------
 
 
-
-
 def _check_source(src: PromptSource, where: str, problems: list[str], *, need_file_exists: bool) -> None:
     if bool(src.set) == bool(src.file):
         problems.append(f"{where}: give exactly one of {where}.set (a server-side set name) or "
@@ -245,7 +243,8 @@ def _check_base(spec: SweepSpec, problems: list[str]) -> None:
             problems.append(f"{where}.direction: {term.direction!r} is also the grid's interpolation axis")
 
 
-def _check_capability(cap: Capability, problems: list[str], *, need_file_exists: bool) -> None:
+def check_capability(cap: Capability, problems: list[str], *, need_file_exists: bool) -> None:
+    """Append the problems of a ``[capability]`` table (shared by sweep specs and gate configs)."""
     if not (cap.mc_file or cap.perplexity_file or cap.fluency):
         problems.append("capability: give mc_file, perplexity_file or fluency = true (or drop the table)")
     if cap.perplexity_file and cap.fluency:
@@ -307,7 +306,7 @@ def validate(spec: SweepSpec, *, check_files: bool = True) -> SweepSpec:
     else:
         _check_base(spec, p)
     if spec.capability is not None:
-        _check_capability(spec.capability, p, need_file_exists=check_files)
+        check_capability(spec.capability, p, need_file_exists=check_files)
     if not spec.system_prompts:
         p.append("evaluation.system_prompts: give at least one (e.g. [\"default\"])")
     elif any(not isinstance(s, str) for s in spec.system_prompts):
