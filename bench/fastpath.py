@@ -27,6 +27,7 @@ class FastPoint:
     other_seconds: float  # encode + bookkeeping: the evaluate call minus prefill, decode, judge
     computed_tokens: int  # rows x steps the model ran (the batch shrinks as rows finish)
     prefill_tokens: int  # token positions the prefill ran (a prefix shared by the batch counted once)
+    screened_steps: int  # decode steps whose token the screened LM head picked (greedy_head.py)
     tokens_saved: int
     asr: float
     jailbroken: list[bool]
@@ -74,6 +75,7 @@ def run_fast(
                 other_seconds=max(0.0, wall - s.prefill_seconds - s.decode_seconds - outcome.judge_seconds),
                 computed_tokens=s.generated_tokens,
                 prefill_tokens=s.prefill_tokens,
+                screened_steps=s.screened_steps,
                 tokens_saved=outcome.tokens_saved,
                 asr=outcome.asr,
                 jailbroken=[v.jailbroken for v in outcome.verdicts],
@@ -96,5 +98,6 @@ def summarise(points: Sequence[FastPoint]) -> dict[str, float]:
         "total_s": sum(p.seconds for p in points),
         "computed_tokens": sum(p.computed_tokens for p in points),
         "prefill_tokens": sum(p.prefill_tokens for p in points),
+        "screened_steps": sum(p.screened_steps for p in points),
         "tokens_saved": sum(p.tokens_saved for p in points),
     }

@@ -202,6 +202,8 @@ def main(argv=None) -> int:
         ])
     print(report.fmt_table(["path", "total s", "apply s", "prefill s", "decode/gen s", "judge s", "tokens run",
                             "tokens/s", "peak MiB"], rows))
+    print(f"greedy steps picked by the screened LM head (greedy_head.py): ours {summary['ours']['screened_steps']}, "
+          f"ours-full {summary['ours-full']['screened_steps']} (0: the plain fp32 head ran)")
     ratio = summary["reference"]["total_s"] / summary["ours"]["total_s"] if ref_points else None
     if ratio:
         print(f"\nratio reference / ours = {ratio:.2f}x   (reference / ours-full = "

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import Cancelled, InvalidArgument, ResourceExhausted
+from .greedy_head import GreedyHeadScreen, ScreenedGreedyHead
 from .kv_cache import reserved_cache
 from .settle import IncrementalText, TextSettler
 
@@ -72,6 +73,7 @@ class GenerationStats:
     prefill_tokens: int = 0  # token positions the prefill ran (a shared prefix counted once)
     batches: list[int] = field(default_factory=list)  # sizes of the batches run
     oom_splits: int = 0
+    screened_steps: int = 0  # greedy steps whose token the screened LM head picked (greedy_head.py)
 
 
 StopTest = Callable[[str], "str | None"]  # decoded text so far -> a match that ends the sequence
@@ -79,7 +81,7 @@ StopTest = Callable[[str], "str | None"]  # decoded text so far -> a match that 
 class BatchGenerator:
     """Generates for many tokenised prompts on one model; not thread-safe (one owner calls it)."""
 
-    def __init__(self, model, tokenizer, *, max_batch_size: int) -> None:
+    def __init__(self, model, tokenizer, *, max_batch_size: int, screened_head: bool = True) -> None:
         if max_batch_size < 1:
             raise InvalidArgument(f"max batch size must be >= 1, got {max_batch_size}")
         self.model = model
@@ -89,6 +91,8 @@ class BatchGenerator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_ids = _eos_ids(model, tokenizer)
         self.settler = TextSettler(tokenizer)
+        # Greedy steps' LM head on a CPU (greedy_head.py); off: always the model's own fp32 head.
+        self.head_screen = GreedyHeadScreen(model, self.device) if screened_head else None
         # Test hook standing in for a GPU: called with the batch size before each forward pass,
         # it may raise torch.OutOfMemoryError (tests inject one; CPU runs never run out).
         self.fault_injector: Callable[[int], None] | None = None
@@ -157,6 +161,10 @@ class BatchGenerator:
         finish = [FINISH_LENGTH] * bsz
         matches = [""] * bsz
         row_texts = IncrementalText(self.settler, bsz)  # what the stop test sees, row by row
+        # Greedy on a CPU: the model's decoder runs, and the head picks the argmax from the hidden state.
+        head = None
+        if self.head_screen is not None and not params.do_sample:
+            head = self.head_screen.head_for(params.max_new_tokens)
 
         t0 = time.perf_counter()
         if self.fault_injector is not None:
@@ -169,10 +177,10 @@ class BatchGenerator:
         # into a contiguous (B, 1, H) tensor, so the LM head runs as one matmul, not as B
         # matrix-vector products over an expanded weight (40 rows: 0.03 s instead of 0.2 s).
         last_column = torch.tensor([width - 1], device=self.device)
-        logits = self.model(
-            input_ids=ids, attention_mask=full_mask[:, :total], position_ids=positions, cache=cache, use_cache=True,
+        last = self._forward_last(
+            head, input_ids=ids, attention_mask=full_mask[:, :total], position_ids=positions, cache=cache,
             logits_to_keep=last_column,
-        ).logits[:, -1, :]  # (B, V)
+        )
         _sync(self.device)
         stats.prefill_seconds += time.perf_counter() - t0
         stats.prefill_tokens += shared + bsz * width
@@ -181,7 +189,10 @@ class BatchGenerator:
         for step in range(params.max_new_tokens):
             if should_cancel():
                 raise Cancelled("the call was cancelled or its deadline passed; generation stopped")
-            next_ids = _pick(logits, params, [generators[r] for r in alive] if generators else None)  # (B,)
+            if head is not None:
+                next_ids = head.argmax(last)  # (B,)
+            else:
+                next_ids = _pick(last, params, [generators[r] for r in alive] if generators else None)
             next_list = next_ids.tolist()
             keep: list[int] = []
             texts_needed = []
@@ -214,16 +225,24 @@ class BatchGenerator:
             last_pos = last_pos + 1
             if self.fault_injector is not None:
                 self.fault_injector(len(alive))
-            logits = self.model(
-                input_ids=next_ids[:, None], attention_mask=mask, position_ids=last_pos, cache=cache, use_cache=True
-            ).logits[:, -1, :]
+            last = self._forward_last(head, input_ids=next_ids[:, None], attention_mask=mask, position_ids=last_pos, cache=cache)
         _sync(self.device)
         stats.decode_seconds += time.perf_counter() - t1
+        if head is not None:
+            stats.screened_steps += head.steps - head.fallbacks
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [
             SequenceResult(token_ids=tokens[r], text=texts[r], prompt_tokens=len(prompts[r]), finish_reason=finish[r], stop_match=matches[r])
             for r in range(bsz)
         ]
+
+
+    def _forward_last(self, head: ScreenedGreedyHead | None, *, logits_to_keep=None, **inputs) -> torch.Tensor:
+        """The last position's logits (B, V); with a screened head, its final hidden state (B, H)."""
+        if head is not None:
+            return self.model.get_decoder()(**inputs, use_cache=True).last_hidden_state[:, -1, :]
+        kept = {} if logits_to_keep is None else {"logits_to_keep": logits_to_keep}
+        return self.model(**inputs, use_cache=True, **kept).logits[:, -1, :]
 
 
 MIN_SHARED_PREFIX = 8  # shorter shared prefixes are not worth a second forward pass
