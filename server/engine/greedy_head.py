@@ -95,6 +95,7 @@ class ScreenedGreedyHead:
     def argmax(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, K) fp32 final hidden states -> (B,) token ids, the full head's argmax."""
         self.steps += 1
+        hidden = hidden.contiguous()  # a prefill's last column is a strided view; the exact product wants rows
         screen = F.linear(hidden.to(torch.bfloat16), self.weight_bf16)  # (B, V) bf16
         high = screen.amax(dim=-1).float()
         threshold = self.bound.threshold(hidden, high, self.max_row_norm)
