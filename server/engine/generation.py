@@ -16,6 +16,8 @@ Invariants:
   - Sampling draws each sequence from its own generator seeded by (seed, prompt index), so a
     seeded sampled request is also independent of the split.
   - On a device out-of-memory the batch is halved and retried (down to one sequence).
+  - Greedy steps on a CPU take their token from the screened LM head (``greedy_head.py``): the
+    fp32 head's argmax, found from a bf16 screen and the exact logits of the few candidates.
   - The stop test sees only the STABLE part of a sequence's decoded text: the part that decoding
     any continuation of its tokens reproduces character for character (see ``settle.py``). So
     a match it reports is also in the final text at the same place, and since the judge's
@@ -235,7 +237,6 @@ class BatchGenerator:
             SequenceResult(token_ids=tokens[r], text=texts[r], prompt_tokens=len(prompts[r]), finish_reason=finish[r], stop_match=matches[r])
             for r in range(bsz)
         ]
-
 
     def _forward_last(self, head: ScreenedGreedyHead | None, *, logits_to_keep=None, **inputs) -> torch.Tensor:
         """The last position's logits (B, V); with a screened head, its final hidden state (B, H)."""
