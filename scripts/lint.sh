@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lint (ruff: rules and import order) and type-check (mypy, strict) the project. Run by
 # scripts/test.sh before the tests; needs the .venv that scripts/setup.sh makes.
+# `scripts/lint.sh ruff` or `scripts/lint.sh mypy` runs one of the two.
 #
 # mypy reads server/ and client/ as the package they are installed as (safety_landscape.server,
 # safety_landscape.client): the import root is spread over three folders (pyproject.toml's
@@ -8,7 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-.venv/bin/ruff check .
+WHAT=${1:-all}
+status=0
+if [ "$WHAT" != mypy ]; then
+  .venv/bin/ruff check . || status=1
+fi
+[ "$WHAT" != ruff ] || exit $status
 TREE=$(mktemp -d)
 trap 'rm -rf "$TREE"' EXIT
 mkdir -p "$TREE/safety_landscape"
@@ -23,4 +29,5 @@ for part in client server common; do
   [ -d "$ROOT/$part" ] && packages+=(-p "safety_landscape.$part")
 done
 (cd "$TREE" && MYPYPATH="$TREE" "$ROOT/.venv/bin/mypy" --config-file "$ROOT/pyproject.toml" \
-  --cache-dir "$ROOT/.mypy_cache" "${packages[@]}")
+  --cache-dir "$ROOT/.mypy_cache" "${packages[@]}") || status=1
+exit $status
