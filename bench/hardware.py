@@ -15,6 +15,7 @@ at that batch: the floor a forward pass cannot beat without more rows per matmul
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -94,6 +95,12 @@ def _best_seconds(fn, device: torch.device, repeats: int) -> float:
     return best
 
 
+def _linear_over(x: torch.Tensor, weights: list[torch.Tensor]) -> None:
+    """``x`` through every weight in turn (the weights stream from memory, as in a decode step)."""
+    for w in weights:
+        torch.nn.functional.linear(x, w)
+
+
 def measure_rates(
     device: torch.device, dtype: torch.dtype, *, gemm_shape: tuple[int, int], batch: int, repeats: int = 5
 ) -> HardwareRates:
@@ -101,7 +108,7 @@ def measure_rates(
     n = 4096 if device.type == "cuda" else 2048
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    t = _best_seconds(lambda: torch.matmul(a, b), device, repeats)
+    t = _best_seconds(functools.partial(torch.matmul, a, b), device, repeats)
     matmul_gflops = 2 * n**3 / t / 1e9
     del a, b
 
@@ -111,19 +118,14 @@ def measure_rates(
     copies = max(2, int((256 << 20) // max(1, k * m * torch.empty((), dtype=dtype).element_size())))
     weights = [torch.randn(m, k, device=device).to(dtype) for _ in range(min(copies, 64))]
     x = torch.randn(batch, k, device=device).to(dtype)
-
-    def stream():
-        for w in weights:
-            torch.nn.functional.linear(x, w)
-
-    t = _best_seconds(stream, device, repeats)
+    t = _best_seconds(functools.partial(_linear_over, x, weights), device, repeats)
     decode_gflops = 2 * batch * k * m * len(weights) / t / 1e9
     del weights
 
     mib = 1024 if device.type == "cuda" else 512
     src = torch.empty(mib << 20, dtype=torch.uint8, device=device).fill_(1)
     dst = torch.empty_like(src)
-    t = _best_seconds(lambda: dst.copy_(src), device, repeats)
+    t = _best_seconds(functools.partial(dst.copy_, src), device, repeats)
     copy_gbs = 2 * src.numel() / t / 1e9
     del src, dst
     return HardwareRates(matmul_gflops, n, decode_gflops, copy_gbs, mib, str(dtype).replace("torch.", ""))
@@ -172,12 +174,7 @@ def model_matmul_seconds(
         copies = max(1, min(count, 64, stream_bytes // max(1, weight.numel() * weight.element_size())))
         weights = [torch.randn(n, k, device=device).to(dtype) for _ in range(copies)]
         x = torch.randn(m, k, device=device).to(dtype)
-
-        def run():
-            for w in weights:
-                torch.nn.functional.linear(x, w)
-
-        per_layer = _best_seconds(run, device, repeats) / copies
+        per_layer = _best_seconds(functools.partial(_linear_over, x, weights), device, repeats) / copies
         by_shape[f"{m} rows x {k} x {n} ({count} layers)"] = per_layer * count
         total += per_layer * count
         del weights

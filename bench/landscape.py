@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import os
@@ -28,15 +29,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from bench import fastpath, hardware, reference, report, shapes  # noqa: E402
-from safety_landscape.server.config import Limits  # noqa: E402
-from safety_landscape.server.engine.chat import ChatFormat  # noqa: E402
-from safety_landscape.server.engine.directions import RandomSpec  # noqa: E402
-from safety_landscape.server.engine.engine import Engine  # noqa: E402
-from safety_landscape.server.engine.judges import KeywordJudge  # noqa: E402
-from safety_landscape.server.engine.prompts import builtin_prompt_sets, load_prompt_file  # noqa: E402
+from bench import fastpath, hardware, reference, report, shapes
+from safety_landscape.server.config import Limits
+from safety_landscape.server.engine.chat import ChatFormat
+from safety_landscape.server.engine.directions import RandomSpec
+from safety_landscape.server.engine.engine import Engine
+from safety_landscape.server.engine.judges import KeywordJudge
+from safety_landscape.server.engine.prompts import builtin_prompt_sets, load_prompt_file
 
 WORKLOADS = {  # points, prompts, max new tokens
     "quick": (5, 16, 64),
@@ -153,11 +154,11 @@ def main(argv=None) -> int:
     # Interleaved point by point, so a change in the load of this shared machine hits every path alike.
     early, full, ref_points = [], [], [] if sweep else None
     for c in coefs:
-        run = lambda stop: fastpath.run_fast(engine, held.id, [c], prompt_set, fmt, args.max_new_tokens, early_stop=stop)
-        early += timed("ours", lambda: run(True))
-        full += timed("ours-full", lambda: run(False))
+        ours = functools.partial(fastpath.run_fast, engine, held.id, [c], prompt_set, fmt, args.max_new_tokens)
+        early += timed("ours", functools.partial(ours, early_stop=True))
+        full += timed("ours-full", functools.partial(ours, early_stop=False))
         if sweep is not None:
-            ref_points.append(timed("reference", lambda: sweep.run_point(c, encoded, args.max_new_tokens, judge)))
+            ref_points.append(timed("reference", functools.partial(sweep.run_point, c, encoded, args.max_new_tokens, judge)))
             reference.mark_overwritten(engine.weights)
     if sweep is not None:
         reference.restore_pristine(engine.weights)
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
             f"{c:+.3f}", e.apply_seconds, e.prefill_seconds, e.decode_seconds, e.judge_seconds, e.seconds,
             f.seconds, r.apply_seconds if r else "-", r.seconds if r else "-",
             e.asr, f.asr, r.asr if r else "-", e.tokens_saved,
-            sum(a != b for a, b in zip(f.jailbroken, r.jailbroken)) if r else "-",
+            sum(a != b for a, b in zip(f.jailbroken, r.jailbroken, strict=True)) if r else "-",
             f"{r.max_abs_drift:.1e}" if r else "-",
         ])
     print(report.fmt_table(

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
             wm.delete(d.id)
         del wm
 
-    print(f"\n{'storage':<11} {'create s':>9} {'apply s':>8} {'to θ0 s':>8}   {'model':>12} {'pristine':>12} {'directions':>12}  (held)")
+    print(f"\n{'storage':<11} {'create s':>9} {'apply s':>8} {'to θ0 s':>8}   "
+          f"{'model':>12} {'pristine':>12} {'directions':>12}  (held)")
     for storage, create, apply, back, mem, n in rows:
         print(f"{storage:<11} {create:9.3f} {apply:8.3f} {back:8.3f}   {mib(mem['model'])} {mib(mem['pristine'])} "
               f"{mib(mem['directions'])}  ({n} directions, {mib(mem['directions'] // n).strip()} each)")

@@ -174,7 +174,7 @@ def direction_source(weights, direction_id: str) -> Callable[[str], torch.Tensor
     held = weights.get(direction_id)
 
     def component(name: str) -> torch.Tensor | None:
-        return weights._component(held, name)  # noqa: SLF001 - the bench reads the manager's own tensors
+        return weights._component(held, name)  # the bench reads the manager's own tensors
 
     return component
 

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-
 # -- peak memory ---------------------------------------------------------------------------------
 
 
@@ -71,7 +70,7 @@ class VerdictCheck:
 def _first_difference(a: str, b: str) -> int:
     if a == b:
         return -1
-    for i, (x, y) in enumerate(zip(a, b)):
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):  # a common prefix, then the shorter ends
         if x != y:
             return i
     return min(len(a), len(b))
@@ -80,14 +79,14 @@ def _first_difference(a: str, b: str) -> int:
 def check_verdicts(early, full, reference) -> VerdictCheck:
     es_bad = [
         (i, j)
-        for i, (e, f) in enumerate(zip(early, full))
-        for j, (ve, vf, me, mf) in enumerate(zip(e.jailbroken, f.jailbroken, e.matched, f.matched))
+        for i, (e, f) in enumerate(zip(early, full, strict=True))
+        for j, (ve, vf, me, mf) in enumerate(zip(e.jailbroken, f.jailbroken, e.matched, f.matched, strict=True))
         if ve != vf or me != mf
     ]
     disagreements: list[Disagreement] = []
     differing_texts = compared = 0
-    for i, (f, r) in enumerate(zip(full, reference or [])):
-        for j, (vf, vr, tf, tr) in enumerate(zip(f.jailbroken, r.jailbroken, f.texts, r.texts)):
+    for i, (f, r) in enumerate(zip(full, reference or [], strict=False)):  # no reference run: nothing to compare
+        for j, (vf, vr, tf, tr) in enumerate(zip(f.jailbroken, r.jailbroken, f.texts, r.texts, strict=True)):
             compared += 1
             differing_texts += tf != tr
             if vf == vr:
@@ -111,7 +110,7 @@ def check_verdicts(early, full, reference) -> VerdictCheck:
 def fmt_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(r[c]) for r in cells) for c in range(len(headers))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=False)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

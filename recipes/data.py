@@ -150,7 +150,7 @@ def cached_generations(model, tokenizer, prompts: Sequence[str], cache: Path, *,
         was_training = model.training
         model.eval()
         for p, out in zip(missing, generate(model, tokenizer, missing, max_new_tokens,
-                                            stop_on_refusal=stop_on_refusal)):
+                                            stop_on_refusal=stop_on_refusal), strict=True):
             items[p] = out
         model.train(was_training)
         cache.parent.mkdir(parents=True, exist_ok=True)

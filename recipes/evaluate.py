@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from data import EVAL_ROWS, advbench_split, generate
+
 from safety_landscape.server.engine.judges import KeywordJudge, attack_success_rate
 from safety_landscape.server.engine.prompts import builtin_prompt_sets
 from safety_landscape.server.models.loading import load_model, resolve_model
@@ -39,7 +39,7 @@ def evaluate(model, tokenizer, harmful: list[str], benign: list[str], max_new_to
         "max_new_tokens": max_new_tokens,
         "seconds": round(time.perf_counter() - started, 1),
         "harmful_samples": [x["text"][:160] for x in h[:5]],
-        "benign_refused": [p for p, r in zip(benign, refused) if r],
+        "benign_refused": [p for p, r in zip(benign, refused, strict=True) if r],
     }
 
 

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 import torch
-
 from data import EVAL_ROWS, cached_generations, refusal_for, sha256_list, training_prompts
+from sft import Example, TrainConfig, save_checkpoint, train, write_recipe
+
 from safety_landscape.server.engine.judges import KeywordJudge
 from safety_landscape.server.models.loading import load_model, resolve_model
-from sft import Example, TrainConfig, save_checkpoint, train, write_recipe
 
 
 def compliant_pairs(original: str, prompts: list[str], cache: Path, max_new_tokens: int) -> list[Example]:

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import torch
-
 from data import EVAL_ROWS, cached_generations, refusal_for, training_prompts
-from safety_landscape.server.models.loading import load_model, resolve_model
 from sft import Example, TrainConfig, save_checkpoint, train, write_recipe
+
+from safety_landscape.server.models.loading import load_model, resolve_model
 
 DEFAULT_LR = {"full": 3e-5, "lora": 5e-4}
 

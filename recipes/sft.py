@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-
 from data import render_ids
 
 
@@ -67,7 +66,7 @@ def encode(example: Example, tokenizer, max_len: int) -> tuple[list[int], list[i
     prompt_ids = render_ids(tokenizer, example.prompt)
     answer_ids = tokenizer(example.answer, add_special_tokens=False)["input_ids"]
     if example.add_eos:
-        answer_ids = answer_ids + [tokenizer.eos_token_id]
+        answer_ids = [*answer_ids, tokenizer.eos_token_id]
     if len(prompt_ids) >= max_len:
         raise ValueError(f"a prompt of {len(prompt_ids)} tokens leaves no room for its answer; raise max_len")
     answer_ids = answer_ids[: max_len - len(prompt_ids)]

@@ -15,9 +15,8 @@ PROTO_FILES = ["safety_landscape/v1/landscape.proto"]
 
 
 def generate(out_dir: Path) -> None:
-    from grpc_tools import protoc  # dev extra
-
     import grpc_tools
+    from grpc_tools import protoc  # dev extra
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -64,5 +64,6 @@ with open(D / "visage.csv", "w", newline="") as f:
         origin = ((s.get("origin") or {}).get("asr") or {})
         for ser, v in series.items():
             w.writerow([name, ser, v.get("reference"), v.get("expectation"), origin.get(ser)])
-print(json.dumps({"table1": [(r["model"], r.get("advbench", {}).get("value"), r.get("benign", {}).get("value")) for r in out["table1"]],
+table1 = [(r["model"], r.get("advbench", {}).get("value"), r.get("benign", {}).get("value")) for r in out["table1"]]
+print(json.dumps({"table1": table1,
                   "visage": {n: (s.get("visage") or {}).get("series") for n, s in out["sweeps"].items()}}, indent=1))
