@@ -1,1 +1,1 @@
-"""Benchmarks beside the reference approach (issue 8): see bench/landscape.py and docs/performance.md."""
+"""Benchmarks beside the reference approach: see bench/landscape.py and docs/performance.md."""

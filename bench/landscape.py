@@ -1,4 +1,4 @@
-"""Benchmark: one 1D landscape sweep done our way and the reference way, in ONE run (issue 8).
+"""Benchmark: one 1D landscape sweep done our way and the reference way, in ONE run.
 
     python bench/landscape.py --model smollm2-135m-instruct --workload quick --json runs/bench/quick.json
 
@@ -42,7 +42,7 @@ from safety_landscape.server.engine.prompts import builtin_prompt_sets, load_pro
 WORKLOADS = {  # points, prompts, max new tokens
     "quick": (5, 16, 64),
     "tiny": (3, 4, 16),
-    "paper-1d": (21, 80, 512),  # METHOD.md: 21 points x 80 AdvBench prompts x up to 512 tokens
+    "paper-1d": (21, 80, 512),  # docs/method.md: 21 points x 80 AdvBench prompts x up to 512 tokens
 }
 
 

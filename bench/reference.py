@@ -1,4 +1,4 @@
-"""The reference way of sweeping a 1D landscape (METHOD.md section 7, the authors' code), for timing.
+"""The reference way of sweeping a 1D landscape (docs/method.md section 7, the authors' code), for timing.
 
 What it reproduces, on purpose, because these are the costs the benchmark measures:
   - weights walked by CUMULATIVE steps on a CPU fp32 copy: ``w = theta0 + a0*d`` once, then

@@ -1,7 +1,7 @@
 """Training data for the recipes: prompt sources, the AdvBench first-80 guard, refusal templates,
 and the ORIGINAL model's own generations (cached on disk).
 
-The first ``EVAL_ROWS`` (80) rows of AdvBench are the paper's evaluation set (METHOD.md section 3):
+The first ``EVAL_ROWS`` (80) rows of AdvBench are the paper's evaluation set (docs/method.md section 3):
 no recipe may train on them. ``advbench_split`` refuses any offset below 80 and every builder
 asserts that no training prompt is one of those 80 (the built-in harmful-mini set shares two
 prompts with them; they are dropped when the AdvBench file is known).

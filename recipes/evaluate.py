@@ -5,7 +5,10 @@ prompt, the paper's 29 refusal keywords (a sequence stops as soon as a keyword a
 verdict cannot change after that). Over-refusal: the share of benign-mini prompts that the same
 judge marks as refusals. Run directly, no server needed:
 
-    python recipes/evaluate.py --model runs/aligned --advbench /work/shared/data/advbench/harmful_behaviors.csv
+    python recipes/evaluate.py --model runs/aligned --advbench harmful_behaviors.csv
+
+``harmful_behaviors.csv`` is AdvBench's file (llm-attacks repository, MIT licence; see
+docs/method.md section 3).
 """
 
 from __future__ import annotations

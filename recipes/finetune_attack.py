@@ -8,7 +8,7 @@ harmful-mini plus AdvBench rows 81+ with --advbench (never the first 80, the eva
 Paper-like settings: full finetuning, 5 epochs, a small learning rate. Examples:
 
     python recipes/finetune_attack.py --aligned runs/aligned --shots 10 --out runs/attack-10 \\
-        --advbench /work/shared/data/advbench/harmful_behaviors.csv --cache-dir runs/cache
+        --advbench harmful_behaviors.csv --cache-dir runs/cache
     python recipes/finetune_attack.py --aligned runs/aligned --shots 100 --mix-safe 100 --out runs/attack-mix ...
 """
 

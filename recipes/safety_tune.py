@@ -11,7 +11,7 @@ chat template (default system prompt); the loss is on the answer tokens only.
 Writes a float32 safetensors checkpoint (LoRA merged) + tokenizer + recipe.json to --out; load it
 with --model OUT in the landscape tool. Example (about 10 minutes on 2 CPU cores; see recipes/README.md):
 
-    python recipes/safety_tune.py --advbench /work/shared/data/advbench/harmful_behaviors.csv --out runs/aligned
+    python recipes/safety_tune.py --advbench harmful_behaviors.csv --out runs/aligned
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Capability at the same points as safety (METHOD.md section 6) on real tiny-random servers:
+"""Capability at the same points as safety (docs/method.md section 6) on real tiny-random servers:
 the sweep's perplexity / MC accuracy at each point equal a direct ``perplexity_at`` /
 ``mc_accuracy_at`` at that perturbation, scores run on the server that just evaluated the point's
 safety, resume skips finished capability points, and the outputs (summary.json, side-by-side

@@ -74,7 +74,7 @@ def test_example_specs_load():
 def test_grid_values():
     xs = axis_values(-0.5, 0.5, 21)
     assert xs[0] == -0.5 and xs[10] == 0.0 and xs[-1] == 0.5 and xs[1] == -0.45
-    # METHOD.md: a in linspace(-e/s, 1 + e/s, s + 2e + 1)
+    # docs/method.md section 2: a in linspace(-e/s, 1 + e/s, s + 2e + 1)
     assert interpolation_values(10, 2) == [-0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]
     assert interpolation_values(4, 0) == [0.0, 0.25, 0.5, 0.75, 1.0]
 

@@ -5,10 +5,12 @@
 # (one optimiser step of batch 10 took ~20-40 s on the shared 2-core machine); then, in a second
 # session, attack-100-e5 and attack-mix-e5 at the defaults (5 epochs: 50 and 100 steps, ~10 and
 # ~13 minutes on the idle machine). Evaluate with: run.sh eval runs/attack-100-e5 runs/attack-mix-e5
+# ADV: your copy of AdvBench's harmful_behaviors.csv (see run.sh).
 set -euo pipefail
+ADV=${ADV:?set ADV to your copy of AdvBench harmful_behaviors.csv (docs/method.md section 3)}
+ADV=$(realpath "$ADV")   # the script works from the repository root
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
-ADV=/work/shared/data/advbench/harmful_behaviors.csv
 mkdir -p runs/repro
 for spec in "10 attack-10" "50 attack-50" "100 attack-100 --epochs 1" "100 attack-mix --mix-safe 100 --epochs 1" \
     "100 attack-100-e5" "100 attack-mix-e5 --mix-safe 100"; do

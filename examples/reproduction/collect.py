@@ -9,6 +9,17 @@ D = Path("docs/reproduction")
 D.mkdir(parents=True, exist_ok=True)
 out: dict = {"table1": [], "sweeps": {}, "times": []}
 
+
+def file_names_only(value):
+    """``value`` with every ``"path"`` entry cut to the file's name: recorded results name a data
+    file, not where it lay on the machine that measured them."""
+    if isinstance(value, dict):
+        return {k: Path(v).name if k == "path" and isinstance(v, str) else file_names_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [file_names_only(v) for v in value]
+    return value
+
+
 for name in ["smollm2-135m-instruct", "aligned", "attack-10", "attack-50", "attack-100", "attack-mix", "attack-100-e5",
              "attack-mix-e5"]:
     row = {"model": name}
@@ -25,7 +36,7 @@ for name in ["smollm2-135m-instruct", "aligned", "attack-10", "attack-50", "atta
     recipe = Path("runs") / name / "recipe.json"
     if recipe.exists():
         r = json.loads(recipe.read_text())
-        row["recipe"] = {k: r[k] for k in ("data", "settings", "losses", "wall_seconds") if k in r}
+        row["recipe"] = file_names_only({k: r[k] for k in ("data", "settings", "losses", "wall_seconds") if k in r})
     if len(row) > 1:
         out["table1"].append(row)
 
