@@ -1,4 +1,4 @@
-"""Issue 2: the client installs and runs without torch; the package layout is complete."""
+"""The client installs and runs without torch, and the package layout is complete."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 3: the perturbation engine, proven through the REAL gRPC server and the client library.
+"""The perturbation engine, proven through the REAL gRPC server and the client library.
 
 Content-addressed directions (create/list/delete, the LRU cap, per-tenant cap), agreement between
 two server processes and between cache/regenerate storage, absolute coefficients and weight-state

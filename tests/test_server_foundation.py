@@ -1,4 +1,5 @@
-"""Issue 2: the model-holding server through the real client, on a real loopback server."""
+"""The model-holding server (loading, health, reflection, info, generation, limits, shutdown) through
+the real client, on a real loopback server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 6, the shared service, proven through REAL servers (gRPC on loopback, the tiny-random model):
+"""The shared service, proven through REAL servers (gRPC on loopback, the tiny-random model):
 tokens and the admin group (library and CLI), TLS and mTLS, every limit named in its error, fair
 scheduling between tenants, grouping by weights, cancellation, an injected OOM, JSON logs without
 secrets, and a drain on SIGTERM.
