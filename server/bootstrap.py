@@ -13,6 +13,7 @@ from .engine.engine import Engine
 from .engine.prompts import PromptSet, PromptSetRegistry, builtin_prompt_sets, load_prompt_file
 from .models.loading import load_model, resolve_model
 from .registry import ModelRegistry
+from .settings import check_values
 
 
 def _prompt_sets(config: ServerConfig) -> list[PromptSet]:
@@ -27,16 +28,15 @@ def _prompt_sets(config: ServerConfig) -> list[PromptSet]:
 
 
 def check_config(config: ServerConfig) -> None:
+    """Everything that can fail before listening: the settings' bounds, the model and judge names,
+    the registry, the prompt files, TLS; raises a ``LandscapeError`` or ``ValueError`` saying which."""
+    check_values(config)
     resolve_model(config.model)
     if config.judge_model:
         resolve_model(config.judge_model)
     if config.registry:
         ModelRegistry.from_file(config.registry)
     PromptSetRegistry(_prompt_sets(config))
-    if config.direction_storage not in ("cache", "regenerate"):
-        raise ValueError(f"direction storage {config.direction_storage!r}: use cache or regenerate")
-    if config.limits.max_batch_size < 1:
-        raise ValueError("--max-batch-size must be >= 1")
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ValueError("TLS needs both --tls-cert and --tls-key")
 

@@ -1,45 +1,99 @@
-"""Server settings: one dataclass, filled from command-line flags or ``VISAGE_*`` variables."""
+"""Server settings: the dataclasses, each setting declared once with its flag, variable, bounds and help.
+
+A field declared with ``setting(default, help, ...)`` is a ``visage-server`` flag (``--field-name``
+unless ``flag`` says otherwise) and a ``VISAGE_*`` environment variable (the flag's name in upper
+case unless ``env`` says otherwise); its type is the field's annotation (int, float, str, bool,
+or a tuple of items read by ``item``). ``settings.py`` builds the parser and reads the environment
+from these declarations, so adding a setting is one line here. Fields declared without
+``setting`` (``warmup``) are for code and tests only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+__all__ = ["Limits", "ServerConfig", "Setting", "parse_prompt_set", "setting"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one configuration field is set from outside: its flag, variable, bounds and help."""
+
+    help: str
+    flag: str = ""  # "" -> "--" + the field name with dashes
+    env: str = ""  # "" -> "VISAGE_" + the flag's name in upper case
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    item: Callable[[str], Any] | None = None  # a tuple setting: reads one item (a repeated flag, a comma-separated variable)
+    cli: bool = True  # False: environment only (a secret: a flag's value shows in the process list)
+
+
+def setting(default: T, help: str, **how: Any) -> T:
+    """A dataclass field with ``default`` whose ``Setting(help, **how)`` rides in the field's metadata."""
+    return field(default=default, metadata={"setting": Setting(help, **how)})
+
+
+def parse_prompt_set(item: str) -> tuple[str, str]:
+    """``NAME=PATH[:harmful|benign]`` -> (name, path[:kind])."""
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        raise ValueError("use NAME=PATH[:harmful|benign]")
+    return name, path
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_batch_size: int = 64  # large batches pay on GPU and CPU alike; OOM halves and retries
-    max_new_tokens: int = 1024
-    max_prompts_per_request: int = 1024
-    max_prompt_tokens: int = 2048
-    max_message_bytes: int = 16 * 1024 * 1024
-    max_directions: int = 16
-    max_directions_per_tenant: int = 0  # 0: no per-tenant cap
-    max_abs_coefficient: float = 10.0
-    max_queued_jobs: int = 64
-    max_queued_jobs_per_tenant: int = 16
+    max_batch_size: int = setting(
+        64, "sequences per forward pass (a device out-of-memory halves the batch and retries)", minimum=1
+    )  # large batches pay on GPU and CPU alike
+    max_new_tokens: int = setting(1024, "largest max_new_tokens accepted", minimum=1)
+    max_prompts_per_request: int = setting(1024, "prompts per request", flag="--max-prompts", minimum=1)
+    max_prompt_tokens: int = setting(2048, "tokens per prompt", minimum=1)
+    max_message_bytes: int = setting(16 * 1024 * 1024, "request size", minimum=1)
+    max_directions: int = setting(16, "directions held; LRU eviction beyond", minimum=1)
+    max_directions_per_tenant: int = setting(0, "0 = no cap", minimum=0)
+    max_abs_coefficient: float = setting(10.0, "largest |coefficient| of a perturbation term", minimum=0.0)
+    max_queued_jobs: int = setting(64, "jobs queued in all", flag="--queue-size", minimum=1)
+    max_queued_jobs_per_tenant: int = setting(16, "jobs queued per tenant", flag="--queue-per-tenant", minimum=1)
     max_points_per_request: int = 1024
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    model: str = "tiny-random"
-    listen: str = "127.0.0.1:50051"
-    device: str = "auto"
-    dtype: str = "auto"
-    metrics_port: int = 0  # 0: no metrics endpoint
-    direction_storage: str = "cache"
+    model: str = setting(
+        "tiny-random", "tiny-random, smollm2-135m-instruct, a .gguf file or a Hugging Face directory with safetensors"
+    )
+    listen: str = setting("127.0.0.1:50051", "HOST:PORT to listen on; port 0 picks one")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    dtype: str = setting("auto", "auto, float32, bfloat16 or float16")
+    metrics_port: int = setting(0, "Prometheus /metrics port, 0 = off", minimum=0, maximum=65535)
+    direction_storage: str = setting(
+        "cache", "hold directions in memory, or regenerate random ones from the seed at each switch",
+        choices=("cache", "regenerate"),
+    )
     limits: Limits = field(default_factory=Limits)
-    registry: str = ""  # TOML file of checkpoints/adapters
-    prompt_sets: tuple[tuple[str, str], ...] = ()  # (name, path[:kind])
-    judge_model: str = ""  # classifier judge model ("" = none)
-    tokens_file: str = ""
-    tokens_env: str = ""  # "name:token[:admin],..." (from VISAGE_TOKENS)
-    require_auth: bool = False
-    open_health: bool = True
-    open_reflection: bool = True
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_client_ca: str = ""
-    grace_seconds: float = 30.0
-    log_format: str = "auto"  # auto | json | console
+    registry: str = setting("", "TOML file naming checkpoints and adapters clients may use")
+    prompt_sets: tuple[tuple[str, str], ...] = setting(
+        (), "NAME=PATH[:harmful|benign], repeatable: a prompt file clients may name",
+        flag="--prompt-set", env="VISAGE_PROMPT_SETS", item=parse_prompt_set,
+    )
+    judge_model: str = setting("", "a second model used as the classifier judge")
+    tokens_file: str = setting("", "TOML file of tenants and token hashes")
+    tokens_env: str = setting(
+        "", "tenants and tokens as name:token[:admin],...", env="VISAGE_TOKENS", cli=False
+    )
+    require_auth: bool = setting(False, "require a bearer token on every call; also on when tokens are configured")
+    open_health: bool = setting(True, "answer the health service without a token")
+    open_reflection: bool = setting(True, "answer reflection without a token")
+    tls_cert: str = setting("", "server certificate (PEM): TLS")
+    tls_key: str = setting("", "the certificate's private key (PEM)")
+    tls_client_ca: str = setting("", "CA for client certificates: mutual TLS")
+    grace_seconds: float = setting(30.0, "drain time on SIGTERM", minimum=0.0)
+    log_format: str = setting("auto", "log lines as JSON or for a terminal", choices=("auto", "json", "console"))
+    port_file: str = setting("", "write the bound port here once listening (for scripts and tests)")
     warmup: bool = True
