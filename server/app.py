@@ -7,6 +7,7 @@ NOT_SERVING, refuses new work, lets in-flight calls finish within a grace period
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -23,7 +24,7 @@ from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 from .auth import HEALTH_METHODS, REFLECTION_METHODS, AuthInterceptor, TokenStore
 from .config import ServerConfig
 from .engine.engine import Engine
-from .host import ModelHost
+from .host import HostSlot, ModelHost
 from .logs import RequestLogInterceptor
 from .metrics import MetricsInterceptor, ServerMetrics
 from .service import DirectionServicer, LandscapeServicer
@@ -42,9 +43,14 @@ class ServerApp:
     port: int
     health: health.HealthServicer
     metrics: ServerMetrics
-    host: ModelHost | None = None
+    host_slot: HostSlot = field(default_factory=HostSlot)  # what the servicers call for the host
     ready: threading.Event = field(default_factory=threading.Event)
     failed: BaseException | None = None
+
+    @property
+    def host(self) -> ModelHost | None:
+        """The model host once loaded, else None."""
+        return self.host_slot.host
 
     def set_status(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -58,11 +64,8 @@ class ServerApp:
         self.metrics.model_load_seconds.set(engine.loaded.load_seconds)
         if self.config.warmup:
             engine.warm_up()
-        self.host = ModelHost(engine, self.config.limits, self.metrics)
-        self._landscape.host = self.host
-        self._directions.host = self.host
-        mem = engine.memory()
-        self.metrics.set_device_memory(**mem)
+        self.host_slot.set(ModelHost(engine, self.config.limits, self.metrics))
+        self.metrics.set_device_memory(**dataclasses.asdict(engine.memory()))
         self.set_status(True)
         self.ready.set()
         log.info("serving", model=self.config.model, port=self.port, fingerprint=engine.fingerprint[:16],
@@ -79,32 +82,27 @@ class ServerApp:
             self.host.stop(timeout=grace)
 
 
-class _PendingHost:
-    """Stands in for the host while the model loads: every RPC answers UNAVAILABLE."""
-
-    def __getattr__(self, name):
-        from .errors import Unavailable
-
-        raise Unavailable("the model is still loading; retry when health reports SERVING")
-
-
-def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None) -> ServerApp:
-    """Build and start the gRPC server on config.listen (port 0 picks a free port); NOT_SERVING."""
-    metrics = metrics or ServerMetrics()
+def _auth_interceptor(config: ServerConfig, metrics: ServerMetrics) -> AuthInterceptor:
     store = TokenStore()
     if config.tokens_file:
         store = store.merge(TokenStore.from_file(config.tokens_file))
     if config.tokens_env:
         store = store.merge(TokenStore.from_env(config.tokens_env))
-    metrics.set_known_tenants(store.tenant_names() if hasattr(store, "tenant_names") else ())
-    open_methods = frozenset()
+    metrics.set_known_tenants(store.tenant_names())
+    open_methods: frozenset[str] = frozenset()
     if config.open_health:
         open_methods |= HEALTH_METHODS
     if config.open_reflection:
         open_methods |= REFLECTION_METHODS
-    # Configured tokens always turn authentication on (as `visage-server` does): a server given a
-    # tokens file must never quietly serve everyone as "anonymous".
-    auth = AuthInterceptor(store, open_methods=open_methods, require_auth=config.require_auth or len(store) > 0)
+    # Configured tokens always turn authentication on (--require-auth's help says so): a server
+    # given a tokens file must never quietly serve everyone as "anonymous".
+    return AuthInterceptor(store, open_methods=open_methods, require_auth=config.require_auth or len(store) > 0)
+
+
+def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None) -> ServerApp:
+    """Build and start the gRPC server on config.listen (port 0 picks a free port); NOT_SERVING."""
+    metrics = metrics or ServerMetrics()
+    auth = _auth_interceptor(config, metrics)
     hard_cap = 4 * config.limits.max_message_bytes  # above our own limit, so we can answer INVALID_ARGUMENT
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max(16, config.limits.max_queued_jobs + 8), thread_name_prefix="grpc"),
@@ -116,11 +114,9 @@ def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None)
         ],
         maximum_concurrent_rpcs=config.limits.max_queued_jobs * 4 + 16,
     )
-    pending = _PendingHost()
-    landscape = LandscapeServicer(pending, config)  # type: ignore[arg-type]
-    directions = DirectionServicer(pending, config)  # type: ignore[arg-type]
-    pb_grpc.add_LandscapeServiceServicer_to_server(landscape, server)
-    pb_grpc.add_DirectionServiceServicer_to_server(directions, server)
+    slot = HostSlot()  # UNAVAILABLE to every RPC until ``load`` sets the host
+    pb_grpc.add_LandscapeServiceServicer_to_server(LandscapeServicer(slot, config), server)
+    pb_grpc.add_DirectionServiceServicer_to_server(DirectionServicer(slot, config), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -134,7 +130,6 @@ def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None)
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}: the address is in use or invalid")
     server.start()
-    app = ServerApp(config=config, server=server, port=port, health=health_servicer, metrics=metrics)
-    app._landscape, app._directions = landscape, directions  # type: ignore[attr-defined]
+    app = ServerApp(config=config, server=server, port=port, health=health_servicer, metrics=metrics, host_slot=slot)
     app.set_status(False)
     return app

@@ -1,19 +1,31 @@
-"""Protobuf <-> domain conversions for the servicers (``from_pb`` / ``to_pb``), nothing else."""
+"""Protobuf <-> domain conversions for the servicers (``from_pb`` / ``to_pb``), and the checks
+that belong to the wire itself (a request's size, a message that names nothing)."""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
 
 from safety_landscape.v1 import landscape_pb2 as pb
 
+from .config import Limits
 from .engine.chat import ChatFormat, resolve_system_prompt
 from .engine.directions import AdapterSpec, DirectionSpec, InterpolationSpec, Normalization, RandomSpec, Selection, Stream
 from .engine.engine import TermRequest
-from .engine.evaluation import EvalOutcome
-from .engine.generation import FINISH_EOS, FINISH_KEYWORD, FINISH_LENGTH, GenerationParams, GenerationStats
+from .engine.evaluation import EvalOutcome, EvalSettings
+from .engine.facts import MemoryFacts, ModelFacts
+from .engine.generation import FINISH_EOS, FINISH_KEYWORD, FINISH_LENGTH, GenerationParams, GenerationStats, SequenceResult
 from .engine.prompts import PromptSet
+from .engine.scoring import ScoreOutcome
 from .engine.weights import AppliedState, HeldDirection
 from .errors import InvalidArgument, NotFound, did_you_mean
+from .registry import RegistryEntry
+
+E = TypeVar("E")
+
+
+class _Sized(Protocol):
+    def ByteSize(self) -> int: ...
 
 _CHAT_FORMATS = {
     pb.CHAT_FORMAT_UNSPECIFIED: ChatFormat.TOKENIZER,
@@ -45,7 +57,16 @@ _FINISH = {FINISH_EOS: pb.FINISH_REASON_EOS, FINISH_LENGTH: pb.FINISH_REASON_LEN
 GENERATION_PRESETS = {"paper": GenerationParams(max_new_tokens=512)}
 
 
-def _enum(table: dict, value: int, what: str):
+def check_size(request: _Sized, limits: Limits) -> None:
+    size = request.ByteSize()
+    if size > limits.max_message_bytes:
+        raise InvalidArgument(
+            f"the request is {size} bytes; the limit is {limits.max_message_bytes} (max_message_bytes): "
+            "split it into several requests"
+        )
+
+
+def _enum(table: dict[Any, E], value: int, what: str) -> E:
     if value not in table:
         raise InvalidArgument(f"unknown {what} value {value}; see the v1 contract for the valid values")
     return table[value]
@@ -64,11 +85,6 @@ def system_prompt_from_pb(msg: pb.SystemPrompt) -> tuple[str | None, str]:
     return resolve_system_prompt(preset=preset), preset
 
 
-def system_prompt_sha256(text: str | None, template_sha: str) -> str:
-    material = f"default:{template_sha}" if text is None else f"text:{text}"
-    return hashlib.sha256(material.encode()).hexdigest()
-
-
 def generation_from_pb(msg: pb.GenerationSettings, preset: str = "") -> GenerationParams:
     if preset:
         if preset not in GENERATION_PRESETS:
@@ -81,6 +97,39 @@ def generation_from_pb(msg: pb.GenerationSettings, preset: str = "") -> Generati
         temperature=msg.temperature or 1.0,
         top_p=msg.top_p or 1.0,
     )
+
+
+def prompt_source_from_pb(msg: pb.PromptSource) -> tuple[list[str] | None, str, int]:
+    """(the inline prompts or None, the set name, the limit) of a request's prompts."""
+    kind = msg.WhichOneof("kind")
+    if kind == "inline":
+        return list(msg.inline.prompts), "", msg.limit
+    if kind == "set_name":
+        return None, msg.set_name, msg.limit
+    raise InvalidArgument("no prompts: set settings.prompts.inline or settings.prompts.set_name")
+
+
+def eval_settings_from_pb(msg: pb.EvaluationSettings, prompt_set: PromptSet) -> EvalSettings:
+    """The evaluation settings of ``msg`` over ``prompt_set`` (resolved by ``Engine.admission``)."""
+    system, _ = system_prompt_from_pb(msg.system_prompt)
+    judge_kind = msg.judge.WhichOneof("kind") or "keyword"
+    return EvalSettings(
+        prompt_set=prompt_set,
+        system_prompt=system,
+        chat_format=chat_format_from_pb(msg.chat_format),
+        params=generation_from_pb(msg.generation, msg.generation_preset),
+        judge=judge_kind,
+        keywords=tuple(msg.judge.keyword.keywords) if judge_kind == "keyword" else (),
+        return_completions=msg.return_completions,
+        early_stop=not msg.disable_early_stop,
+        classifier_name=msg.judge.classifier.name if judge_kind == "classifier" else "",
+    )
+
+
+def direction_id_from_pb(value: str) -> str:
+    if not value:
+        raise InvalidArgument("direction_id is empty: name the direction to delete")
+    return value
 
 
 def direction_spec_from_pb(msg: pb.DirectionSpec) -> DirectionSpec:
@@ -107,9 +156,13 @@ def direction_spec_from_pb(msg: pb.DirectionSpec) -> DirectionSpec:
     raise InvalidArgument("a direction spec needs one of random, interpolation or adapter")
 
 
+def _enum_to_pb(table: dict[int, E], value: E) -> int:
+    return next(k for k, v in table.items() if v == value and k != 0)
+
+
 def direction_spec_to_pb(spec: DirectionSpec) -> pb.DirectionSpec:
     if isinstance(spec, RandomSpec):
-        inv = lambda table, value: next(k for k, v in table.items() if v == value and k != 0)  # noqa: E731
+        inv = _enum_to_pb
         return pb.DirectionSpec(
             random=pb.RandomDirectionSpec(
                 seed=spec.seed,
@@ -164,8 +217,83 @@ def direction_to_pb(held: HeldDirection, *, created: bool = False) -> pb.Directi
     )
 
 
-def finish_to_pb(reason: str) -> int:
+def finish_to_pb(reason: str) -> pb.FinishReason:
     return _FINISH.get(reason, pb.FINISH_REASON_UNSPECIFIED)
+
+
+def completions_to_pb(results: Sequence[SequenceResult]) -> list[pb.Completion]:
+    return [
+        pb.Completion(
+            text=r.text, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+            finish_reason=finish_to_pb(r.finish_reason),
+        )
+        for r in results
+    ]
+
+
+def score_results_to_pb(outcomes: Sequence[ScoreOutcome]) -> list[pb.ScoreResult]:
+    return [
+        pb.ScoreResult(
+            logprob=o.logprob, num_tokens=o.num_tokens, token_logprobs=list(o.token_logprobs),
+            is_greedy=o.is_greedy, candidate_logits=list(o.candidate_logits),
+        )
+        for o in outcomes
+    ]
+
+
+def memory_to_pb(memory: MemoryFacts) -> pb.MemoryReport:
+    return pb.MemoryReport(
+        model_bytes=memory.model, pristine_bytes=memory.pristine, directions_bytes=memory.directions,
+        device_bytes_in_use=memory.device,
+    )
+
+
+def limits_to_pb(limits: Limits, *, direction_storage: str) -> pb.ServerLimits:
+    return pb.ServerLimits(
+        max_batch_size=limits.max_batch_size,
+        max_new_tokens=limits.max_new_tokens,
+        max_prompts_per_request=limits.max_prompts_per_request,
+        max_prompt_tokens=limits.max_prompt_tokens,
+        max_message_bytes=limits.max_message_bytes,
+        max_directions=limits.max_directions,
+        max_abs_coefficient=limits.max_abs_coefficient,
+        direction_storage=direction_storage,
+        max_queued_jobs_per_tenant=limits.max_queued_jobs_per_tenant,
+        max_queued_jobs=limits.max_queued_jobs,
+        max_directions_per_tenant=limits.max_directions_per_tenant,
+    )
+
+
+def model_info_to_pb(facts: ModelFacts, *, limits: pb.ServerLimits, server_version: str) -> pb.ModelInfo:
+    tok = facts.tokenizer
+    return pb.ModelInfo(
+        model_name=facts.model_name,
+        architecture=facts.architecture,
+        parameter_count=facts.parameter_count,
+        dtype=facts.dtype,
+        device=facts.device,
+        model_fingerprint=facts.fingerprint,
+        tokenizer=pb.TokenizerInfo(
+            tokenizer_class=tok.tokenizer_class,
+            vocab_size=tok.vocab_size,
+            has_chat_template=tok.has_chat_template,
+            chat_template_sha256=tok.chat_template_sha256,
+            default_system_prompt=tok.default_system_prompt,
+            eos_token=tok.eos_token,
+            pad_token=tok.pad_token,
+            tokenizer_fingerprint=tok.fingerprint,
+        ),
+        server_version=server_version,
+        limits=limits,
+        memory=memory_to_pb(facts.memory),
+        torch_version=facts.torch_version,
+        device_type=facts.device_type,
+        load_seconds=facts.load_seconds,
+    )
+
+
+def registry_to_pb(entries: Sequence[RegistryEntry]) -> list[pb.RegistryEntry]:
+    return [pb.RegistryEntry(name=e.name, kind=e.kind) for e in entries]
 
 
 def timings_to_pb(stats: GenerationStats | None, *, queue: float, apply: float, judge: float = 0.0, total: float) -> pb.Timings:

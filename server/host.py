@@ -11,6 +11,11 @@ long as no tenant waits more than ``MAX_SKIPS`` turns. A full queue answers RESO
 with a retry hint; a cancelled or expired job is dropped from the queue or stopped between
 decode steps.
 
+The host also runs the request kinds whose bookkeeping is its own: ``generate`` and ``evaluate``
+observe the generation metrics; ``evaluate_points`` orders a grid's points (theta0 first) and
+stops when the caller goes away. ``HostSlot`` hands the servicers the host once it exists
+(UNAVAILABLE while the model loads).
+
 Observability: ``served`` is a bounded record (the last ``SERVED_HISTORY`` jobs, oldest first)
 of what the worker ran, in order: ``ServedJob(seq, tenant, key, switched, outcome)``. Tests use it
 to prove fairness and grouping; an operator can read it from a debugger. ``queued_cancelled``
@@ -23,17 +28,24 @@ import itertools
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import structlog
 
+from .auth import ANONYMOUS
 from .config import Limits
+from .engine.chat import ChatFormat
 from .engine.engine import Engine, TermRequest, weights_key
+from .engine.evaluation import EvalOutcome, EvalSettings
+from .engine.generation import GenerationParams, GenerationStats, SequenceResult
 from .engine.weights import AppliedState
 from .errors import Cancelled, DeadlineExceeded, ResourceExhausted, Unavailable
+from .metrics import ServerMetrics
+
+__all__ = ["MAX_SKIPS", "SERVED_HISTORY", "Call", "HostSlot", "Job", "ModelHost", "ServedJob"]
 
 T = TypeVar("T")
 MAX_SKIPS = 4
@@ -49,6 +61,18 @@ class ServedJob:
     key: Any  # the weights it needed (weights_key), None for weight-independent work
     switched: bool  # whether running it changed the applied weights
     outcome: str  # "ok", "error", "cancelled"
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the host needs to know of the RPC a job serves: who, until when, whether it is still there."""
+
+    tenant: str = ANONYMOUS
+    deadline: float | None = None  # time.monotonic() deadline
+    on_cancel: Callable[[Callable[[], None]], Any] | None = None  # registers a callback for when the caller goes away
+    is_active: Callable[[], bool] = lambda: True
+
+
 log = structlog.get_logger("safety_landscape.host")
 
 
@@ -77,7 +101,7 @@ class Job(Generic[T]):
 
 
 class ModelHost:
-    def __init__(self, engine: Engine, limits: Limits, metrics: Any = None) -> None:
+    def __init__(self, engine: Engine, limits: Limits, metrics: ServerMetrics | None = None) -> None:
         self.engine = engine
         self.limits = limits
         self.metrics = metrics
@@ -139,6 +163,69 @@ class ModelHost:
             if on_cancel(lambda: self._cancel(job)) is False:  # the RPC had already ended
                 self._cancel(job)
         return future.result(), job
+
+    def run_call(
+        self, work: Callable[[Engine, Callable[[], bool]], T], call: Call, *, terms: Sequence[TermRequest] | None = None
+    ) -> tuple[T, Job[T]]:
+        """``run`` for an RPC: its tenant, deadline and cancellation from ``call``."""
+        return self.run(work, tenant=call.tenant, terms=terms, deadline=call.deadline, on_cancel=call.on_cancel)
+
+    # -- the request kinds whose bookkeeping is the host's ----------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        encoded: Sequence[Sequence[int]],
+        system_prompt: str | None,
+        chat_format: ChatFormat,
+        params: GenerationParams,
+        terms: Sequence[TermRequest],
+        call: Call,
+    ) -> tuple[list[SequenceResult], GenerationStats, Job[Any]]:
+        """Generate for ``prompts``, already ``encoded`` by ``Engine.admission``, at the weights of ``terms``."""
+
+        def work(engine: Engine, cancel: Callable[[], bool]) -> tuple[list[SequenceResult], GenerationStats]:
+            return engine.generate(
+                prompts, system_prompt=system_prompt, chat_format=chat_format, params=params, should_cancel=cancel, encoded=encoded
+            )
+
+        (results, stats), job = self.run_call(work, call, terms=terms)
+        self._observe(stats)
+        return results, stats, job
+
+    def evaluate(self, settings: EvalSettings, terms: Sequence[TermRequest], call: Call) -> tuple[EvalOutcome, Job[Any]]:
+        """One point: evaluate ``settings`` at the weights of ``terms``."""
+        outcome, job = self.run_call(lambda engine, cancel: engine.evaluate(settings, should_cancel=cancel), call, terms=terms)
+        self._observe(outcome.stats, saved=outcome.tokens_saved)
+        if self.metrics is not None:
+            self.metrics.points_evaluated_total.inc()
+        return outcome, job
+
+    def evaluate_points(
+        self, settings: EvalSettings, points: Sequence[Sequence[TermRequest]], call: Call
+    ) -> Iterator[tuple[int, EvalOutcome, Job[Any]]]:
+        """(index, outcome, job) per point: points at theta0 (every coefficient zero) first, then
+        in the order sent; stops once the caller has gone away."""
+        order = sorted(range(len(points)), key=lambda i: (not _at_origin(points[i]), i))
+        for index in order:
+            if not call.is_active():
+                return
+            outcome, job = self.evaluate(settings, points[index], call)
+            yield index, outcome, job
+
+    def _observe(self, stats: GenerationStats, saved: int = 0) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        metrics.generated_tokens_total.inc(stats.generated_tokens)
+        metrics.tokens_saved_total.inc(saved)
+        metrics.prefill_seconds.observe(stats.prefill_seconds)
+        metrics.decode_seconds.observe(stats.decode_seconds)
+        metrics.observe_decode(tokens=stats.generated_tokens, seconds=stats.decode_seconds)
+        metrics.oom_splits_total.inc(stats.oom_splits)
+        for size in stats.batches:
+            metrics.batch_size.observe(size)
 
     def _cancel(self, job: Job) -> None:
         job.cancelled.set()
@@ -254,7 +341,32 @@ class ModelHost:
         self._thread.join(timeout)
 
 
-def _same_weights(key, current) -> bool:
+class HostSlot:
+    """The servicers' host provider: calling it returns the host, or raises UNAVAILABLE while
+    the model is still loading (before ``set``)."""
+
+    def __init__(self) -> None:
+        self._host: ModelHost | None = None
+
+    def set(self, host: ModelHost) -> None:
+        self._host = host
+
+    @property
+    def host(self) -> ModelHost | None:
+        return self._host
+
+    def __call__(self) -> ModelHost:
+        host = self._host
+        if host is None:
+            raise Unavailable("the model is still loading; retry when health reports SERVING")
+        return host
+
+
+def _at_origin(terms: Sequence[TermRequest]) -> bool:
+    return all(t.coefficient == 0.0 for t in terms)
+
+
+def _same_weights(key: Any, current: Any) -> bool:
     return key == current or (not key and not current)
 
 

@@ -72,21 +72,21 @@ def test_memory_report_in_both_storage_modes(dtype, tmp_path: Path):
     for storage in ("cache", "regenerate"):
         engine = Engine(loaded, limits=Limits(), direction_storage=storage, registry=registry)
         mem = engine.memory()
-        assert mem["model"] == mem["pristine"] == model_bytes
-        assert mem["directions"] == 0 and mem["device"] > 0
+        assert mem.model == mem.pristine == model_bytes
+        assert mem.directions == 0 and mem.device > 0
         held, created = engine.create_direction(spec)
         assert created
         expected = perturbed_numel * 4 if storage == "cache" else 0  # fp32 tensors, norms not stored
-        assert held.bytes_held == expected and engine.memory()["directions"] == expected
+        assert held.bytes_held == expected and engine.memory().directions == expected
         # the reference stream and interpolation directions are cached in both modes
         ref, _ = engine.create_direction(RandomSpec(5, stream="reference"))
         interp, _ = engine.create_direction(InterpolationSpec("second"))
         assert ref.bytes_held == perturbed_numel * 4
         assert interp.bytes_held == sum(p.numel() for _, p in params) * 4
-        assert engine.memory()["directions"] == expected + ref.bytes_held + interp.bytes_held
+        assert engine.memory().directions == expected + ref.bytes_held + interp.bytes_held
         engine.weights.delete(held.id)
-        assert engine.memory()["directions"] == ref.bytes_held + interp.bytes_held
-        assert engine.memory()["model"] == model_bytes  # applying never grows the model
+        assert engine.memory().directions == ref.bytes_held + interp.bytes_held
+        assert engine.memory().model == model_bytes  # applying never grows the model
         reports[storage] = (held.fingerprint, held.norm)
     assert reports["cache"] == reports["regenerate"]
 

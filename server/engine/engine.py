@@ -1,15 +1,13 @@
 """The engine contract: everything the server does with its model, as plain method calls.
 
 One ``Engine`` wraps one loaded model. It is not thread-safe: the ``ModelHost`` worker thread is
-its only caller. Each method takes domain values (no protobuf) and returns domain values.
+its only caller, except for what any thread may call: ``admission`` (a request's checks and
+encoding before it queues), ``facts``, ``memory``, ``list_directions``, ``prompt_sets`` and
+``registry``. Each method takes domain values (no protobuf) and returns domain values.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,8 +18,10 @@ from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loading import LoadedModel
 from ..registry import ModelRegistry
 from .chat import ChatFormat
+from .admission import Admission, system_prompt_sha256
 from .directions import DirectionSpec, direction_id
-from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, PromptEncoder, SafetyEvaluator
+from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvaluator
+from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, tokenizer_facts
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
 from .prompts import PromptSetRegistry
 from .weights import AppliedState, HeldDirection, Terms, WeightManager, model_fingerprint
@@ -48,18 +48,6 @@ def weights_key(terms: Sequence[TermRequest]) -> tuple[tuple[str, float], ...]:
     for t in terms:
         merged[t.key] = merged.get(t.key, 0.0) + t.coefficient
     return tuple(sorted((k, c) for k, c in merged.items() if c != 0.0))
-
-
-@dataclass(frozen=True)
-class TokenizerFacts:
-    tokenizer_class: str
-    vocab_size: int
-    has_chat_template: bool
-    chat_template_sha256: str
-    default_system_prompt: str
-    eos_token: str
-    pad_token: str
-    fingerprint: str
 
 
 class Engine:
@@ -97,12 +85,8 @@ class Engine:
                 classifier.source.name,
             )
         self.evaluator = SafetyEvaluator(self.generator, limits.max_prompt_tokens, judge)
-        # Request threads encode prompts when a request is admitted (``admit``), with their own
-        # copy of the tokenizer: an HF fast tokenizer must not be used by two threads at once, and
-        # the worker's copy is busy generating.
-        self._admission = PromptEncoder(copy.deepcopy(self.tokenizer), limits.max_prompt_tokens)
-        self._admission_lock = threading.Lock()
-        self.tokenizer_facts = _tokenizer_facts(self.tokenizer)
+        self.admission = Admission(self.tokenizer, limits, self.prompt_sets)  # request threads' checks
+        self.tokenizer_facts = tokenizer_facts(self.tokenizer)
 
     @property
     def parameter_count(self) -> int:
@@ -142,19 +126,12 @@ class Engine:
     # -- work at the applied state ------------------------------------------------------------
 
     def check_generation(self, params: GenerationParams) -> None:
-        if not 1 <= params.max_new_tokens <= self.limits.max_new_tokens:
-            raise InvalidArgument(
-                f"max_new_tokens is {params.max_new_tokens}; it must be between 1 and "
-                f"{self.limits.max_new_tokens} (max_new_tokens limit)"
-            )
-        if params.do_sample and not (params.temperature > 0 and 0 < params.top_p <= 1):
-            raise InvalidArgument("sampling needs temperature > 0 and 0 < top_p <= 1")
+        self.admission.check_generation(params)
 
     def admit(self, prompts: Sequence[str], system_prompt: str | None, chat_format: ChatFormat) -> list[list[int]]:
         """Encode prompts on a request thread (any thread): InvalidArgument for one over
         ``max_prompt_tokens`` or empty, before the request waits in the queue."""
-        with self._admission_lock:
-            return self._admission.encode(prompts, system_prompt, chat_format)
+        return self.admission.encode(prompts, system_prompt, chat_format)
 
     def generate(
         self,
@@ -193,52 +170,46 @@ class Engine:
         fmt = ChatFormat.TOKENIZER if self.tokenizer_facts.has_chat_template else ChatFormat.NONE
         self.generate(["Hello"], system_prompt=None, chat_format=fmt, params=GenerationParams(max_new_tokens=2))
 
-    def memory(self) -> dict[str, int]:
-        mem = self.weights.memory()
-        device = self.loaded.device
-        if device.type == "cuda":
-            mem["device"] = int(torch.cuda.memory_allocated(device))
-        else:
-            mem["device"] = _rss_bytes()
-        return mem
+    # -- facts and held directions (any thread) ------------------------------------------------
+
+    def memory(self) -> MemoryFacts:
+        w = self.weights
+        return MemoryFacts(
+            model=w.model_bytes(), pristine=w.pristine_bytes(), directions=w.directions_bytes(),
+            device=device_bytes_in_use(self.loaded.device),
+        )
+
+    def facts(self) -> ModelFacts:
+        loaded = self.loaded
+        return ModelFacts(
+            model_name=loaded.source.name,
+            architecture=type(loaded.model).__name__,
+            parameter_count=self.parameter_count,
+            dtype=str(loaded.dtype).removeprefix("torch."),
+            device=str(loaded.device),
+            device_type=loaded.device.type,
+            fingerprint=self.fingerprint,
+            load_seconds=loaded.load_seconds,
+            torch_version=torch.__version__,
+            tokenizer=self.tokenizer_facts,
+            memory=self.memory(),
+        )
+
+    def system_prompt_sha256(self, system_prompt: str | None) -> str:
+        return system_prompt_sha256(system_prompt, self.tokenizer_facts.chat_template_sha256)
+
+    def list_directions(self) -> list[HeldDirection]:
+        return self.weights.list()
+
+    # -- held directions and the live weights (the worker thread) ------------------------------
+
+    def delete_direction(self, did: str) -> None:
+        """Forget a held direction (theta0 first if the applied state uses it); NotFound if not held."""
+        self.weights.delete(did)
+
+    def weights_sha256(self) -> str:
+        """sha256 of the live weights (bit-exact; the model fingerprint at theta0)."""
+        return self.weights.weights_sha256()
 
 
-def _tokenizer_facts(tokenizer) -> TokenizerFacts:
-    template = getattr(tokenizer, "chat_template", None) or ""
-    if not isinstance(template, str):
-        template = str(template)
-    default_system = ""
-    if template:
-        try:
-            with_default = tokenizer.apply_chat_template(
-                [{"role": "user", "content": "\x00"}], tokenize=False, add_generation_prompt=False
-            )
-            default_system = with_default.split("\x00")[0]
-        except Exception:  # a template that cannot render a lone user turn: report none
-            default_system = ""
-    vocab = tokenizer.get_vocab()
-    h = hashlib.sha256()
-    for token, index in sorted(vocab.items(), key=lambda kv: kv[1]):
-        h.update(f"{index}\x00{token}\x01".encode("utf-8", "surrogatepass"))
-    h.update(repr(sorted(tokenizer.all_special_tokens)).encode())
-    return TokenizerFacts(
-        tokenizer_class=type(tokenizer).__name__,
-        vocab_size=len(vocab),
-        has_chat_template=bool(template),
-        chat_template_sha256=hashlib.sha256(template.encode()).hexdigest() if template else "",
-        default_system_prompt=default_system,
-        eos_token=tokenizer.eos_token or "",
-        pad_token=tokenizer.pad_token or "",
-        fingerprint=h.hexdigest(),
-    )
-
-
-def _rss_bytes() -> int:
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-__all__ = ["Engine", "TermRequest", "weights_key", "FailedPrecondition"]
+__all__ = ["Engine", "FailedPrecondition", "TermRequest", "weights_key"]

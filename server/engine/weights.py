@@ -310,13 +310,14 @@ class WeightManager:
             update_tensor_hash(h, name, param)
         return h.hexdigest()
 
-    def memory(self) -> dict[str, int]:
-        model_bytes = sum(p.numel() * p.element_size() for _, p in self.params)
-        return {
-            "model": model_bytes,
-            "pristine": sum(t.numel() * t.element_size() for t in self.pristine.values()),
-            "directions": sum(d.bytes_held for d in self.list()),
-        }
+    def model_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for _, p in self.params)
+
+    def pristine_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.pristine.values())
+
+    def directions_bytes(self) -> int:
+        return sum(d.bytes_held for d in self.list())
 
 
 def _write_sum(param: torch.Tensor, base: torch.Tensor, components: list[tuple[float, torch.Tensor]]) -> None:

@@ -1,0 +1,105 @@
+"""What the engine reports about itself, as typed values: the model, its tokenizer, memory held.
+
+``GetInfo`` and ``ListDirections`` translate these to protobuf, and the metrics read the same
+``MemoryFacts``, so no fact is computed twice or passed around as a string-keyed dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["MemoryFacts", "ModelFacts", "TokenizerFacts", "device_bytes_in_use", "tokenizer_facts"]
+
+
+@dataclass(frozen=True)
+class TokenizerFacts:
+    tokenizer_class: str
+    vocab_size: int
+    has_chat_template: bool
+    chat_template_sha256: str
+    default_system_prompt: str
+    eos_token: str
+    pad_token: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class MemoryFacts:
+    """Bytes held: the live weights, their pristine copy, the directions held, and in use on the
+    device (CUDA: allocated; CPU: the process's resident set). Field names are the metric kinds."""
+
+    model: int
+    pristine: int
+    directions: int
+    device: int
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """The loaded model as ``GetInfo`` describes it."""
+
+    model_name: str
+    architecture: str
+    parameter_count: int
+    dtype: str  # "float32", "bfloat16", ...
+    device: str  # "cpu", "cuda:0", ...
+    device_type: str  # "cpu", "cuda"
+    fingerprint: str
+    load_seconds: float
+    torch_version: str
+    tokenizer: TokenizerFacts
+    memory: MemoryFacts
+
+
+def device_bytes_in_use(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    return _rss_bytes()
+
+
+def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if not isinstance(template, str):
+        template = str(template)
+    return TokenizerFacts(
+        tokenizer_class=type(tokenizer).__name__,
+        vocab_size=len(tokenizer.get_vocab()),
+        has_chat_template=bool(template),
+        chat_template_sha256=hashlib.sha256(template.encode()).hexdigest() if template else "",
+        default_system_prompt=_default_system_prompt(tokenizer) if template else "",
+        eos_token=tokenizer.eos_token or "",
+        pad_token=tokenizer.pad_token or "",
+        fingerprint=_vocabulary_fingerprint(tokenizer),
+    )
+
+
+def _default_system_prompt(tokenizer: Any) -> str:
+    """What the chat template puts before a lone user turn (its default system prompt)."""
+    try:
+        with_default = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "\x00"}], tokenize=False, add_generation_prompt=False
+        )
+    except Exception:  # a template that cannot render a lone user turn: report none
+        return ""
+    return str(with_default).split("\x00")[0]
+
+
+def _vocabulary_fingerprint(tokenizer: Any) -> str:
+    h = hashlib.sha256()
+    for token, index in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]):
+        h.update(f"{index}\x00{token}\x01".encode("utf-8", "surrogatepass"))
+    h.update(repr(sorted(tokenizer.all_special_tokens)).encode())
+    return h.hexdigest()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
