@@ -1,0 +1,169 @@
+"""LoRA-adapter directions: the merged delta of a PEFT LoRA adapter, module by module.
+
+delta_M = (B @ A) * lora_alpha / r (rslora: / sqrt(r)), transposed when fan_in_fan_out (and for
+embeddings, as PEFT does), added to the param ``<M>.weight``. rank_pattern and alpha_pattern are
+honoured. DoRA, modules_to_save and LoRA biases are refused, as are pickled adapter weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from safety_landscape.server.errors import FailedPrecondition, did_you_mean
+
+__all__ = ["LoraConfig", "adapter_direction", "read_lora_config"]
+
+# PEFT keys: base_model.model.<module>.lora_A[.<adapter>].weight, ...lora_embedding_A[.<adapter>]
+_LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(\.[^.]+)?(\.weight)?$")
+_PEFT_PREFIX = "base_model.model."
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+def _pattern_value(module: str, pattern: Mapping[str, Any], default: Any) -> Any:
+    """PEFT's rank_pattern / alpha_pattern lookup: the first key that matches the module suffix."""
+    for key, value in pattern.items():
+        if re.match(rf"(.*\.)?{key}$", module):
+            return value
+    return default
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """What ``adapter_config.json`` says about how to merge the adapter."""
+
+    r: int
+    lora_alpha: float
+    rank_pattern: Mapping[str, Any] = field(default_factory=dict)
+    alpha_pattern: Mapping[str, Any] = field(default_factory=dict)
+    rslora: bool = False
+    fan_in_fan_out: bool = False
+
+    def scale(self, module: str, rank: int) -> float:
+        """alpha / r (rslora: alpha / sqrt(r)) for ``module``, whose lora_A has ``rank`` rows."""
+        r = _pattern_value(module, self.rank_pattern, self.r)
+        alpha = _pattern_value(module, self.alpha_pattern, self.lora_alpha)
+        if r != rank:
+            raise FailedPrecondition(f"adapter module {module!r}: config rank {r} but lora_A has rank {rank}")
+        return float(alpha / math.sqrt(r) if self.rslora else alpha / r)
+
+
+def _check_files(adapter_dir: Path) -> None:
+    if not (adapter_dir / CONFIG_FILE).is_file():
+        raise FailedPrecondition(f"adapter {str(adapter_dir)!r} has no {CONFIG_FILE} (a PEFT LoRA directory is expected)")
+    if (adapter_dir / WEIGHTS_FILE).is_file():
+        return
+    if (adapter_dir / "adapter_model.bin").exists():
+        raise FailedPrecondition(
+            f"adapter {str(adapter_dir)!r} has only adapter_model.bin; only safetensors are loaded. Convert with "
+            "`PeftModel.from_pretrained(base, dir).save_pretrained(dir, safe_serialization=True)`"
+        )
+    raise FailedPrecondition(f"adapter {str(adapter_dir)!r} has no {WEIGHTS_FILE}")
+
+
+def read_lora_config(adapter_dir: Path) -> LoraConfig:
+    """The adapter's merge settings; FailedPrecondition for a missing file or an unsupported adapter."""
+    _check_files(adapter_dir)
+    try:
+        config = json.loads((adapter_dir / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise FailedPrecondition(f"{CONFIG_FILE} in {str(adapter_dir)!r} is unreadable: {e}") from None
+    peft_type = str(config.get("peft_type", "LORA")).upper()
+    if peft_type != "LORA":
+        raise FailedPrecondition(f"adapter peft_type {peft_type!r} is not supported; only LORA adapters are")
+    if config.get("use_dora"):
+        raise FailedPrecondition("adapter uses DoRA (use_dora=true); only plain LoRA deltas are supported")
+    if "r" not in config or "lora_alpha" not in config:
+        raise FailedPrecondition(f"{CONFIG_FILE} needs 'r' and 'lora_alpha'")
+    return LoraConfig(
+        r=config["r"],
+        lora_alpha=config["lora_alpha"],
+        rank_pattern=config.get("rank_pattern") or {},
+        alpha_pattern=config.get("alpha_pattern") or {},
+        rslora=bool(config.get("use_rslora", False)),
+        fan_in_fan_out=bool(config.get("fan_in_fan_out", False)),
+    )
+
+
+@dataclass
+class _LoraPair:
+    """One module's A [r, in] and B [out, r] (embedding: A [r, vocab], B [dim, r])."""
+
+    a: torch.Tensor | None = None
+    b: torch.Tensor | None = None
+    embedding: bool = False
+
+
+def _lora_pairs(state: Mapping[str, torch.Tensor]) -> dict[str, _LoraPair]:
+    """The adapter's tensors grouped by module (PEFT prefix dropped), in file order."""
+    pairs: dict[str, _LoraPair] = {}
+    for key, tensor in state.items():
+        m = _LORA_KEY.match(key)
+        if m is None:
+            raise FailedPrecondition(
+                f"adapter key {key!r} is not a LoRA A/B matrix (modules_to_save, DoRA magnitudes and LoRA "
+                "biases are not supported)"
+            )
+        module = m.group("module").removeprefix(_PEFT_PREFIX)
+        kind = m.group("kind")
+        pair = pairs.setdefault(module, _LoraPair())
+        ab = kind[-1]
+        if (pair.a if ab == "A" else pair.b) is not None:
+            raise FailedPrecondition(f"adapter key {key!r}: a second lora_{ab} for module {module!r} (several adapters in one file?)")
+        if ab == "A":
+            pair.a = tensor
+        else:
+            pair.b = tensor
+        pair.embedding = pair.embedding or kind.startswith("lora_embedding")
+    return pairs
+
+
+def _module_delta(module: str, pair: _LoraPair, config: LoraConfig, shapes: Mapping[str, tuple[int, ...]]) -> torch.Tensor:
+    """The fp32 delta of one module, shaped as its parameter ``<module>.weight``."""
+    pname = module + ".weight"
+    if pair.a is None or pair.b is None:
+        missing = "lora_A" if pair.a is None else "lora_B"
+        raise FailedPrecondition(f"adapter module {module!r} has no {missing} tensor")
+    if pname not in shapes:
+        raise FailedPrecondition(
+            f"adapter module {module!r} matches no parameter {pname!r} of the model (a tied lm_head is "
+            f"held under its embedding's name).{did_you_mean(pname, shapes.keys())}"
+        )
+    a, b = pair.a.float(), pair.b.float()
+    if a.dim() != 2 or b.dim() != 2 or b.shape[1] != a.shape[0]:
+        raise FailedPrecondition(
+            f"adapter module {module!r}: lora_B {tuple(b.shape)} @ lora_A {tuple(a.shape)} is not a valid product"
+        )
+    delta = (b @ a) * config.scale(module, a.shape[0])  # [out, in]
+    if pair.embedding or config.fan_in_fan_out:
+        delta = delta.T
+    if tuple(delta.shape) != shapes[pname]:
+        raise FailedPrecondition(
+            f"adapter module {module!r}: delta shape {tuple(delta.shape)} does not match parameter "
+            f"{pname!r} of shape {shapes[pname]}"
+        )
+    return delta.contiguous()
+
+
+def adapter_direction(params: Sequence[tuple[str, torch.Tensor]], adapter_dir: Path) -> dict[str, torch.Tensor]:
+    """The merged delta of a PEFT LoRA adapter as a direction (fp32; zero outside its modules)."""
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    config = read_lora_config(adapter_dir)
+    pairs = _lora_pairs(load_file(str(adapter_dir / WEIGHTS_FILE)))
+    shapes = {name: tuple(w.shape) for name, w in params}
+    out = {name: torch.zeros(w.shape, dtype=torch.float32, device=w.device) for name, w in params}
+    devices = {name: w.device for name, w in params}
+    for module, pair in pairs.items():
+        pname = module + ".weight"
+        out[pname] = _module_delta(module, pair, config, shapes).to(devices[pname])
+    return out
