@@ -1,19 +1,12 @@
-"""Bearer-token authentication per tenant: the token store, the gRPC interceptor, log redaction.
+"""Bearer-token authentication per tenant: the token store and the gRPC interceptor.
 
 What this module owns:
 - ``TokenStore``: sha256 digests of tokens -> ``Tenant``. Plain tokens are hashed on load and
   never kept, printed or logged. Sources: a TOML file (``--tokens-file`` / ``VISAGE_TOKENS_FILE``)
   and an env value (``VISAGE_TOKENS="alice:tok1,ops:tok2:admin"``).
-- ``tenant_var`` / ``request_id_var``: who is calling and which request this is; the servicer and
-  the scheduler read them (``tenant_var.get()``), and both are bound into structlog's contextvars.
-- ``AuthInterceptor``: checks ``authorization: Bearer <token>`` and the admin group.
-- ``redact_secrets``: a structlog processor that keeps tokens out of log lines.
-
-Why the interceptor wraps the handler instead of setting the context variables itself: grpc's
-sync server runs ``intercept_service`` in the polling thread and the handler in a worker thread,
-so a contextvar set in ``intercept_service`` is not seen by the handler. The wrapped behaviour runs
-the handler in a fresh copy of the worker's context, so nothing leaks into the next call that the
-same pooled thread serves.
+- ``AuthInterceptor``: checks ``authorization: Bearer <token>`` and the admin group, then runs the
+  call with its tenant and request id bound (``context.py``), or refuses it with one log line.
+Keeping tokens out of log lines is ``logs.redact_secrets``.
 
 ``require_auth=False`` (development, loopback): no token is checked, every call is tenant
 "anonymous" and every method, admin ones included, is allowed.
@@ -37,32 +30,27 @@ import hashlib
 import hmac
 import os
 import re
-import tomllib
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import structlog
+import tomllib
+
+from .context import ANONYMOUS, Around, Behaviour, bind, request_id_of, run_bound, wrap_handler
 
 __all__ = [
     "ADMIN_METHODS",
-    "ANONYMOUS",
     "HEALTH_METHODS",
     "REFLECTION_METHODS",
     "AuthInterceptor",
     "Tenant",
     "TokenStore",
     "bearer_token",
-    "redact_secrets",
-    "request_id_var",
-    "tenant_var",
     "token_digest",
-    "wrap_handler",
 ]
 
-ANONYMOUS = "anonymous"
 MISSING_TOKEN = (
     "missing bearer token: send 'authorization: Bearer <token>' "
     "(visage --token / VISAGE_TOKEN / --token-file)"
@@ -81,8 +69,6 @@ REFLECTION_METHODS: frozenset[str] = frozenset(
     }
 )
 
-tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default=ANONYMOUS)
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # The per-request log (see logs.py); a call refused here never reaches that interceptor.
 request_log = structlog.get_logger("safety_landscape.requests")
 
@@ -245,81 +231,6 @@ def bearer_token(metadata: Iterable[Any] | None) -> str | None:
     return None
 
 
-def _metadata_value(metadata: Iterable[Any] | None, key: str) -> str | None:
-    for item in metadata or ():
-        if item[0].lower() == key:
-            value = item[1]
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return None
-
-
-# -- handler wrapping -----------------------------------------------------------------------
-Behaviour = Callable[[Any, grpc.ServicerContext], Any]
-Around = Callable[[Behaviour, bool], Behaviour]
-
-
-def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
-    """Rebuild ``handler`` with its behaviour replaced by ``around(behaviour, response_streaming)``.
-
-    Keeps the handler's kind and (de)serializers, so a wrapper works for all four RPC shapes.
-    """
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            around(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
-        )
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            around(handler.unary_stream, True), handler.request_deserializer, handler.response_serializer
-        )
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(
-            around(handler.stream_unary, False), handler.request_deserializer, handler.response_serializer
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        around(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
-    )
-
-
-def _bind(tenant: str, request_id: str) -> None:
-    tenant_var.set(tenant)
-    request_id_var.set(request_id)
-    structlog.contextvars.bind_contextvars(tenant=tenant, request_id=request_id)
-
-
-def _run_bound(tenant: str, request_id: str) -> Around:
-    """Run the behaviour inside a fresh context with the tenant and request id bound."""
-
-    def around(behaviour: Behaviour, streaming: bool) -> Behaviour:
-        if not streaming:
-
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                ctx = contextvars.copy_context()
-                ctx.run(_bind, tenant, request_id)
-                return ctx.run(behaviour, request, context)
-
-            return unary
-
-        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            ctx = contextvars.copy_context()
-            ctx.run(_bind, tenant, request_id)
-            responses = ctx.run(behaviour, request, context)
-            try:
-                while True:
-                    try:
-                        item = ctx.run(next, responses)
-                    except StopIteration:
-                        return
-                    yield item
-            finally:
-                close = getattr(responses, "close", None)
-                if close is not None:
-                    ctx.run(close)
-
-        return stream
-
-    return around
-
-
 def _reject(code: grpc.StatusCode, message: str, *, method: str, tenant: str, request_id: str) -> Around:
     """Refuse the call with ``code``, writing the same one "request" line an admitted call gets
     (no token, of course: only which tenant, if the token was valid, and why it was refused)."""
@@ -346,7 +257,7 @@ def _reject(code: grpc.StatusCode, message: str, *, method: str, tenant: str, re
 
 
 def _log_refusal(code: grpc.StatusCode, message: str, method: str, tenant: str, request_id: str, peer: str) -> None:
-    _bind(tenant, request_id)
+    bind(tenant, request_id)
     request_log.warning("request", method=method, status=code.name, duration_ms=0.0, refused=message, peer=peer)
 
 
@@ -408,42 +319,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return None
         metadata = handler_call_details.invocation_metadata
         tenant, code, message = self.decide(handler_call_details.method, metadata)
-        request_id = _metadata_value(metadata, "x-request-id") or uuid.uuid4().hex
+        request_id = request_id_of(metadata)
         if code is not grpc.StatusCode.OK:
             return wrap_handler(
-                handler, _reject(code, message, method=handler_call_details.method, tenant=tenant, request_id=request_id[:128])
+                handler, _reject(code, message, method=handler_call_details.method, tenant=tenant, request_id=request_id)
             )
-        return wrap_handler(handler, _run_bound(tenant, request_id[:128]))
-
-
-# -- log redaction ----------------------------------------------------------------------------
-_SECRET_KEYS = re.compile(
-    r"^(authorization|proxy_authorization|token|access_token|auth_token|bearer_token|id_token|"
-    r"refresh_token|api_key|apikey|password|passwd|secret|client_secret)$|_(password|secret)$",
-    re.IGNORECASE,
-)
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s,'\")]+")
-REDACTED = "***"
-
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, str):
-        return _BEARER.sub(lambda m: m.group(1) + REDACTED, value)
-    if isinstance(value, bytes):
-        return _redact(value.decode("utf-8", "replace"))
-    if isinstance(value, Mapping):
-        return {k: (REDACTED if isinstance(k, str) and _SECRET_KEYS.search(k) else _redact(v)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        # ("authorization", "xyz") pairs, as in gRPC metadata
-        if len(value) == 2 and isinstance(value[0], str) and _SECRET_KEYS.search(value[0]):
-            return (value[0], REDACTED) if isinstance(value, tuple) else [value[0], REDACTED]
-        items = [_redact(v) for v in value]
-        return tuple(items) if isinstance(value, tuple) else items
-    return value
-
-
-def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: mask values of secret-named keys and ``Bearer xxx`` in any string."""
-    return {
-        key: (REDACTED if _SECRET_KEYS.search(key) else _redact(value)) for key, value in event_dict.items()
-    }
+        return wrap_handler(handler, run_bound(tenant, request_id))

@@ -35,8 +35,8 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
-from .auth import ANONYMOUS
 from .config import Limits
+from .context import ANONYMOUS
 from .engine.chat import ChatFormat
 from .engine.engine import Engine, TermRequest, weights_key
 from .engine.evaluation import EvalOutcome, EvalSettings

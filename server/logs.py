@@ -1,21 +1,57 @@
-"""Logging: structlog set up once per process (JSON in production, readable on a terminal), and
-the interceptor that writes one line per request (method, status, duration, tenant, request id).
+"""Logging: structlog set up once per process (JSON in production, readable on a terminal), the
+interceptor that writes one line per request (method, status, duration, tenant, request id), and
+``redact_secrets``, the processor that keeps tokens out of every log line.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
 import structlog
 
-from .auth import redact_secrets, wrap_handler
+from .context import wrap_handler
+
+__all__ = ["REDACTED", "RequestLogInterceptor", "configure_logging", "redact_secrets"]
 
 log = structlog.get_logger("safety_landscape.requests")
+
+
+_SECRET_KEYS = re.compile(
+    r"^(authorization|proxy_authorization|token|access_token|auth_token|bearer_token|id_token|"
+    r"refresh_token|api_key|apikey|password|passwd|secret|client_secret)$|_(password|secret)$",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s,'\")]+")
+REDACTED = "***"
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return _BEARER.sub(lambda m: m.group(1) + REDACTED, value)
+    if isinstance(value, bytes):
+        return _redact(value.decode("utf-8", "replace"))
+    if isinstance(value, Mapping):
+        return {k: (REDACTED if isinstance(k, str) and _SECRET_KEYS.search(k) else _redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        # ("authorization", "xyz") pairs, as in gRPC metadata
+        if len(value) == 2 and isinstance(value[0], str) and _SECRET_KEYS.search(value[0]):
+            return (value[0], REDACTED) if isinstance(value, tuple) else [value[0], REDACTED]
+        items = [_redact(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
+
+
+def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: mask values of secret-named keys and ``Bearer xxx`` in any string."""
+    return {
+        key: (REDACTED if _SECRET_KEYS.search(key) else _redact(value)) for key, value in event_dict.items()
+    }
 
 
 def configure_logging(fmt: str = "auto", level: int = logging.INFO) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-from .auth import ANONYMOUS, tenant_var, wrap_handler
+from .context import ANONYMOUS, tenant_var, wrap_handler
 
 __all__ = [
     "MEMORY_KINDS",

@@ -24,8 +24,8 @@ from safety_landscape.v1 import landscape_pb2 as pb
 from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
 from . import convert
-from .auth import request_id_var, tenant_var
 from .config import Limits, ServerConfig
+from .context import request_id_var, tenant_var
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .errors import LandscapeError, ResourceExhausted
 from .host import Call, Job, ModelHost

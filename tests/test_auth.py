@@ -20,11 +20,10 @@ from safety_landscape.server.auth import (
     AuthInterceptor,
     Tenant,
     TokenStore,
-    redact_secrets,
-    request_id_var,
-    tenant_var,
     token_digest,
 )
+from safety_landscape.server.context import request_id_var, tenant_var
+from safety_landscape.server.logs import redact_secrets
 
 GET_INFO = "/safety_landscape.v1.LandscapeService/GetInfo"
 LIST_PROMPT_SETS = "/safety_landscape.v1.LandscapeService/ListPromptSets"

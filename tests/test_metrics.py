@@ -9,7 +9,8 @@ from concurrent import futures
 import grpc
 import pytest
 
-from safety_landscape.server.auth import AuthInterceptor, TokenStore, tenant_var
+from safety_landscape.server.auth import AuthInterceptor, TokenStore
+from safety_landscape.server.context import tenant_var
 from safety_landscape.server.metrics import MetricsInterceptor, ServerMetrics
 
 SERVICE = "safety_landscape.v1.LandscapeService"

@@ -17,8 +17,8 @@ from ..config import Limits
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loading import LoadedModel
 from ..registry import ModelRegistry
-from .chat import ChatFormat
 from .admission import Admission, system_prompt_sha256
+from .chat import ChatFormat
 from .directions import DirectionSpec, direction_id
 from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvaluator
 from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, tokenizer_facts

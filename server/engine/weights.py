@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from ..errors import InvalidArgument, NotFound, ResourceExhausted
 from ..registry import ModelRegistry
 from .directions import (
     AdapterSpec,

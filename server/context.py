@@ -1,0 +1,125 @@
+"""Request context: who is calling and which request this is, bound for the handler's duration.
+
+What this module owns:
+- ``tenant_var`` / ``request_id_var``: the servicer and the scheduler read them
+  (``tenant_var.get()``), and both are bound into structlog's contextvars.
+- ``request_id_of``: the caller's ``x-request-id`` (cut to 128 characters) or a fresh one.
+- ``wrap_handler`` / ``run_bound``: rebuild a gRPC handler around its behaviour, and run that
+  behaviour with the tenant and request id bound.
+
+Why the handler is wrapped instead of the context variables being set in an interceptor's
+``intercept_service``: grpc's sync server runs ``intercept_service`` in the polling thread and the
+handler in a worker thread, so a contextvar set there is not seen by the handler. The wrapped
+behaviour runs the handler in a fresh copy of the worker's context, so nothing leaks into the
+next call that the same pooled thread serves.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import grpc
+import structlog
+
+__all__ = [
+    "ANONYMOUS",
+    "Around",
+    "Behaviour",
+    "bind",
+    "metadata_value",
+    "request_id_of",
+    "request_id_var",
+    "run_bound",
+    "tenant_var",
+    "wrap_handler",
+]
+
+ANONYMOUS = "anonymous"
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID = 128
+
+tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default=ANONYMOUS)
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def metadata_value(metadata: Iterable[Any] | None, key: str) -> str | None:
+    for item in metadata or ():
+        if item[0].lower() == key:
+            value = item[1]
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
+
+
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+Around = Callable[[Behaviour, bool], Behaviour]
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    """Rebuild ``handler`` with its behaviour replaced by ``around(behaviour, response_streaming)``.
+
+    Keeps the handler's kind and (de)serializers, so a wrapper works for all four RPC shapes.
+    """
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            around(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            around(handler.unary_stream, True), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            around(handler.stream_unary, False), handler.request_deserializer, handler.response_serializer
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        around(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
+    )
+
+
+def request_id_of(metadata: Iterable[Any] | None) -> str:
+    """The caller's request id (at most ``MAX_REQUEST_ID`` characters), else a fresh uuid4 hex."""
+    return (metadata_value(metadata, REQUEST_ID_HEADER) or uuid.uuid4().hex)[:MAX_REQUEST_ID]
+
+
+def bind(tenant: str, request_id: str) -> None:
+    tenant_var.set(tenant)
+    request_id_var.set(request_id)
+    structlog.contextvars.bind_contextvars(tenant=tenant, request_id=request_id)
+
+
+def run_bound(tenant: str, request_id: str) -> Around:
+    """Run the behaviour inside a fresh context with the tenant and request id bound."""
+
+    def around(behaviour: Behaviour, streaming: bool) -> Behaviour:
+        if not streaming:
+
+            def unary(request: Any, context: grpc.ServicerContext) -> Any:
+                ctx = contextvars.copy_context()
+                ctx.run(bind, tenant, request_id)
+                return ctx.run(behaviour, request, context)
+
+            return unary
+
+        def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            ctx = contextvars.copy_context()
+            ctx.run(bind, tenant, request_id)
+            responses = ctx.run(behaviour, request, context)
+            try:
+                while True:
+                    try:
+                        item = ctx.run(next, responses)
+                    except StopIteration:
+                        return
+                    yield item
+            finally:
+                close = getattr(responses, "close", None)
+                if close is not None:
+                    ctx.run(close)
+
+        return stream
+
+    return around
+
