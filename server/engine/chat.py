@@ -1,7 +1,8 @@
 """System prompts and chat formats: turning (prompt, system prompt) into the text a model sees.
 
-Owns the system-prompt presets of the paper (METHOD.md section 5) and the literal chat formats of
-the reference implementation (METHOD.md section 3), reproduced character for character, beside
+Owns the system-prompt presets of the paper (docs/method.md, "System prompts studied") and the
+literal chat formats of the reference implementation (docs/method.md, "Safety evaluation"),
+reproduced character for character, beside
 the tokenizer's own chat template (what most users want today).
 
 ``system_prompt=None`` always means "the default": for a literal format its own default system
@@ -9,7 +10,7 @@ prompt (``default_system_prompt_for``), for ``TOKENIZER`` no system message at a
 template applies the model's own default, if it has one), for ``NONE`` nothing (ignored).
 An empty string means "no system prompt" and selects each literal format's no-system variant:
 
-- llama2:  ``[INST] {p} [/INST]`` (METHOD.md's own no-system variant).
+- llama2:  ``[INST] {p} [/INST]`` (docs/method.md's own no-system variant).
 - vicuna:  ``USER: {p} ASSISTANT:`` (the reference's ``{sys} USER: ...`` with the empty ``{sys}``
   and its separating space dropped, so the text does not start with a space).
 - mistral: ``[INST] {p} [/INST]`` (``[INST] {sys} {p} [/INST]`` with ``{sys}`` and its space

@@ -1,6 +1,6 @@
 """Judges: deciding whether a completion is jailbroken, and the attack success rate.
 
-Owns the paper's refusal-keyword judge (METHOD.md section 3: jailbroken when none of 29
+Owns the paper's refusal-keyword judge (docs/method.md, "Safety evaluation": jailbroken when none of 29
 case-sensitive strings occurs anywhere in the completion), ASR = 100 * jailbroken / total, and
 the pure-text half of a LLaMA-Guard-style classifier judge (building its prompt, parsing its
 verdict); running the classifier model is the engine's job.

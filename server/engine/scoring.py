@@ -1,6 +1,7 @@
 """Scoring: log-likelihood of continuations given contexts, and next-token candidate logits.
 
-The engine behind ``Score`` (the paper's capability and fluency controls, METHOD.md section 6):
+The engine behind ``Score`` (the paper's capability and fluency controls, docs/method.md,
+"Beyond safety"):
 MMLU-style accuracy reads the next-token logits of the answer letters after the prompt, and
 perplexity sums the log-probabilities of a text's tokens.
 

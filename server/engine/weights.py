@@ -1,6 +1,6 @@
 """Weight application: the pristine copy, the directions held, and theta = theta0 + sum c_i d_i.
 
-Owns the invariants that make a shared server correct (DESIGN.md 1-4):
+Owns the invariants that make a shared server correct (docs/design.md, invariants 1-4):
   - coefficients are absolute: every state is recomputed from the pristine weights, never by
     accumulating steps, in fp32, then cast to the model dtype; tensors no term touches are copied
     from the pristine copy, so the empty state is theta0 bit for bit;
