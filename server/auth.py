@@ -219,12 +219,11 @@ class TokenStore:
 def bearer_token(metadata: Iterable[Any] | None) -> str | None:
     """The token of an ``authorization: Bearer <token>`` entry, or None when absent/malformed."""
     for item in metadata or ():
-        key, value = item[0], item[1]
+        key, value = str(item[0]), item[1]
         if key.lower() != "authorization":
             continue
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        scheme, _, token = value.strip().partition(" ")
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        scheme, _, token = text.strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
         return None

@@ -22,6 +22,7 @@ from .errors import InvalidArgument, NotFound, did_you_mean
 from .registry import RegistryEntry
 
 E = TypeVar("E")
+K = TypeVar("K")
 
 
 class _Sized(Protocol):
@@ -156,7 +157,7 @@ def direction_spec_from_pb(msg: pb.DirectionSpec) -> DirectionSpec:
     raise InvalidArgument("a direction spec needs one of random, interpolation or adapter")
 
 
-def _enum_to_pb(table: dict[int, E], value: E) -> int:
+def _enum_to_pb(table: dict[K, E], value: E) -> K:
     return next(k for k, v in table.items() if v == value and k != 0)
 
 

@@ -81,7 +81,7 @@ class Job(Generic[T]):
     tenant: str
     terms: Sequence[TermRequest] | None  # None: the work does not depend on the weights
     work: Callable[[Engine, Callable[[], bool]], T]  # (engine, should_cancel) -> result
-    future: Future = field(default_factory=Future)
+    future: Future[T] = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None  # time.monotonic() deadline
     enqueued_at: float = field(default_factory=time.monotonic)
@@ -91,7 +91,7 @@ class Job(Generic[T]):
     queue_seconds: float = 0.0
 
     @property
-    def key(self):
+    def key(self) -> tuple[tuple[str, float], ...] | None:
         return weights_key(self.terms) if self.terms is not None else None
 
     def should_cancel(self) -> bool:
@@ -105,7 +105,7 @@ class ModelHost:
         self.engine = engine
         self.limits = limits
         self.metrics = metrics
-        self._queues: OrderedDict[str, deque[Job]] = OrderedDict()
+        self._queues: OrderedDict[str, deque[Job[Any]]] = OrderedDict()
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._stopping = False
@@ -117,7 +117,7 @@ class ModelHost:
 
     # -- submitting -----------------------------------------------------------------------------
 
-    def submit(self, job: Job) -> Future:
+    def submit(self, job: Job[T]) -> Future[T]:
         with self._cond:
             if self._stopping:
                 raise Unavailable("the server is shutting down; retry on another server")
@@ -153,15 +153,14 @@ class ModelHost:
         terms: Sequence[TermRequest] | None = None,
         deadline: float | None = None,
         on_cancel: Callable[[Callable[[], None]], Any] | None = None,
-    ) -> tuple[T, Job]:
+    ) -> tuple[T, Job[T]]:
         """Submit and wait. `on_cancel` registers a callback fired when the caller goes away."""
-        job: Job = Job(tenant=tenant, terms=terms, work=work, deadline=deadline)
+        job: Job[T] = Job(tenant=tenant, terms=terms, work=work, deadline=deadline)
         future = self.submit(job)
-        if on_cancel is not None:
-            # gRPC fires this when the RPC ends for any reason; it only matters while the job is
-            # queued (dropped at once, freeing its queue slot) or running (stopped between steps).
-            if on_cancel(lambda: self._cancel(job)) is False:  # the RPC had already ended
-                self._cancel(job)
+        # gRPC fires on_cancel's callback when the RPC ends for any reason; it only matters while the
+        # job is queued (dropped at once, freeing its queue slot) or running (stopped between steps).
+        if on_cancel is not None and on_cancel(lambda: self._cancel(job)) is False:  # the RPC had already ended
+            self._cancel(job)
         return future.result(), job
 
     def run_call(
@@ -187,7 +186,8 @@ class ModelHost:
 
         def work(engine: Engine, cancel: Callable[[], bool]) -> tuple[list[SequenceResult], GenerationStats]:
             return engine.generate(
-                prompts, system_prompt=system_prompt, chat_format=chat_format, params=params, should_cancel=cancel, encoded=encoded
+                prompts, system_prompt=system_prompt, chat_format=chat_format, params=params, should_cancel=cancel,
+                encoded=encoded,
             )
 
         (results, stats), job = self.run_call(work, call, terms=terms)
@@ -227,7 +227,7 @@ class ModelHost:
         for size in stats.batches:
             metrics.batch_size.observe(size)
 
-    def _cancel(self, job: Job) -> None:
+    def _cancel(self, job: Job[Any]) -> None:
         job.cancelled.set()
         with self._cond:
             queue = self._queues.get(job.tenant)
@@ -260,7 +260,7 @@ class ModelHost:
 
     # -- the worker -----------------------------------------------------------------------------
 
-    def _next_job(self) -> Job | None:
+    def _next_job(self) -> Job[Any] | None:
         """Pick the next job (call with the lock held): fair round-robin, then grouping."""
         tenants = [t for t, q in self._queues.items() if q]
         if not tenants:
@@ -298,7 +298,7 @@ class ModelHost:
                 continue
             self._execute(job)
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, job: Job[Any]) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
         job.queue_seconds = time.monotonic() - job.enqueued_at
@@ -329,7 +329,7 @@ class ModelHost:
         finally:
             self._busy_since = None
 
-    def _record(self, job: Job, outcome: str) -> None:
+    def _record(self, job: Job[Any], outcome: str) -> None:
         switched = bool(job.state is not None and job.state.switched)
         self.served.append(ServedJob(seq=job.seq, tenant=job.tenant, key=job.key, switched=switched, outcome=outcome))
 
@@ -370,7 +370,7 @@ def _same_weights(key: Any, current: Any) -> bool:
     return key == current or (not key and not current)
 
 
-def _stop_reason(job: Job, exc: BaseException) -> BaseException:
+def _stop_reason(job: Job[Any], exc: BaseException) -> BaseException:
     """A stop caused by the job's own deadline (not by the caller going away) is DEADLINE_EXCEEDED,
     so the caller sees the same code whether its deadline fired first or the server's check did."""
     if isinstance(exc, Cancelled) and not job.cancelled.is_set() and job.deadline is not None and time.monotonic() > job.deadline:

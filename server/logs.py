@@ -9,13 +9,13 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import grpc
 import structlog
 
-from .context import wrap_handler
+from .context import Around, wrap_handler
 
 __all__ = ["REDACTED", "RequestLogInterceptor", "configure_logging", "redact_secrets"]
 
@@ -47,7 +47,7 @@ def _redact(value: Any) -> Any:
     return value
 
 
-def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: mask values of secret-named keys and ``Bearer xxx`` in any string."""
     return {
         key: (REDACTED if _SECRET_KEYS.search(key) else _redact(value)) for key, value in event_dict.items()
@@ -79,7 +79,11 @@ def configure_logging(fmt: str = "auto", level: int = logging.INFO) -> None:
 class RequestLogInterceptor(grpc.ServerInterceptor):
     """One log line per request. Put it AFTER the auth interceptor so tenant and request id are bound."""
 
-    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -93,7 +97,7 @@ def _line(method: str, context: grpc.ServicerContext, started: float, code: grpc
     event("request", method=method, status=code.name, duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
-def _around(method: str):
+def _around(method: str) -> Around:
     def around(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
         if not streaming:
 
@@ -108,7 +112,7 @@ def _around(method: str):
 
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             started = time.perf_counter()
-            code = None
+            code: grpc.StatusCode | None = None
             try:
                 yield from behaviour(request, context)
             except GeneratorExit:

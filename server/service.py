@@ -108,7 +108,7 @@ class _Base:
         self.limits: Limits = config.limits
 
 
-class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):  # type: ignore[misc]  # generated stubs are untyped
+class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
     @_rpc
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
         limits = convert.limits_to_pb(self.limits, direction_storage=self.config.direction_storage)
@@ -123,7 +123,8 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):  # type: ignor
         params = convert.generation_from_pb(request.generation)
         terms = convert.terms_from_pb(request.perturbation)
         prompts = list(request.prompts)
-        encoded = host.engine.admission.generation(prompts, system, fmt, params)  # a too-long prompt fails here, not after the queue
+        # Checked and encoded now, on the request's thread: a too-long prompt fails before it queues.
+        encoded = host.engine.admission.generation(prompts, system, fmt, params)
         results, stats, job = host.generate(
             prompts, encoded=encoded, system_prompt=system, chat_format=fmt, params=params, terms=terms, call=_call(context)
         )
@@ -200,7 +201,7 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):  # type: ignor
         return pb.ListPromptSetsResponse(sets=[convert.prompt_set_to_pb(ps) for ps in self.host().engine.prompt_sets.list()])
 
 
-class DirectionServicer(_Base, pb_grpc.DirectionServiceServicer):  # type: ignore[misc]  # generated stubs are untyped
+class DirectionServicer(_Base, pb_grpc.DirectionServiceServicer):
     @_rpc
     def CreateDirection(self, request: pb.CreateDirectionRequest, context: grpc.ServicerContext) -> pb.Direction:
         spec = convert.direction_spec_from_pb(request.spec)
@@ -226,7 +227,9 @@ class DirectionServicer(_Base, pb_grpc.DirectionServiceServicer):  # type: ignor
     def SetCoefficients(self, request: pb.SetCoefficientsRequest, context: grpc.ServicerContext) -> pb.WeightState:
         terms = convert.terms_from_pb(request.perturbation)
         verify = request.verify
-        digest, job = self.host().run_call(lambda engine, _: engine.weights_sha256() if verify else "", _call(context), terms=terms)
+        digest, job = self.host().run_call(
+            lambda engine, _: engine.weights_sha256() if verify else "", _call(context), terms=terms
+        )
         return convert.weight_state_to_pb(job.state, weights_sha256=digest)
 
     @_rpc

@@ -145,21 +145,23 @@ def test_cap_evicts_least_recently_used_not_applied():
 
 def test_per_tenant_cap():
     tokens = "alice:tok-alice:admin,bob:tok-bob:admin"
-    with running_server(limits={"max_directions_per_tenant": 1}, tokens_env=tokens, require_auth=True) as server:
-        with server.client(token="tok-alice") as alice, server.client(token="tok-bob") as bob:
-            first = alice.create_direction(C.random_direction(21))
-            assert not alice.create_direction(C.random_direction(21)).created  # the same one: no new slot
-            with pytest.raises(ResourceExhaustedError, match="max_directions_per_tenant") as err:
-                alice.create_direction(C.random_direction(22))
-            assert "alice" in err.value.details
-            with pytest.raises(ResourceExhaustedError, match="max_directions_per_tenant"):  # on demand too
-                alice.generate(PROMPTS, settings=GREEDY, at=C.perturbation([(C.random_direction(22), 0.1)]))
-            assert bob.create_direction(C.random_direction(22)).created  # another tenant's quota
-            # alice may use bob's direction (it counts against bob's quota)
+    limits = {"max_directions_per_tenant": 1}
+    with running_server(limits=limits, tokens_env=tokens, require_auth=True) as server, server.client(
+        token="tok-alice"
+    ) as alice, server.client(token="tok-bob") as bob:
+        first = alice.create_direction(C.random_direction(21))
+        assert not alice.create_direction(C.random_direction(21)).created  # the same one: no new slot
+        with pytest.raises(ResourceExhaustedError, match="max_directions_per_tenant") as err:
+            alice.create_direction(C.random_direction(22))
+        assert "alice" in err.value.details
+        with pytest.raises(ResourceExhaustedError, match="max_directions_per_tenant"):  # on demand too
             alice.generate(PROMPTS, settings=GREEDY, at=C.perturbation([(C.random_direction(22), 0.1)]))
-            alice.delete_direction(first.id)
-            assert alice.create_direction(C.random_direction(23)).created
-            assert alice.info().limits.max_directions_per_tenant == 1
+        assert bob.create_direction(C.random_direction(22)).created  # another tenant's quota
+        # alice may use bob's direction (it counts against bob's quota)
+        alice.generate(PROMPTS, settings=GREEDY, at=C.perturbation([(C.random_direction(22), 0.1)]))
+        alice.delete_direction(first.id)
+        assert alice.create_direction(C.random_direction(23)).created
+        assert alice.info().limits.max_directions_per_tenant == 1
 
 
 # ---------------------------------------------------------------- agreement across processes and storage
@@ -381,7 +383,7 @@ def test_interpolation_toward_a_registered_checkpoint(registry_server):
 
 def test_interpolation_errors(registry_server):
     with registry_server.client() as c:
-        with pytest.raises(FailedPreconditionError, match="model.embed_tokens.weight") as err:
+        with pytest.raises(FailedPreconditionError, match=r"model\.embed_tokens\.weight") as err:
             c.create_direction(C.interpolation_direction("wrong"))
         assert "shape" in err.value.details and "same architecture" in err.value.details
         with pytest.raises(NotFoundError, match="secnod") as err:

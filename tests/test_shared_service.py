@@ -22,10 +22,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import grpc
 import pytest
 import torch
+from certs import make_pki
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serving import ServerProcess, running_server
 
 from safety_landscape.client import errors
 from safety_landscape.client.client import (
@@ -39,9 +40,6 @@ from safety_landscape.client.client import (
 from safety_landscape.server.auth import token_digest
 from safety_landscape.server.host import Job
 from safety_landscape.v1 import landscape_pb2 as pb
-
-from certs import make_pki
-from serving import ServerProcess, running_server
 
 ALICE, BOB, CAROL, OPS = "alice-token-3f9a1c", "bob-token-77e2d0", "carol-token-0b4e65", "ops-admin-token-c81d2e"
 TOKENS = {"alice": ALICE, "bob": BOB, "carol": CAROL, "ops": OPS}
@@ -127,9 +125,10 @@ def test_tokens_authenticate_and_admin_calls_need_an_admin_token(shared) -> None
         assert anonymous.health() == "SERVING"  # health stays open for probes
         with pytest.raises(errors.UnauthenticatedError, match="missing bearer token"):
             anonymous.info()
-    with shared.client(token="not-a-real-token", retries=1) as wrong:
-        with pytest.raises(errors.UnauthenticatedError, match="invalid token"):
-            wrong.info()
+    with shared.client(token="not-a-real-token", retries=1) as wrong, pytest.raises(
+        errors.UnauthenticatedError, match="invalid token"
+    ):
+        wrong.info()
     with shared.client(token=ALICE, retries=1) as alice:
         assert alice.info().model_name
         assert alice.generate(["hi"], settings=generation(4)).completions[0].completion_tokens == 4
@@ -186,9 +185,9 @@ def test_tls_round_trip_and_mtls_rejection(tmp_path, tokens_file) -> None:
         with Client(s.target, token=ALICE, retries=1) as plaintext, pytest.raises(errors.UnavailableError):
             plaintext.info()
     with running_server(tls_cert=str(pki.server_cert), tls_key=str(pki.server_key), tls_client_ca=str(pki.ca_cert)) as s:
-        with Client(s.target, tls=TlsConfig(ca_file=str(pki.ca_cert)), retries=1) as no_cert:
-            with pytest.raises(errors.UnavailableError):
-                no_cert.info()
+        no_client_cert = TlsConfig(ca_file=str(pki.ca_cert))
+        with Client(s.target, tls=no_client_cert, retries=1) as no_cert, pytest.raises(errors.UnavailableError):
+            no_cert.info()
         other = make_pki(tmp_path / "other")
         wrong_ca = TlsConfig(ca_file=str(pki.ca_cert), cert_file=str(other.client_cert), key_file=str(other.client_key))
         with Client(s.target, tls=wrong_ca, retries=1) as stranger, pytest.raises(errors.UnavailableError):
@@ -225,7 +224,7 @@ def test_a_too_long_prompt_is_refused_before_it_queues(shared) -> None:
     with shared.client(token=BOB, retries=1) as bob, worker_held(host):
         depth = host.queue_depth()
         started = time.monotonic()
-        with pytest.raises(errors.InvalidArgumentError, match="prompt 1 is .* tokens .* limit is 128"):
+        with pytest.raises(errors.InvalidArgumentError, match=r"prompt 1 is .* tokens .* limit is 128"):
             bob.generate(["fine", "word " * 300], settings=generation(2), timeout=20)
         with pytest.raises(errors.InvalidArgumentError, match="max_prompt_tokens"):
             bob.evaluate(evaluation_settings(prompts=["word " * 300], max_new_tokens=2), timeout=20)
@@ -280,7 +279,7 @@ def test_jobs_needing_the_same_weights_are_grouped(shared) -> None:
     assert weights.switches - switches <= 2 < len(calls)  # A,B,A,B,A,B ran as A,A,A,B,B,B
     assert counter(shared, "visage_weight_switches_total") - metric == weights.switches - switches
     by_state = {}
-    for p, r in zip((a, b, a, b, a, b), results):
+    for r in results:  # sent at A, B, A, B, A, B
         by_state.setdefault(r.weight_state.fingerprint, set()).add(tuple(c.text for c in r.completions))
     assert len(by_state) == 2 and all(len(v) == 1 for v in by_state.values())  # each at its own weights
 

@@ -96,7 +96,8 @@ def test_cache_and_regenerate_apply_the_same_bits():
     for storage in ("cache", "regenerate"):
         loaded = tiny()
         engine = Engine(loaded, limits=Limits(), direction_storage=storage)
-        state = engine.at([TermRequest(0.07, spec=RandomSpec(9)), TermRequest(-0.02, spec=RandomSpec(10, normalization="filter"))])
+        terms = [TermRequest(0.07, spec=RandomSpec(9)), TermRequest(-0.02, spec=RandomSpec(10, normalization="filter"))]
+        state = engine.at(terms)
         shas[storage] = (state.fingerprint, engine.weights.weights_sha256())
         engine.at([])
         assert engine.weights.weights_sha256() == engine.fingerprint

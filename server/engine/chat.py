@@ -34,9 +34,9 @@ from typing import Any
 from safety_landscape.server import errors
 
 __all__ = [
+    "SYSTEM_PROMPT_PRESETS",
     "ChatFormat",
     "RenderedPrompt",
-    "SYSTEM_PROMPT_PRESETS",
     "default_system_prompt_for",
     "parse_chat_format",
     "render_prompt",

@@ -24,6 +24,8 @@ from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvalua
 from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, tokenizer_facts
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
 from .prompts import PromptSetRegistry
+from .scoring import ScoreOutcome
+from .scoring import score as score_items
 from .weights import AppliedState, HeldDirection, Terms, WeightManager, model_fingerprint
 
 Cancel = Callable[[], bool]
@@ -153,10 +155,10 @@ class Engine:
         self.check_generation(settings.params)
         return self.evaluator.evaluate(settings, should_cancel=should_cancel)
 
-    def score(self, items, *, candidates: Sequence[str] = (), should_cancel: Cancel = lambda: False):
-        from .scoring import score
-
-        return score(
+    def score(
+        self, items: Sequence[tuple[str, str]], *, candidates: Sequence[str] = (), should_cancel: Cancel = lambda: False
+    ) -> list[ScoreOutcome]:
+        return score_items(
             self.model,
             self.tokenizer,
             items,

@@ -68,9 +68,11 @@ class ClassifierJudge:
         self.generator = generator
         self.name = name
 
-    def judge(self, prompts: Sequence[str], completions: Sequence[str], should_cancel) -> list[tuple[bool, str]]:
+    def judge(
+        self, prompts: Sequence[str], completions: Sequence[str], should_cancel: Callable[[], bool]
+    ) -> list[tuple[bool, str]]:
         tok = self.generator.tokenizer
-        texts = [build_guard_prompt(p, c) for p, c in zip(prompts, completions)]
+        texts = [build_guard_prompt(p, c) for p, c in zip(prompts, completions, strict=True)]
         encoded = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
         results, _ = self.generator.generate(
             encoded, GenerationParams(max_new_tokens=GUARD_MAX_NEW_TOKENS), should_cancel=should_cancel
@@ -161,7 +163,7 @@ class SafetyEvaluator:
         else:
             assert self.classifier is not None
             judged = self.classifier.judge(prompts, [r.text for r in results], should_cancel)
-            for i, (r, (unsafe, raw)) in enumerate(zip(results, judged)):
+            for i, (r, (unsafe, raw)) in enumerate(zip(results, judged, strict=True)):
                 verdicts.append(VerdictRow(i, unsafe, "", raw, r))
             judge_name = f"classifier:{self.classifier.name}"
         judge_seconds = time.perf_counter() - started

@@ -84,7 +84,7 @@ StopTest = Callable[[str], "str | None"]  # decoded text so far -> a match that 
 class BatchGenerator:
     """Generates for many tokenised prompts on one model; not thread-safe (one owner calls it)."""
 
-    def __init__(self, model, tokenizer, *, max_batch_size: int, screened_head: bool = True) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int, screened_head: bool = True) -> None:
         if max_batch_size < 1:
             raise InvalidArgument(f"max batch size must be >= 1, got {max_batch_size}")
         self.model = model
@@ -242,12 +242,17 @@ class BatchGenerator:
         _sync(self.device)
         stats.decode_seconds += time.perf_counter() - t1
 
-    def _forward_last(self, head: ScreenedGreedyHead | None, *, logits_to_keep=None, **inputs) -> torch.Tensor:
+    def _forward_last(
+        self, head: ScreenedGreedyHead | None, *, logits_to_keep: torch.Tensor | None = None, **inputs: Any
+    ) -> torch.Tensor:
         """The last position's logits (B, V); with a screened head, its final hidden state (B, H)."""
+        last: torch.Tensor
         if head is not None:
-            return self.model.get_decoder()(**inputs, use_cache=True).last_hidden_state[:, -1, :]
+            last = self.model.get_decoder()(**inputs, use_cache=True).last_hidden_state[:, -1, :]
+            return last
         kept = {} if logits_to_keep is None else {"logits_to_keep": logits_to_keep}
-        return self.model(**inputs, use_cache=True, **kept).logits[:, -1, :]
+        last = self.model(**inputs, use_cache=True, **kept).logits[:, -1, :]
+        return last
 
 
 @dataclass
@@ -353,7 +358,7 @@ def _shared_prefix_length(prompts: Sequence[list[int]]) -> int:
     return length if length >= MIN_SHARED_PREFIX else 0
 
 
-def _pick(logits: torch.Tensor, params: GenerationParams, generators) -> torch.Tensor:
+def _pick(logits: torch.Tensor, params: GenerationParams, generators: Sequence[torch.Generator] | None) -> torch.Tensor:
     if not params.do_sample:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / params.temperature, dim=-1)  # (B, V)
@@ -362,11 +367,12 @@ def _pick(logits: torch.Tensor, params: GenerationParams, generators) -> torch.T
         drop = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keep the smallest set reaching top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, sorted_i, sorted_p)
+    assert generators is not None, "sampling draws from one generator per row"
     rows = [torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(generators)]
     return torch.cat(rows)
 
 
-def _row_generators(indices: Sequence[int], params: GenerationParams, device) -> list[torch.Generator] | None:
+def _row_generators(indices: Sequence[int], params: GenerationParams, device: torch.device) -> list[torch.Generator] | None:
     if not params.do_sample:
         return None
     gens = []
@@ -376,7 +382,7 @@ def _row_generators(indices: Sequence[int], params: GenerationParams, device) ->
     return gens
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     configured = getattr(model.generation_config, "eos_token_id", None)
     if isinstance(configured, int):
@@ -388,11 +394,11 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _sync(device) -> None:
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _free_device_cache(device) -> None:
+def _free_device_cache(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()

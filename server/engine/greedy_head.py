@@ -75,7 +75,8 @@ class ScreenBound:
         """(B,) the lowest screen value a row's argmax (or a column tied with it) can have."""
         a = self.c1 * torch.linalg.vector_norm(hidden, dim=-1) * max_row_norm + self.absolute
         slack = 2 * a * (1 + _U) + high.abs() * (self.c2 + _U * (1 + self.c2))
-        return high - _SLACK * slack
+        bound: torch.Tensor = high - _SLACK * slack
+        return bound
 
 
 class ScreenedGreedyHead:
@@ -119,10 +120,10 @@ class ScreenedGreedyHead:
 class GreedyHeadScreen:
     """Decides once per model whether greedy steps may use ``ScreenedGreedyHead``, and builds one."""
 
-    def __init__(self, model, device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
         self.model = model
         self.device = device
-        self._checked: dict[tuple, bool] = {}  # (weight shape, torch threads) -> size-invariance held
+        self._checked: dict[tuple[tuple[int, ...], int], bool] = {}  # (weight shape, torch threads) -> size-invariance held
 
     def head_for(self, steps: int) -> ScreenedGreedyHead | None:
         """A head for the weights as they are now, or None where the full head must run."""
@@ -152,14 +153,14 @@ def gemm_is_size_invariant(weight: torch.Tensor) -> bool:
         return True
 
 
-def _screenable_weight(model, device: torch.device) -> torch.Tensor | None:
+def _screenable_weight(model: torch.nn.Module, device: torch.device) -> torch.Tensor | None:
     # A transformers model, not a wrapper: the generator calls its get_decoder() and bypasses forward().
     if not isinstance(model, PreTrainedModel) or device.type != "cpu":
         return None
     if getattr(model.config, "model_type", None) not in SCREENABLE_MODEL_TYPES:
         return None
     head = model.get_output_embeddings()
-    if not isinstance(head, torch.nn.Linear) or head.bias is not None:
+    if not isinstance(head, torch.nn.Linear) or getattr(head, "bias", None) is not None:  # torch types bias as never None
         return None
     weight = head.weight
     if weight.dtype != torch.float32 or weight.shape[0] < MIN_VOCAB:

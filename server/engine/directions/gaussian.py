@@ -32,9 +32,7 @@ def is_perturbed(name: str, tensor: torch.Tensor, spec: RandomSpec) -> bool:
         return False
     if spec.include and not any(fnmatch.fnmatchcase(name, p) for p in spec.include):
         return False
-    if any(fnmatch.fnmatchcase(name, p) for p in spec.exclude):
-        return False
-    return True
+    return not any(fnmatch.fnmatchcase(name, p) for p in spec.exclude)
 
 
 def normalize(g: torch.Tensor, w: torch.Tensor, normalization: Normalization) -> torch.Tensor:
@@ -51,17 +49,19 @@ def normalize(g: torch.Tensor, w: torch.Tensor, normalization: Normalization) ->
     if normalization is Normalization.NONE or g.numel() == 0:
         return g
     if normalization is Normalization.LAYER or g.dim() <= 1:
-        return g / torch.linalg.vector_norm(g) * torch.linalg.vector_norm(w)
+        layer: torch.Tensor = g / torch.linalg.vector_norm(g) * torch.linalg.vector_norm(w)
+        return layer
     # FILTER: rows along dim 0; g2, w2: [rows, rest]
     g2 = g.reshape(g.shape[0], -1)
     w2 = w.reshape(w.shape[0], -1)
     gn = torch.linalg.vector_norm(g2, dim=1, keepdim=True)  # [rows, 1]
     wn = torch.linalg.vector_norm(w2, dim=1, keepdim=True)  # [rows, 1]
-    return (g2 / (gn + FILTER_EPS) * wn).reshape(g.shape)
+    filtered: torch.Tensor = (g2 / (gn + FILTER_EPS) * wn).reshape(g.shape)
+    return filtered
 
 
 def _tensor_seed(seed: int, index: int, name: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{index}:{name}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{index}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
 

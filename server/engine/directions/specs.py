@@ -15,7 +15,9 @@ from typing import Any
 
 from safety_landscape.server.errors import InvalidArgument
 
-__all__ = ["AdapterSpec", "DirectionSpec", "InterpolationSpec", "Normalization", "RandomSpec", "Selection", "Stream", "direction_id"]
+__all__ = [
+    "AdapterSpec", "DirectionSpec", "InterpolationSpec", "Normalization", "RandomSpec", "Selection", "Stream", "direction_id",
+]
 
 
 class Normalization(str, Enum):
@@ -54,7 +56,8 @@ class RandomSpec:
             object.__setattr__(self, "stream", Stream(self.stream))
         except ValueError as e:
             raise InvalidArgument(f"random direction: {e}") from None
-        if isinstance(self.include, str) or isinstance(self.exclude, str):
+        given: tuple[object, ...] = (self.include, self.exclude)  # callers may pass anything
+        if any(isinstance(patterns, str) for patterns in given):
             raise InvalidArgument("random direction: include/exclude are lists of patterns, not a string")
         object.__setattr__(self, "include", tuple(self.include))
         object.__setattr__(self, "exclude", tuple(self.exclude))

@@ -46,10 +46,10 @@ def direction_fingerprint(direction: Mapping[str, torch.Tensor], names: Sequence
     return h.hexdigest()
 
 
-def update_tensor_hash(h: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
+def update_tensor_hash(h: hashlib._Hash, name: str, tensor: torch.Tensor) -> None:
     """Feed one named tensor into a running sha256 (streamed fingerprints use the same bytes)."""
     t = tensor.detach().contiguous().cpu()
-    h.update(f"{name}\x00{tuple(t.shape)}\x00{t.dtype}\x00".encode("utf-8"))
+    h.update(f"{name}\x00{tuple(t.shape)}\x00{t.dtype}\x00".encode())
     h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
