@@ -3,8 +3,11 @@ that belong to the wire itself (a request's size, a message that names nothing).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
+
+from google.protobuf.message import Message
 
 from safety_landscape.v1 import landscape_pb2 as pb
 
@@ -249,24 +252,19 @@ def memory_to_pb(memory: MemoryFacts) -> pb.MemoryReport:
     )
 
 
+def _shared_fields(source: Any, message: type[Message], **renamed: str) -> dict[str, Any]:
+    """The dataclass ``source``'s fields that ``message`` has too, by name (or ``renamed[name]``)."""
+    known = message.DESCRIPTOR.fields_by_name
+    pairs = ((renamed.get(f.name, f.name), getattr(source, f.name)) for f in dataclasses.fields(source))
+    return {name: value for name, value in pairs if name in known}
+
+
 def limits_to_pb(limits: Limits, *, direction_storage: str) -> pb.ServerLimits:
-    return pb.ServerLimits(
-        max_batch_size=limits.max_batch_size,
-        max_new_tokens=limits.max_new_tokens,
-        max_prompts_per_request=limits.max_prompts_per_request,
-        max_prompt_tokens=limits.max_prompt_tokens,
-        max_message_bytes=limits.max_message_bytes,
-        max_directions=limits.max_directions,
-        max_abs_coefficient=limits.max_abs_coefficient,
-        direction_storage=direction_storage,
-        max_queued_jobs_per_tenant=limits.max_queued_jobs_per_tenant,
-        max_queued_jobs=limits.max_queued_jobs,
-        max_directions_per_tenant=limits.max_directions_per_tenant,
-    )
+    """Every limit the contract reports, under its own name."""
+    return pb.ServerLimits(direction_storage=direction_storage, **_shared_fields(limits, pb.ServerLimits))
 
 
 def model_info_to_pb(facts: ModelFacts, *, limits: pb.ServerLimits, server_version: str) -> pb.ModelInfo:
-    tok = facts.tokenizer
     return pb.ModelInfo(
         model_name=facts.model_name,
         architecture=facts.architecture,
@@ -274,16 +272,7 @@ def model_info_to_pb(facts: ModelFacts, *, limits: pb.ServerLimits, server_versi
         dtype=facts.dtype,
         device=facts.device,
         model_fingerprint=facts.fingerprint,
-        tokenizer=pb.TokenizerInfo(
-            tokenizer_class=tok.tokenizer_class,
-            vocab_size=tok.vocab_size,
-            has_chat_template=tok.has_chat_template,
-            chat_template_sha256=tok.chat_template_sha256,
-            default_system_prompt=tok.default_system_prompt,
-            eos_token=tok.eos_token,
-            pad_token=tok.pad_token,
-            tokenizer_fingerprint=tok.fingerprint,
-        ),
+        tokenizer=pb.TokenizerInfo(**_shared_fields(facts.tokenizer, pb.TokenizerInfo, fingerprint="tokenizer_fingerprint")),
         server_version=server_version,
         limits=limits,
         memory=memory_to_pb(facts.memory),

@@ -33,6 +33,13 @@ def system_prompt_sha256(text: str | None, template_sha: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def _check_count(count: int, limit: int, when_none: str, when_over: str) -> None:
+    if not count:
+        raise InvalidArgument(when_none)
+    if count > limit:
+        raise InvalidArgument(when_over)
+
+
 class Admission:
     def __init__(self, tokenizer: Any, limits: Limits, prompt_sets: PromptSetRegistry) -> None:
         self.limits = limits
@@ -43,27 +50,25 @@ class Admission:
     # -- counts and settings ------------------------------------------------------------------
 
     def check_prompt_count(self, count: int) -> None:
-        if not count:
-            raise InvalidArgument("no prompts: send at least one prompt")
-        if count > self.limits.max_prompts_per_request:
-            raise InvalidArgument(
-                f"{count} prompts; the limit is {self.limits.max_prompts_per_request} per request "
-                "(max_prompts_per_request): split them over several requests"
-            )
+        limit = self.limits.max_prompts_per_request
+        _check_count(
+            count, limit, "no prompts: send at least one prompt",
+            f"{count} prompts; the limit is {limit} per request (max_prompts_per_request): split them over several requests",
+        )
 
     def check_points(self, count: int) -> None:
-        if not count:
-            raise InvalidArgument("no points: send at least one perturbation in points")
-        if count > self.limits.max_points_per_request:
-            raise InvalidArgument(f"{count} points; the limit is {self.limits.max_points_per_request} per call: split them")
+        limit = self.limits.max_points_per_request
+        _check_count(
+            count, limit, "no points: send at least one perturbation in points",
+            f"{count} points; the limit is {limit} per call: split them",
+        )
 
     def check_score_items(self, count: int) -> None:
-        if not count:
-            raise InvalidArgument("no items to score: send at least one (context, continuation)")
-        if count > self.limits.max_prompts_per_request:
-            raise InvalidArgument(
-                f"{count} items; the limit is {self.limits.max_prompts_per_request} (max_prompts_per_request)"
-            )
+        limit = self.limits.max_prompts_per_request
+        _check_count(
+            count, limit, "no items to score: send at least one (context, continuation)",
+            f"{count} items; the limit is {limit} (max_prompts_per_request)",
+        )
 
     def check_generation(self, params: GenerationParams) -> None:
         if not 1 <= params.max_new_tokens <= self.limits.max_new_tokens:
