@@ -1,19 +1,21 @@
-"""Read a prompt file on the client (sent inline): the same formats and checks as the server's
-named sets, by reusing the server's pure-Python reader (``server.engine.prompts`` needs no torch).
+"""Read a prompt file on the client (its prompts are sent inline): the formats and checks of the
+server's named sets, from the reader both sides share (:mod:`safety_landscape.common.prompt_files`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from safety_landscape.common.prompt_files import PromptFileError, load_prompt_file
+
 from .errors import ValidationError
+
+__all__ = ["read_prompts"]
 
 
 def read_prompts(path: str | Path, *, column: str | None = None) -> list[str]:
-    from safety_landscape.server.engine.prompts import load_prompt_file
-    from safety_landscape.server.errors import LandscapeError
-
+    """The prompts of a prompt file, in order; a bad or missing file is a ValidationError."""
     try:
         return list(load_prompt_file(path, column=column).prompts)
-    except LandscapeError as exc:
+    except PromptFileError as exc:
         raise ValidationError(str(exc)) from exc
