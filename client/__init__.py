@@ -1,1 +1,139 @@
-"""Torch-free client of the safety-landscape service: sweep specs, fleet scheduling, the result store, VISAGE, plots and reports."""
+"""Torch-free client of the safety-landscape service: one server (:class:`Client`), request
+builders, errors, sweep specs and the sweep runner, the result store, and the release gate.
+
+The public API is what this module exports (``__all__``)::
+
+    from safety_landscape.client import Client, preset, run_sweep, ResultStore
+
+    with Client("127.0.0.1:50051") as c:
+        print(c.info().model_name)
+    with ResultStore("out/results.sqlite") as store:
+        run_sweep(preset("quick"), store, targets=["127.0.0.1:50051"])
+
+Submodules are implementation detail unless they are named here. Names load on first use, so
+``import safety_landscape.client`` (and ``visage --help``) does not import grpc or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .builders import (
+        adapter_direction,
+        chat_format,
+        evaluation_settings,
+        generation,
+        interpolation_direction,
+        perturbation,
+        random_direction,
+        system_prompt,
+    )
+    from .client import Client, Timeouts, TlsConfig
+    from .errors import (
+        CancelledError,
+        DeadlineExceededError,
+        FailedPreconditionError,
+        FleetError,
+        InternalError,
+        InvalidArgumentError,
+        NotFoundError,
+        PermissionDeniedError,
+        ResourceExhaustedError,
+        RpcFailed,
+        UnauthenticatedError,
+        UnavailableError,
+        ValidationError,
+        VisageError,
+    )
+    from .gate import run_gate
+    from .records import PointDetail, PointRecord, Series
+    from .store import ResultStore
+    from .sweep import (
+        BaseTerm,
+        Capability,
+        DirectionRecipe,
+        Grid,
+        PromptSource,
+        SpecError,
+        SweepResult,
+        SweepSpec,
+        load_spec,
+        preset,
+        run_sweep,
+        spec_from_dict,
+    )
+
+# name -> the submodule that defines it (imported on first use of the name).
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("Client", "Timeouts", "TlsConfig"), ".client"),
+    **dict.fromkeys(("adapter_direction", "chat_format", "evaluation_settings", "generation", "interpolation_direction",
+                     "perturbation", "random_direction", "system_prompt"), ".builders"),
+    **dict.fromkeys(("CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError", "InternalError",
+                     "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError",
+                     "RpcFailed", "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError"), ".errors"),
+    **dict.fromkeys(("PointDetail", "PointRecord", "Series"), ".records"),
+    "ResultStore": ".store",
+    **dict.fromkeys(("BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource", "SpecError", "SweepResult",
+                     "SweepSpec", "load_spec", "preset", "run_sweep", "spec_from_dict"), ".sweep"),
+    "run_gate": ".gate",
+}
+
+__all__ = [
+    "BaseTerm",
+    "CancelledError",
+    "Capability",
+    "Client",
+    "DeadlineExceededError",
+    "DirectionRecipe",
+    "FailedPreconditionError",
+    "FleetError",
+    "Grid",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PointDetail",
+    "PointRecord",
+    "PromptSource",
+    "ResourceExhaustedError",
+    "ResultStore",
+    "RpcFailed",
+    "Series",
+    "SpecError",
+    "SweepResult",
+    "SweepSpec",
+    "Timeouts",
+    "TlsConfig",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "ValidationError",
+    "VisageError",
+    "adapter_direction",
+    "chat_format",
+    "evaluation_settings",
+    "generation",
+    "interpolation_direction",
+    "load_spec",
+    "perturbation",
+    "preset",
+    "random_direction",
+    "run_gate",
+    "run_sweep",
+    "spec_from_dict",
+    "system_prompt",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

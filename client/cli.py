@@ -15,6 +15,22 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from google.protobuf.message import Message
+
+    from safety_landscape.v1 import landscape_pb2 as pb
+
+    from .client import Client
+
+    #: What ``register(sub)`` of each command module receives.
+    Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+__all__ = ["COMMAND_MODULES", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "add_connection_args", "build_parser", "connect",
+           "main", "message_to_dict", "parse_at", "print_json"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Modules that add subcommands: each has register(subparsers) and sets args.func.
@@ -36,7 +52,7 @@ def add_connection_args(p: argparse.ArgumentParser, *, many: bool = False) -> No
     g.add_argument("--timeout", type=float, default=3600.0, help="deadline in seconds for long calls (default 3600)")
 
 
-def connect(args: argparse.Namespace, target: str | None = None):
+def connect(args: argparse.Namespace, target: str | None = None) -> Client:
     from .client import Client, Timeouts, TlsConfig
     from .credentials import resolve_token
 
@@ -47,13 +63,13 @@ def connect(args: argparse.Namespace, target: str | None = None):
     return Client(target or args.server, token=token, tls=tls, timeouts=Timeouts(generate=args.timeout, direction=args.timeout))
 
 
-def parse_at(values: Sequence[str]):
+def parse_at(values: Sequence[str]) -> pb.Perturbation:
     """--at TERM=COEF terms: TERM is a direction id (d-...), seed:N (a layer-normalised random
     direction), interp:NAME (toward a registered checkpoint) or adapter:NAME."""
-    from .client import adapter_direction, interpolation_direction, perturbation, random_direction
+    from .builders import adapter_direction, interpolation_direction, perturbation, random_direction
     from .errors import ValidationError
 
-    terms = []
+    terms: list[tuple[str | pb.DirectionSpec, float]] = []
     for value in values:
         term, sep, coef = value.rpartition("=")
         if not sep or not term:
@@ -76,14 +92,14 @@ def parse_at(values: Sequence[str]):
     return perturbation(terms)
 
 
-def print_json(data) -> None:
+def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def message_to_dict(msg) -> dict:
-    from google.protobuf.json_format import MessageToDict
+def message_to_dict(msg: Message) -> dict[str, Any]:
+    from .builders import message_dict
 
-    return MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return message_dict(msg)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import grpc
+
+__all__ = ["CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError", "InternalError",
+           "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError", "RpcFailed",
+           "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError", "from_rpc"]
 
 
 class VisageError(Exception):
@@ -110,8 +116,6 @@ def from_rpc(exc: grpc.RpcError, method: str = "") -> RpcFailed:
     if isinstance(err, ResourceExhaustedError):
         for key, value in (exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else ():
             if key == "grpc-retry-pushback-ms":
-                try:
+                with contextlib.suppress(ValueError):  # a malformed hint is no hint
                     err.retry_after_seconds = int(value) / 1000.0
-                except ValueError:
-                    pass
     return err

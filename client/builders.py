@@ -1,0 +1,171 @@
+"""Request builders: typed, validated protobuf messages from plain Python values, before any RPC.
+
+The names a user writes (``safety_landscape.common.names``) are mapped to the contract's enums
+here, once. Every builder raises :class:`~safety_landscape.client.errors.ValidationError` for a
+value the server would refuse, so a bad request never leaves the client.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS, SYSTEM_PROMPT_PRESETS
+from safety_landscape.v1 import landscape_pb2 as pb
+
+from .errors import ValidationError
+
+__all__ = [
+    "SYSTEM_PROMPT_PRESETS",
+    "adapter_direction",
+    "chat_format",
+    "evaluation_settings",
+    "generation",
+    "interpolation_direction",
+    "message_dict",
+    "perturbation",
+    "random_direction",
+    "system_prompt",
+]
+
+_CHAT_FORMAT_ENUMS: dict[str, pb.ChatFormat] = dict(zip(CHAT_FORMATS, (
+    pb.CHAT_FORMAT_TOKENIZER, pb.CHAT_FORMAT_NONE, pb.CHAT_FORMAT_LLAMA2, pb.CHAT_FORMAT_VICUNA,
+    pb.CHAT_FORMAT_MISTRAL, pb.CHAT_FORMAT_LLAMA3), strict=True))
+_NORMALIZATION_ENUMS: dict[str, pb.Normalization] = dict(zip(NORMALIZATIONS, (
+    pb.NORMALIZATION_LAYER, pb.NORMALIZATION_FILTER, pb.NORMALIZATION_NONE), strict=True))
+_SELECTION_ENUMS: dict[str, pb.TensorSelection] = dict(zip(SELECTIONS, (
+    pb.TENSOR_SELECTION_REFERENCE, pb.TENSOR_SELECTION_BIASBN, pb.TENSOR_SELECTION_ALL), strict=True))
+_STREAM_ENUMS: dict[str, pb.RandomStream] = dict(zip(STREAMS, (
+    pb.RANDOM_STREAM_PER_TENSOR, pb.RANDOM_STREAM_REFERENCE), strict=True))
+
+
+def message_dict(msg: Message) -> dict[str, Any]:
+    """A message as plain JSON values: proto field names, every field written (defaults too)."""
+    out: dict[str, Any] = MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return out
+
+
+def system_prompt(value: str | None) -> pb.SystemPrompt:
+    """A preset name (default, empty, llama2, roleplay, vicuna, mistral) or else a custom text."""
+    if value is None:
+        return pb.SystemPrompt(preset="default")
+    if value in SYSTEM_PROMPT_PRESETS:
+        return pb.SystemPrompt(preset=value)
+    return pb.SystemPrompt(text=value)
+
+
+def chat_format(name: str) -> pb.ChatFormat:
+    try:
+        return _CHAT_FORMAT_ENUMS[name]
+    except KeyError:
+        raise ValidationError(f"unknown chat format {name!r}; use one of {', '.join(CHAT_FORMATS)}") from None
+
+
+def random_direction(
+    seed: int,
+    *,
+    normalization: str = "layer",
+    selection: str = "reference",
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    stream: str = "per_tensor",
+    index: int = 0,
+) -> pb.DirectionSpec:
+    for value, names, what in ((normalization, NORMALIZATIONS, "normalization"), (selection, SELECTIONS, "selection"),
+                               (stream, STREAMS, "stream")):
+        if value not in names:
+            raise ValidationError(f"unknown {what} {value!r}; use one of {', '.join(names)}")
+    if not 0 <= seed < 2**63 or index < 0:
+        raise ValidationError("seed must be in [0, 2**63) and index >= 0")
+    return pb.DirectionSpec(
+        random=pb.RandomDirectionSpec(
+            seed=seed, normalization=_NORMALIZATION_ENUMS[normalization], selection=_SELECTION_ENUMS[selection],
+            include=list(include), exclude=list(exclude), stream=_STREAM_ENUMS[stream], index=index,
+        )
+    )
+
+
+def interpolation_direction(target: str) -> pb.DirectionSpec:
+    return pb.DirectionSpec(interpolation=pb.InterpolationDirectionSpec(target=target))
+
+
+def adapter_direction(adapter: str) -> pb.DirectionSpec:
+    return pb.DirectionSpec(adapter=pb.AdapterDirectionSpec(adapter=adapter))
+
+
+def perturbation(terms: Iterable[tuple[str | pb.DirectionSpec, float]] = ()) -> pb.Perturbation:
+    """theta0 + sum c_i d_i: each term is (direction id or spec, coefficient)."""
+    out = pb.Perturbation()
+    for direction, coef in terms:
+        coef = float(coef)
+        if not math.isfinite(coef):
+            raise ValidationError(f"coefficient {coef} is not finite")
+        if isinstance(direction, pb.DirectionSpec):
+            out.terms.append(pb.Term(spec=direction, coefficient=coef))
+        else:
+            out.terms.append(pb.Term(direction_id=direction, coefficient=coef))
+    return out
+
+
+def generation(max_new_tokens: int = 128, *, do_sample: bool = False, seed: int = 0, temperature: float = 1.0,
+               top_p: float = 1.0) -> pb.GenerationSettings:
+    if max_new_tokens < 1:
+        raise ValidationError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    return pb.GenerationSettings(max_new_tokens=max_new_tokens, do_sample=do_sample, seed=seed, temperature=temperature,
+                                 top_p=top_p)
+
+
+def _prompt_source(prompts: Sequence[str] | None, prompt_set: str | None, limit: int) -> pb.PromptSource:
+    if (prompts is None) == (prompt_set is None):
+        raise ValidationError("give exactly one of prompts (inline) or prompt_set (a named set)")
+    if prompts is not None and not prompts:
+        raise ValidationError("prompts is empty: give at least one prompt")
+    if limit < 0:
+        raise ValidationError("limit must be >= 0 (0 = all)")
+    source = pb.PromptSource(limit=limit)
+    if prompts is not None:
+        source.inline.prompts.extend(prompts)
+    else:
+        source.set_name = prompt_set or ""
+    return source
+
+
+def _judge(judge: str, keywords: Sequence[str]) -> pb.JudgeSpec:
+    if judge == "keyword":
+        return pb.JudgeSpec(keyword=pb.KeywordJudge(keywords=list(keywords)))
+    if judge == "classifier":
+        return pb.JudgeSpec(classifier=pb.ClassifierJudge())
+    raise ValidationError(f"unknown judge {judge!r}; use {' or '.join(JUDGES)}")
+
+
+def evaluation_settings(
+    *,
+    prompts: Sequence[str] | None = None,
+    prompt_set: str | None = None,
+    limit: int = 0,
+    system: str | None = None,
+    chat: str = "tokenizer",
+    max_new_tokens: int = 128,
+    generation_preset: str = "",
+    keywords: Sequence[str] = (),
+    judge: str = "keyword",
+    return_completions: bool = False,
+    disable_early_stop: bool = False,
+) -> pb.EvaluationSettings:
+    """The settings of one safety evaluation: exactly one of ``prompts`` (sent inline) or
+    ``prompt_set`` (a set the server holds), the prompting, the generation and the judge."""
+    source, judge_spec = _prompt_source(prompts, prompt_set, limit), _judge(judge, keywords)
+    return pb.EvaluationSettings(
+        prompts=source,
+        system_prompt=system_prompt(system),
+        chat_format=chat_format(chat),
+        generation=pb.GenerationSettings() if generation_preset else generation(max_new_tokens),
+        generation_preset=generation_preset,
+        judge=judge_spec,
+        return_completions=return_completions,
+        disable_early_stop=disable_early_stop,
+    )
