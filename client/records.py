@@ -2,16 +2,19 @@
 
 A :class:`PointRecord` is immutable and JSON-able (``to_dict`` / ``from_dict``); the result store
 (:mod:`safety_landscape.client.store`) keys it by :attr:`PointRecord.key`, the content hash of
-everything that determined the measurement (see ``store.point_key``).
+everything that determined the measurement (see ``store.point_key``). Its :class:`PointDetail`
+holds the per-point facts the server reported, and its series label names a :class:`Series`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["METRICS", "PointRecord"]
+__all__ = ["METRICS", "PointDetail", "PointRecord", "Series"]
 
 #: The metrics a point may carry. ``asr``: attack success rate on the harmful set (0..100);
 #: ``refusal``: over-refusal on the benign set (0..100); ``accuracy``: capability (0..100);
@@ -19,15 +22,101 @@ __all__ = ["METRICS", "PointRecord"]
 METRICS = ("asr", "refusal", "accuracy", "perplexity")
 
 
+@dataclass(frozen=True, order=True)
+class Series:
+    """One curve (or plane) of a sweep: the direction it runs along and, for the safety metrics,
+    the system prompt's label.
+
+    ``direction`` is ``d0``, ``d1``, ... (random), ``interp`` (toward a checkpoint) or ``plane``
+    (a 2D grid); ``system`` is a preset name or ``custom-<sha8>``, and ``""`` for capability
+    series, which do not depend on the system prompt. Stored as its :attr:`label`
+    (``"d0|default"``, or ``"d0"`` for capability); :meth:`parse` reads a label back.
+    """
+
+    direction: str
+    system: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.direction}|{self.system}" if self.system else self.direction
+
+    @classmethod
+    def parse(cls, label: str) -> Series:
+        direction, _, system = label.partition("|")
+        return cls(direction, system)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+@dataclass(frozen=True)
+class PointDetail:
+    """What the server reported about one point, beside its value (``None``: not recorded).
+
+    A safety point (``asr``, ``refusal``) records its evaluation: ``weight_state`` (the weights'
+    fingerprint), ``jailbroken``, ``verdicts`` (``[index, jailbroken, matched_keyword]`` per
+    prompt), token counts, the prompt set's name/size/sha256, the system prompt's sha256, the
+    judge, ``seconds`` and the ``system_prompt`` as given. A capability point records ``inputs``
+    (the content hashes it was scored on). Keys this client does not know are kept in ``extra``,
+    so a record written by another version reads back unchanged.
+    """
+
+    server: str | None = None
+    weight_state: str | None = None
+    jailbroken: int | None = None
+    verdicts: tuple[Any, ...] | None = None
+    generated_tokens: int | None = None
+    tokens_saved: int | None = None
+    prompt_set_sha256: str | None = None
+    prompt_set_name: str | None = None
+    prompt_set_size: int | None = None
+    system_prompt_sha256: str | None = None
+    judge: str | None = None
+    seconds: float | None = None
+    system_prompt: str | None = None
+    inputs: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdicts is not None:
+            object.__setattr__(self, "verdicts", tuple(self.verdicts))
+        if self.inputs is not None:
+            object.__setattr__(self, "inputs", dict(self.inputs))
+        object.__setattr__(self, "extra", dict(self.extra))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PointDetail:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able dict the store writes: the recorded fields, then ``extra``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "extra" and value is not None:
+                out[f.name] = list(value) if f.name == "verdicts" else (dict(value) if f.name == "inputs" else value)
+        out.update(self.extra)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        """``detail["server"]``: key access, as when details were plain dicts; KeyError if not recorded."""
+        value = self.to_dict().get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+
 @dataclass(frozen=True)
 class PointRecord:
     """One measured point of a landscape sweep.
 
-    ``series`` names the curve the point belongs to, e.g. ``"d0|default"`` (direction index |
-    system-prompt label) for 1D sweeps or ``"plane|default"`` for 2D ones. ``coords`` is ``(a,)``
-    for 1D and ``(a, b)`` for 2D. ``detail`` holds per-point JSON-able extras (verdicts, timings,
-    the server's weight-state fingerprint); ``provenance`` the settings, seeds, fingerprints,
-    package versions and git revision that produced it.
+    ``series`` is the label of the :class:`Series` the point belongs to, e.g. ``"d0|default"``
+    (direction | system-prompt label) for 1D sweeps or ``"plane|default"`` for 2D ones. ``coords``
+    is ``(a,)`` for 1D and ``(a, b)`` for 2D. ``detail`` holds what the server reported (a
+    :class:`PointDetail`; a dict is read into one); ``provenance`` the settings, seeds,
+    fingerprints, package versions and git revision that produced it.
     """
 
     key: str
@@ -37,7 +126,7 @@ class PointRecord:
     metric: str
     value: float
     total: int
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    detail: PointDetail = field(default_factory=PointDetail)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
 
@@ -47,8 +136,15 @@ class PointRecord:
         object.__setattr__(self, "value", float(self.value))
         object.__setattr__(self, "total", int(self.total))
         object.__setattr__(self, "created_at", float(self.created_at))
-        object.__setattr__(self, "detail", dict(self.detail))
+        detail: object = self.detail  # a dict, as records of earlier versions held, is read into a PointDetail
+        if isinstance(detail, Mapping):
+            object.__setattr__(self, "detail", PointDetail.from_dict(detail))
         object.__setattr__(self, "provenance", dict(self.provenance))
+        problems = self._problems()
+        if problems:
+            raise ValueError("invalid PointRecord: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
         problems = []
         if not self.key:
             problems.append("key must be a non-empty content hash")
@@ -64,11 +160,10 @@ class PointRecord:
             problems.append("value is NaN")
         if self.total < 0:
             problems.append(f"total must be >= 0, got {self.total}")
-        if problems:
-            raise ValueError("invalid PointRecord: " + "; ".join(problems))
+        return problems
 
     # Equality compares every field; hashing by the content key alone keeps records usable in
-    # sets although detail/provenance are dicts (equal records always share a key).
+    # sets although detail/provenance hold dicts (equal records always share a key).
     def __hash__(self) -> int:
         return hash(self.key)
 
@@ -80,6 +175,11 @@ class PointRecord:
     def b(self) -> float | None:
         return self.coords[1] if len(self.coords) > 1 else None
 
+    @property
+    def curve(self) -> Series:
+        """The series, structured."""
+        return Series.parse(self.series)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (coords as a list); ``from_dict(to_dict(r)) == r``."""
         return {
@@ -90,13 +190,13 @@ class PointRecord:
             "metric": self.metric,
             "value": self.value,
             "total": self.total,
-            "detail": dict(self.detail),
+            "detail": self.detail.to_dict(),
             "provenance": dict(self.provenance),
             "created_at": self.created_at,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PointRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> PointRecord:
         """Inverse of :meth:`to_dict`; a missing required field raises ``ValueError`` naming it."""
         required = ("key", "sweep", "series", "coords", "metric", "value", "total")
         missing = [name for name in required if name not in data]
@@ -110,7 +210,7 @@ class PointRecord:
             metric=data["metric"],
             value=data["value"],
             total=data["total"],
-            detail=data.get("detail") or {},
+            detail=PointDetail.from_dict(data.get("detail") or {}),
             provenance=data.get("provenance") or {},
             created_at=data.get("created_at", 0.0),
         )

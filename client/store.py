@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import importlib.metadata
@@ -22,12 +23,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .records import PointRecord
 
-__all__ = ["SCHEMA_VERSION", "CSV_COLUMNS", "ResultStore", "point_key", "provenance"]
+__all__ = ["CSV_COLUMNS", "SCHEMA_VERSION", "ResultStore", "point_key", "provenance"]
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("sweep", "series", "metric", "a", "b", "value", "total", "key", "created_at")
@@ -106,10 +108,8 @@ def provenance(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """
     packages: dict[str, str] = {}
     for name in ("safety-landscape", "grpcio", "protobuf"):
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             packages[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     info: dict[str, Any] = {
         "packages": packages,
         "python": sys.version.split()[0],
@@ -150,7 +150,7 @@ class ResultStore:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -182,7 +182,7 @@ class ResultStore:
 
     def __len__(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+            return int(self._db.execute("SELECT COUNT(*) FROM points").fetchone()[0])
 
     def keys(self) -> set[str]:
         with self._lock:

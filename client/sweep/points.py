@@ -1,7 +1,7 @@
-"""From a spec to the points to measure: coefficients, directions, evaluation variants, keys.
+"""From a resolved spec to the points to measure: coefficients, directions, evaluation variants, keys.
 
-- :func:`axis_values` / :func:`interpolation_values` give a grid axis (METHOD.md section 2).
-- :func:`build_plan` turns a :class:`~.spec.SweepSpec` plus the fleet's facts (model
+- :func:`axis_values` / :func:`interpolation_values` give a grid axis (docs/method.md, the grid).
+- :func:`build_plan` turns a :class:`~.resolve.ResolvedSpec` plus the fleet's facts (model
   fingerprints, prompt-set hashes) into a :class:`Plan`:
 
   * a **variant** is one evaluation settings message: (metric, system prompt). ``asr`` runs the
@@ -16,8 +16,9 @@
   * a **point** is one stored result: (series, coords, metric) with its content key
     (``store.point_key`` over model facts, direction specs, coefficients, prompt-set hash, system
     prompt, chat format, generation and judge settings; for capability the hashes of its inputs).
-    Safety series are ``<stem>|<system label>`` (``d0|default``); capability series are the
-    stem alone (``d0``, ``plane``, ``interp``): capability does not depend on the system prompt;
+    Its :class:`~safety_landscape.client.records.Series` is (direction, system label) for the
+    safety metrics (``d0|default``) and the direction alone for capability (``d0``, ``plane``,
+    ``interp``): capability does not depend on the system prompt;
   * a **task** is (site, variant): one server evaluation, feeding one or more points.
 """
 
@@ -25,21 +26,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
+from safety_landscape.common.names import SYSTEM_PROMPT_PRESETS
 from safety_landscape.v1 import landscape_pb2 as pb
 
-from ..client import (SYSTEM_PROMPT_PRESETS, adapter_direction, evaluation_settings, generation, interpolation_direction,
-                      perturbation, random_direction)
+from ..builders import (
+    adapter_direction,
+    evaluation_settings,
+    generation,
+    interpolation_direction,
+    message_dict,
+    perturbation,
+    random_direction,
+)
+from ..records import Series
 from ..store import point_key
-from .capability import CapabilityMetric, load_capability
+from .capability import CapabilityMetric
+from .resolve import ResolvedSpec, resolve
 from .spec import BaseTerm, PromptSource, SweepSpec, parse_base_direction
 
 __all__ = ["ModelFacts", "Plan", "Point", "Site", "Task", "Variant", "axis_values", "build_plan",
            "interpolation_values", "prompts_sha256", "system_label"]
+
+Terms = tuple[tuple[str, float], ...]  # (direction label, coefficient)
 
 
 def _clean(x: float) -> float:
@@ -97,24 +109,36 @@ class Variant:
     def safety(self) -> bool:
         return self.capability is None
 
+    @property
+    def evaluation(self) -> pb.EvaluationSettings:
+        """The settings of a safety variant (a capability variant has none: ValueError)."""
+        if self.settings is None:
+            raise ValueError(f"the {self.metric} variant is a capability score: it has no evaluation settings")
+        return self.settings
+
 
 @dataclass(frozen=True)
 class Site:
     key: str
-    terms: tuple[tuple[str, float], ...]  # (direction label, coefficient), zero terms dropped
-    series: str  # the first series that visits it (for scheduling: contiguous points)
+    terms: Terms  # zero terms dropped
+    direction: str  # the direction of the first series that visits it (for scheduling: contiguous points)
     order: int
 
 
 @dataclass(frozen=True)
 class Point:
     key: str
-    series: str
+    curve: Series
     coords: tuple[float, ...]
     metric: str
     system: str
     site: str
     variant: int
+
+    @property
+    def series(self) -> str:
+        """The series' label, as stored (``d0|default``)."""
+        return self.curve.label
 
 
 @dataclass(frozen=True)
@@ -144,30 +168,27 @@ class Plan:
         return [p.key for p in self.points]
 
 
-def _direction_desc(spec: pb.DirectionSpec) -> dict[str, Any]:
-    return MessageToDict(spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-
-
-def _prompt_source(src: PromptSource, inline: Mapping[str, list[str]], set_hashes: Mapping[str, str]) -> tuple[dict, dict]:
+def _prompt_source(src: PromptSource, inline: Mapping[str, Sequence[str]],
+                   set_hashes: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(evaluation_settings kwargs, key description) for one prompt source."""
     if src.file:
-        prompts = inline[src.file]
+        prompts = list(inline[src.file])
         prompts = prompts[: src.limit] if src.limit else prompts
         return {"prompts": prompts}, {"sha256": prompts_sha256(prompts), "limit": 0}
     return {"prompt_set": src.set, "limit": src.limit}, {"sha256": set_hashes[src.set], "limit": src.limit}
 
 
-def _variants(spec: SweepSpec, facts: ModelFacts, inline: Mapping[str, list[str]], set_hashes: Mapping[str, str]) -> list[Variant]:
-    sources = [("asr", spec.prompts)] + ([("refusal", spec.benign)] if spec.benign is not None else [])
+def _variants(resolved: ResolvedSpec, set_hashes: Mapping[str, str]) -> list[Variant]:
+    spec = resolved.spec
     gen = generation(spec.max_new_tokens, do_sample=spec.do_sample, seed=spec.sample_seed,
                      temperature=spec.temperature, top_p=spec.top_p)
-    gen_desc = {"max_new_tokens": spec.max_new_tokens, "do_sample": spec.do_sample}
+    gen_desc: dict[str, Any] = {"max_new_tokens": spec.max_new_tokens, "do_sample": spec.do_sample}
     if spec.do_sample:
         gen_desc.update(seed=spec.sample_seed, temperature=spec.temperature, top_p=spec.top_p)
     out = []
     for system in spec.system_prompts:  # system prompt outermost: a site runs all its variants back to back
-        for metric, src in sources:
-            kwargs, prompt_desc = _prompt_source(src, inline, set_hashes)
+        for metric, src in resolved.sources:
+            kwargs, prompt_desc = _prompt_source(src, resolved.inline, set_hashes)
             settings = evaluation_settings(
                 **kwargs, system=system, chat=spec.chat_format, keywords=spec.keywords, judge=spec.judge,
                 disable_early_stop=not spec.early_stop,
@@ -180,6 +201,7 @@ def _variants(spec: SweepSpec, facts: ModelFacts, inline: Mapping[str, list[str]
                 "judge": {"kind": spec.judge, "keywords": list(spec.keywords)},
             }
             out.append(Variant(metric, system, system_label(system), settings, desc))
+    out += [Variant(m.metric, "", m.metric, None, m.desc, m) for m in resolved.capability]
     return out
 
 
@@ -193,8 +215,25 @@ def base_direction(term: BaseTerm) -> pb.DirectionSpec:
     return random_direction(int(name))
 
 
-def _lines(spec: SweepSpec) -> list[tuple[str, list[tuple[tuple[float, ...], tuple[tuple[str, float], ...]]]]]:
-    """(series stem, [(coords, terms)]) for the grid of ``spec``; terms keep zero coefficients."""
+def _directions(spec: SweepSpec) -> dict[str, pb.DirectionSpec]:
+    """label -> spec: the grid's axes (d0, d1, ..., interp), then the base terms (by their text:
+    "interp:NAME" never clashes with "d0"/"interp")."""
+    d = spec.direction
+    directions: dict[str, pb.DirectionSpec] = {}
+    n_random = spec.grid.directions if spec.kind == "1d-random" else (2 if spec.kind == "2d-random" else 1)
+    if spec.kind != "1d-interpolation":
+        for i in range(n_random):
+            directions[f"d{i}"] = random_direction(d.seed, normalization=d.normalization, selection=d.selection,
+                                                   include=d.include, exclude=d.exclude, stream=d.stream, index=i)
+    if "interpolation" in spec.kind:
+        directions["interp"] = interpolation_direction(spec.grid.target)
+    for term in spec.base:
+        directions[term.direction] = base_direction(term)
+    return directions
+
+
+def _lines(spec: SweepSpec) -> list[tuple[str, list[tuple[tuple[float, ...], Terms]]]]:
+    """(series direction, [(coords, terms)]) for the grid of ``spec``; terms keep zero coefficients."""
     g = spec.grid
     if spec.kind == "1d-random":
         xs = axis_values(g.range[0], g.range[1], g.points)
@@ -212,58 +251,54 @@ def _lines(spec: SweepSpec) -> list[tuple[str, list[tuple[tuple[float, ...], tup
     return [("plane", [((a, b), ((first, a), (second, b))) for b in ys for a in xs])]
 
 
-def build_plan(spec: SweepSpec, facts: ModelFacts, *, inline: Mapping[str, list[str]] | None = None,
-               set_hashes: Mapping[str, str] | None = None, capability: Sequence[CapabilityMetric] | None = None) -> Plan:
-    """Every point of ``spec`` with its key. ``inline``: prompt file -> prompts (read by the caller);
-    ``set_hashes``: server-side set name -> sha256 of the full set (from ListPromptSets);
-    ``capability``: the loaded capability metrics (None: loaded here from ``spec.capability``)."""
-    inline, set_hashes = dict(inline or {}), dict(set_hashes or {})
-    if capability is None:
-        capability = load_capability(spec.capability)
-    d = spec.direction
-    directions: dict[str, pb.DirectionSpec] = {}
-    n_random = spec.grid.directions if spec.kind == "1d-random" else (2 if spec.kind == "2d-random" else 1)
-    if spec.kind != "1d-interpolation":
-        for i in range(n_random):
-            directions[f"d{i}"] = random_direction(d.seed, normalization=d.normalization, selection=d.selection,
-                                                   include=d.include, exclude=d.exclude, stream=d.stream, index=i)
-    if "interpolation" in spec.kind:
-        directions["interp"] = interpolation_direction(spec.grid.target)
-    base = tuple((t.direction, float(t.coefficient)) for t in spec.base)
-    for term in spec.base:  # labelled by their text: "interp:NAME" never clashes with "d0"/"interp"
-        directions[term.direction] = base_direction(term)
-    descs = {label: _direction_desc(s) for label, s in directions.items()}
-    variants = _variants(spec, facts, inline, set_hashes)
-    variants += [Variant(m.metric, "", m.metric, None, m.desc, m) for m in capability]
-    origin_only = {vi for vi, v in enumerate(variants)
-                   if v.metric == "refusal" and spec.benign is not None and spec.benign.at == "origin"}
-    model = facts.as_dict()
-    sites: dict[str, Site] = {}
-    points: list[Point] = []
-    tasks: dict[Task, list[Point]] = {}
+class _Builder:
+    """Adds points to a plan under construction: sites, keys and tasks."""
 
-    def add(stem: str, coords: tuple[float, ...], terms: tuple[tuple[str, float], ...], vi: int) -> None:
-        terms = base + terms
+    def __init__(self, spec: SweepSpec, facts: ModelFacts, directions: dict[str, pb.DirectionSpec],
+                 variants: list[Variant]) -> None:
+        self.model, self.variants = facts.as_dict(), variants
+        self.base: Terms = tuple((t.direction, float(t.coefficient)) for t in spec.base)
+        self.descs = {label: message_dict(s) for label, s in directions.items()}
+        self.sites: dict[str, Site] = {}
+        self.points: list[Point] = []
+        self.tasks: dict[Task, list[Point]] = {}
+
+    def add(self, direction: str, coords: tuple[float, ...], terms: Terms, vi: int) -> None:
+        terms = self.base + terms
         nonzero = tuple((label, c) for label, c in terms if c != 0.0)
-        site_key = point_key(model=model, terms=[[descs[label], c] for label, c in sorted(nonzero)])
-        if site_key not in sites:
-            sites[site_key] = Site(site_key, nonzero, stem, len(sites))
-        v = variants[vi]
+        site_key = point_key(model=self.model, terms=[[self.descs[label], c] for label, c in sorted(nonzero)])
+        if site_key not in self.sites:
+            self.sites[site_key] = Site(site_key, nonzero, direction, len(self.sites))
+        v = self.variants[vi]
         what = {"evaluation": v.desc} if v.safety else {"capability": v.desc}
-        key = point_key(model=model, directions=[descs[label] for label, _ in terms],
+        key = point_key(model=self.model, directions=[self.descs[label] for label, _ in terms],
                         coefficients=[c for _, c in terms], **what)
-        pt = Point(key, f"{stem}|{v.label}" if v.safety else stem, coords, v.metric, v.system, site_key, vi)
-        points.append(pt)
-        tasks.setdefault(Task(site_key, vi), []).append(pt)
+        curve = Series(direction, v.label) if v.safety else Series(direction)
+        pt = Point(key, curve, coords, v.metric, v.system, site_key, vi)
+        self.points.append(pt)
+        self.tasks.setdefault(Task(site_key, vi), []).append(pt)
 
-    for stem, line in _lines(spec):
+
+def build_plan(spec: SweepSpec | ResolvedSpec, facts: ModelFacts, *, inline: Mapping[str, list[str]] | None = None,
+               set_hashes: Mapping[str, str] | None = None) -> Plan:
+    """Every point of ``spec`` with its key. A plain :class:`SweepSpec` is resolved first (its
+    files read; ``inline``: prompt file -> prompts already read); ``set_hashes``: server-side set
+    name -> sha256 of the full set (from ListPromptSets)."""
+    resolved = spec if isinstance(spec, ResolvedSpec) else resolve(spec, inline=inline)
+    s = resolved.spec
+    directions = _directions(s)
+    variants = _variants(resolved, dict(set_hashes or {}))
+    origin_only = {vi for vi, v in enumerate(variants)
+                   if v.metric == "refusal" and s.benign is not None and s.benign.at == "origin"}
+    builder = _Builder(s, facts, directions, variants)
+    for direction, line in _lines(s):
         for coords, terms in line:
             for vi in range(len(variants)):
                 if vi not in origin_only:
-                    add(stem, coords, terms, vi)
+                    builder.add(direction, coords, terms, vi)
         # Benign prompts at the origin only: one point per series at zero coefficients (the
         # origin site, theta0 + base), on the grid or not.
         zero_coords, zero_terms = tuple(0.0 for _ in line[0][0]), tuple((label, 0.0) for label, _ in line[0][1])
         for vi in sorted(origin_only):
-            add(stem, zero_coords, zero_terms, vi)
-    return Plan(spec, facts, directions, variants, sites, points, tasks)
+            builder.add(direction, zero_coords, zero_terms, vi)
+    return Plan(s, facts, directions, variants, builder.sites, builder.points, builder.tasks)

@@ -36,21 +36,35 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..plots import plot_1d, plot_2d, plot_side_by_side
+from ..records import Series
 from ..report import write_report
 from ..store import ResultStore
 from ..visage import RULES, visage_expectation, visage_reference
 
-__all__ = ["SweepData", "load_sweep", "pick_sweep", "summarize_sweep", "write_outputs", "write_plots",
-           "write_sweep_report", "write_summary"]
+__all__ = [
+    "SweepData",
+    "load_sweep",
+    "pick_sweep",
+    "summarize_sweep",
+    "write_outputs",
+    "write_plots",
+    "write_summary",
+    "write_sweep_report",
+]
+
+
+Coords = tuple[float, ...]
 
 
 @dataclass
 class SweepData:
+    """A sweep read back from its store: ``values`` (metric -> series -> {coords: value}, the
+    measured points) and ``planned`` (metric -> series -> [coords], every point of the plan)."""
+
     name: str
     meta: dict[str, Any]
-    # metric -> series -> {coords: value}
-    values: dict[str, dict[str, dict[tuple[float, ...], float]]]
-    planned: dict[str, dict[str, list[tuple[float, ...]]]]
+    values: dict[str, dict[Series, dict[Coords, float]]]
+    planned: dict[str, dict[Series, list[Coords]]]
 
     @property
     def two_d(self) -> bool:
@@ -60,7 +74,7 @@ class SweepData:
     def measured(self) -> int:
         return sum(len(s) for m in self.values.values() for s in m.values())
 
-    def complete(self, metric: str, series: str) -> bool:
+    def complete(self, metric: str, series: Series) -> bool:
         return len(self.values.get(metric, {}).get(series, {})) == len(self.planned[metric][series])
 
 
@@ -79,10 +93,10 @@ def pick_sweep(store: ResultStore, name: str | None = None) -> str:
 def load_sweep(store: ResultStore, name: str | None = None) -> SweepData:
     name = pick_sweep(store, name)
     meta = store.get_meta(name) or {}
-    values: dict[str, dict[str, dict[tuple[float, ...], float]]] = {}
-    planned: dict[str, dict[str, list[tuple[float, ...]]]] = {}
-    for key, series, metric, coords in meta.get("points", []):
-        coords = tuple(float(c) for c in coords)
+    values: dict[str, dict[Series, dict[Coords, float]]] = {}
+    planned: dict[str, dict[Series, list[Coords]]] = {}
+    for key, label, metric, raw in meta.get("points", []):
+        series, coords = Series.parse(label), tuple(float(c) for c in raw)
         planned.setdefault(metric, {}).setdefault(series, []).append(coords)
         record = store.get(key)
         if record is not None:
@@ -90,11 +104,16 @@ def load_sweep(store: ResultStore, name: str | None = None) -> SweepData:
     return SweepData(name, meta, values, planned)
 
 
-def _origin(points: dict[tuple[float, ...], float]) -> float | None:
+def _origin(points: dict[Coords, float]) -> float | None:
     return next((v for c, v in points.items() if all(x == 0.0 for x in c)), None)
 
 
-def _grid(data: SweepData, metric: str, series: str) -> tuple[list[float], list[float], list[list[float]]]:
+def _curves(by_series: dict[Series, dict[Coords, float]]) -> dict[str, list[list[float]]]:
+    """series label -> [[*coords, value], ...] sorted by coords (summary.json's curves)."""
+    return {s.label: [[*c, v] for c, v in sorted(pts.items())] for s, pts in by_series.items()}
+
+
+def _grid(data: SweepData, metric: str, series: Series) -> tuple[list[float], list[float], list[list[float]]]:
     coords = data.planned[metric][series]
     a = sorted({c[0] for c in coords})
     b = sorted({c[1] for c in coords})
@@ -113,16 +132,15 @@ def _capability(data: SweepData) -> dict[str, Any]:
     for m in metrics:
         for name, pts in data.values.get(m, {}).items():
             vals = list(pts.values())
-            series.setdefault(m, {})[name] = {"origin": _origin(pts), "min": min(vals), "max": max(vals),
-                                              "mean": math.fsum(vals) / len(vals)}
-    curves = {m: {s: [[*c, v] for c, v in sorted(pts.items())] for s, pts in data.values.get(m, {}).items()}
-              for m in metrics}
+            series.setdefault(m, {})[name.label] = {"origin": _origin(pts), "min": min(vals), "max": max(vals),
+                                                    "mean": math.fsum(vals) / len(vals)}
+    curves = {m: _curves(data.values.get(m, {})) for m in metrics}
     return {"metrics": metrics, "series": series, "curves": curves}
 
 
-def summarize_sweep(data: SweepData) -> dict[str, Any]:
-    """The summary document (see the module docstring)."""
-    visage_series: dict[str, dict[str, float | None]] = {}
+def _visage_series(data: SweepData) -> tuple[dict[Series, dict[str, float | None]], list[Series]]:
+    """(series -> {rule: VISAGE}, the incomplete series) of the ASR curves."""
+    scores: dict[Series, dict[str, float | None]] = {}
     incomplete = []
     for series in data.planned.get("asr", {}):
         if not data.complete("asr", series):
@@ -131,32 +149,45 @@ def summarize_sweep(data: SweepData) -> dict[str, Any]:
         pts = data.values["asr"][series]
         if data.two_d:
             _, _, z = _grid(data, "asr", series)
-            visage_series[series] = {"reference": None, "expectation": visage_expectation(z)}
+            scores[series] = {"reference": None, "expectation": visage_expectation(z)}
         else:
             curve = [pts[c] for c in sorted(pts)]
-            visage_series[series] = {"reference": visage_reference(curve), "expectation": visage_expectation(curve)}
+            scores[series] = {"reference": visage_reference(curve), "expectation": visage_expectation(curve)}
+    return scores, incomplete
+
+
+def _by_system_prompt(scores: dict[Series, dict[str, float | None]]) -> dict[str, dict[str, Any]]:
+    """system label -> rule -> {mean, std, n} over the directions."""
     by_system: dict[str, dict[str, Any]] = {}
-    for label in sorted({s.split("|", 1)[1] for s in visage_series}):
+    for label in sorted({s.system for s in scores}):
         entry = {}
         for rule in RULES:
-            scores = [v[rule] for s, v in visage_series.items() if s.split("|", 1)[1] == label and v[rule] is not None]
-            if scores:
-                entry[rule] = {"mean": math.fsum(scores) / len(scores),
-                               "std": statistics.pstdev(scores) if len(scores) > 1 else 0.0, "n": len(scores)}
+            values = [v[rule] for s, v in scores.items() if s.system == label]
+            rule_scores = [x for x in values if x is not None]
+            if rule_scores:
+                entry[rule] = {"mean": math.fsum(rule_scores) / len(rule_scores),
+                               "std": statistics.pstdev(rule_scores) if len(rule_scores) > 1 else 0.0,
+                               "n": len(rule_scores)}
         by_system[label] = entry
-    origin = {m: {s: _origin(v) for s, v in ser.items()} for m, ser in data.values.items()}
+    return by_system
+
+
+def summarize_sweep(data: SweepData) -> dict[str, Any]:
+    """The summary document (see the module docstring)."""
+    scores, incomplete = _visage_series(data)
+    origin = {m: {s.label: _origin(v) for s, v in ser.items()} for m, ser in data.values.items()}
     over = {}
     for series, pts in data.values.get("refusal", {}).items():
         vals = list(pts.values())
-        over[series] = {"origin": _origin(pts), "mean": math.fsum(vals) / len(vals), "max": max(vals)}
-    curves = {m: {s: [[*c, v] for c, v in sorted(pts.items())] for s, pts in ser.items()} for m, ser in data.values.items()}
+        over[series.label] = {"origin": _origin(pts), "mean": math.fsum(vals) / len(vals), "max": max(vals)}
     return {
         "sweep": data.name, "kind": data.meta["spec"]["kind"], "model_name": data.meta.get("model_name", ""),
         "model": data.meta.get("model", {}),
         "points": {"planned": sum(len(s) for m in data.planned.values() for s in m.values()), "measured": data.measured},
-        "visage": {"rules": list(RULES), "metric": "asr", "series": visage_series, "by_system_prompt": by_system,
-                   "incomplete": incomplete},
-        "origin": origin, "over_refusal": {"series": over}, "capability": _capability(data), "curves": curves,
+        "visage": {"rules": list(RULES), "metric": "asr", "series": {s.label: v for s, v in scores.items()},
+                   "by_system_prompt": _by_system_prompt(scores), "incomplete": [s.label for s in incomplete]},
+        "origin": origin, "over_refusal": {"series": over}, "capability": _capability(data),
+        "curves": {m: _curves(ser) for m, ser in data.values.items()},
     }
 
 
@@ -170,7 +201,7 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-def _plane_axes(data: SweepData) -> dict:
+def _plane_axes(data: SweepData) -> dict[str, Any]:
     """Axis names for a 2D plot; an interpolation-random plane also marks its target at (1, 0)."""
     spec = data.meta["spec"]
     if spec["kind"] != "2d-interpolation-random":
@@ -197,14 +228,15 @@ def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
         return None if not finite else (min(finite), max(finite) if max(finite) > min(finite) else min(finite) + 1.0)
 
     def curves_of(metric: str) -> dict[str, list[tuple[float, float]]]:
-        return {s: [(c[0], v) for c, v in p.items()] for s, p in data.values.get(metric, {}).items() if len(p) >= 2}
+        return {s.label: [(c[0], v) for c, v in p.items()] for s, p in data.values.get(metric, {}).items() if len(p) >= 2}
 
     for metric, series in sorted(data.values.items()):
         label = LABELS.get(metric, metric)
         if data.two_d:
-            for name in series:
-                a, b, z = _grid(data, metric, name)
+            for one in series:
+                a, b, z = _grid(data, metric, one)
                 if len(a) >= 2 and len(b) >= 2:
+                    name = one.label
                     out += plot_2d(a, b, z, plots / f"{metric}_2d_{_safe(name)}", title=f"{model}: {label} ({name})",
                                    zlabel=label, zlim=ylim(metric, [v for row in z for v in row]) or (0.0, 1.0),
                                    **_plane_axes(data))
