@@ -9,25 +9,44 @@ DIR/results.sqlite alone, without any server.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from safety_landscape.common.names import CHAT_FORMATS, STREAMS
 
 from .cli import add_connection_args, connect, print_json
+
+__all__ = ["STORE_NAME", "register"]
+
+if TYPE_CHECKING:
+    from .cli import Subparsers
+    from .store import ResultStore
+    from .sweep.spec import SweepSpec
 
 STORE_NAME = "results.sqlite"
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser("sweep", help="measure a safety landscape on one or many servers (resumable)",
                        description="Run a landscape sweep from a TOML spec or a preset; flags override the spec.")
     p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="a sweep spec (see examples/sweeps/)")
     p.add_argument("--preset", choices=("quick", "paper"),
-                   help="quick: 1 direction x 7 points, mini sets, 48 tokens; paper: METHOD.md's 3 x 21 points, "
+                   help="quick: 1 direction x 7 points, mini sets, 48 tokens; paper: docs/method.md's 3 x 21 points, "
                         "512 tokens, needs AdvBench (--prompts harmful_behaviors.csv or --set NAME)")
     add_connection_args(p, many=True)
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (results.sqlite, summary.json, plots/, report.html)")
-    o = p.add_argument_group("overrides (applied to the spec or preset)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="output folder (results.sqlite, summary.json, plots/, report.html)")
+    overrides = p.add_argument_group("overrides (applied to the spec or preset)")
+    _add_prompt_args(overrides)
+    _add_capability_args(p.add_argument_group("capability at the same points (Score RPC, docs/method.md)"))
+    _add_grid_args(overrides)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_sweep)
+    _register_store_commands(sub)
+
+
+def _add_prompt_args(o: argparse._ArgumentGroup) -> None:
     o.add_argument("--name", help="sweep name in the store")
     src = o.add_mutually_exclusive_group()
     src.add_argument("--prompts", metavar="FILE", help="harmful prompts from a local file (sent inline)")
@@ -42,28 +61,34 @@ def register(sub) -> None:
     o.add_argument("--base", action="append", metavar="TERM=COEF",
                    help="a fixed term added to every point (repeatable): interp:NAME=1.0 (a registry checkpoint), "
                         "adapter:NAME=C or seed:N=C; replaces the spec's [[base]]")
-    c = p.add_argument_group("capability at the same points (Score RPC, METHOD.md section 6)")
+
+
+def _add_capability_args(c: argparse._ArgumentGroup) -> None:
     c.add_argument("--mc-file", metavar="FILE", help="MMLU-style questions (.csv or .jsonl): accuracy (%%) at every point")
     c.add_argument("--shots", type=int, metavar="K", help="the first K questions of --mc-file are the few-shot examples")
     c.add_argument("--mc-limit", type=int, metavar="N", help="score at most N questions (after the shots; 0 = all)")
     ppl = c.add_mutually_exclusive_group()
-    ppl.add_argument("--perplexity-file", metavar="FILE", help="texts (one per line, or JSONL with \"text\"): perplexity at every point")
+    ppl.add_argument("--perplexity-file", metavar="FILE",
+                     help="texts (one per line, or JSONL with \"text\"): perplexity at every point")
     ppl.add_argument("--fluency", action="store_true", help="perplexity on the built-in fluency texts (20 short sentences)")
     c.add_argument("--no-capability", action="store_true", help="drop the spec's [capability] table")
+
+
+def _add_grid_args(o: argparse._ArgumentGroup) -> None:
     o.add_argument("--system-prompt", action="append", metavar="P", help="preset name or text (repeatable)")
-    o.add_argument("--chat-format", help="tokenizer, none, llama2, vicuna, mistral, llama3")
+    o.add_argument("--chat-format", help=", ".join(CHAT_FORMATS))
     o.add_argument("--keyword", action="append", help="replace the refusal keywords (repeatable)")
     o.add_argument("--max-new-tokens", type=int)
     o.add_argument("--directions", type=int, help="random directions (1D random)")
     o.add_argument("--points", type=int, help="points per random axis")
     o.add_argument("--range", type=float, nargs=2, metavar=("A", "B"), help="coefficient range of the random axes")
-    o.add_argument("--stream", choices=("reference", "per_tensor"),
-                   help="direction draws: the authors' exact CPU stream, or per_tensor (much faster on a GPU)")
+    o.add_argument("--stream", choices=STREAMS,
+                   help="direction draws: the authors' exact CPU stream (reference), or per_tensor (much faster on a GPU)")
     o.add_argument("--seed", type=int, help="direction seed")
     o.add_argument("--points-per-call", type=int, help="grid points a server takes at once")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(func=cmd_sweep)
 
+
+def _register_store_commands(sub: Subparsers) -> None:
     for name, helptext, func in (
         ("rescore", "recompute DIR/summary.json (VISAGE, both rules) from the store", cmd_rescore),
         ("replot", "redraw DIR/plots/ from the store", cmd_replot),
@@ -79,82 +104,83 @@ def register(sub) -> None:
         q.set_defaults(func=func)
 
 
-def _spec_from_args(args: argparse.Namespace):
+# Flags that set one key of the spec's TOML layout: flag (argparse dest) -> (table, key); "" = top level.
+_FLAG_KEYS: dict[str, tuple[str, str]] = {
+    "name": ("", "name"), "points_per_call": ("", "points_per_call"),
+    "directions": ("grid", "directions"), "points": ("grid", "points"), "range": ("grid", "range"),
+    "stream": ("direction", "stream"), "seed": ("direction", "seed"), "limit": ("prompts", "limit"),
+    "system_prompt": ("evaluation", "system_prompts"), "chat_format": ("evaluation", "chat_format"),
+    "keyword": ("evaluation", "keywords"), "max_new_tokens": ("generation", "max_new_tokens"),
+    "benign_at": ("benign", "at"), "shots": ("capability", "shots"), "mc_limit": ("capability", "limit"),
+    "mc_file": ("capability", "mc_file"),
+}
+
+
+def _base_terms(values: list[str]) -> list[dict[str, Any]]:
+    """``--base TERM=COEF`` values as ``[[base]]`` tables."""
     from .errors import ValidationError
-    from .sweep.spec import BaseTerm, Capability, PromptSource, load_spec, preset, validate
+
+    terms = []
+    for value in values:
+        term, sep, coef = value.rpartition("=")
+        if not sep or not term:
+            raise ValidationError(f"--base {value!r}: use TERM=COEF, e.g. interp:candidate=1.0")
+        try:
+            terms.append({"direction": term, "coefficient": float(coef)})
+        except ValueError:
+            raise ValidationError(f"--base {value!r}: {coef!r} is not a number") from None
+    return terms
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given, in the spec's TOML layout (what ``merge_spec_data`` lays over the spec)."""
+    out: dict[str, Any] = {}
+
+    def put(table: str, key: str, value: Any) -> None:
+        if table:
+            out.setdefault(table, {})[key] = value
+        else:
+            out[key] = value
+
+    for flag, (table, key) in _FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None and value != []:
+            put(table, key, list(value) if isinstance(value, (list, tuple)) else value)
+    for flag, table, key, other in (("prompts", "prompts", "file", "set"), ("set", "prompts", "set", "file"),
+                                    ("benign_prompts", "benign", "file", "set"), ("benign_set", "benign", "set", "file"),
+                                    ("perplexity_file", "capability", "perplexity_file", "fluency")):
+        if getattr(args, flag):  # one source replaces the other
+            put(table, key, getattr(args, flag))
+            put(table, other, False if other == "fluency" else "")
+    if args.fluency:
+        put("capability", "fluency", True)
+        put("capability", "perplexity_file", "")
+    if args.base:
+        out["base"] = _base_terms(args.base)
+    return out
+
+
+def _spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    """The spec file (or preset) with the flags laid over it, validated once by the spec's rules."""
+    from .errors import ValidationError
+    from .sweep.spec import PRESETS, load_spec_data, merge_spec_data, preset, spec_from_dict
 
     if bool(args.spec) == bool(args.preset):
         raise ValidationError("give a SPEC.toml or --preset quick|paper (one of them)")
-    spec = load_spec(args.spec) if args.spec else preset(args.preset)
-    changes: dict = {}
-    grid = spec.grid
-    if args.directions is not None:
-        grid = dataclasses.replace(grid, directions=args.directions)
-    if args.points is not None:
-        grid = dataclasses.replace(grid, points=args.points)
-    if args.range is not None:
-        grid = dataclasses.replace(grid, range=tuple(args.range))
-    changes["grid"] = grid
-    prompts = spec.prompts
-    if args.prompts:
-        prompts = dataclasses.replace(prompts, file=args.prompts, set="")
-    if args.set:
-        prompts = dataclasses.replace(prompts, set=args.set, file="")
-    if args.limit is not None:
-        prompts = dataclasses.replace(prompts, limit=args.limit)
-    changes["prompts"] = prompts
+    data = load_spec_data(args.spec) if args.spec else {"preset": args.preset}
     if args.no_benign:
-        changes["benign"] = None
-    elif args.benign_set or args.benign_prompts:
-        base = spec.benign or PromptSource()
-        changes["benign"] = dataclasses.replace(base, set=args.benign_set or "", file=args.benign_prompts or "")
-    if args.benign_at:
-        if changes.get("benign", spec.benign) is None:
+        data = merge_spec_data(data, {"benign": None})
+    if args.no_capability:
+        data = merge_spec_data(data, {"capability": None})
+    overrides = _overrides(args)
+    if "at" in overrides.get("benign", {}) and "set" not in overrides["benign"] and "file" not in overrides["benign"]:
+        start = preset(data["preset"]) if data.get("preset") in PRESETS else None
+        if data.get("benign", start.benign if start else None) is None:
             raise ValidationError("--benign-at: there is no benign set (give --benign-set or --benign-prompts)")
-        changes["benign"] = dataclasses.replace(changes.get("benign", spec.benign), at=args.benign_at)
-    if args.base:
-        terms = []
-        for value in args.base:
-            term, sep, coef = value.rpartition("=")
-            if not sep or not term:
-                raise ValidationError(f"--base {value!r}: use TERM=COEF, e.g. interp:candidate=1.0")
-            try:
-                terms.append(BaseTerm(term, float(coef)))
-            except ValueError:
-                raise ValidationError(f"--base {value!r}: {coef!r} is not a number") from None
-        changes["base"] = tuple(terms)
-    cap = None if args.no_capability else spec.capability
-    if args.mc_file or args.perplexity_file or args.fluency or args.shots is not None or args.mc_limit is not None:
-        cap = cap or Capability()
-        if args.mc_file:
-            cap = dataclasses.replace(cap, mc_file=args.mc_file)
-        if args.shots is not None:
-            cap = dataclasses.replace(cap, shots=args.shots)
-        if args.mc_limit is not None:
-            cap = dataclasses.replace(cap, limit=args.mc_limit)
-        if args.perplexity_file:
-            cap = dataclasses.replace(cap, perplexity_file=args.perplexity_file, fluency=False)
-        if args.fluency:
-            cap = dataclasses.replace(cap, fluency=True, perplexity_file="")
-    changes["capability"] = cap
-    direction = spec.direction
-    if args.stream:
-        direction = dataclasses.replace(direction, stream=args.stream)
-    if args.seed is not None:
-        direction = dataclasses.replace(direction, seed=args.seed)
-    changes["direction"] = direction
-    for flag, fieldname in (("name", "name"), ("chat_format", "chat_format"), ("max_new_tokens", "max_new_tokens"),
-                            ("points_per_call", "points_per_call")):
-        if getattr(args, flag) is not None:
-            changes[fieldname] = getattr(args, flag)
-    if args.system_prompt:
-        changes["system_prompts"] = tuple(args.system_prompt)
-    if args.keyword:
-        changes["keywords"] = tuple(args.keyword)
-    return validate(dataclasses.replace(spec, **changes))
+    return spec_from_dict(merge_spec_data(data, overrides))
 
 
-def _visage_lines(summary: dict) -> list[str]:
+def _visage_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
     for series, v in summary["visage"]["series"].items():
         ref = "-" if v["reference"] is None else f"{v['reference']:.2f}"
@@ -199,7 +225,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace) -> ResultStore:
     from .errors import ValidationError
     from .store import ResultStore
 

@@ -9,6 +9,7 @@ Every exception becomes exit 2 with an error report: the gate never passes by ac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
@@ -17,12 +18,44 @@ from typing import Any
 
 from .config import GateConfig, GateConfigError, Thresholds, config_from_dict, load_config, validate
 from .measure import STORE_NAME, Measurements, gate_spec, measure, sha256_json
-from .report import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, FORMAT, Baseline, BaselineError, Check, error_document,
-                     evaluate_checks, gate_document, load_baseline, write_outputs)
+from .report import (
+    EXIT_ERROR,
+    EXIT_FAIL,
+    EXIT_PASS,
+    FORMAT,
+    Baseline,
+    BaselineError,
+    Check,
+    error_document,
+    evaluate_checks,
+    gate_document,
+    load_baseline,
+    write_outputs,
+)
 
-__all__ = ["EXIT_ERROR", "EXIT_FAIL", "EXIT_PASS", "FORMAT", "Baseline", "BaselineError", "Check", "GateConfig",
-           "GateConfigError", "Measurements", "STORE_NAME", "gate_spec", "Thresholds", "config_from_dict", "load_baseline", "load_config",
-           "measure", "run_gate", "sha256_json", "validate", "write_outputs"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAIL",
+    "EXIT_PASS",
+    "FORMAT",
+    "STORE_NAME",
+    "Baseline",
+    "BaselineError",
+    "Check",
+    "GateConfig",
+    "GateConfigError",
+    "Measurements",
+    "Thresholds",
+    "config_from_dict",
+    "gate_spec",
+    "load_baseline",
+    "load_config",
+    "measure",
+    "run_gate",
+    "sha256_json",
+    "validate",
+    "write_outputs",
+]
 
 
 def run_gate(
@@ -52,7 +85,8 @@ def run_gate(
             if checkpoint is not None:
                 changes["checkpoint"] = checkpoint
             config = validate(dataclasses.replace(config, **changes), str(config_path))
-            base = load_baseline(config.baseline, rule=config.rule, system_prompt=config.system_prompt) if config.baseline else None
+            base = (load_baseline(config.baseline, rule=config.rule, system_prompt=config.system_prompt)
+                    if config.baseline else None)
             if not targets:
                 raise GateConfigError(["--server: give at least one server"])
             clients = [connect(t) for t in targets]
@@ -62,17 +96,15 @@ def run_gate(
             doc = gate_document(config, m, checks, base, config_file=str(config_path), config_sha256=config_sha)
         finally:
             for c in clients:
-                try:
+                with contextlib.suppress(Exception):  # closing must not turn a verdict into an error
                     c.close()
-                except Exception:  # noqa: BLE001 - closing must not turn a verdict into an error
-                    pass
-    except Exception as exc:  # noqa: BLE001 - anything that stops the evaluation is exit 2
+    except Exception as exc:  # anything that stops the evaluation is exit 2
         message = f"{type(exc).__name__}: {exc}"
         doc = error_document(message, config=config, config_file=str(config_path), config_sha256=config_sha)
     if out_dir is not None:
         try:
             write_outputs(doc, out_dir)
-        except Exception as exc:  # noqa: BLE001 - unwritable reports: the verdict cannot be published
+        except Exception as exc:  # unwritable reports: the verdict cannot be published
             doc = error_document(f"cannot write the reports to {out_dir}: {exc}", config=config,
                                  config_file=str(config_path), config_sha256=config_sha)
     return int(doc["exit_code"]), doc

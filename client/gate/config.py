@@ -43,24 +43,30 @@ All problems are reported at once (:class:`GateConfigError`, each ``"field: what
     limit = 0                  # questions scored (0 = all)
     [baseline]
     file = "baseline/gate.json"  # a previous gate.json or a sweep summary.json (relative to this file)
+
+The sweep's keys are the sweep spec's (``sweep.points`` is the spec's ``grid.points``, ...): the
+config becomes a sweep spec dict that the spec's own rules validate (their problems renamed to
+the gate's keys), plus the gate's own bounds (at most 16 directions and 101 points, a range
+around 0 whose grid holds a = 0), rule, candidate, thresholds and baseline.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from ..client import CHAT_FORMATS, NORMALIZATIONS, SELECTIONS, STREAMS
+import tomllib
+
 from ..errors import ValidationError
-from ..validation import is_finite_number, is_int
 from ..sweep.points import axis_values
-from ..sweep.spec import Capability, check_capability
+from ..sweep.spec import Capability, SpecError, SweepSpec, merge_spec_data, resolve_relative_files, spec_from_dict
+from ..validation import is_finite_number, is_int
 from ..visage import RULES
 
-__all__ = ["GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config"]
+__all__ = ["GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config", "validate"]
 
 
 class GateConfigError(ValidationError):
@@ -86,53 +92,167 @@ class Thresholds:
         return any(getattr(self, f.name) is not None for f in fields(self))
 
 
+# The gate's sweep, in the sweep spec's layout: the gate's defaults (the rest are the spec's).
+GATE_SWEEP: dict[str, Any] = {
+    "name": "gate", "kind": "1d-random", "grid": {"points": 5}, "direction": {"stream": "per_tensor"},
+    "prompts": {"set": "harmful-mini", "limit": 16}, "benign": {"set": "benign-mini", "limit": 16, "at": "origin"},
+    "generation": {"max_new_tokens": 48},
+}
+# (gate table, key) -> (the sweep spec's table, key; the name in gate.json's flat "config").
+_SWEEP_KEYS: dict[tuple[str, str], tuple[tuple[str, str], str]] = {
+    ("sweep", "directions"): (("grid", "directions"), "directions"),
+    ("sweep", "points"): (("grid", "points"), "points"),
+    ("sweep", "range"): (("grid", "range"), "range"),
+    ("sweep", "seed"): (("direction", "seed"), "seed"),
+    ("sweep", "stream"): (("direction", "stream"), "stream"),
+    ("sweep", "normalization"): (("direction", "normalization"), "normalization"),
+    ("sweep", "selection"): (("direction", "selection"), "selection"),
+    ("prompts", "set"): (("prompts", "set"), "prompt_set"),
+    ("prompts", "limit"): (("prompts", "limit"), "prompt_limit"),
+    ("benign", "set"): (("benign", "set"), "benign_set"),
+    ("benign", "limit"): (("benign", "limit"), "benign_limit"),
+    ("evaluation", "system_prompt"): (("evaluation", "system_prompts"), "system_prompt"),  # one: a list of one
+    ("evaluation", "chat_format"): (("evaluation", "chat_format"), "chat_format"),
+    ("evaluation", "max_new_tokens"): (("generation", "max_new_tokens"), "max_new_tokens"),
+    ("evaluation", "keywords"): (("evaluation", "keywords"), "keywords"),
+}
+# The gate's own keys: (table, key) -> GateConfig field.
+_GATE_KEYS = {("candidate", "checkpoint"): "checkpoint", ("sweep", "rule"): "rule", ("baseline", "file"): "baseline"}
+_TABLE_KEYS: dict[str, list[str]] = {}  # table -> its keys, in the order messages list them
+for _where in [*_SWEEP_KEYS, *_GATE_KEYS]:
+    _TABLE_KEYS.setdefault(_where[0], []).append(_where[1])
+_THRESHOLDS = tuple(f.name for f in fields(Thresholds))
+_TOP = "name, candidate, sweep, prompts, benign, evaluation, capability, thresholds, baseline"
+_MAX_DIRECTIONS, _MAX_POINTS = 16, 101
+
+
 @dataclass(frozen=True)
 class GateConfig:
-    name: str = "gate"
+    """A validated gate config: the sweep (a :class:`SweepSpec`; the candidate's base term is
+    added by :func:`~.measure.gate_spec`), the candidate, the VISAGE rule, the thresholds and the
+    baseline file (resolved against the config file's folder)."""
+
+    sweep: SweepSpec
     checkpoint: str = ""
-    directions: int = 1
-    points: int = 5
-    range: tuple[float, float] = (-0.5, 0.5)
-    seed: int = 123
-    stream: str = "per_tensor"
-    normalization: str = "layer"
-    selection: str = "reference"
     rule: str = "reference"
-    prompt_set: str = "harmful-mini"
-    prompt_limit: int = 16
-    benign_set: str = "benign-mini"
-    benign_limit: int = 16
-    system_prompt: str = "default"
-    chat_format: str = "tokenizer"
-    max_new_tokens: int = 48
-    keywords: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
-    baseline: str = ""  # a path, resolved against the config file's folder
-    capability: Capability | None = None  # scored at every sweep point; files resolved like baseline
+    baseline: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.sweep.name
+
+    @property
+    def system_prompt(self) -> str:
+        return self.sweep.system_prompts[0]
+
+    @property
+    def capability(self) -> Capability | None:
+        return self.sweep.capability
 
     @property
     def coefficients(self) -> list[float]:
         """The sweep's axis (the same values as a ``visage sweep`` grid of ``points`` over ``range``)."""
-        return axis_values(self.range[0], self.range[1], self.points)
+        g = self.sweep.grid
+        return axis_values(g.range[0], g.range[1], g.points)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["range"] = list(self.range)
-        d["keywords"] = list(self.keywords)
-        return d
+        """The flat layout gate.json's ``config`` records (one key per setting)."""
+        spec = self.sweep.to_dict()
+        flat = {"evaluation": {"system_prompts": spec["system_prompts"], "chat_format": spec["chat_format"],
+                               "keywords": list(spec["keywords"])},
+                "generation": {"max_new_tokens": spec["max_new_tokens"]}, **spec}
+        out = {name: flat[table][key] for (table, key), name in _SWEEP_KEYS.values()}
+        out["range"], out["system_prompt"] = list(out["range"]), out["system_prompt"][0]
+        return {"name": self.name, "checkpoint": self.checkpoint, **out, "rule": self.rule,
+                "thresholds": asdict(self.thresholds), "baseline": self.baseline, "capability": spec["capability"]}
 
 
-# TOML table -> {key: (GateConfig field, check)}
-_KEYS: dict[str, dict[str, str]] = {
-    "candidate": {"checkpoint": "checkpoint"},
-    "sweep": {k: k for k in ("directions", "points", "range", "seed", "stream", "normalization", "selection", "rule")},
-    "prompts": {"set": "prompt_set", "limit": "prompt_limit"},
-    "benign": {"set": "benign_set", "limit": "benign_limit"},
-    "evaluation": {k: k for k in ("system_prompt", "chat_format", "max_new_tokens", "keywords")},
-    "baseline": {"file": "baseline"},
-}
-_CAPABILITY_KEYS = tuple(f.name for f in fields(Capability))
-_THRESHOLDS = tuple(f.name for f in fields(Thresholds))
+def _gate_problem(problem: str) -> str:
+    """A sweep spec problem, named by the gate key it came from (``grid.points`` -> ``sweep.points``)."""
+    for (table, key), ((spec_table, spec_key), _) in _SWEEP_KEYS.items():
+        prefix = f"{spec_table}.{spec_key}"
+        if problem.startswith(prefix) and problem[len(prefix):][:1] in (":", "["):
+            return f"{table}.{key}{problem[len(prefix):]}"
+    return problem
+
+
+def _read_tables(data: Mapping[str, Any], problems: list[str]) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
+    """((table, key) -> value for the gate's keys; the other top-level entries: name, thresholds, capability)."""
+    keyed: dict[tuple[str, str], Any] = {}
+    other: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("name", "thresholds", "capability"):
+            other[key] = value
+        elif key not in _TABLE_KEYS:
+            problems.append(f"{key}: unknown key; use {_TOP}")
+        elif not isinstance(value, Mapping):
+            problems.append(f"{key}: must be a table")
+        else:
+            for sub, sv in value.items():
+                if sub in _TABLE_KEYS[key]:
+                    keyed[(key, sub)] = sv
+                else:
+                    problems.append(f"{key}.{sub}: unknown key; use {', '.join(_TABLE_KEYS[key])}")
+    return keyed, other
+
+
+def _thresholds(value: Any, problems: list[str]) -> Thresholds:
+    if value is None:
+        return Thresholds()
+    if not isinstance(value, Mapping):
+        problems.append("thresholds: must be a table")
+        return Thresholds()
+    values: dict[str, float] = {}
+    for name, v in value.items():
+        if name not in _THRESHOLDS:
+            problems.append(f"thresholds.{name}: unknown threshold; use {', '.join(_THRESHOLDS)}")
+        elif not is_finite_number(v) or v < 0:
+            problems.append(f"thresholds.{name}: must be a finite number >= 0, got {v!r}")
+        else:
+            values[name] = float(v)
+    return Thresholds(**values)
+
+
+def _sweep_data(keyed: Mapping[tuple[str, str], Any], other: Mapping[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """The gate's sweep as a sweep spec dict: the gate's defaults, then the config's keys."""
+    overrides: dict[str, Any] = {"name": other["name"]} if "name" in other else {}
+    for (table, key), value in keyed.items():
+        if (table, key) in _SWEEP_KEYS:
+            (spec_table, spec_key), _ = _SWEEP_KEYS[(table, key)]
+            overrides.setdefault(spec_table, {})[spec_key] = [value] if key == "system_prompt" else value
+    if "capability" in other:
+        overrides["capability"] = other["capability"]
+    data = merge_spec_data(GATE_SWEEP, overrides)
+    return resolve_relative_files(data, base_dir) if base_dir is not None else data
+
+
+def _gate_bounds(keyed: Mapping[tuple[str, str], Any], problems: list[str]) -> None:
+    """The gate's own bounds on its sweep, for values the spec's rules accept."""
+    directions, points = keyed.get(("sweep", "directions")), keyed.get(("sweep", "points"))
+    rng: Any = keyed.get(("sweep", "range"))
+    if is_int(directions) and directions > _MAX_DIRECTIONS:
+        problems.append(f"sweep.directions: must be an integer in 1..{_MAX_DIRECTIONS}, got {directions!r}")
+    if is_int(points) and points > _MAX_POINTS:
+        problems.append(f"sweep.points: must be an integer in 2..{_MAX_POINTS}, got {points!r}")
+    if (isinstance(rng, list) and len(rng) == 2 and all(is_finite_number(x) for x in rng) and rng[0] < rng[1]
+            and not rng[0] < 0 < rng[1]):
+        problems.append(f"sweep.range: must be [low, high] with low < 0 < high, got {rng!r}")
+    checkpoint, rule = keyed.get(("candidate", "checkpoint"), ""), keyed.get(("sweep", "rule"), "reference")
+    if not isinstance(checkpoint, str):
+        problems.append(f"candidate.checkpoint: must be a string (a registry checkpoint name), got {checkpoint!r}")
+    if rule not in RULES:
+        problems.append(f"sweep.rule: must be one of {', '.join(RULES)}, got {rule!r}")
+    baseline = keyed.get(("baseline", "file"), "x")
+    if not isinstance(baseline, str) or not baseline.strip():
+        problems.append(f"baseline.file: must be a file path, got {baseline!r}")
+
+
+def _holds_the_candidate(spec: SweepSpec, problems: list[str]) -> None:
+    g = spec.grid
+    if 0.0 not in axis_values(g.range[0], g.range[1], g.points):
+        problems.append(f"sweep.points/range: {g.points} points over [{g.range[0]:g}, {g.range[1]:g}] miss a = 0, the "
+                        "candidate; use an odd number of points over a symmetric range (e.g. 5 over [-0.5, 0.5])")
 
 
 def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = "",
@@ -142,92 +262,26 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
     ``cross_check=False`` skips :func:`validate` (for callers that override fields first).
     """
     problems: list[str] = []
-    values: dict[str, Any] = {}
-    thresholds: dict[str, float] = {}
-    for key, value in data.items():
-        if key == "name":
-            if not isinstance(value, str) or not value.strip():
-                problems.append("name: must be a non-empty string")
-            else:
-                values["name"] = value
-        elif key == "thresholds":
-            if not isinstance(value, Mapping):
-                problems.append("thresholds: must be a table")
-                continue
-            for tk, tv in value.items():
-                if tk not in _THRESHOLDS:
-                    problems.append(f"thresholds.{tk}: unknown threshold; use {', '.join(_THRESHOLDS)}")
-                elif not is_finite_number(tv) or tv < 0:
-                    problems.append(f"thresholds.{tk}: must be a finite number >= 0, got {tv!r}")
-                else:
-                    thresholds[tk] = float(tv)
-        elif key == "capability":
-            if not isinstance(value, Mapping):
-                problems.append("capability: must be a table")
-                continue
-            unknown = [k for k in value if k not in _CAPABILITY_KEYS]
-            problems += [f"capability.{k}: unknown key; use {', '.join(_CAPABILITY_KEYS)}" for k in unknown]
-            cap = Capability(**{k: value[k] for k in value if k not in unknown})
-            if base_dir is not None:  # file paths are relative to the config file
-                cap = dataclasses.replace(cap, **{
-                    k: str(base_dir / getattr(cap, k)) for k in ("mc_file", "perplexity_file")
-                    if isinstance(getattr(cap, k), str) and getattr(cap, k) and not Path(getattr(cap, k)).is_absolute()})
-            check_capability(cap, problems, need_file_exists=True)
-            values["capability"] = cap
-        elif key in _KEYS:
-            if not isinstance(value, Mapping):
-                problems.append(f"{key}: must be a table")
-                continue
-            for sub, sv in value.items():
-                if sub not in _KEYS[key]:
-                    problems.append(f"{key}.{sub}: unknown key; use {', '.join(_KEYS[key])}")
-                else:
-                    values[_KEYS[key][sub]] = sv
-        else:
-            problems.append(f"{key}: unknown key; use name, candidate, sweep, prompts, benign, evaluation, capability, "
-                            "thresholds, baseline")
-
-    def check(name: str, ok: bool, what: str) -> None:
-        if name in values and not ok:
-            problems.append(f"{name}: {what}, got {values[name]!r}")
-
-    v = values
-    check("checkpoint", isinstance(v.get("checkpoint"), str), "must be a string (a registry checkpoint name)")
-    check("directions", is_int(v.get("directions")) and 1 <= v["directions"] <= 16, "must be an integer in 1..16")
-    check("points", is_int(v.get("points")) and 2 <= v["points"] <= 101, "must be an integer in 2..101")
-    rng = v.get("range")
-    check("range", isinstance(rng, list) and len(rng) == 2 and all(is_finite_number(x) for x in rng) and rng[0] < 0 < rng[1],
-          "must be [low, high] with low < 0 < high")
-    if not problems and ("points" in v or "range" in v):  # the grid must hold the candidate (a = 0)
-        points, (lo, hi) = v.get("points", GateConfig.points), v.get("range", GateConfig.range)
-        if 0.0 not in axis_values(float(lo), float(hi), points):
-            problems.append(f"sweep.points/range: {points} points over [{lo:g}, {hi:g}] miss a = 0, the candidate; "
-                            "use an odd number of points over a symmetric range (e.g. 5 over [-0.5, 0.5])")
-    check("seed", is_int(v.get("seed")) and 0 <= v["seed"] < 2**63, "must be an integer in [0, 2**63)")
-    check("stream", v.get("stream") in STREAMS, f"must be one of {', '.join(STREAMS)}")
-    check("normalization", v.get("normalization") in NORMALIZATIONS, f"must be one of {', '.join(NORMALIZATIONS)}")
-    check("selection", v.get("selection") in SELECTIONS, f"must be one of {', '.join(SELECTIONS)}")
-    check("rule", v.get("rule") in RULES, f"must be one of {', '.join(RULES)}")
-    for s in ("prompt_set", "benign_set"):
-        check(s, isinstance(v.get(s), str) and bool(v[s].strip()), "must be a non-empty prompt set name")
-    for s in ("prompt_limit", "benign_limit"):
-        check(s, is_int(v.get(s)) and v[s] >= 0, "must be an integer >= 0 (0 = the whole set)")
-    check("system_prompt", isinstance(v.get("system_prompt"), str), "must be a string (a preset or a text)")
-    check("chat_format", v.get("chat_format") in CHAT_FORMATS, f"must be one of {', '.join(CHAT_FORMATS)}")
-    check("max_new_tokens", is_int(v.get("max_new_tokens")) and v["max_new_tokens"] >= 1, "must be an integer >= 1")
-    kw = v.get("keywords")
-    check("keywords", isinstance(kw, list) and all(isinstance(k, str) and k for k in kw), "must be a list of non-empty strings")
-    check("baseline", isinstance(v.get("baseline"), str) and bool(v["baseline"].strip()), "must be a file path")
+    keyed, other = _read_tables(data, problems)
+    thresholds = _thresholds(other.get("thresholds"), problems)
+    spec: SweepSpec | None = None
+    try:
+        spec = spec_from_dict(_sweep_data(keyed, other, base_dir))
+    except SpecError as exc:
+        problems += [_gate_problem(p) for p in exc.problems]
+    _gate_bounds(keyed, problems)
+    if spec is None or problems:
+        raise GateConfigError(problems, source)
+    _holds_the_candidate(spec, problems)
     if problems:
         raise GateConfigError(problems, source)
-
-    if "range" in v:
-        v["range"] = (float(v["range"][0]), float(v["range"][1]))
-    if "keywords" in v:
-        v["keywords"] = tuple(v["keywords"])
-    if "baseline" in v and base_dir is not None and not Path(v["baseline"]).is_absolute():
-        v["baseline"] = str(base_dir / v["baseline"])
-    config = GateConfig(**v, thresholds=Thresholds(**thresholds))
+    lo, hi = spec.grid.range
+    spec = spec.replace(grid=dataclasses.replace(spec.grid, range=(float(lo), float(hi))))
+    baseline = keyed.get(("baseline", "file"), "")
+    if baseline and base_dir is not None and not Path(baseline).is_absolute():
+        baseline = str(base_dir / baseline)
+    config = GateConfig(spec, checkpoint=keyed.get(("candidate", "checkpoint"), ""),
+                        rule=keyed.get(("sweep", "rule"), "reference"), thresholds=thresholds, baseline=baseline)
     return validate(config, source) if cross_check else config
 
 

@@ -24,19 +24,20 @@ import contextlib
 import hashlib
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
+from ..builders import message_dict
 from ..client import Client
 from ..errors import VisageError
 from ..records import PointRecord
 from ..store import ResultStore
 from ..sweep.fleet import Fleet
-from ..sweep.runner import run_sweep
-from ..sweep.spec import BaseTerm, DirectionRecipe, Grid, PromptSource, SweepSpec, validate
+from ..sweep.points import Plan
+from ..sweep.runner import SweepResult, run_sweep
+from ..sweep.spec import BaseTerm, SweepSpec, validate
 from ..visage import summarize
 from .config import GateConfig
 
@@ -48,10 +49,6 @@ STORE_NAME = "results.sqlite"
 def sha256_json(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _msg(m) -> dict:
-    return MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
 @dataclass
@@ -72,23 +69,103 @@ class Measurements:
 
 def gate_spec(config: GateConfig) -> SweepSpec:
     """The sweep the gate measures (see the module docstring)."""
-    return validate(SweepSpec(
-        name=config.name, kind="1d-random",
-        grid=Grid(directions=config.directions, points=config.points, range=tuple(config.range)),
-        direction=DirectionRecipe(seed=config.seed, stream=config.stream, normalization=config.normalization,
-                                  selection=config.selection),
-        base=(BaseTerm(f"interp:{config.checkpoint}", 1.0),) if config.checkpoint else (),
-        prompts=PromptSource(set=config.prompt_set, limit=config.prompt_limit),
-        benign=PromptSource(set=config.benign_set, limit=config.benign_limit, at="origin"),
-        system_prompts=(config.system_prompt,), chat_format=config.chat_format, keywords=tuple(config.keywords),
-        max_new_tokens=config.max_new_tokens, capability=config.capability,
-    ))
+    base = (BaseTerm(f"interp:{config.checkpoint}", 1.0),) if config.checkpoint else ()
+    return validate(config.sweep.replace(base=base))
 
 
 def _prompt_set(record: PointRecord) -> dict[str, Any]:
     d = record.detail
-    return {"name": d.get("prompt_set_name", ""), "size": d.get("prompt_set_size", record.total),
-            "sha256": d.get("prompt_set_sha256", "")}
+    return {"name": d.prompt_set_name or "", "size": record.total if d.prompt_set_size is None else d.prompt_set_size,
+            "sha256": d.prompt_set_sha256 or ""}
+
+
+@dataclass
+class _Readings:
+    """The gate's numbers, read from the records of its plan's points."""
+
+    curves: dict[str, list[list[float]]] = field(default_factory=dict)  # direction -> [[a, asr], ...]
+    points: list[dict[str, Any]] = field(default_factory=list)
+    candidate: PointRecord | None = None  # ASR at a = 0
+    benign: PointRecord | None = None  # over-refusal at the candidate
+    capability: dict[str, float] = field(default_factory=dict)
+    capability_curves: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, plan: Plan, records: dict[str, PointRecord]) -> _Readings:
+        out = cls()
+        for p in plan.points:
+            r, a = records[p.key], p.coords[0]
+            if p.metric == "refusal":
+                out.benign = r
+            elif p.metric != "asr":  # a capability metric, scored at every point
+                out.capability_curves.setdefault(p.metric, {}).setdefault(p.series, []).append([a, r.value])
+                if a == 0.0:
+                    out.capability.setdefault(p.metric, r.value)
+            else:
+                direction = p.curve.direction
+                out.curves.setdefault(direction, []).append([a, r.value])
+                out.points.append({"direction": direction, "a": a, "asr": r.value, "jailbroken": r.detail.jailbroken,
+                                   "total": r.total, "weight_state": r.detail.weight_state})
+                if a == 0.0 and out.candidate is None:
+                    out.candidate = r
+        return out
+
+
+def _check(readings: _Readings, records: dict[str, PointRecord]) -> tuple[PointRecord, PointRecord]:
+    """(candidate, benign) records, after the checks that the numbers belong together."""
+    candidate, benign = readings.candidate, readings.benign
+    if candidate is None or benign is None:
+        raise VisageError("the gate's sweep has no point at the candidate (a = 0)")
+    harmful_sets = {r.detail.prompt_set_sha256 for r in records.values() if r.metric == "asr"}
+    if len(harmful_sets) != 1 or any(r.total == 0 for r in records.values()):
+        raise VisageError(f"the points were evaluated on different or empty prompt sets ({sorted(map(str, harmful_sets))})")
+    if benign.detail.weight_state != candidate.detail.weight_state:
+        raise VisageError("the benign prompts were evaluated at other weights than the candidate's; a server bug")
+    return candidate, benign
+
+
+def _inputs(config: GateConfig, result: SweepResult, readings: _Readings, candidate: PointRecord,
+            benign: PointRecord) -> dict[str, Any]:
+    """What determined the numbers, with sha256s."""
+    plan = result.plan
+    variants = {v.metric: v for v in plan.variants}
+    direction_specs = [message_dict(s) for s in plan.directions.values()]
+    settings: dict[str, Any] = {"harmful": message_dict(variants["asr"].evaluation),
+                                "benign": message_dict(variants["refusal"].evaluation)}
+    if readings.capability:  # what the capability numbers were computed from (file hashes included)
+        settings["capability"] = {m: variants[m].desc for m in sorted(readings.capability)}
+    return {
+        "model_fingerprint": plan.facts.model_fingerprint,
+        "tokenizer_fingerprint": plan.facts.tokenizer_fingerprint,
+        "chat_template_sha256": plan.facts.chat_template_sha256,
+        "candidate": {"checkpoint": config.checkpoint, "weight_state": candidate.detail.weight_state},
+        "directions": {
+            "specs": direction_specs,
+            "specs_sha256": sha256_json(direction_specs),
+            "fingerprints": dict(result.direction_fingerprints),
+        },
+        "prompt_sets": {"harmful": _prompt_set(candidate), "benign": _prompt_set(benign)},
+        "system_prompt_sha256": candidate.detail.system_prompt_sha256,
+        "judge": candidate.detail.judge,
+        "settings": settings,
+        "settings_sha256": sha256_json(settings),
+        "coefficients": [c for c, _ in next(iter(readings.curves.values()))],
+    }
+
+
+def _run(config: GateConfig, clients: Sequence[Client],
+         store_path: str | Path | None) -> tuple[SweepResult, dict[str, PointRecord]]:
+    """Run the gate's sweep into the store; (result, key -> record of every planned point)."""
+    with contextlib.ExitStack() as stack:
+        if store_path is None:
+            store_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="visage-gate-"))) / STORE_NAME
+        store = stack.enter_context(ResultStore(store_path))
+        result = run_sweep(gate_spec(config), store, fleet=Fleet(list(clients)), bar=False)
+        records = {p.key: store.get(p.key) for p in result.plan.points}
+    found = {k: r for k, r in records.items() if r is not None}
+    if len(found) != len(records):
+        raise VisageError("the sweep finished with points missing from the store; a bug")
+    return result, found
 
 
 def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | Path | None = None) -> Measurements:
@@ -96,76 +173,16 @@ def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | 
     ``store_path`` (None: a temporary one); raises a :class:`VisageError` subclass on any failure."""
     if not clients:
         raise VisageError("no servers given")
-    spec = gate_spec(config)
-    with contextlib.ExitStack() as stack:
-        if store_path is None:
-            store_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="visage-gate-"))) / STORE_NAME
-        store = stack.enter_context(ResultStore(store_path))
-        result = run_sweep(spec, store, fleet=Fleet(list(clients)), bar=False)
-        records = {p.key: store.get(p.key) for p in result.plan.points}
-    plan = result.plan
-    if any(r is None for r in records.values()):
-        raise VisageError("the sweep finished with points missing from the store; a bug")
-
-    curves: dict[str, list[list[float]]] = {}
-    points: list[dict[str, Any]] = []
-    candidate: PointRecord | None = None
-    benign: PointRecord | None = None
-    capability: dict[str, float] = {}
-    capability_curves: dict[str, dict[str, list[list[float]]]] = {}
-    for p in plan.points:
-        r = records[p.key]
-        if p.metric == "refusal":
-            benign = r
-            continue
-        if p.metric != "asr":  # a capability metric, scored at every point
-            capability_curves.setdefault(p.metric, {}).setdefault(p.series, []).append([p.coords[0], r.value])
-            if p.coords[0] == 0.0:
-                capability.setdefault(p.metric, r.value)
-            continue
-        direction = p.series.split("|", 1)[0]
-        curves.setdefault(direction, []).append([p.coords[0], r.value])
-        points.append({"direction": direction, "a": p.coords[0], "asr": r.value, "jailbroken": r.detail["jailbroken"],
-                       "total": r.total, "weight_state": r.detail["weight_state"]})
-        if p.coords[0] == 0.0 and candidate is None:
-            candidate = r
-    if candidate is None or benign is None:
-        raise VisageError("the gate's sweep has no point at the candidate (a = 0)")
-    harmful_sets = {r.detail.get("prompt_set_sha256") for r in records.values() if r.metric == "asr"}
-    if len(harmful_sets) != 1 or any(r.total == 0 for r in records.values()):
-        raise VisageError(f"the points were evaluated on different or empty prompt sets ({sorted(harmful_sets)})")
-    if benign.detail["weight_state"] != candidate.detail["weight_state"]:
-        raise VisageError("the benign prompts were evaluated at other weights than the candidate's; a server bug")
-    summary = summarize({k: [v for _, v in c] for k, c in curves.items()}, rule=config.rule)
-
+    result, records = _run(config, clients, store_path)
+    readings = _Readings.of(result.plan, records)
+    candidate, benign = _check(readings, records)
+    summary = summarize({k: [v for _, v in c] for k, c in readings.curves.items()}, rule=config.rule)
     info = clients[0].info()
-    variants = {v.metric: v for v in plan.variants}
-    direction_specs = [_msg(s) for s in plan.directions.values()]
-    settings_dict = {"harmful": _msg(variants["asr"].settings), "benign": _msg(variants["refusal"].settings)}
-    if capability:  # what the capability numbers were computed from (file hashes included)
-        settings_dict["capability"] = {m: variants[m].desc for m in sorted(capability)}
-    inputs = {
-        "model_fingerprint": plan.facts.model_fingerprint,
-        "tokenizer_fingerprint": plan.facts.tokenizer_fingerprint,
-        "chat_template_sha256": plan.facts.chat_template_sha256,
-        "candidate": {"checkpoint": config.checkpoint, "weight_state": candidate.detail["weight_state"]},
-        "directions": {
-            "specs": direction_specs,
-            "specs_sha256": sha256_json(direction_specs),
-            "fingerprints": dict(result.direction_fingerprints),
-        },
-        "prompt_sets": {"harmful": _prompt_set(candidate), "benign": _prompt_set(benign)},
-        "system_prompt_sha256": candidate.detail["system_prompt_sha256"],
-        "judge": candidate.detail["judge"],
-        "settings": settings_dict,
-        "settings_sha256": sha256_json(settings_dict),
-        "coefficients": [c for c, _ in next(iter(curves.values()))],
-    }
     return Measurements(
-        visage=summary.mean, visage_std=summary.std, visage_per_direction=dict(summary.per_series), curves=curves,
-        origin_asr=candidate.value, over_refusal=benign.value,
+        visage=summary.mean, visage_std=summary.std, visage_per_direction=dict(summary.per_series),
+        curves=readings.curves, origin_asr=candidate.value, over_refusal=benign.value,
         model={"name": info.model_name, "architecture": info.architecture, "fingerprint": info.model_fingerprint,
                "dtype": info.dtype, "parameters": info.parameter_count},
-        servers=[s.target for s in result.servers], inputs=inputs, points=points,
-        capability=capability, capability_curves=capability_curves,
+        servers=[s.target for s in result.servers], inputs=_inputs(config, result, readings, candidate, benign),
+        points=readings.points, capability=readings.capability, capability_curves=readings.capability_curves,
     )

@@ -25,8 +25,20 @@ from ..store import provenance
 from .config import GateConfig
 from .measure import Measurements, sha256_json
 
-__all__ = ["EXIT_ERROR", "EXIT_FAIL", "EXIT_PASS", "FORMAT", "BaselineError", "Baseline", "Check",
-           "evaluate_checks", "load_baseline", "gate_document", "error_document", "write_outputs"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAIL",
+    "EXIT_PASS",
+    "FORMAT",
+    "Baseline",
+    "BaselineError",
+    "Check",
+    "error_document",
+    "evaluate_checks",
+    "gate_document",
+    "load_baseline",
+    "write_outputs",
+]
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 FORMAT = "safety-landscape-gate/1"
@@ -91,7 +103,8 @@ def load_baseline(path: str | Path, *, rule: str, system_prompt: str = "default"
         if doc.get("verdict") == "error" or not isinstance(v, dict) or _number(v.get("mean")) is None:
             raise BaselineError(f"baseline {path}: that gate run measured no VISAGE (verdict {doc.get('verdict')!r})")
         if v.get("rule") != rule:
-            raise BaselineError(f"baseline {path}: VISAGE rule {v.get('rule')!r}, this gate uses {rule!r}; compare like with like")
+            raise BaselineError(f"baseline {path}: VISAGE rule {v.get('rule')!r}, this gate uses {rule!r}; "
+                                "compare like with like")
         return Baseline(str(path), float(v["mean"]), "gate", sha)
     if _number(v) is not None:
         return Baseline(str(path), float(v), "number", sha)
@@ -234,7 +247,8 @@ def _junit(doc: dict[str, Any]) -> bytes:
     suites.set("failures", str(failures))
     suites.set("errors", str(errors))
     ET.indent(suites)
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+    text: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return text + b"\n"
 
 
 def _fmt(x: float) -> str:

@@ -1,0 +1,183 @@
+"""The rules of a sweep spec: every value's type and range, and the rules between fields.
+
+:func:`validate` reports EVERY problem at once, each naming its field as the TOML layout spells
+it (``grid.points: ...``), as one :class:`~.schema.SpecError`. Sweep specs, ``visage sweep``'s
+flags and the gate's config all end here, so each rule is written once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS
+
+from ...validation import is_finite_number, is_int
+from .schema import BASE_KINDS, BENIGN_AT, KINDS, BaseTerm, Capability, DirectionRecipe, PromptSource, SpecError, SweepSpec
+
+__all__ = ["check_capability", "parse_base_direction", "problems_of", "validate"]
+
+# Random axes per kind (the interpolation axis is not one).
+_RANDOM_AXES = {"1d-random": 1, "2d-random": 2, "2d-interpolation-random": 1}
+
+
+def parse_base_direction(text: str) -> tuple[str, str]:
+    """``"interp:NAME"`` -> ("interp", "NAME"); ValueError if not interp:NAME, adapter:NAME, seed:N."""
+    kind, sep, name = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if not sep or kind not in BASE_KINDS or not name or (kind == "seed" and not name.isdigit()):
+        raise ValueError(f"{text!r} is not interp:NAME, adapter:NAME or seed:N")
+    return kind, name
+
+
+def _check_source(src: PromptSource, where: str, problems: list[str], *, need_file_exists: bool) -> None:
+    for name in ("set", "file", "column"):
+        if not isinstance(getattr(src, name), str):
+            problems.append(f"{where}.{name}: must be a string, got {getattr(src, name)!r}")
+            return
+    if bool(src.set.strip()) == bool(src.file):
+        problems.append(f"{where}: give exactly one of {where}.set (a server-side set name) or "
+                        f"{where}.file (a prompt file read here)")
+    if src.file and need_file_exists and not Path(src.file).is_file():
+        problems.append(f"{where}.file: {src.file!r} is not a readable file")
+    if not is_int(src.limit) or src.limit < 0:
+        problems.append(f"{where}.limit: must be an integer >= 0 (0 = all), got {src.limit!r}")
+    if where == "benign" and src.at not in BENIGN_AT:
+        problems.append(f"benign.at: {src.at!r} is not one of {', '.join(BENIGN_AT)}")
+    elif where != "benign" and src.at != "all":
+        problems.append(f"{where}.at: only the benign set can be limited to the origin; remove it")
+
+
+def _check_base(spec: SweepSpec, problems: list[str]) -> None:
+    base: object = spec.base  # values from a dict arrive untyped: checked as objects
+    if not isinstance(base, tuple):
+        problems.append("base: must be a list of {direction, coefficient} tables")
+        return
+    seen = set()
+    for i, term in enumerate(base):
+        where = f"base[{i}]"
+        if not isinstance(term, BaseTerm):
+            problems.append(f"{where}: must be a table with direction and coefficient")
+            continue
+        try:
+            kind, name = parse_base_direction(term.direction)
+        except ValueError as exc:
+            problems.append(f"{where}.direction: {exc}")
+            continue
+        if not is_finite_number(term.coefficient):
+            problems.append(f"{where}.coefficient: must be a finite number, got {term.coefficient!r}")
+        if term.direction in seen:
+            problems.append(f"{where}.direction: {term.direction!r} is listed twice; give one term per direction")
+        seen.add(term.direction)
+        if kind == "interp" and "interpolation" in spec.kind and name == spec.grid.target:
+            problems.append(f"{where}.direction: {term.direction!r} is also the grid's interpolation axis")
+
+
+def check_capability(cap: Capability, problems: list[str], *, need_file_exists: bool) -> None:
+    """Append the problems of a ``[capability]`` table (shared by sweep specs and gate configs)."""
+    if not (cap.mc_file or cap.perplexity_file or cap.fluency):
+        problems.append("capability: give mc_file, perplexity_file or fluency = true (or drop the table)")
+    if cap.perplexity_file and cap.fluency:
+        problems.append("capability: give perplexity_file or fluency = true, not both")
+    fluency: object = cap.fluency
+    if not isinstance(fluency, bool):
+        problems.append(f"capability.fluency: must be true or false, got {fluency!r}")
+    for name in ("mc_file", "perplexity_file"):
+        value = getattr(cap, name)
+        if not isinstance(value, str):
+            problems.append(f"capability.{name}: must be a file path, got {value!r}")
+        elif value and need_file_exists and not Path(value).is_file():
+            problems.append(f"capability.{name}: {value!r} is not a readable file")
+    for name in ("shots", "limit"):
+        value = getattr(cap, name)
+        if not is_int(value) or value < 0:
+            problems.append(f"capability.{name}: must be an integer >= 0, got {value!r}")
+    if (cap.shots or cap.limit) and not cap.mc_file:
+        problems.append("capability.shots/limit: only meaningful with capability.mc_file")
+
+
+def _check_grid(spec: SweepSpec, p: list[str]) -> None:
+    g = spec.grid
+    if _RANDOM_AXES.get(spec.kind, 0):
+        if not is_int(g.points) or g.points < 2:
+            p.append(f"grid.points: must be an integer >= 2, got {g.points!r}")
+        if (not isinstance(g.range, (tuple, list)) or len(g.range) != 2
+                or not all(is_finite_number(x) for x in g.range)):
+            p.append(f"grid.range: must be two finite numbers [low, high], got {g.range!r}")
+        elif not g.range[0] < g.range[1]:
+            p.append(f"grid.range: low must be < high, got {list(g.range)}")
+    if spec.kind == "1d-random" and (not is_int(g.directions) or g.directions < 1):
+        p.append(f"grid.directions: must be an integer >= 1, got {g.directions!r}")
+    if "interpolation" in spec.kind:
+        if not g.target:
+            p.append("grid.target: the interpolation kinds need a registered checkpoint name")
+        if not is_int(g.steps) or g.steps < 1:
+            p.append(f"grid.steps: must be an integer >= 1, got {g.steps!r}")
+        if not is_int(g.extra) or g.extra < 0:
+            p.append(f"grid.extra: must be an integer >= 0, got {g.extra!r}")
+
+
+def _check_direction(d: DirectionRecipe, p: list[str]) -> None:
+    if not is_int(d.seed) or not 0 <= d.seed < 2**63:
+        p.append(f"direction.seed: must be an integer in [0, 2**63), got {d.seed!r}")
+    for value, names, what in ((d.stream, STREAMS, "stream"), (d.normalization, NORMALIZATIONS, "normalization"),
+                               (d.selection, SELECTIONS, "selection")):
+        if value not in names:
+            p.append(f"direction.{what}: {value!r} is not one of {', '.join(names)}")
+
+
+def _check_evaluation(spec: SweepSpec, p: list[str]) -> None:
+    systems: object = spec.system_prompts
+    if not isinstance(systems, (tuple, list)):
+        p.append(f"evaluation.system_prompts: must be a list of presets or texts, got {systems!r}")
+    elif not systems:
+        p.append("evaluation.system_prompts: give at least one (e.g. [\"default\"])")
+    elif any(not isinstance(s, str) for s in systems):
+        p.append("evaluation.system_prompts: every entry must be a string (a preset name or a text)")
+    elif len(set(systems)) != len(systems):
+        p.append("evaluation.system_prompts: contains duplicates")
+    if spec.chat_format not in CHAT_FORMATS:
+        p.append(f"evaluation.chat_format: {spec.chat_format!r} is not one of {', '.join(CHAT_FORMATS)}")
+    if spec.judge not in JUDGES:
+        p.append(f"evaluation.judge: {spec.judge!r} is not one of {', '.join(JUDGES)}")
+    if not isinstance(spec.keywords, (tuple, list)) or any(not isinstance(k, str) or not k for k in spec.keywords):
+        p.append("evaluation.keywords: every keyword must be a non-empty string")
+    if spec.keywords and spec.judge != "keyword":
+        p.append("evaluation.keywords: only meaningful with judge = \"keyword\"")
+
+
+def _check_generation(spec: SweepSpec, p: list[str]) -> None:
+    if not is_int(spec.max_new_tokens) or spec.max_new_tokens < 1:
+        p.append(f"generation.max_new_tokens: must be an integer >= 1, got {spec.max_new_tokens!r}")
+    if not is_finite_number(spec.temperature) or spec.temperature <= 0:
+        p.append(f"generation.temperature: must be > 0, got {spec.temperature!r}")
+    if not is_finite_number(spec.top_p) or not 0 < spec.top_p <= 1:
+        p.append(f"generation.top_p: must be in (0, 1], got {spec.top_p!r}")
+
+
+def problems_of(spec: SweepSpec, *, check_files: bool = True) -> list[str]:
+    """Every problem of ``spec`` (``"field: what is wrong"``), in the TOML layout's order."""
+    p: list[str] = []
+    if not isinstance(spec.name, str) or not spec.name.strip():
+        p.append("name: must be a non-empty string")
+    if spec.kind not in KINDS:
+        p.append(f"kind: {spec.kind!r} is not one of {', '.join(KINDS)}")
+    _check_grid(spec, p)
+    _check_direction(spec.direction, p)
+    _check_source(spec.prompts, "prompts", p, need_file_exists=check_files)
+    if spec.benign is not None:
+        _check_source(spec.benign, "benign", p, need_file_exists=check_files)
+    _check_base(spec, p)
+    if spec.capability is not None:
+        check_capability(spec.capability, p, need_file_exists=check_files)
+    _check_evaluation(spec, p)
+    _check_generation(spec, p)
+    if not is_int(spec.points_per_call) or spec.points_per_call < 1:
+        p.append(f"points_per_call: must be an integer >= 1, got {spec.points_per_call!r}")
+    return p
+
+
+def validate(spec: SweepSpec, *, check_files: bool = True) -> SweepSpec:
+    """Return ``spec`` if valid, else raise :class:`SpecError` listing every problem."""
+    problems = problems_of(spec, check_files=check_files)
+    if problems:
+        raise SpecError(problems)
+    return spec

@@ -1,0 +1,128 @@
+"""The sweep spec's types: what a landscape sweep measures, with every field's default.
+
+A :class:`SweepSpec` names the grid (``kind`` + :class:`Grid`), the directions' recipe
+(:class:`DirectionRecipe`), the harmful prompts and the optional benign (over-refusal) prompts
+(:class:`PromptSource`), fixed :class:`BaseTerm` s, the optional :class:`Capability` controls,
+the system prompts, chat format, judge and generation settings. The rules a value must follow
+are :mod:`.rules`; the TOML layout is :mod:`.loading`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import ValidationError
+
+__all__ = ["BASE_KINDS", "BENIGN_AT", "KINDS", "BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource",
+           "SpecError", "SweepSpec"]
+
+KINDS = ("1d-random", "2d-random", "1d-interpolation", "2d-interpolation-random")
+BENIGN_AT = ("all", "origin")
+BASE_KINDS = ("interp", "adapter", "seed")
+
+
+class SpecError(ValidationError):
+    """A sweep spec with one or more problems; ``.problems`` lists ``"field: what is wrong"``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"invalid sweep spec ({len(problems)} problem{'s' * (len(problems) != 1)}):\n  "
+                         + "\n  ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The coefficients. Random axes: ``points`` values over ``range``. Interpolation axis:
+    ``a in linspace(-extra/steps, 1 + extra/steps, steps + 2*extra + 1)`` toward ``target``."""
+
+    directions: int = 1
+    points: int = 21
+    range: tuple[float, float] = (-0.5, 0.5)
+    target: str = ""
+    steps: int = 10
+    extra: int = 0
+
+
+@dataclass(frozen=True)
+class DirectionRecipe:
+    """How random directions are drawn. Direction ``i`` is draw ``index=i`` of ``seed``: with the
+    "reference" stream that is exactly the authors' i-th ``torch.manual_seed(123)`` draw."""
+
+    seed: int = 123
+    stream: str = "reference"
+    normalization: str = "layer"
+    selection: str = "reference"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """A server-side named set (``set``) or a local file read here and sent inline (``file``)."""
+
+    set: str = ""
+    file: str = ""
+    column: str = ""
+    limit: int = 0
+    at: str = "all"  # benign only: "all" points or the "origin" (theta0 + base) only
+
+
+@dataclass(frozen=True)
+class BaseTerm:
+    """A fixed perturbation term added to every point: ``interp:NAME`` (toward a registered
+    checkpoint; 1.0 = its weights), ``adapter:NAME`` or ``seed:N`` (a random direction: draw 0
+    of seed N, layer-normalised, per-tensor stream)."""
+
+    direction: str
+    coefficient: float = 1.0
+
+
+@dataclass(frozen=True)
+class Capability:
+    """Capability controls scored at every point (docs/method.md, capability controls), on the
+    same server right after the point's safety evaluation. ``mc_file``: MMLU-style questions
+    (accuracy, %), the first ``shots`` are the few-shot examples and are not scored, then at most
+    ``limit`` (0 = all) are. ``perplexity_file`` (one text per line, or JSONL with "text") or
+    ``fluency`` (the built-in texts): perplexity."""
+
+    mc_file: str = ""
+    shots: int = 0
+    limit: int = 0
+    perplexity_file: str = ""
+    fluency: bool = False
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str = "sweep"
+    kind: str = "1d-random"
+    grid: Grid = field(default_factory=Grid)
+    direction: DirectionRecipe = field(default_factory=DirectionRecipe)
+    prompts: PromptSource = field(default_factory=PromptSource)
+    benign: PromptSource | None = None
+    base: tuple[BaseTerm, ...] = ()
+    capability: Capability | None = None
+    system_prompts: tuple[str, ...] = ("default",)
+    chat_format: str = "tokenizer"
+    judge: str = "keyword"
+    keywords: tuple[str, ...] = ()
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    sample_seed: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    early_stop: bool = True
+    points_per_call: int = 4  # most grid points a server takes from the queue at once
+
+    @property
+    def two_d(self) -> bool:
+        return self.kind.startswith("2d")
+
+    def replace(self, **changes: Any) -> SweepSpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (stored as the sweep's metadata; ``spec_from_dict`` reads it back)."""
+        return dataclasses.asdict(self)
