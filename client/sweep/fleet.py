@@ -26,6 +26,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
@@ -44,7 +45,7 @@ log = structlog.get_logger("safety_landscape.client.sweep")
 SERVER_FAILURES = (UnavailableError, DeadlineExceededError, CancelledError)
 
 
-def expand_targets(targets: Sequence[str], resolve: Callable = socket.getaddrinfo) -> list[str]:
+def expand_targets(targets: Sequence[str], resolve: Callable[..., Any] = socket.getaddrinfo) -> list[str]:
     """Targets with each ``dns:///host:port`` replaced by ``ip:port`` for every address of
     ``host`` (sorted, de-duplicated). Raises FleetError if a name resolves to nothing."""
     out: list[str] = []
@@ -250,7 +251,7 @@ class WorkerPool:
             t.start()
         return self
 
-    def __exit__(self, exc_type, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._stop.set()
         if exc_type is not None:  # interrupted: cancel the calls in flight, nothing more is stored
             self.fleet.close()
@@ -268,7 +269,7 @@ class WorkerPool:
                         return
                     if self._alive == 0:
                         raise FleetError("no usable server left with work remaining: "
-                                         + "; ".join(f"{t}: {r}" for t, r in self._reasons.items()))
+                                         + "; ".join(f"{t}: {r}" for t, r in self._reasons.items())) from None
                 continue
             if isinstance(item, _Failed):
                 raise item.error
@@ -308,7 +309,7 @@ class WorkerPool:
             left = [s for s in chunk.sites if s in self._outstanding]
         if not left:
             return
-        again = _Chunk(left, chunk.attempts + 1, chunk.failed_on + [target])
+        again = _Chunk(left, chunk.attempts + 1, [*chunk.failed_on, target])
         if again.attempts >= self.max_attempts:
             self._results.put(_Failed(FleetError(
                 f"{len(left)} point(s) failed {again.attempts} times (on {', '.join(again.failed_on)}); last error: {exc}")))
@@ -353,7 +354,7 @@ class WorkerPool:
             sites = list(todo)
             variant = self.plan.variants[variants.pop()]
             timeout = self.timeout * len(sites) if self.timeout else None
-            stream = client.evaluate_points(variant.settings, [self.plan.perturbation(s) for s in sites], timeout=timeout)
+            stream = client.evaluate_points(variant.evaluation, [self.plan.perturbation(s) for s in sites], timeout=timeout)
             for res in stream:
                 if self._stop.is_set():
                     return
@@ -368,5 +369,5 @@ class WorkerPool:
                 if variant.capability is not None:  # right after the safety variants: same weights
                     self._deliver(task, None, client.target, variant.capability.score(client, at))
                     continue
-                response = client.evaluate(variant.settings, at=at, timeout=self.timeout)
+                response = client.evaluate(variant.evaluation, at=at, timeout=self.timeout)
                 self._deliver(task, response, client.target)
