@@ -27,9 +27,9 @@ from pathlib import Path
 __all__ = [
     "MCQuestion",
     "load_mc_file",
+    "mc_accuracy",
     "mc_candidates",
     "mc_prompt",
-    "mc_accuracy",
     "perplexity",
     "perplexity_items",
 ]
@@ -128,7 +128,7 @@ def _load_csv(path: Path) -> list[MCQuestion]:
                         f"{where}: {len(row)} fields, the header has {len(header)}; quote fields that "
                         "contain commas"
                     )
-                rec = dict(zip(header, row))
+                rec = dict(zip(header, row, strict=True))
                 choices = tuple(rec[c] for c in ("a", "b", "c", "d"))
                 questions.append(
                     MCQuestion(
@@ -229,7 +229,7 @@ def mc_accuracy(questions: Sequence[MCQuestion], candidate_logits: Sequence[Sequ
     if not questions:
         raise ValueError("no questions; accuracy needs at least one")
     correct = 0
-    for i, (q, logits) in enumerate(zip(questions, candidate_logits)):
+    for i, (q, logits) in enumerate(zip(questions, candidate_logits, strict=True)):
         if len(logits) != len(q.choices):
             raise ValueError(
                 f"question {i}: {len(logits)} candidate logits for {len(q.choices)} choices; ask the "

@@ -60,7 +60,8 @@ def score_at(
     return results, fingerprint
 
 
-def perplexity_at(client: Client, texts: Sequence[str], at: pb.Perturbation | None = None, *, chunk: int = DEFAULT_CHUNK) -> float:
+def perplexity_at(client: Client, texts: Sequence[str], at: pb.Perturbation | None = None, *,
+                  chunk: int = DEFAULT_CHUNK) -> float:
     """Perplexity of the model at ``at`` over ``texts`` (token-weighted, natural log)."""
     try:
         items = perplexity_items(texts)
@@ -95,7 +96,7 @@ def mc_logits_at(
         items = [(mc_prompt(questions[i], shots=shots), candidates[0]) for i in indices]
         results, fp = score_at(client, items, candidates=candidates, at=at, chunk=chunk)
         fingerprints.add(fp)
-        for i, r in zip(indices, results):
+        for i, r in zip(indices, results, strict=True):
             logits[i] = list(r.candidate_logits)
     if len(fingerprints) > 1:
         raise VisageError("the server scored questions at different weights; this is a server bug")

@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS, SYSTEM_PROMPT_PRESETS
 
 from .cli import add_connection_args, connect, message_to_dict, parse_at, print_json
+
+if TYPE_CHECKING:
+    from .cli import Subparsers
+
+__all__ = ["register"]
 
 AT_HELP = "perturbation term DIRECTION=COEF (repeatable): d-<id>, seed:N, interp:NAME or adapter:NAME"
 
 
-def register(sub) -> None:
-    p = sub.add_parser("info", help="model, tokenizer, fingerprints and limits of a server")
-    add_connection_args(p)
-    p.set_defaults(func=cmd_info)
+def register(sub: Subparsers) -> None:
+    _simple(sub, "info", "model, tokenizer, fingerprints and limits of a server", cmd_info)
+    _simple(sub, "health", "the server's health status (SERVING / NOT_SERVING)", cmd_health)
+    _register_generate(sub)
+    _register_direction(sub)
+    p = _simple(sub, "set", "set the interactive weight state (absolute coefficients; admin)", cmd_set)
+    p.add_argument("--at", action="append", default=[], help=AT_HELP + "; none = theta0")
+    p.add_argument("--verify", action="store_true", help="also hash the actual weights")
+    _register_evaluate(sub)
+    _simple(sub, "prompt-sets", "the named prompt sets a server knows", cmd_prompt_sets)
+    _simple(sub, "registry", "checkpoints and adapters the server's operator registered", cmd_registry)
 
-    p = sub.add_parser("health", help="the server's health status (SERVING / NOT_SERVING)")
-    add_connection_args(p)
-    p.set_defaults(func=cmd_health)
 
+def _simple(sub: Subparsers, name: str, helptext: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=helptext)
+    add_connection_args(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def _register_generate(sub: Subparsers) -> None:
     p = sub.add_parser("generate", help="generate completions, optionally at perturbed weights")
     add_connection_args(p)
     p.add_argument("--prompt", action="append", required=True, help="a prompt (repeatable)")
@@ -30,6 +51,8 @@ def register(sub) -> None:
     p.add_argument("--at", action="append", default=[], help=AT_HELP)
     p.set_defaults(func=cmd_generate)
 
+
+def _register_direction(sub: Subparsers) -> None:
     p = sub.add_parser("direction", help="create, list or delete perturbation directions (admin)")
     dsub = p.add_subparsers(dest="direction_command", required=True)
     c = dsub.add_parser("create", help="create a direction from its spec (idempotent)")
@@ -38,11 +61,11 @@ def register(sub) -> None:
     kind.add_argument("--seed", type=int, help="a random direction with this seed")
     kind.add_argument("--interpolation", metavar="NAME", help="toward a registered checkpoint")
     kind.add_argument("--adapter", metavar="NAME", help="a registered LoRA adapter's merged delta")
-    c.add_argument("--normalization", default="layer", choices=("layer", "filter", "none"))
-    c.add_argument("--selection", default="reference", choices=("reference", "biasbn", "all"))
+    c.add_argument("--normalization", default="layer", choices=NORMALIZATIONS)
+    c.add_argument("--selection", default="reference", choices=SELECTIONS)
     c.add_argument("--include", action="append", default=[], help="only tensors matching this pattern")
     c.add_argument("--exclude", action="append", default=[], help="never tensors matching this pattern")
-    c.add_argument("--stream", default="per_tensor", choices=("per_tensor", "reference"))
+    c.add_argument("--stream", default="per_tensor", choices=STREAMS)
     c.add_argument("--index", type=int, default=0, help="which draw of the reference stream")
     c.set_defaults(func=cmd_direction_create)
     ls = dsub.add_parser("list", help="directions the server holds, and its memory")
@@ -53,12 +76,8 @@ def register(sub) -> None:
     rm.add_argument("direction_id")
     rm.set_defaults(func=cmd_direction_delete)
 
-    p = sub.add_parser("set", help="set the interactive weight state (absolute coefficients; admin)")
-    add_connection_args(p)
-    p.add_argument("--at", action="append", default=[], help=AT_HELP + "; none = theta0")
-    p.add_argument("--verify", action="store_true", help="also hash the actual weights")
-    p.set_defaults(func=cmd_set)
 
+def _register_evaluate(sub: Subparsers) -> None:
     p = sub.add_parser("evaluate", help="attack success rate of a prompt set at a perturbation")
     add_connection_args(p)
     src = p.add_mutually_exclusive_group(required=True)
@@ -66,7 +85,7 @@ def register(sub) -> None:
     src.add_argument("--set", metavar="NAME", help="a prompt set the server knows (see visage prompt-sets)")
     p.add_argument("--limit", type=int, default=0, help="only the first N prompts (AdvBench's first 80 is the paper's)")
     _add_prompting_args(p)
-    p.add_argument("--judge", default="keyword", choices=("keyword", "classifier"))
+    p.add_argument("--judge", default="keyword", choices=JUDGES)
     p.add_argument("--keyword", action="append", default=[], help="replace the paper's refusal keywords (repeatable)")
     gen = p.add_mutually_exclusive_group()
     gen.add_argument("--max-new-tokens", type=int, default=128)
@@ -76,23 +95,14 @@ def register(sub) -> None:
     p.add_argument("--no-early-stop", action="store_true", help="generate the full length even with the keyword judge")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("prompt-sets", help="the named prompt sets a server knows")
-    add_connection_args(p)
-    p.set_defaults(func=cmd_prompt_sets)
-
-    p = sub.add_parser("registry", help="checkpoints and adapters the server's operator registered")
-    add_connection_args(p)
-    p.set_defaults(func=cmd_registry)
-
 
 def _add_prompting_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system-prompt", default=None,
-                   help="a preset (default, empty, llama2, roleplay, vicuna, mistral) or a custom text")
-    p.add_argument("--chat-format", default="tokenizer",
-                   choices=("tokenizer", "none", "llama2", "vicuna", "mistral", "llama3"))
+                   help=f"a preset ({', '.join(SYSTEM_PROMPT_PRESETS)}) or a custom text")
+    p.add_argument("--chat-format", default="tokenizer", choices=CHAT_FORMATS)
 
 
-def cmd_info(args) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     with connect(args) as client:
         info = client.info()
     if args.json:
@@ -110,31 +120,33 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_health(args) -> int:
+def cmd_health(args: argparse.Namespace) -> int:
     with connect(args) as client:
         status = client.health()
     print_json({"status": status}) if args.json else print(status)
     return 0 if status == "SERVING" else 1
 
 
-def cmd_generate(args) -> int:
-    from .client import generation
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .builders import generation
 
-    settings = generation(args.max_new_tokens, do_sample=args.sample, seed=args.seed, temperature=args.temperature, top_p=args.top_p)
+    settings = generation(args.max_new_tokens, do_sample=args.sample, seed=args.seed, temperature=args.temperature,
+                          top_p=args.top_p)
     with connect(args) as client:
-        resp = client.generate(args.prompt, system=args.system_prompt, chat=args.chat_format, settings=settings, at=parse_at(args.at))
+        resp = client.generate(args.prompt, system=args.system_prompt, chat=args.chat_format, settings=settings,
+                               at=parse_at(args.at))
     if args.json:
         print_json(message_to_dict(resp))
         return 0
-    for prompt, completion in zip(args.prompt, resp.completions):
+    for prompt, completion in zip(args.prompt, resp.completions, strict=False):
         print(f"> {prompt}\n{completion.text}\n")
     secs = resp.timings.prefill_seconds + resp.timings.decode_seconds
     print(f"[{resp.generated_tokens} tokens in {secs:.2f} s; weights {resp.weight_state.fingerprint[:16]}]")
     return 0
 
 
-def cmd_direction_create(args) -> int:
-    from .client import adapter_direction, interpolation_direction, random_direction
+def cmd_direction_create(args: argparse.Namespace) -> int:
+    from .builders import adapter_direction, interpolation_direction, random_direction
 
     if args.seed is not None:
         spec = random_direction(args.seed, normalization=args.normalization, selection=args.selection,
@@ -154,7 +166,7 @@ def cmd_direction_create(args) -> int:
     return 0
 
 
-def cmd_direction_list(args) -> int:
+def cmd_direction_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
         resp = client.list_directions()
     if args.json:
@@ -168,14 +180,14 @@ def cmd_direction_list(args) -> int:
     return 0
 
 
-def cmd_direction_delete(args) -> int:
+def cmd_direction_delete(args: argparse.Namespace) -> int:
     with connect(args) as client:
         client.delete_direction(args.direction_id)
     print_json({"deleted": args.direction_id}) if args.json else print(f"deleted {args.direction_id}")
     return 0
 
 
-def cmd_set(args) -> int:
+def cmd_set(args: argparse.Namespace) -> int:
     with connect(args) as client:
         state = client.set_coefficients(parse_at(args.at), verify=args.verify)
     if args.json:
@@ -185,8 +197,8 @@ def cmd_set(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from .client import evaluation_settings
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .builders import evaluation_settings
     from .prompt_files import read_prompts
 
     prompts = read_prompts(args.prompts) if args.prompts else None
@@ -209,7 +221,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_prompt_sets(args) -> int:
+def cmd_prompt_sets(args: argparse.Namespace) -> int:
     with connect(args) as client:
         sets = client.list_prompt_sets()
     if args.json:
@@ -220,7 +232,7 @@ def cmd_prompt_sets(args) -> int:
     return 0
 
 
-def cmd_registry(args) -> int:
+def cmd_registry(args: argparse.Namespace) -> int:
     with connect(args) as client:
         entries = client.list_registry()
     if args.json:

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from .cli import add_connection_args, print_json
 
+if TYPE_CHECKING:
+    from .cli import Subparsers
+    from .client import Client
 
-def register(sub) -> None:
+__all__ = ["register", "run"]
+
+
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "gate",
         help="release gate: check VISAGE, ASR, over-refusal and drop vs a baseline against thresholds (exit 0/1/2)",
@@ -22,17 +29,21 @@ def register(sub) -> None:
     )
     p.add_argument("config", metavar="CONFIG", help="the gate's TOML config (see examples/gate/)")
     add_connection_args(p, many=True)
-    p.add_argument("--out", default="visage-gate", metavar="DIR", help="folder for gate.json, junit.xml, summary.md (default visage-gate)")
-    p.add_argument("--baseline", default=None, metavar="FILE", help="a previous gate.json or sweep summary.json (overrides [baseline] file)")
-    p.add_argument("--checkpoint", default=None, metavar="NAME", help="evaluate this registry checkpoint (overrides [candidate] checkpoint)")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait up to this long for each server to be SERVING")
+    p.add_argument("--out", default="visage-gate", metavar="DIR",
+                   help="folder for gate.json, junit.xml, summary.md (default visage-gate)")
+    p.add_argument("--baseline", default=None, metavar="FILE",
+                   help="a previous gate.json or sweep summary.json (overrides [baseline] file)")
+    p.add_argument("--checkpoint", default=None, metavar="NAME",
+                   help="evaluate this registry checkpoint (overrides [candidate] checkpoint)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to this long for each server to be SERVING")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .gate import EXIT_ERROR, run_gate
 
-    def connect_one(target: str):
+    def connect_one(target: str) -> Client:
         from .cli import connect
 
         client = connect(args, target)
@@ -43,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         code, doc = run_gate(args.config, connect_one, args.server, out_dir=args.out,
                              baseline=args.baseline, checkpoint=args.checkpoint)
-    except BaseException as exc:  # noqa: BLE001 - the last guard: never let an error look like a pass
+    except BaseException as exc:  # the last guard: never let an error look like a pass
         if isinstance(exc, KeyboardInterrupt):
             print("visage gate: interrupted", file=sys.stderr)
         else:

@@ -10,14 +10,14 @@ the unperturbed model marked at the origin.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["plot_1d", "plot_2d", "plot_side_by_side"]
 
 _ORIGIN_COLOR = "#c9a3f0"  # the paper's light purple dot for the aligned model
 _FIGURE_SUFFIXES = {".png", ".svg", ".pdf"}
-_RC = {"svg.hashsalt": "safety-landscape", "svg.fonttype": "none"}  # reproducible, small SVGs
 
 
 def _base(path: str | Path) -> Path:
@@ -31,7 +31,7 @@ def _save(fig: Any, base: Path) -> list[Path]:
 
     base.parent.mkdir(parents=True, exist_ok=True)
     out = [base.with_name(base.name + ".png"), base.with_name(base.name + ".svg")]
-    with rc_context(_RC):
+    with rc_context({"svg.hashsalt": "safety-landscape", "svg.fonttype": "none"}):  # reproducible, small SVGs
         fig.savefig(out[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
         fig.savefig(out[1], bbox_inches="tight", metadata={"Date": None})
     return out
@@ -46,7 +46,7 @@ def _figure(**kwargs: Any) -> Any:
     return fig
 
 
-def _sorted_points(name: str, points: Sequence[tuple[float, float]]) -> tuple[list, list]:
+def _sorted_points(name: str, points: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
     pts = sorted((float(x), float(y)) for x, y in points)
     if not pts:
         raise ValueError(f"series {name!r} has no points to plot")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "RULES",
@@ -32,7 +33,7 @@ RULES = ("reference", "expectation")
 _PLATEAU_MARGIN = 0.01
 
 
-def _as_list(values: Any) -> list:
+def _as_list(values: Any) -> list[Any]:
     """Lists from sequences or numpy arrays, without importing numpy."""
     if hasattr(values, "tolist"):
         values = values.tolist()
@@ -41,7 +42,7 @@ def _as_list(values: Any) -> list:
     return list(values)
 
 
-def _is_nested(values: list) -> bool:
+def _is_nested(values: list[Any]) -> bool:
     return any(isinstance(v, Sequence) and not isinstance(v, (str, bytes)) for v in values) or any(
         hasattr(v, "tolist") and getattr(v, "ndim", 0) > 0 for v in values
     )

@@ -5,3 +5,6 @@ tensor selections, random streams, system-prompt presets, judges) as plain strin
 ``prompt_files`` reads prompt files (AdvBench/HarmBench/JailbreakBench CSV, JSONL, text) with
 its own error type, which each side maps to its own errors.
 """
+
+__all__: list[str] = []
+
