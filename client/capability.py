@@ -1,4 +1,4 @@
-"""Capability and fluency controls (METHOD.md section 6): MMLU-style questions and perplexity.
+"""Capability and fluency controls (docs/method.md section 6): MMLU-style questions and perplexity.
 
 Torch-free. Owns the question files, the prompt format, and the maths on ``Score`` results:
 

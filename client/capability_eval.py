@@ -1,4 +1,4 @@
-"""Capability and fluency through the ``Score`` RPC (METHOD.md section 6), torch-free.
+"""Capability and fluency through the ``Score`` RPC (docs/method.md section 6), torch-free.
 
 The maths and formats live in :mod:`.capability` (``perplexity``, ``perplexity_items``,
 ``mc_prompt``, ``mc_candidates``, ``mc_accuracy``); this module only asks a server for the numbers:

@@ -39,7 +39,7 @@ def register(sub: Subparsers) -> None:
                    help="output folder (results.sqlite, summary.json, plots/, report.html)")
     overrides = p.add_argument_group("overrides (applied to the spec or preset)")
     _add_prompt_args(overrides)
-    _add_capability_args(p.add_argument_group("capability at the same points (Score RPC, docs/method.md)"))
+    _add_capability_args(p.add_argument_group("capability at the same points (Score RPC, docs/method.md section 6)"))
     _add_grid_args(overrides)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_sweep)

@@ -4,7 +4,7 @@ Headless by construction: every figure is a ``matplotlib.figure.Figure`` drawn o
 canvas, never through ``pyplot``, so no GUI backend is needed, nothing global (the user's
 backend, pyplot's figure list) is touched, and figures can be drawn from several threads.
 matplotlib is imported inside the functions, so importing this module (and the CLI) stays cheap.
-The look follows the paper's Figure 1 (``shared/reference/landscape.png``): viridis, 0..100,
+The look follows the paper's Figure 1 (described in docs/method.md section 4): viridis, 0..100,
 the unperturbed model marked at the origin.
 """
 
@@ -147,16 +147,24 @@ def plot_2d(
     interpolation-random plane (the paper's Figure 1B).
     """
     a_arr, b_arr, zm = _grid(a, b, z)
+    base = _base(path)
+    paths = _save(_flat_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
+                               target=target), base)
+    paths += _save(_surface_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim),
+                   base.with_name(base.name + "_surface"))
+    return paths
+
+
+def _flat_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zlim: tuple[float, float],
+                 axis_labels: tuple[str, str], target: tuple[float, float, str] | None) -> Any:
+    """Contour and heatmap side by side, the origin (and ``target``) marked."""
     import numpy as np
 
     vmin, vmax = zlim
-    levels = np.linspace(vmin, vmax, 21)
-    base = _base(path)
-
     fig = _figure(figsize=(10.5, 4.6), layout="constrained")
     ax_c, ax_h = fig.subplots(1, 2)
-    ax_c.contourf(a_arr, b_arr, np.ma.clip(zm, vmin, vmax), levels=levels, cmap="viridis",
-                       vmin=vmin, vmax=vmax)
+    ax_c.contourf(a_arr, b_arr, np.ma.clip(zm, vmin, vmax), levels=np.linspace(vmin, vmax, 21), cmap="viridis",
+                  vmin=vmin, vmax=vmax)
     ax_c.set_title("contour")
     da, db = (a_arr[-1] - a_arr[0]) / (len(a_arr) - 1), (b_arr[-1] - b_arr[0]) / (len(b_arr) - 1)
     im = ax_h.imshow(zm, origin="lower", cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto",
@@ -176,10 +184,16 @@ def plot_2d(
         ax.set_box_aspect(1)
     fig.colorbar(im, ax=[ax_c, ax_h], label=zlabel, shrink=0.85)
     fig.suptitle(title)
-    paths = _save(fig, base)
+    return fig
 
-    fig3 = _figure(figsize=(6.4, 5.6))
-    ax3 = fig3.add_subplot(projection="3d")
+
+def _surface_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zlim: tuple[float, float]) -> Any:
+    """The 3D surface, the origin marked when it was measured."""
+    import numpy as np
+
+    vmin, vmax = zlim
+    fig = _figure(figsize=(6.4, 5.6))
+    ax3 = fig.add_subplot(projection="3d")
     grid_a, grid_b = np.meshgrid(a_arr, b_arr)
     surf = ax3.plot_surface(grid_a, grid_b, zm.filled(np.nan), cmap="viridis", vmin=vmin,
                             vmax=vmax, rstride=1, cstride=1, linewidth=0, antialiased=True)
@@ -190,9 +204,8 @@ def plot_2d(
                     edgecolors="white", depthshade=False)
     ax3.set(xlabel="a", ylabel="b", zlabel=zlabel, title=title)
     ax3.set_zlim(vmin, vmax)
-    fig3.colorbar(surf, ax=ax3, shrink=0.6, pad=0.12)
-    paths += _save(fig3, base.with_name(base.name + "_surface"))
-    return paths
+    fig.colorbar(surf, ax=ax3, shrink=0.6, pad=0.12)
+    return fig
 
 
 def plot_side_by_side(

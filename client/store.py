@@ -1,4 +1,4 @@
-"""The local result store: content-addressed point results in one SQLite file (DESIGN.md 5, 6).
+"""The local result store: content-addressed point results in one SQLite file (docs/design.md, invariants 5 and 6).
 
 - :func:`point_key` names a point by the sha256 of the canonical JSON of everything that
   determines it, so resuming a sweep or reusing another run's points is a key lookup.

@@ -1,4 +1,4 @@
-"""VISAGE: the safety-basin score of a landscape (METHOD.md section 4). Pure functions, no I/O.
+"""VISAGE: the safety-basin score of a landscape (docs/method.md section 4). Pure functions, no I/O.
 
 Two rules are offered, both in ASR units (0..``s_max``, higher = safer):
 
@@ -104,7 +104,7 @@ def _points(values: Any, s_max: float) -> list[float]:
 
 
 def visage_reference(curve: Sequence[float], s_max: float = 100.0) -> float:
-    """VISAGE of one 1D curve by the authors' reference rule (METHOD.md section 4).
+    """VISAGE of one 1D curve by the authors' reference rule (docs/method.md section 4).
 
     With ``N = len(curve)``, centre ``N // 2`` and ``t = s_max - 0.01`` (99.99 for ASR):
 
@@ -129,7 +129,7 @@ def visage_reference(curve: Sequence[float], s_max: float = 100.0) -> float:
 
 
 def visage_expectation(values: Any, s_max: float = 100.0) -> float:
-    """VISAGE by the paper's formula ``E[S_max - S | S < S_max]`` (METHOD.md section 4).
+    """VISAGE by the paper's formula ``E[S_max - S | S < S_max]`` (docs/method.md section 4).
 
     The mean of ``s_max - S`` over the points with ``S < s_max``, for a 1D curve or a 2D grid
     (nested sequence or array, rows of equal length); 0.0 when every point is at ``s_max`` (no

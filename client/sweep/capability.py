@@ -1,4 +1,4 @@
-"""A sweep's capability controls (METHOD.md section 6): inputs, their key, and one score.
+"""A sweep's capability controls (docs/method.md section 6): inputs, their key, and one score.
 
 - :func:`load_capability` reads what ``spec.capability`` names, on the client and before any
   RPC: an MMLU-style question file (:func:`~safety_landscape.client.capability.load_mc_file`;

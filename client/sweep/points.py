@@ -1,6 +1,6 @@
 """From a resolved spec to the points to measure: coefficients, directions, evaluation variants, keys.
 
-- :func:`axis_values` / :func:`interpolation_values` give a grid axis (docs/method.md, the grid).
+- :func:`axis_values` / :func:`interpolation_values` give a grid axis (docs/method.md section 2).
 - :func:`build_plan` turns a :class:`~.resolve.ResolvedSpec` plus the fleet's facts (model
   fingerprints, prompt-set hashes) into a :class:`Plan`:
 

@@ -13,14 +13,17 @@ of ``harmful_mini.txt`` (same shape, same order, same count), for paired over-re
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
-from pathlib import Path
+from typing import ParamSpec
 
 from safety_landscape.common import prompt_files as common
 from safety_landscape.common.prompt_files import PROMPT_FILE_FORMATS
 from safety_landscape.server import errors
+
+_P = ParamSpec("_P")
 
 __all__ = [
     "PROMPT_FILE_FORMATS",
@@ -58,25 +61,21 @@ class PromptSet(common.PromptSet):
         return head if isinstance(head, PromptSet) else PromptSet.of(head)
 
 
-def load_prompt_file(
-    path: str | Path,
-    *,
-    name: str | None = None,
-    kind: str = "harmful",
-    fmt: str | None = None,
-    column: str | None = None,
-    max_prompt_chars: int = common.MAX_PROMPT_CHARS,
-) -> PromptSet:
-    """Load a prompt file (formats: :mod:`safety_landscape.common.prompt_files`); the name defaults to the stem."""
-    with _domain_errors():
-        return PromptSet.of(common.load_prompt_file(path, name=name, kind=kind, fmt=fmt, column=column,
-                                                    max_prompt_chars=max_prompt_chars))
+def _on_the_server(read: Callable[_P, common.PromptSet]) -> Callable[_P, PromptSet]:
+    """``read`` (a common reader) returning the server's PromptSet and raising its domain errors."""
+
+    @functools.wraps(read)
+    def server_read(*args: _P.args, **kwargs: _P.kwargs) -> PromptSet:
+        with _domain_errors():
+            return PromptSet.of(read(*args, **kwargs))
+
+    return server_read
 
 
-def inline_prompt_set(prompts: Sequence[str], *, kind: str = "harmful", max_prompt_chars: int = common.MAX_PROMPT_CHARS) -> PromptSet:
-    """A prompt set named "inline" from prompts given in a request."""
-    with _domain_errors():
-        return PromptSet.of(common.inline_prompt_set(prompts, kind=kind, max_prompt_chars=max_prompt_chars))
+#: Load a prompt file (formats: :mod:`safety_landscape.common.prompt_files`); the name defaults to the stem.
+load_prompt_file = _on_the_server(common.load_prompt_file)
+#: A prompt set named "inline" from prompts given in a request.
+inline_prompt_set = _on_the_server(common.inline_prompt_set)
 
 
 def builtin_prompt_sets() -> dict[str, PromptSet]:

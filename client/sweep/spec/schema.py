@@ -81,7 +81,7 @@ class BaseTerm:
 
 @dataclass(frozen=True)
 class Capability:
-    """Capability controls scored at every point (docs/method.md, capability controls), on the
+    """Capability controls scored at every point (docs/method.md section 6), on the
     same server right after the point's safety evaluation. ``mc_file``: MMLU-style questions
     (accuracy, %), the first ``shots`` are the few-shot examples and are not scored, then at most
     ``limit`` (0 = all) are. ``perplexity_file`` (one text per line, or JSONL with "text") or
