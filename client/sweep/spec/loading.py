@@ -110,10 +110,11 @@ def _plain(key: str, value: Any) -> Any:
     return tuple(value) if key in _TUPLES and isinstance(value, list) else value
 
 
-def _table(cls: type, data: Any, where: str, problems: list[str], base: Any) -> Any:
+def _table(cls: type, data: Any, where: str, problems: list[str], start: Any) -> Any:
+    """The dataclass ``cls`` of a table: ``start`` (or the defaults) with the table's keys set."""
     if not isinstance(data, Mapping):
         problems.append(f"{where}: must be a table, got {type(data).__name__}")
-        return base
+        return start
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key, value in data.items():
@@ -121,7 +122,7 @@ def _table(cls: type, data: Any, where: str, problems: list[str], base: Any) -> 
             problems.append(f"{where}.{key}: unknown key; known: {', '.join(sorted(names))}")
             continue
         values[key] = _plain(key, value)
-    return dataclasses.replace(base, **values)
+    return dataclasses.replace(start if start is not None else cls(), **values)
 
 
 def _base_terms(value: Any, problems: list[str]) -> tuple[BaseTerm, ...]:
@@ -165,7 +166,7 @@ def _values(data: Mapping[str, Any], start: SweepSpec, problems: list[str]) -> d
             if key in _OPTIONAL and value is None:
                 values[key] = None
             else:
-                values[key] = _table(_NESTED[key], value, key, problems, getattr(start, key) or _NESTED[key]())
+                values[key] = _table(_NESTED[key], value, key, problems, getattr(start, key))
         elif key == "base":
             values[key] = _base_terms(value, problems)
         elif key in _FLAT[""]:

@@ -29,14 +29,12 @@ def parse_base_direction(text: str) -> tuple[str, str]:
 
 
 def _check_source(src: PromptSource, where: str, problems: list[str], *, need_file_exists: bool) -> None:
-    for name in ("set", "file", "column"):
-        if not isinstance(getattr(src, name), str):
-            problems.append(f"{where}.{name}: must be a string, got {getattr(src, name)!r}")
-            return
-    if bool(src.set.strip()) == bool(src.file):
+    wrong = [name for name in ("set", "file", "column") if not isinstance(getattr(src, name), str)]
+    problems += [f"{where}.{name}: must be a string, got {getattr(src, name)!r}" for name in wrong]
+    if not wrong and bool(src.set.strip()) == bool(src.file):
         problems.append(f"{where}: give exactly one of {where}.set (a server-side set name) or "
                         f"{where}.file (a prompt file read here)")
-    if src.file and need_file_exists and not Path(src.file).is_file():
+    if not wrong and src.file and need_file_exists and not Path(src.file).is_file():
         problems.append(f"{where}.file: {src.file!r} is not a readable file")
     if not is_int(src.limit) or src.limit < 0:
         problems.append(f"{where}.limit: must be an integer >= 0 (0 = all), got {src.limit!r}")
