@@ -21,7 +21,7 @@ import pytest
 from serving import running_server
 
 from safety_landscape.client.cli import main
-from safety_landscape.client.gate import (BaselineError, GateConfigError, config_from_dict, load_baseline, sha256_json)
+from safety_landscape.client.gate import BaselineError, GateConfigError, config_from_dict, load_baseline, sha256_json
 from safety_landscape.client.gate.report import _attest
 
 NEVER = ["NEVER-OCCURS-IN-TINY-RANDOM"]
@@ -158,7 +158,7 @@ def test_capability_thresholds_need_their_measurement(tmp_path):
         (tmp_path / "texts.txt").write_text("one text\n")
         config_from_dict({"thresholds": {"max_perplexity": 30}, "capability": {"fluency": True, "perplexity_file": "texts.txt"}},
                          base_dir=tmp_path)
-    with pytest.raises(GateConfigError, match="capability.shotz: unknown key"):
+    with pytest.raises(GateConfigError, match=r"capability\.shotz: unknown key"):
         config_from_dict({"thresholds": {"max_perplexity": 30}, "capability": {"fluency": True, "shotz": 1}})
     config = config_from_dict({"thresholds": {"max_perplexity": 30}, "capability": {"perplexity_file": "texts.txt"}},
                               base_dir=tmp_path)
@@ -174,7 +174,7 @@ def test_a_previous_gate_json_is_a_baseline(tiny_server, tmp_path):
     code, doc, _, _ = run_gate(tmp_path / "b", again, tiny_server.target, extra_args=["--baseline", str(baseline)])
     assert code == 0 and doc["checks"][0]["value"] == 0.0 and doc["baseline"]["kind"] == "gate"
     broken = write_config(tmp_path / "broken.toml", keywords=NEVER, thresholds={"max_visage_drop": 1})
-    code, doc, junit, _ = run_gate(tmp_path / "c", broken, tiny_server.target, extra_args=["--baseline", str(baseline)])
+    code, doc, _, _ = run_gate(tmp_path / "c", broken, tiny_server.target, extra_args=["--baseline", str(baseline)])
     assert code == 1 and doc["failed"] == ["max_visage_drop"] and doc["checks"][0]["value"] == 100.0
 
 
@@ -189,7 +189,7 @@ def expect_error(tmp_path, config, *targets, extra_args=(), match=""):
 
 def test_server_down_is_exit_2(tmp_path):
     config = write_config(tmp_path / "gate.toml", keywords=ALWAYS, thresholds={"min_visage": 0, "max_origin_asr": 100})
-    doc, junit = expect_error(tmp_path, config, dead_target(), match="Unavailable")
+    _, junit = expect_error(tmp_path, config, dead_target(), match="Unavailable")
     assert set(cases(junit)) == {"min_visage", "max_origin_asr"}  # the planned checks, each an error
 
 
@@ -209,7 +209,8 @@ def test_config_and_baseline_problems_are_exit_2(tiny_server, tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     expect_error(tmp_path / "junk", drop, t, extra_args=["--baseline", str(tmp_path / "junk.json")], match="not valid JSON")
     (tmp_path / "novisage.json").write_text('{"points": []}')
-    expect_error(tmp_path / "novisage", drop, t, extra_args=["--baseline", str(tmp_path / "novisage.json")], match="no 'visage' key")
+    expect_error(tmp_path / "novisage", drop, t, extra_args=["--baseline", str(tmp_path / "novisage.json")],
+                 match="no 'visage' key")
     unknown_set = write_config(tmp_path / "set.toml", keywords=NEVER, thresholds={"min_visage": 0},
                                extra='[candidate]\ncheckpoint = "nowhere"')
     expect_error(tmp_path / "ckpt", unknown_set, t, match="nowhere")  # the server has no registry
@@ -345,4 +346,5 @@ def test_the_grid_must_hold_the_candidate():
         config_from_dict({"thresholds": {"min_visage": 0}, "sweep": {"points": 4}})
     with pytest.raises(GateConfigError, match="miss a = 0"):
         config_from_dict({"thresholds": {"min_visage": 0}, "sweep": {"points": 3, "range": [-0.2, 0.6]}})
-    assert config_from_dict({"thresholds": {"min_visage": 0}, "sweep": {"points": 5, "range": [-0.2, 0.6]}}).coefficients == [-0.2, 0.0, 0.2, 0.4, 0.6]
+    config = config_from_dict({"thresholds": {"min_visage": 0}, "sweep": {"points": 5, "range": [-0.2, 0.6]}})
+    assert config.coefficients == [-0.2, 0.0, 0.2, 0.4, 0.6]

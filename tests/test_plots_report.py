@@ -153,5 +153,5 @@ def test_report(tmp_path):
 def test_report_rejects_unknown_plot_type(tmp_path):
     bad = tmp_path / "x.pdf"
     bad.write_bytes(b"%PDF")
-    with pytest.raises(ValueError, match="png or .svg"):
+    with pytest.raises(ValueError, match=r"png or \.svg"):
         write_report(tmp_path / "r.html", title="t", plots=[bad], visage_rows=[], settings={})

@@ -101,7 +101,7 @@ def test_text(tmp_path):
 
 
 def test_missing_file_is_not_found(tmp_path):
-    with pytest.raises(errors.NotFound, match="nope.txt"):
+    with pytest.raises(errors.NotFound, match=r"nope\.txt"):
         load_prompt_file(tmp_path / "nope.txt")
 
 
@@ -117,7 +117,7 @@ def test_missing_column_lists_columns(tmp_path):
     path = write(tmp_path, "bad.csv", "question,answer\nx,y\n")
     with pytest.raises(errors.InvalidArgument, match=r"bad\.csv.*found columns: question, answer"):
         load_prompt_file(path)
-    with pytest.raises(errors.InvalidArgument, match='no column "goal".*question, answer'):
+    with pytest.raises(errors.InvalidArgument, match=r'no column "goal".*question, answer'):
         load_prompt_file(path, fmt="advbench-csv")
     with pytest.raises(errors.InvalidArgument, match='no column "q"'):
         load_prompt_file(path, column="q")
@@ -135,7 +135,7 @@ def test_zero_prompts(tmp_path):
 
 
 def test_not_utf8_names_byte_offset(tmp_path):
-    path = write(tmp_path, "latin.txt", "caf".encode() + b"\xe9 au lait\n")
+    path = write(tmp_path, "latin.txt", b"caf" + b"\xe9 au lait\n")
     with pytest.raises(errors.InvalidArgument, match=r"latin\.txt.*not UTF-8.*byte offset 3"):
         load_prompt_file(path)
 

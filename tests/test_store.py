@@ -41,7 +41,7 @@ def test_record_dict_round_trip():
     assert len({r, PointRecord.from_dict(r.to_dict())}) == 1
     with pytest.raises(ValueError, match="metric 'loss'"):
         make(metric="loss")
-    with pytest.raises(ValueError, match="lacks field.*value"):
+    with pytest.raises(ValueError, match=r"lacks field.*value"):
         PointRecord.from_dict({k: v for k, v in r.to_dict().items() if k != "value"})
 
 
@@ -80,7 +80,7 @@ def test_reopen_resumes(tmp_path):
     store.close()  # a crash would lose nothing either: each put committed
     with ResultStore(path) as store:
         assert store.keys() == {r.key for r in written[:11]}
-        todo = [r for r in written if r.key not in store.keys()]
+        todo = [r for r in written if r.key not in store]
         assert len(todo) == 10
         for r in todo:
             store.put(r)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import ClassVar
 
 import pytest
 from serving import running_server
@@ -35,7 +36,7 @@ QUESTIONS = [
 class CountingClient(C.Client):
     """A real client that counts its Score calls (shared counter: one per test)."""
 
-    calls: Counter = Counter()
+    calls: ClassVar[Counter[str]] = Counter()
 
     def score(self, *args, **kwargs):
         CountingClient.calls["score"] += 1
@@ -94,7 +95,8 @@ def test_capability_at_each_point_equals_a_direct_score(two_servers, mc_file, tm
             assert acc.value == pytest.approx(mc_accuracy_at(direct, questions[2:5], questions[:2], at=where))
             assert acc.total == 3  # 6 questions - 2 shots, limit 3
             # scored on the server that has just evaluated this point's safety (no extra weight switch)
-            assert rec.detail["server"] == acc.detail["server"] == by_metric["asr"][(f"{series}|default", coords)].detail["server"]
+            asr = by_metric["asr"][(f"{series}|default", coords)]
+            assert rec.detail["server"] == acc.detail["server"] == asr.detail["server"]
         assert len(values) > 1  # perturbation changes the perplexity
     # outputs: summary.json curves, side-by-side plots, the report
     summary = json.loads(paths["summary"].read_text())

@@ -56,7 +56,8 @@ def test_commands_work_from_the_store_without_a_server(quick_run, capsys):
     capsys.readouterr()
     assert main(["--json", "export", str(out), "--format", "csv"]) == 0
     path = json.loads(capsys.readouterr().out)["export"]
-    rows = list(csv.DictReader(open(path)))
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 14 and {r["metric"] for r in rows} == {"asr", "refusal"}
     assert main(["export", str(out), "--format", "json", "--output", str(out / "all.json")]) == 0
     doc = json.loads((out / "all.json").read_text())

@@ -147,7 +147,8 @@ def test_direction_fingerprints_must_agree(two_servers, tmp_path):
     with running_server(direction_storage="regenerate") as regen, Fleet([a.client(), regen.client()]) as fleet:
         fleet.agree()
         fps = fleet.check_directions({"d0": pb.DirectionSpec(random=pb.RandomDirectionSpec(seed=123, index=0)),
-                                      "d1": pb.DirectionSpec(random=pb.RandomDirectionSpec(seed=123, stream=pb.RANDOM_STREAM_REFERENCE))})
+                                      "d1": pb.DirectionSpec(random=pb.RandomDirectionSpec(
+                                          seed=123, stream=pb.RANDOM_STREAM_REFERENCE))})
         assert len(fps) == 2
     # A disagreement cannot be made for real here: this simulates a server with another torch
     # build by altering the fingerprint one Client reports.

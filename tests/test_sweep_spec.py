@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from safety_landscape.client.errors import FleetError, ValidationError
-from safety_landscape.client.sweep import Grid, PromptSource, SpecError, SweepSpec, build_plan, load_spec, preset, spec_from_dict, validate
+from safety_landscape.client.sweep import (
+    Grid,
+    PromptSource,
+    SpecError,
+    SweepSpec,
+    build_plan,
+    load_spec,
+    preset,
+    spec_from_dict,
+    validate,
+)
 from safety_landscape.client.sweep.fleet import expand_targets
 from safety_landscape.client.sweep.points import ModelFacts, axis_values, interpolation_values, prompts_sha256
 from safety_landscape.client.sweep.runner import ProgressBar
@@ -25,7 +35,8 @@ def test_presets_are_valid_and_follow_the_method():
     assert quick.prompts == PromptSource(set="harmful-mini", limit=16) and quick.benign.set == "benign-mini"
     paper = preset("paper")
     assert (paper.grid.directions, paper.grid.points, paper.grid.range) == (3, 21, (-0.5, 0.5))
-    assert (paper.direction.seed, paper.direction.stream, paper.max_new_tokens, paper.prompts.limit) == (123, "reference", 512, 80)
+    assert (paper.direction.seed, paper.direction.stream, paper.max_new_tokens, paper.prompts.limit) == (
+        123, "reference", 512, 80)
     assert not paper.do_sample
     with pytest.raises(SpecError, match="prompts: give exactly one"):  # AdvBench must come from the user
         validate(paper)
@@ -34,7 +45,8 @@ def test_presets_are_valid_and_follow_the_method():
 
 
 def test_validation_reports_every_problem_at_once_naming_fields():
-    bad = SweepSpec(kind="1d-random", grid=Grid(directions=0, points=1, range=(0.5, -0.5)), prompts=PromptSource(set="x", file="y", limit=-1),
+    bad = SweepSpec(kind="1d-random", grid=Grid(directions=0, points=1, range=(0.5, -0.5)),
+                    prompts=PromptSource(set="x", file="y", limit=-1),
                     chat_format="chatml", judge="vibes", max_new_tokens=0, system_prompts=())
     with pytest.raises(SpecError) as info:
         validate(bad)
@@ -86,7 +98,8 @@ def test_plan_points_sites_and_keys():
     assert len(plan.points) == 3 * 5 * 2 * 2 and len({p.key for p in plan.points}) == len(plan.points)
     assert len(plan.sites) == 3 * 4 + 1  # the origin of every direction is one weight state
     assert len(plan.tasks) == len(plan.sites) * 4
-    assert {p.series for p in plan.points} == {f"d{i}|{s}" for i in range(3) for s in ("default", "custom-" + __import__("hashlib").sha256(b"Be safe.").hexdigest()[:8])}
+    custom = "custom-" + __import__("hashlib").sha256(b"Be safe.").hexdigest()[:8]
+    assert {p.series for p in plan.points} == {f"d{i}|{s}" for i in range(3) for s in ("default", custom)}
     origin = [t for t in plan.tasks if not plan.sites[t.site].terms]
     assert len(origin) == 4 and all(len(plan.tasks[t]) == 3 for t in origin)
     # Any change of what determines a result changes the keys; a rename does not.
@@ -148,14 +161,16 @@ def test_base_capability_and_benign_at_validation(tmp_path):
 
     ok = SweepSpec(prompts=PromptSource(set="x"))
     bad = ok.replace(kind="1d-interpolation", grid=Grid(target="chat"),
-                     base=(BaseTerm("interp:chat"), BaseTerm("seed:abc"), BaseTerm("adapter:a", float("nan")), BaseTerm("adapter:a")),
+                     base=(BaseTerm("interp:chat"), BaseTerm("seed:abc"), BaseTerm("adapter:a", float("nan")),
+                           BaseTerm("adapter:a")),
                      prompts=PromptSource(set="x", at="origin"), benign=PromptSource(set="y", at="sometimes"),
                      capability=Capability(perplexity_file="nope.txt", fluency=True, shots=-1))
     with pytest.raises(SpecError) as info:
         validate(bad)
     text = str(info.value)
     for expected in ("base[0].direction: 'interp:chat' is also the grid's interpolation axis",
-                     "base[1].direction: 'seed:abc' is not interp:NAME", "base[2].coefficient", "base[3].direction: 'adapter:a' is listed twice",
+                     "base[1].direction: 'seed:abc' is not interp:NAME", "base[2].coefficient",
+                     "base[3].direction: 'adapter:a' is listed twice",
                      "prompts.at", "benign.at: 'sometimes'", "capability: give perplexity_file or fluency",
                      "capability.perplexity_file: 'nope.txt'", "capability.shots", "capability.shots/limit"):
         assert expected in text, expected
@@ -174,7 +189,8 @@ def test_base_capability_and_benign_at_validation(tmp_path):
         spec_from_dict({"prompts": {"set": "x"}, "base": [{"coefficient": 1.0}, {"direction": "seed:1", "scale": 2}],
                         "capability": {"fluency": True, "colour": 1}})
     text = str(info.value)
-    assert "base[0].direction: missing" in text and "base[1].scale: unknown key" in text and "capability.colour: unknown key" in text
+    assert "base[0].direction: missing" in text and "base[1].scale: unknown key" in text
+    assert "capability.colour: unknown key" in text
 
 
 def test_plan_base_terms_benign_at_origin_and_capability_keys(tmp_path):
@@ -204,7 +220,8 @@ def test_plan_base_terms_benign_at_origin_and_capability_keys(tmp_path):
     (tmp_path / "c.txt").write_text("one text\na different text\n")
     keys = {}
     for name in ("a", "b", "c"):
-        p = build_plan(spec.replace(capability=Capability(perplexity_file=str(tmp_path / f"{name}.txt"))), FACTS, set_hashes=HASHES)
+        cap = Capability(perplexity_file=str(tmp_path / f"{name}.txt"))
+        p = build_plan(spec.replace(capability=cap), FACTS, set_hashes=HASHES)
         keys[name] = [pt.key for pt in p.points if pt.metric == "perplexity"]
         assert [pt.key for pt in p.points if pt.metric == "asr"] == [pt.key for pt in by_metric["asr"]]
     assert keys["a"] == keys["b"] and not set(keys["a"]) & set(keys["c"])

@@ -132,7 +132,7 @@ def test_expectation_on_a_2d_grid():
 
 
 def test_reference_refuses_2d():
-    with pytest.raises(ValueError, match="1D curve only.*visage_expectation"):
+    with pytest.raises(ValueError, match=r"1D curve only.*visage_expectation"):
         visage_reference([[0, 100], [100, 0]])
     with pytest.raises(ValueError, match="1D"):
         summarize({"plane": [[0, 1], [1, 0]]}, rule="reference")
@@ -157,7 +157,7 @@ def test_validation(fn):
 def test_expectation_grid_validation():
     with pytest.raises(ValueError, match=r"index \(1, 2\) is NaN"):
         visage_expectation([[0, 0, 0], [0, 0, math.nan]])
-    with pytest.raises(ValueError, match="row 1 .* 2 values, expected 3"):
+    with pytest.raises(ValueError, match=r"row 1 .* 2 values, expected 3"):
         visage_expectation([[0, 0, 0], [0, 0]])
 
 
