@@ -30,13 +30,13 @@ import hashlib
 import hmac
 import os
 import re
+import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import structlog
-import tomllib
 
 from .context import ANONYMOUS, Around, Behaviour, bind, request_id_of, run_bound, wrap_handler
 

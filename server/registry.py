@@ -12,10 +12,9 @@ Relative paths are resolved against the file's folder.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from .errors import NotFound, did_you_mean
 

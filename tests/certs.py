@@ -55,7 +55,7 @@ def _leaf(
     usage: x509.ObjectIdentifier,
     sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -75,7 +75,7 @@ def _leaf(
 def make_pki(directory: Path) -> Pki:
     """Generate CA, server and client certificates and keys as PEM files under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = _key()
     ca_cert = (
         x509.CertificateBuilder()

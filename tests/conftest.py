@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serving import running_server  # noqa: E402
+from serving import running_server
 
 
 @pytest.fixture(scope="module")

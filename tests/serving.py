@@ -68,7 +68,7 @@ class ServerProcess:
         if "--model" not in args:
             cmd += ["--model", "tiny-random"]
         full_env = {**os.environ, **(env or {})}
-        self._log = open(self.log_file, "w")
+        self._log = open(self.log_file, "w")  # noqa: SIM115 (open for the process's life; closed with it)
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
         self.target = ""
 

@@ -9,13 +9,13 @@ import math
 
 import pytest
 import torch
+from scoring_reference import encode
 
 from safety_landscape.client import client as C
 from safety_landscape.client.capability import MCQuestion, mc_accuracy, mc_candidates, mc_prompt
 from safety_landscape.client.capability_eval import mc_accuracy_at, mc_logits_at, perplexity_at
 from safety_landscape.client.errors import ValidationError
 from safety_landscape.server.models.tiny import build_tiny_random
-from scoring_reference import encode
 
 REL = 1e-4
 
@@ -83,7 +83,7 @@ def test_mc_accuracy_matches_direct_computation(client, tiny):
     expected_logits = direct_letter_logits(model, tok, QUESTIONS, SHOTS)
     got_logits = mc_logits_at(client, QUESTIONS, SHOTS, chunk=3)
     assert len(got_logits) == len(QUESTIONS)
-    for got, exp, q in zip(got_logits, expected_logits, QUESTIONS):
+    for got, exp, q in zip(got_logits, expected_logits, QUESTIONS, strict=True):
         assert len(got) == len(q.choices)
         assert got == pytest.approx(exp, rel=REL, abs=1e-4)
     expected = mc_accuracy(QUESTIONS, expected_logits)

@@ -158,7 +158,7 @@ def test_tokenizer_template_with_and_without_system():
 
 
 def test_tokenizer_without_template_fails_precondition():
-    with pytest.raises(errors.FailedPrecondition, match="no chat template.*none"):
+    with pytest.raises(errors.FailedPrecondition, match=r"no chat template.*none"):
         render_prompt(ChatFormat.TOKENIZER, "hello", None, _tokenizer(None))
     with pytest.raises(errors.FailedPrecondition):
         render_prompt(ChatFormat.TOKENIZER, "hello", None, None)

@@ -222,10 +222,7 @@ def test_reference_stream_matches_authors_loop(params):
         draw = {}
         for name, w in params:
             g = torch.randn(w.shape)
-            if "norm" in name:
-                g = torch.zeros_like(g)
-            else:
-                g = g / torch.norm(g) * torch.norm(w.detach())
+            g = torch.zeros_like(g) if "norm" in name else g / torch.norm(g) * torch.norm(w.detach())
             draw[name] = g
         draws.append(draw)
     torch.manual_seed(0)  # our draw must not depend on the global generator state
@@ -424,7 +421,7 @@ def test_adapter_errors(params, tmp_path):
     with pytest.raises(FailedPrecondition, match=r"k_proj.*\(32, 32\).*\(16, 32\)"):
         adapter_direction(params, wrong)
 
-    with pytest.raises(FailedPrecondition, match="adapter_config.json"):
+    with pytest.raises(FailedPrecondition, match=r"adapter_config.json"):
         adapter_direction(params, tmp_path / "empty")
 
 

@@ -76,7 +76,7 @@ def test_early_stop_gives_the_same_verdicts_as_full_length_at_every_point(client
             (v.index, v.jailbroken, v.matched_keyword) for v in full.verdicts
         ]
         judge = KeywordJudge(keywords)
-        for e, f in zip(early.verdicts, full.verdicts):
+        for e, f in zip(early.verdicts, full.verdicts, strict=True):
             assert f.completion.startswith(e.completion)  # the same tokens, cut short
             assert judge.judge(f.completion).matched_keyword == f.matched_keyword  # judged on the full text
             assert f.finish_reason != pb.FINISH_REASON_KEYWORD
@@ -183,14 +183,14 @@ def test_unknown_judge_names(client, tiny_server):
     with pytest.raises(ValidationError, match="unknown judge 'guard'"):
         c.evaluation_settings(prompt_set="harmful-mini", judge="guard")  # caught before any RPC
     # The engine's own check (the wire's oneof cannot carry another name).
-    from safety_landscape.server.engine.evaluation import EvalSettings
     from safety_landscape.server.engine.chat import ChatFormat
+    from safety_landscape.server.engine.evaluation import EvalSettings
     from safety_landscape.server.engine.generation import GenerationParams
     from safety_landscape.server.errors import InvalidArgument
 
     bad = EvalSettings(tiny_server.engine.prompt_sets.get("harmful-mini").head(1), None, ChatFormat.NONE,
                        GenerationParams(max_new_tokens=2), judge="keywrod")
-    with pytest.raises(InvalidArgument, match='unknown judge .keywrod.; use keyword or classifier. Did you mean "keyword"'):
+    with pytest.raises(InvalidArgument, match=r'unknown judge .keywrod.; use keyword or classifier. Did you mean "keyword"'):
         tiny_server.engine.evaluator.evaluate(bad)
     _assert_still_serving(client)
 

@@ -179,7 +179,7 @@ def test_early_stop_equals_full_length_judging(tiny, encoded):
     stopped = [r for r in early if r.finish_reason == FINISH_KEYWORD]
     assert stopped and any(r.completion_tokens < 24 for r in stopped), "no stop mid-sequence"
     assert early_stats.generated_tokens < full_stats.generated_tokens
-    for f, e in zip(full, early):
+    for f, e in zip(full, early, strict=True):
         assert judge.judge(e.text) == judge.judge(f.text)  # verdict AND matched keyword
         assert f.token_ids[: len(e.token_ids)] == e.token_ids  # the same tokens, cut short
         if e.finish_reason == FINISH_KEYWORD:

@@ -46,7 +46,7 @@ def test_same_logits_as_the_dynamic_cache(tiny, capacity):
     expected = _run(tiny.model, DynamicCache(config=tiny.model.config))
     got = _run(tiny.model, cache)
     assert len(got) == len(expected)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert torch.equal(g, e)
     assert cache.get_seq_length() == 7 + 3 + 6
     assert cache.layers[0].keys.shape[0] == 2  # the shrink reached the cache

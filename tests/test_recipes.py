@@ -76,7 +76,7 @@ def test_safety_tune_end_to_end(tmp_path):
         "--benign-max-new-tokens", "6", "--benign-repeat", "1",
     ]) == 0
     record = json.loads((out / "recipe.json").read_text())
-    assert RECIPE_KEYS <= set(record)
+    assert set(record) >= RECIPE_KEYS
     assert record["final_loss"] < record["initial_loss"] - 0.1  # the loss falls
     d = record["data"]
     assert d["harmful_count"] == 39 + 20  # harmful-mini minus the eval-row prompt, + rows 81..100
@@ -145,7 +145,7 @@ def test_finetune_attack_mix(tmp_path):
         "--batch-size", "4", "--lr", "1e-3", "--max-len", "256", "--answer-max-new-tokens", "6",
     ]) == 0
     record = json.loads((out / "recipe.json").read_text())
-    assert RECIPE_KEYS <= set(record)
+    assert set(record) >= RECIPE_KEYS
     assert record["data"]["harmful_pairs"] == 4 and record["data"]["safe_pairs"] == 4
     assert record["settings"]["method"] == "full"
     assert_checkpoint(out)

@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
+from scoring_reference import encode
 
 from safety_landscape.client.capability import MCQuestion, mc_accuracy, mc_candidates, mc_prompt, perplexity
 from safety_landscape.server.engine.scoring import ScoreOutcome, score
 from safety_landscape.server.errors import Cancelled, InvalidArgument
 from safety_landscape.server.models.tiny import build_tiny_random, build_tiny_tokenizer
-from scoring_reference import encode
 
 REL = 1e-4
 
@@ -45,7 +45,7 @@ def test_perplexity_matches_direct_computation(tiny):
     model, tok = tiny
     out = score(model, tok, [("", t) for t in TEXTS], max_batch_size=8)
     total_lp, total_n = 0.0, 0
-    for text, o in zip(TEXTS, out):
+    for text, o in zip(TEXTS, out, strict=True):
         lps, _ = direct(model, tok, "", text)
         # No BOS in tiny-random: the first byte of each text is not scored.
         assert o.num_tokens == len(tok.encode(text, add_special_tokens=False)) - 1 == len(lps)
@@ -66,7 +66,7 @@ def test_batched_equals_unbatched_and_sums(tiny):
     one = score(model, tok, items, max_batch_size=1)
     three = score(model, tok, items, max_batch_size=3)
     assert len(one) == len(three) == len(items)
-    for a, b, (ctx, cont) in zip(one, three, items):
+    for a, b, (ctx, cont) in zip(one, three, items, strict=True):
         assert a.num_tokens == b.num_tokens
         assert b.logprob == pytest.approx(a.logprob, rel=1e-5, abs=1e-5)
         assert b.token_logprobs == pytest.approx(a.token_logprobs, rel=1e-5, abs=1e-5)
@@ -90,7 +90,7 @@ def test_is_greedy(tiny):
     assert tok.encode(greedy_cont, add_special_tokens=False) == ids[-4:]  # byte-level: round-trips
     # Replace the last greedy token by a different byte: no longer the argmax.
     other_id = tok.convert_tokens_to_ids("~") if ids[-1] != tok.convert_tokens_to_ids("~") else tok.convert_tokens_to_ids("!")
-    not_greedy_cont = tok.decode(ids[-4:-1] + [other_id])
+    not_greedy_cont = tok.decode([*ids[-4:-1], other_id])
     g, ng = score(model, tok, [(context, greedy_cont), (context, not_greedy_cont)], max_batch_size=2)
     assert g.is_greedy and not ng.is_greedy
     assert g.num_tokens == ng.num_tokens == 4
@@ -102,7 +102,7 @@ def test_candidate_logits_match_direct(tiny):
     first_ids = [tok.encode(c, add_special_tokens=False)[0] for c in cands]
     items = [("Answer:", " A"), ("The capital of France is", " Paris"), ("Z", "z")]
     out = score(model, tok, items, max_batch_size=2, candidates=cands)
-    for (ctx, cont), o in zip(items, out):
+    for (ctx, _cont), o in zip(items, out, strict=True):
         with torch.inference_mode():
             ctx_ids = tok.encode(ctx, add_special_tokens=False)
             logits = model(torch.tensor([ctx_ids])).logits[0, -1].float()
@@ -122,11 +122,11 @@ def test_mc_accuracy_matches_direct(tiny):
     ]
     cands = mc_candidates(4)
     prompts = [mc_prompt(q, shots=[qs[(i + 1) % len(qs)]]) for i, q in enumerate(qs)]
-    out = score(model, tok, [(p, cands[q.answer]) for p, q in zip(prompts, qs)], max_batch_size=3, candidates=cands)
+    out = score(model, tok, [(p, cands[q.answer]) for p, q in zip(prompts, qs, strict=True)], max_batch_size=3, candidates=cands)
     got = mc_accuracy(qs, [o.candidate_logits for o in out])
     first_ids = [tok.encode(c, add_special_tokens=False)[0] for c in cands]
     correct = 0
-    for p, q, o in zip(prompts, qs, out):
+    for p, q, o in zip(prompts, qs, out, strict=True):
         _, logits = direct(model, tok, p, cands[q.answer])
         ctx_len = len(tok.encode(p, add_special_tokens=False))
         letter_logits = logits[ctx_len - 1, first_ids]

@@ -102,7 +102,7 @@ def test_server_credentials_errors_name_the_file(tmp_path: Path, pki: Pki) -> No
         server_credentials(missing, pki.server_key)
     with pytest.raises(ValueError, match=f"TLS private key.*{missing}"):
         server_credentials(pki.server_cert, missing)
-    with pytest.raises(ValueError, match="client CA.*no such file"):
+    with pytest.raises(ValueError, match=r"client CA.*no such file"):
         server_credentials(pki.server_cert, pki.server_key, client_ca_file=missing)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("hello")
@@ -117,5 +117,5 @@ def test_server_credentials_errors_name_the_file(tmp_path: Path, pki: Pki) -> No
 def test_channel_credentials_errors(tmp_path: Path, pki: Pki) -> None:
     with pytest.raises(ValueError, match="both a client certificate and its key"):
         channel_credentials(str(pki.ca_cert), cert_file=str(pki.client_cert))
-    with pytest.raises(ValueError, match="CA file.*no such file"):
+    with pytest.raises(ValueError, match=r"CA file.*no such file"):
         channel_credentials(str(tmp_path / "nope.pem"))

@@ -53,12 +53,11 @@ around 0 whose grid holds a = 0), rule, candidate, thresholds and baseline.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ..errors import ValidationError
 from ..sweep.points import axis_values

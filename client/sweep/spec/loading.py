@@ -48,11 +48,10 @@ Every problem, unknown keys included, is reported at once (a :class:`~.schema.Sp
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ...errors import ValidationError
 from ...validation import is_finite_number
