@@ -225,3 +225,23 @@ def test_plan_base_terms_benign_at_origin_and_capability_keys(tmp_path):
         keys[name] = [pt.key for pt in p.points if pt.metric == "perplexity"]
         assert [pt.key for pt in p.points if pt.metric == "asr"] == [pt.key for pt in by_metric["asr"]]
     assert keys["a"] == keys["b"] and not set(keys["a"]) & set(keys["c"])
+
+
+def test_adaptive_grid_fields_are_validated_and_read_from_toml(tmp_path):
+    spec = tmp_path / "a.toml"
+    spec.write_text('preset = "quick"\n[grid]\nadaptive = true\nstop_after = 3\nedge_resolution = 0.01\n')
+    grid = load_spec(spec).grid
+    assert (grid.adaptive, grid.stop_after, grid.edge_resolution) == (True, 3, 0.01)
+    assert preset("quick").grid.adaptive is False  # full grids unless asked
+    bad = preset("quick").replace(grid=Grid(directions=1, points=7, adaptive="yes", stop_after=0, edge_resolution=-1))
+    with pytest.raises(SpecError) as info:
+        validate(bad)
+    text = str(info.value)
+    for name in ("grid.adaptive: must be true or false", "grid.stop_after: must be an integer >= 1",
+                 "grid.edge_resolution: must be a number >= 0"):
+        assert name in text, name
+    plane = SweepSpec(kind="2d-random", prompts=PromptSource(set="x"), grid=Grid(adaptive=True, edge_resolution=0.1))
+    with pytest.raises(SpecError, match="edges are refined on 1D grids only"):
+        validate(plane)
+    with pytest.raises(SpecError, match=r"only meaningful with grid\.adaptive = true"):
+        validate(preset("quick").replace(grid=Grid(stop_after=3)))

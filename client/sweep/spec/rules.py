@@ -113,6 +113,21 @@ def _check_grid(spec: SweepSpec, p: list[str]) -> None:
             p.append(f"grid.extra: must be an integer >= 0, got {g.extra!r}")
 
 
+def _check_adaptive(spec: SweepSpec, p: list[str]) -> None:
+    g = spec.grid
+    adaptive: object = g.adaptive
+    if not isinstance(adaptive, bool):
+        p.append(f"grid.adaptive: must be true or false, got {adaptive!r}")
+    if not is_int(g.stop_after) or g.stop_after < 1:
+        p.append(f"grid.stop_after: must be an integer >= 1 (consecutive points at 100 % ASR), got {g.stop_after!r}")
+    if not is_finite_number(g.edge_resolution) or g.edge_resolution < 0:
+        p.append(f"grid.edge_resolution: must be a number >= 0 (0 = no edge refinement), got {g.edge_resolution!r}")
+    elif g.edge_resolution and spec.two_d:
+        p.append("grid.edge_resolution: edges are refined on 1D grids only; remove it for a 2D kind")
+    if adaptive is False and (g.stop_after != 2 or g.edge_resolution != 0):
+        p.append("grid.stop_after/edge_resolution: only meaningful with grid.adaptive = true")
+
+
 def _check_direction(d: DirectionRecipe, p: list[str]) -> None:
     if not is_int(d.seed) or not 0 <= d.seed < 2**63:
         p.append(f"direction.seed: must be an integer in [0, 2**63), got {d.seed!r}")
@@ -159,6 +174,7 @@ def problems_of(spec: SweepSpec, *, check_files: bool = True) -> list[str]:
     if spec.kind not in KINDS:
         p.append(f"kind: {spec.kind!r} is not one of {', '.join(KINDS)}")
     _check_grid(spec, p)
+    _check_adaptive(spec, p)
     _check_direction(spec.direction, p)
     _check_source(spec.prompts, "prompts", p, need_file_exists=check_files)
     if spec.benign is not None:

@@ -35,7 +35,11 @@ class SpecError(ValidationError):
 @dataclass(frozen=True)
 class Grid:
     """The coefficients. Random axes: ``points`` values over ``range``. Interpolation axis:
-    ``a in linspace(-extra/steps, 1 + extra/steps, steps + 2*extra + 1)`` toward ``target``."""
+    ``a in linspace(-extra/steps, 1 + extra/steps, steps + 2*extra + 1)`` toward ``target``.
+    ``adaptive``: measure each ASR series from its centre outward, stopping a side after
+    ``stop_after`` consecutive points at 100 % (the rest assumed on the plateau, never measured);
+    ``edge_resolution`` > 0 (1D): bisect each edge off the grid to that width
+    (:mod:`~safety_landscape.client.sweep.planner`)."""
 
     directions: int = 1
     points: int = 21
@@ -43,6 +47,9 @@ class Grid:
     target: str = ""
     steps: int = 10
     extra: int = 0
+    adaptive: bool = False
+    stop_after: int = 2
+    edge_resolution: float = 0.0
 
 
 @dataclass(frozen=True)
