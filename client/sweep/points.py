@@ -49,7 +49,7 @@ from .resolve import ResolvedSpec, resolve
 from .spec import BaseTerm, PromptSource, SweepSpec, parse_base_direction
 
 __all__ = ["ModelFacts", "Plan", "Point", "Site", "Task", "Variant", "axis_values", "build_plan",
-           "interpolation_values", "prompts_sha256", "system_label"]
+           "interpolation_values", "off_grid_point", "prompts_sha256", "system_label"]
 
 Terms = tuple[tuple[str, float], ...]  # (direction label, coefficient)
 
@@ -255,13 +255,13 @@ class _Builder:
     """Adds points to a plan under construction: sites, keys and tasks."""
 
     def __init__(self, spec: SweepSpec, facts: ModelFacts, directions: dict[str, pb.DirectionSpec],
-                 variants: list[Variant]) -> None:
+                 variants: list[Variant], plan: Plan | None = None) -> None:
         self.model, self.variants = facts.as_dict(), variants
         self.base: Terms = tuple((t.direction, float(t.coefficient)) for t in spec.base)
         self.descs = {label: message_dict(s) for label, s in directions.items()}
-        self.sites: dict[str, Site] = {}
+        self.sites: dict[str, Site] = plan.sites if plan is not None else {}  # a plan's: extended in place
         self.points: list[Point] = []
-        self.tasks: dict[Task, list[Point]] = {}
+        self.tasks: dict[Task, list[Point]] = plan.tasks if plan is not None else {}
 
     def add(self, direction: str, coords: tuple[float, ...], terms: Terms, vi: int) -> None:
         terms = self.base + terms
@@ -277,6 +277,15 @@ class _Builder:
         pt = Point(key, curve, coords, v.metric, v.system, site_key, vi)
         self.points.append(pt)
         self.tasks.setdefault(Task(site_key, vi), []).append(pt)
+
+
+def off_grid_point(plan: Plan, like: Point, coords: tuple[float, ...]) -> Point:
+    """The point of ``like``'s 1D series and variant at ``coords`` off the grid (an adaptive
+    sweep's edge refinement), keyed as a grid point there would be; its site and task are added
+    to ``plan`` (its planned ``points`` stay the grid's)."""
+    builder = _Builder(plan.spec, plan.facts, plan.directions, plan.variants, plan)
+    builder.add(like.curve.direction, coords, ((like.curve.direction, coords[0]),), like.variant)
+    return builder.points[-1]
 
 
 def build_plan(spec: SweepSpec | ResolvedSpec, facts: ModelFacts, *, inline: Mapping[str, list[str]] | None = None,
