@@ -5,9 +5,12 @@ local files (:func:`~.resolve.resolve`: prompt files and capability inputs, so a
 before any RPC), check that the servers agree (model, prompt sets; nothing is evaluated before),
 build the plan, check the direction fingerprints, store the sweep's metadata (spec, servers,
 fingerprints, the plan's point list, provenance), then evaluate only the tasks with a point
-missing from the store. Every finished task is written to the store in the calling thread before
-the next one is read, so an interrupt (Ctrl-C, a crash) loses only what was in flight; re-running
-resumes.
+missing from the store, in rounds: the planner (:mod:`.planner`) names the tasks to evaluate
+next from the values measured so far (the full grid: every missing task in one round; an
+adaptive sweep: the next points of each walk), they are evaluated on the fleet, recorded, and
+the planner is asked again until it names none. Every finished task is written to the store in
+the calling thread before the next one is read, so an interrupt (Ctrl-C, a crash) loses only
+what was in flight; re-running resumes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..errors import VisageError
 from ..records import PointDetail, PointRecord
 from ..store import ResultStore, provenance
 from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
+from .planner import Planner, planner_for
 from .points import Plan, Point, Task, build_plan
 from .progress import Progress, ProgressBar
 from .resolve import resolve
@@ -42,6 +46,8 @@ class SweepResult:
     reused: int  # points already in the store
     seconds: float
     direction_fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)  # label -> fingerprint
+    rounds: int = 0  # times the planner named tasks to evaluate
+    skipped: int = 0  # planned points left unmeasured by an adaptive sweep (ASR: assumed at 100 %)
 
 
 def _detail(point: Point, target: str, r: pb.EvaluateSafetyResponse) -> PointDetail:
@@ -74,7 +80,7 @@ def record_for(plan: Plan, point: Point, result: TaskResult, prov: Mapping[str, 
 
 
 def _store_meta(store: ResultStore, plan: Plan, servers: list[ServerFacts], fingerprints: dict[str, str]) -> dict[str, Any]:
-    """Record the sweep's metadata in ``store``; returns the provenance every record carries."""
+    """Record the sweep's metadata in ``store``; returns it (``provenance``: what every record carries)."""
     spec, facts = plan.spec, plan.facts
     prov = provenance({
         "sweep": spec.name, "model": facts.as_dict(), "model_name": servers[0].model_name,
@@ -82,13 +88,47 @@ def _store_meta(store: ResultStore, plan: Plan, servers: list[ServerFacts], fing
         "direction_fingerprints": fingerprints,
         "seeds": {"direction_seed": spec.direction.seed, "sample_seed": spec.sample_seed},
     })
-    store.put_meta(spec.name, {
+    meta = {
         "spec": spec.to_dict(), "model": facts.as_dict(), "model_name": servers[0].model_name,
         "servers": [s.__dict__ for s in servers], "direction_fingerprints": fingerprints,
         "points": [[p.key, p.series, p.metric, list(p.coords)] for p in plan.points],
         "provenance": prov,
-    })
-    return prov
+    }
+    store.put_meta(spec.name, meta)
+    return meta
+
+
+def _list_refined(store: ResultStore, meta: dict[str, Any], planner: Planner) -> None:
+    """List an adaptive sweep's off-grid edge points in its metadata (before they are evaluated)."""
+    refined = [[p.key, p.series, p.metric, list(p.coords)] for p in planner.refined]
+    if refined != meta.get("refined_points", []):
+        meta["refined_points"] = refined
+        store.put_meta(meta["spec"]["name"], meta)
+
+
+class _Measured:
+    """The values of the points in the store (read on demand) or written this run, by key."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self.store, self.keys = store, store.keys()
+        self.values: dict[str, float] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def get(self, key: str) -> float | None:
+        if key not in self.keys:
+            return None
+        if key not in self.values:
+            record = self.store.get(key)
+            if record is None:
+                return None
+            self.values[key] = record.value
+        return self.values[key]
+
+    def add(self, record: PointRecord) -> None:
+        self.keys.add(record.key)
+        self.values[record.key] = record.value
 
 
 @dataclass
@@ -97,18 +137,27 @@ class _Recorder:
 
     plan: Plan
     store: ResultStore
-    missing: dict[Task, list[Point]]
+    measured: _Measured
     prov: dict[str, Any]
     bar: ProgressBar
     progress: Callable[[Progress], None] | None
     started: float
+    missing: dict[Task, list[Point]] = dataclasses.field(default_factory=dict)  # every task scheduled so far
     done: int = 0
     written: int = 0
+
+    def schedule(self, tasks: dict[Task, list[Point]]) -> None:
+        again = [t for t in tasks if t in self.missing]
+        if again:
+            raise VisageError(f"the planner named {len(again)} task(s) already evaluated in this run; a bug")
+        self.missing.update(tasks)
+        self.bar.total = len(self.missing)
 
     def __call__(self, result: TaskResult) -> None:
         records = []
         for point in self.missing[result.task]:
             rec = record_for(self.plan, point, result, self.prov)
+            self.measured.add(rec)
             if self.store.put(rec):
                 records.append(rec)
         self.done += 1
@@ -145,21 +194,32 @@ def run_sweep(
         facts, servers = fleet.agree()
         plan = build_plan(resolved, facts, set_hashes=fleet.check_prompt_sets(resolved.prompt_set_names))
         fingerprints = fleet.check_directions(plan.directions)
-        prov = _store_meta(store, plan, servers, fingerprints)
-        have = store.keys()
-        missing = plan.missing(have)
-        pbar = bar if isinstance(bar, ProgressBar) else ProgressBar(len(missing), enabled=bar)
-        pbar.total = len(missing)
-        recorder = _Recorder(plan, store, missing, prov, pbar, progress, started)
-        if missing:
-            with WorkerPool(fleet, plan, list(missing), chunk_size=spec.points_per_call,
-                            max_attempts=max_attempts, timeout=timeout) as pool:
-                for result in pool.results():
-                    recorder(result)
+        meta = _store_meta(store, plan, servers, fingerprints)
+        measured = _Measured(store)
+        have = set(measured.keys)
+        pbar = bar if isinstance(bar, ProgressBar) else ProgressBar(0, enabled=bar)
+        recorder = _Recorder(plan, store, measured, meta["provenance"], pbar, progress, started)
+        planner, rounds = planner_for(plan), 0
+        while todo := planner.next_round(measured):
+            rounds += 1
+            _list_refined(store, meta, planner)
+            recorder.schedule(todo)
+            _evaluate(fleet, plan, todo, recorder, chunk_size=spec.points_per_call, max_attempts=max_attempts,
+                      timeout=timeout)
         pbar.close()
         reused = sum(1 for p in plan.points if p.key in have)
+        skipped = sum(1 for p in plan.points if p.key not in measured)
         return SweepResult(plan, servers, recorder.done, recorder.written, reused, time.monotonic() - started,
-                           fingerprints)
+                           fingerprints, rounds, skipped)
     finally:
         if own:
             fleet.close()
+
+
+def _evaluate(fleet: Fleet, plan: Plan, tasks: dict[Task, list[Point]], recorder: _Recorder, *, chunk_size: int,
+              max_attempts: int, timeout: float | None) -> None:
+    """Evaluate ``tasks`` on the fleet, handing each result to ``recorder`` in this thread."""
+    with WorkerPool(fleet, plan, list(tasks), chunk_size=chunk_size, max_attempts=max_attempts,
+                    timeout=timeout) as pool:
+        for result in pool.results():
+            recorder(result)
