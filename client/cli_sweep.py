@@ -86,6 +86,13 @@ def _add_grid_args(o: argparse._ArgumentGroup) -> None:
                    help="direction draws: the authors' exact CPU stream (reference), or per_tensor (much faster on a GPU)")
     o.add_argument("--seed", type=int, help="direction seed")
     o.add_argument("--points-per-call", type=int, help="grid points a server takes at once")
+    o.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure each series from its centre outward, skipping the broken plateau (ASR 100 %%, "
+                        "assumed, not measured; docs/sweeps.md); --no-adaptive: the full grid")
+    o.add_argument("--stop-after", type=int, metavar="K", help="adaptive: stop a side after K consecutive points "
+                   "at 100 %% ASR (default 2)")
+    o.add_argument("--edge-resolution", type=float, metavar="R", help="adaptive, 1D: bisect each basin edge off "
+                   "the grid until it is at most R wide (default 0: no)")
 
 
 def _register_store_commands(sub: Subparsers) -> None:
@@ -112,7 +119,8 @@ _FLAG_KEYS: dict[str, tuple[str, str]] = {
     "system_prompt": ("evaluation", "system_prompts"), "chat_format": ("evaluation", "chat_format"),
     "keyword": ("evaluation", "keywords"), "max_new_tokens": ("generation", "max_new_tokens"),
     "benign_at": ("benign", "at"), "shots": ("capability", "shots"), "mc_limit": ("capability", "limit"),
-    "mc_file": ("capability", "mc_file"),
+    "mc_file": ("capability", "mc_file"), "adaptive": ("grid", "adaptive"), "stop_after": ("grid", "stop_after"),
+    "edge_resolution": ("grid", "edge_resolution"),
 }
 
 
@@ -207,11 +215,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"sweep": spec.name, "servers": [s.target for s in result.servers], "evaluated": result.evaluated,
                     "written": result.written, "reused": result.reused, "seconds": result.seconds,
-                    "visage": summary["visage"], "summary": str(paths["summary"]), "report": str(paths["report"]),
+                    "visage": summary["visage"], "adaptive": summary.get("adaptive"),
+                    "summary": str(paths["summary"]), "report": str(paths["report"]),
                     "plots": [str(p) for p in paths["plots"]]})
         return 0
     print(f"sweep {spec.name!r} on {len(result.servers)} server(s): {result.evaluated} evaluations, "
           f"{result.written} points written, {result.reused} reused, {result.seconds:.1f} s")
+    if "adaptive" in summary:
+        adaptive = summary["adaptive"]
+        print(f"adaptive: {adaptive['evaluated']} of {adaptive['grid_points']} grid points measured; "
+              f"{adaptive['assumption']}")
     print("VISAGE (ASR; higher is safer):")
     print("\n".join(_visage_lines(summary)) or "  (no complete series)")
     for metric, series in summary["capability"]["series"].items():

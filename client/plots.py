@@ -82,12 +82,15 @@ def plot_1d(
     xlabel: str = "perturbation amount a",
     visage: Mapping[str, float] | None = None,
     ylim: tuple[float, float] | None = (0.0, 100.0),
+    assumed: Mapping[str, Sequence[float]] | None = None,
+    assumed_value: float = 100.0,
 ) -> list[Path]:
     """One axis, one line per series of ``(a, value)`` points; returns ``[png, svg]``.
 
     The origin is marked by a dashed vertical line at a = 0 and a dot at each series' value
     there. With ``visage`` the legend shows each series' score. ``ylim=None`` for unbounded
-    metrics (perplexity).
+    metrics (perplexity). ``assumed``: per series the ``a`` of points an adaptive sweep did not
+    measure but assumed at ``assumed_value``, drawn as hollow markers off the measured line.
     """
     if not series:
         raise ValueError("plot_1d: no series to plot")
@@ -104,6 +107,13 @@ def plot_1d(
         if y0 is not None:
             ax.plot([0.0], [y0], "o", markersize=8, color=_ORIGIN_COLOR,
                     markeredgecolor=line.get_color(), zorder=3)
+        skipped = sorted((assumed or {}).get(name, ()))
+        if skipped:
+            ax.plot(skipped, [assumed_value] * len(skipped), linestyle="none", marker="o", markersize=5,
+                    markerfacecolor="none", markeredgecolor=line.get_color(), zorder=2)
+    if assumed and any(assumed.values()):
+        ax.plot([], [], linestyle="none", marker="o", markersize=5, markerfacecolor="none", markeredgecolor="0.3",
+                label=f"assumed {assumed_value:g} (not measured)")
     _style_ylim(ax, ylim)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
@@ -138,25 +148,30 @@ def plot_2d(
     zlim: tuple[float, float] = (0.0, 100.0),
     axis_labels: tuple[str, str] = ("a (direction 1)", "b (direction 2)"),
     target: tuple[float, float, str] | None = None,
+    assumed: Sequence[tuple[float, float]] = (),
 ) -> list[Path]:
     """A 2D landscape: contour + heatmap side by side, and a separate 3D surface.
 
     ``z`` has ``len(b)`` rows and ``len(a)`` columns (NaN = point not measured). Writes
     ``<path>.png/.svg`` and ``<path>_surface.png/.svg``; returns the four paths. ``target``
     (a, b, name) marks a second model on the plane, e.g. the finetuned checkpoint at a = 1 of an
-    interpolation-random plane (the paper's Figure 1B).
+    interpolation-random plane (the paper's Figure 1B). ``assumed``: the (a, b) cells an adaptive
+    sweep did not measure but assumed at ``zlim``'s top; drawn at that value and crossed.
     """
     a_arr, b_arr, zm = _grid(a, b, z)
+    for x, y in assumed:
+        zm[list(b_arr).index(y), list(a_arr).index(x)] = zlim[1]
     base = _base(path)
     paths = _save(_flat_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
-                               target=target), base)
+                               target=target, assumed=assumed), base)
     paths += _save(_surface_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim),
                    base.with_name(base.name + "_surface"))
     return paths
 
 
 def _flat_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zlim: tuple[float, float],
-                 axis_labels: tuple[str, str], target: tuple[float, float, str] | None) -> Any:
+                 axis_labels: tuple[str, str], target: tuple[float, float, str] | None,
+                 assumed: Sequence[tuple[float, float]] = ()) -> Any:
     """Contour and heatmap side by side, the origin (and ``target``) marked."""
     import numpy as np
 
@@ -180,6 +195,10 @@ def _flat_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zl
             ax.plot([target[0]], [target[1]], "*", color="white", markeredgecolor="0.15", markersize=13)
             ax.annotate(target[2], (target[0], target[1]), textcoords="offset points", xytext=(6, 6),
                         color="0.1", fontsize=8)
+        if assumed:
+            ax.plot([c[0] for c in assumed], [c[1] for c in assumed], "x", color="0.25", markersize=4,
+                    label="assumed (not measured)")
+            ax.legend(fontsize="x-small", loc="upper right")
         ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1])
         ax.set_box_aspect(1)
     fig.colorbar(im, ax=[ax_c, ax_h], label=zlabel, shrink=0.85)

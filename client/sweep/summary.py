@@ -17,12 +17,22 @@ Everything reads a sweep's metadata (``store.get_meta``: the spec and the plan's
      "capability": {"metrics": ["accuracy", "perplexity"],                 # [] without [capability]
                     "series": {"perplexity": {"d0": {"origin", "min", "max", "mean"}}},
                     "curves": {"perplexity": {"d0": [[a, value], ...]}}},
-     "curves": {"asr": {"d0|default": [[a, value], ...]}, ...}}      # 2D: [[a, b, value], ...]
+     "curves": {"asr": {"d0|default": [[a, value], ...]}, ...},     # 2D: [[a, b, value], ...]
+     "adaptive": {"evaluated", "grid_points", "skipped", "assumption",  # adaptive sweeps only
+                  "assumed": {"d0|default": [[a], ...]}, "stop_after", "edge_resolution",
+                  "edges": {"d0|default": [{"side", "inside", "outside"}]}, "refined", "unfinished"}}
 
 VISAGE is computed on ASR curves: "reference" (the authors' 1D rule; null for 2D grids) and
 "expectation" (the paper's formula; 1D or 2D). Over-refusal and capability (MC accuracy %,
 perplexity) are summarised, not VISAGE-scored; 1D plots put each capability metric beside the
 safety curves on one axis (the paper's Figures 7 and 8).
+
+An adaptive sweep (``grid.adaptive``, :mod:`.planner`) is scored on its measured points plus the
+stated assumption: the ASR points it skipped are on the plateau (100 %), never measured
+(:func:`~safety_landscape.client.visage.fill_assumed`). A series whose walk is not finished
+(an interrupted sweep) is incomplete. The ``adaptive`` section, the report's notes and the plots
+(assumed points drawn hollow / crossed) say which points were assumed. Its off-grid edge points
+(``refined_points`` in the metadata) join the ASR curves and plots, not VISAGE.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +49,8 @@ from ..plots import plot_1d, plot_2d, plot_side_by_side
 from ..records import Series
 from ..report import write_report
 from ..store import ResultStore
-from ..visage import RULES, visage_expectation, visage_reference
+from ..visage import RULES, fill_assumed, visage_expectation, visage_reference
+from .planner import AdaptiveRule, GridShape, assumed, edges
 
 __all__ = [
     "SweepData",
@@ -65,10 +76,29 @@ class SweepData:
     meta: dict[str, Any]
     values: dict[str, dict[Series, dict[Coords, float]]]
     planned: dict[str, dict[Series, list[Coords]]]
+    refined: dict[Series, dict[Coords, float]] = field(default_factory=dict)  # adaptive: off-grid ASR edge points
 
     @property
     def two_d(self) -> bool:
         return str(self.meta["spec"]["kind"]).startswith("2d")
+
+    @property
+    def rule(self) -> AdaptiveRule | None:
+        """The adaptive rule of an adaptive sweep, None for a full grid."""
+        grid = self.meta["spec"].get("grid", {})
+        return AdaptiveRule.of_grid(grid) if grid.get("adaptive") else None
+
+    def asr_measured(self, series: Series) -> dict[Coords, float]:
+        """The series' measured ASR points, grid and off-grid (edge refinement)."""
+        return {**self.values.get("asr", {}).get(series, {}), **self.refined.get(series, {})}
+
+    def assumed(self) -> dict[Series, list[Coords] | None]:
+        """Adaptive sweeps: per ASR series, the grid points assumed at 100 % (None: walk unfinished)."""
+        rule = self.rule
+        if rule is None:
+            return {}
+        return {s: assumed(GridShape.of(coords), self.asr_measured(s), rule)
+                for s, coords in self.planned.get("asr", {}).items()}
 
     @property
     def measured(self) -> int:
@@ -101,7 +131,12 @@ def load_sweep(store: ResultStore, name: str | None = None) -> SweepData:
         record = store.get(key)
         if record is not None:
             values.setdefault(metric, {}).setdefault(series, {})[coords] = record.value
-    return SweepData(name, meta, values, planned)
+    refined: dict[Series, dict[Coords, float]] = {}
+    for key, label, _, raw in meta.get("refined_points", []):
+        record = store.get(key)
+        if record is not None:
+            refined.setdefault(Series.parse(label), {})[tuple(float(c) for c in raw)] = record.value
+    return SweepData(name, meta, values, planned, refined)
 
 
 def _origin(points: dict[Coords, float]) -> float | None:
@@ -113,12 +148,13 @@ def _curves(by_series: dict[Series, dict[Coords, float]]) -> dict[str, list[list
     return {s.label: [[*c, v] for c, v in sorted(pts.items())] for s, pts in by_series.items()}
 
 
-def _grid(data: SweepData, metric: str, series: Series) -> tuple[list[float], list[float], list[list[float]]]:
+def _grid(data: SweepData, metric: str, series: Series,
+          missing: float | None = math.nan) -> tuple[list[float], list[float], list[list[float | None]]]:
     coords = data.planned[metric][series]
     a = sorted({c[0] for c in coords})
     b = sorted({c[1] for c in coords})
     vals = data.values.get(metric, {}).get(series, {})
-    z = [[vals.get((x, y), math.nan) for x in a] for y in b]
+    z = [[vals.get((x, y), missing) for x in a] for y in b]
     return a, b, z
 
 
@@ -142,18 +178,43 @@ def _visage_series(data: SweepData) -> tuple[dict[Series, dict[str, float | None
     """(series -> {rule: VISAGE}, the incomplete series) of the ASR curves."""
     scores: dict[Series, dict[str, float | None]] = {}
     incomplete = []
-    for series in data.planned.get("asr", {}):
-        if not data.complete("asr", series):
+    assumed = data.assumed()
+    for series, coords in data.planned.get("asr", {}).items():
+        finished = assumed[series] is not None if data.rule else data.complete("asr", series)
+        if not finished:
             incomplete.append(series)
             continue
-        pts = data.values["asr"][series]
-        if data.two_d:
-            _, _, z = _grid(data, "asr", series)
-            scores[series] = {"reference": None, "expectation": visage_expectation(z)}
+        if data.two_d:  # an adaptive sweep's unmeasured points are the assumed ones: None -> 100
+            _, _, z = _grid(data, "asr", series, missing=None)
+            scores[series] = {"reference": None, "expectation": visage_expectation(fill_assumed(z))}
         else:
-            curve = [pts[c] for c in sorted(pts)]
+            pts = data.values.get("asr", {}).get(series, {})
+            curve = fill_assumed([pts.get(c) for c in sorted(coords)])
             scores[series] = {"reference": visage_reference(curve), "expectation": visage_expectation(curve)}
     return scores, incomplete
+
+
+def _adaptive(data: SweepData) -> dict[str, Any]:
+    """summary.json's ``adaptive`` section (see the module docstring)."""
+    rule = data.rule
+    assert rule is not None
+    planned = sum(len(s) for m in data.planned.values() for s in m.values())
+    by_series = data.assumed()
+    n_assumed = sum(len(c) for c in by_series.values() if c)
+    found = {s: edges(GridShape.of(c), data.asr_measured(s), rule) for s, c in data.planned.get("asr", {}).items()}
+    return {
+        "evaluated": data.measured, "grid_points": planned, "skipped": planned - data.measured,
+        "assumed": {s.label: [list(c) for c in cs] for s, cs in by_series.items() if cs},
+        "assumption": (f"the {n_assumed} skipped ASR point(s) (listed under 'assumed') were NOT measured: they are "
+                       f"assumed at 100 % (the broken plateau), each lying beyond {rule.stop_after} consecutive "
+                       "measured points at 100 % on the way out from its series' centre. Benign and capability "
+                       "points are measured where ASR is; nothing is assumed about the others."),
+        "stop_after": rule.stop_after, "edge_resolution": rule.edge_resolution,
+        "edges": {s.label: [{"side": e.side, "inside": e.inside, "outside": e.outside} for e in es]
+                  for s, es in found.items() if es},
+        "refined": sum(len(p) for p in data.refined.values()),
+        "unfinished": [s.label for s, cs in by_series.items() if cs is None],
+    }
 
 
 def _by_system_prompt(scores: dict[Series, dict[str, float | None]]) -> dict[str, dict[str, Any]]:
@@ -187,7 +248,9 @@ def summarize_sweep(data: SweepData) -> dict[str, Any]:
         "visage": {"rules": list(RULES), "metric": "asr", "series": {s.label: v for s, v in scores.items()},
                    "by_system_prompt": _by_system_prompt(scores), "incomplete": [s.label for s in incomplete]},
         "origin": origin, "over_refusal": {"series": over}, "capability": _capability(data),
-        "curves": {m: _curves(ser) for m, ser in data.values.items()},
+        "curves": {m: _curves({s: data.asr_measured(s) for s in ser} if m == "asr" else ser)
+                   for m, ser in data.values.items()},
+        **({"adaptive": _adaptive(data)} if data.rule else {}),
     }
 
 
@@ -228,8 +291,12 @@ def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
         return None if not finite else (min(finite), max(finite) if max(finite) > min(finite) else min(finite) + 1.0)
 
     def curves_of(metric: str) -> dict[str, list[tuple[float, float]]]:
-        return {s.label: [(c[0], v) for c, v in p.items()] for s, p in data.values.get(metric, {}).items() if len(p) >= 2}
+        by_series = data.values.get(metric, {})
+        if metric == "asr":
+            by_series = {s: data.asr_measured(s) for s in by_series}
+        return {s.label: [(c[0], v) for c, v in p.items()] for s, p in by_series.items() if len(p) >= 2}
 
+    assumed = {s: cs for s, cs in data.assumed().items() if cs}  # adaptive: drawn apart from the measured
     for metric, series in sorted(data.values.items()):
         label = LABELS.get(metric, metric)
         if data.two_d:
@@ -237,16 +304,18 @@ def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
                 a, b, z = _grid(data, metric, one)
                 if len(a) >= 2 and len(b) >= 2:
                     name = one.label
+                    cells = [(c[0], c[1]) for c in assumed.get(one, [])] if metric == "asr" else []
                     out += plot_2d(a, b, z, plots / f"{metric}_2d_{_safe(name)}", title=f"{model}: {label} ({name})",
-                                   zlabel=label, zlim=ylim(metric, [v for row in z for v in row]) or (0.0, 1.0),
-                                   **_plane_axes(data))
+                                   zlabel=label, zlim=ylim(metric, [v for row in z for v in row if v is not None])
+                                   or (0.0, 1.0), assumed=cells, **_plane_axes(data))
             continue
         curves = curves_of(metric)
         if not curves:
             continue
         visage = {s: v["reference"] for s, v in summary["visage"]["series"].items()} if metric == "asr" else None
+        skipped = {s.label: [c[0] for c in cs] for s, cs in assumed.items()} if metric == "asr" else None
         out += plot_1d(curves, plots / f"{metric}_1d", title=f"{model}: {label} ({data.name})",
-                       ylabel=label, xlabel=_xlabel(data), visage=visage,
+                       ylabel=label, xlabel=_xlabel(data), visage=visage, assumed=skipped,
                        ylim=ylim(metric, [v for pts in curves.values() for _, v in pts]))
     safety = curves_of("asr")
     if not data.two_d and safety:
@@ -307,6 +376,11 @@ def write_sweep_report(out_dir: Path, data: SweepData, plots: list[Path] | None 
                   + " (accuracy: higher is better; perplexity: lower is more fluent).")
     if summary["visage"]["incomplete"]:
         notes += " Incomplete series (not scored): " + ", ".join(summary["visage"]["incomplete"]) + "."
+    if "adaptive" in summary:
+        adaptive = summary["adaptive"]
+        notes += (f" ADAPTIVE sweep: {adaptive['evaluated']} of {adaptive['grid_points']} grid points measured; "
+                  f"{adaptive['assumption']} VISAGE counts the assumed points at 100 %; the plots draw them "
+                  "hollow (1D) or crossed (2D).")
     settings = {k: data.meta.get(k) for k in ("spec", "model_name", "model", "servers", "direction_fingerprints", "provenance")}
     return write_report(out_dir / "report.html", title=f"Safety landscape: {summary['model_name']} ({data.name})",
                         plots=pngs, visage_rows=_rows(summary), settings=settings, notes=notes)
