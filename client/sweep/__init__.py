@@ -11,7 +11,8 @@
 A spec flows one way: ``spec`` (SweepSpec, TOML, presets, validation) -> ``resolve`` (its local
 files read once: prompt files, ``capability`` inputs) -> ``points`` (the plan: keyed points) ->
 ``fleet`` (targets, agreement checks, the worker pool with failover) -> ``runner`` (run_sweep:
-the order of all that, and the records), with ``progress`` for the bar. ``summary`` answers from
+the order of all that, and the records; ``planner`` names the points of each round: the full
+grid, or an adaptive walk that skips the broken plateau), with ``progress`` for the bar. ``summary`` answers from
 the store alone (VISAGE, capability, plots, report). See docs/sweeps.md.
 """
 
