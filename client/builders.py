@@ -50,7 +50,7 @@ def message_dict(msg: Message) -> dict[str, Any]:
 
 
 def system_prompt(value: str | None) -> pb.SystemPrompt:
-    """A preset name (default, empty, llama2, roleplay, vicuna, mistral) or else a custom text."""
+    """A preset name (``SYSTEM_PROMPT_PRESETS``: default, empty, llama2, roleplay, ...) or else a custom text."""
     if value is None:
         return pb.SystemPrompt(preset="default")
     if value in SYSTEM_PROMPT_PRESETS:

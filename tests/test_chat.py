@@ -49,6 +49,9 @@ def test_presets_exact_texts():
         "roleplay": ROLEPLAY_SYS,
         "vicuna": VICUNA_SYS,
         "mistral": MISTRAL_SYS,
+        "mistral-v01-safe": LLAMA2_SYS.replace("respectful and", "respectfuliNdEx and"),
+        "mistral-v02-safe": LLAMA2_SYS.replace("should not include", "should have include").replace(
+            "content. Please", "content febbra Please"),
     }
 
 
@@ -88,6 +91,8 @@ LLAMA3_USER = (
     "<|start_header_id|>user<|end_header_id|>\n\nWrite a poem<|eot_id|>"
     "<|start_header_id|>assistant<|end_header_id|>\n\n"
 )
+# The reference always writes the llama3 system block, empty when there is no system prompt.
+LLAMA3_EMPTY_SYSTEM = "<|start_header_id|>system<|end_header_id|>\n\n<|eot_id|>"
 
 
 @pytest.mark.parametrize(
@@ -115,8 +120,8 @@ LLAMA3_USER = (
             "Be kind.",
             "<|start_header_id|>system<|end_header_id|>\n\nBe kind.<|eot_id|>" + LLAMA3_USER,
         ),
-        (ChatFormat.LLAMA3, "", LLAMA3_USER),
-        (ChatFormat.LLAMA3, None, LLAMA3_USER),
+        (ChatFormat.LLAMA3, "", LLAMA3_EMPTY_SYSTEM + LLAMA3_USER),
+        (ChatFormat.LLAMA3, None, LLAMA3_EMPTY_SYSTEM + LLAMA3_USER),
         (ChatFormat.NONE, "Be kind.", "Write a poem"),
         (ChatFormat.NONE, None, "Write a poem"),
     ],
