@@ -14,7 +14,15 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS, SYSTEM_PROMPT_PRESETS
+from safety_landscape.common.names import (
+    CHAT_FORMATS,
+    JUDGES,
+    NORMALIZATIONS,
+    SELECTIONS,
+    STREAMS,
+    SYSTEM_PROMPT_PRESETS,
+    TIED_RULES,
+)
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from .errors import ValidationError
@@ -74,17 +82,24 @@ def random_direction(
     exclude: Sequence[str] = (),
     stream: str = "per_tensor",
     index: int = 0,
+    tied: str = "once",
 ) -> pb.DirectionSpec:
+    """A seeded random direction. ``tied = "reference"`` (reference stream only) draws for every
+    state-dict name of a tied tensor, as the authors do; "once" leaves the field unset, so the
+    message (and every content key built from it) is what it was before the field existed."""
     for value, names, what in ((normalization, NORMALIZATIONS, "normalization"), (selection, SELECTIONS, "selection"),
-                               (stream, STREAMS, "stream")):
+                               (stream, STREAMS, "stream"), (tied, TIED_RULES, "tied")):
         if value not in names:
             raise ValidationError(f"unknown {what} {value!r}; use one of {', '.join(names)}")
     if not 0 <= seed < 2**63 or index < 0:
         raise ValidationError("seed must be in [0, 2**63) and index >= 0")
+    if tied == "reference" and stream != "reference":
+        raise ValidationError('tied = "reference" reproduces the authors\' draws: it needs stream = "reference"')
     return pb.DirectionSpec(
         random=pb.RandomDirectionSpec(
             seed=seed, normalization=_NORMALIZATION_ENUMS[normalization], selection=_SELECTION_ENUMS[selection],
             include=list(include), exclude=list(exclude), stream=_STREAM_ENUMS[stream], index=index,
+            tied=pb.TIED_PARAMETERS_REFERENCE if tied == "reference" else None,
         )
     )
 

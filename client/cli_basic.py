@@ -6,7 +6,15 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS, SYSTEM_PROMPT_PRESETS
+from safety_landscape.common.names import (
+    CHAT_FORMATS,
+    JUDGES,
+    NORMALIZATIONS,
+    SELECTIONS,
+    STREAMS,
+    SYSTEM_PROMPT_PRESETS,
+    TIED_RULES,
+)
 
 from .cli import add_connection_args, connect, message_to_dict, parse_at, print_json
 
@@ -67,6 +75,8 @@ def _register_direction(sub: Subparsers) -> None:
     c.add_argument("--exclude", action="append", default=[], help="never tensors matching this pattern")
     c.add_argument("--stream", default="per_tensor", choices=STREAMS)
     c.add_argument("--index", type=int, default=0, help="which draw of the reference stream")
+    c.add_argument("--tied", default="once", choices=TIED_RULES,
+                   help="tied embeddings: perturb once, or as the authors (a draw per name; --stream reference)")
     c.set_defaults(func=cmd_direction_create)
     ls = dsub.add_parser("list", help="directions the server holds, and its memory")
     add_connection_args(ls)
@@ -150,7 +160,8 @@ def cmd_direction_create(args: argparse.Namespace) -> int:
 
     if args.seed is not None:
         spec = random_direction(args.seed, normalization=args.normalization, selection=args.selection,
-                                include=args.include, exclude=args.exclude, stream=args.stream, index=args.index)
+                                include=args.include, exclude=args.exclude, stream=args.stream, index=args.index,
+                                tied=args.tied)
     elif args.interpolation:
         spec = interpolation_direction(args.interpolation)
     else:

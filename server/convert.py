@@ -13,7 +13,7 @@ from safety_landscape.v1 import landscape_pb2 as pb
 
 from .config import Limits
 from .engine.chat import ChatFormat, resolve_system_prompt
-from .engine.directions import AdapterSpec, DirectionSpec, InterpolationSpec, Normalization, RandomSpec, Selection, Stream
+from .engine.directions import AdapterSpec, DirectionSpec, InterpolationSpec, Normalization, RandomSpec, Selection, Stream, Tied
 from .engine.engine import TermRequest
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .engine.facts import MemoryFacts, ModelFacts
@@ -56,6 +56,11 @@ _STREAMS = {
     pb.RANDOM_STREAM_UNSPECIFIED: Stream.PER_TENSOR,
     pb.RANDOM_STREAM_PER_TENSOR: Stream.PER_TENSOR,
     pb.RANDOM_STREAM_REFERENCE: Stream.REFERENCE,
+}
+_TIED = {
+    pb.TIED_PARAMETERS_UNSPECIFIED: Tied.ONCE,
+    pb.TIED_PARAMETERS_ONCE: Tied.ONCE,
+    pb.TIED_PARAMETERS_REFERENCE: Tied.REFERENCE,
 }
 _FINISH = {FINISH_EOS: pb.FINISH_REASON_EOS, FINISH_LENGTH: pb.FINISH_REASON_LENGTH, FINISH_KEYWORD: pb.FINISH_REASON_KEYWORD}
 GENERATION_PRESETS = {"paper": GenerationParams(max_new_tokens=512)}
@@ -148,6 +153,7 @@ def direction_spec_from_pb(msg: pb.DirectionSpec) -> DirectionSpec:
             exclude=tuple(r.exclude),
             stream=_enum(_STREAMS, r.stream, "stream"),
             index=r.index,
+            tied=_enum(_TIED, r.tied, "tied"),
         )
     if kind == "interpolation":
         if not msg.interpolation.target:
@@ -176,6 +182,7 @@ def direction_spec_to_pb(spec: DirectionSpec) -> pb.DirectionSpec:
                 exclude=list(spec.exclude),
                 stream=inv(_STREAMS, spec.stream),
                 index=spec.index,
+                tied=inv(_TIED, spec.tied) if spec.tied is not Tied.ONCE else None,
             )
         )
     if isinstance(spec, InterpolationSpec):

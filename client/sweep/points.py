@@ -224,7 +224,8 @@ def _directions(spec: SweepSpec) -> dict[str, pb.DirectionSpec]:
     if spec.kind != "1d-interpolation":
         for i in range(n_random):
             directions[f"d{i}"] = random_direction(d.seed, normalization=d.normalization, selection=d.selection,
-                                                   include=d.include, exclude=d.exclude, stream=d.stream, index=i)
+                                                   include=d.include, exclude=d.exclude, stream=d.stream, index=i,
+                                                   tied=d.tied)
     if "interpolation" in spec.kind:
         directions["interp"] = interpolation_direction(spec.grid.target)
     for term in spec.base:

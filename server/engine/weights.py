@@ -42,13 +42,16 @@ from .directions import (
     InterpolationSpec,
     RandomSpec,
     Stream,
+    Tied,
     adapter_direction,
     direction_id,
     interpolation_direction,
     is_perturbed,
     load_safetensors_checkpoint,
+    parameter_aliases,
     random_direction,
     random_tensor,
+    reference_tied_direction,
     unique_parameters,
     update_tensor_hash,
 )
@@ -107,6 +110,7 @@ class WeightManager:
         self.max_abs_coefficient = max_abs_coefficient
         self.registry = registry or ModelRegistry()
         self.params = unique_parameters(model)
+        self.aliases = parameter_aliases(model)  # state-dict names -> unique names (tied = "reference")
         self.names = [name for name, _ in self.params]
         self.dtype = self.params[0][1].dtype
         with torch.no_grad():
@@ -203,6 +207,8 @@ class WeightManager:
 
     def _full_direction(self, spec: DirectionSpec) -> dict[str, torch.Tensor]:
         pristine = [(name, self.pristine[name]) for name in self.names]
+        if isinstance(spec, RandomSpec) and spec.tied is Tied.REFERENCE:
+            return reference_tied_direction(pristine, self.aliases, spec)
         if isinstance(spec, RandomSpec):
             return random_direction(pristine, spec)
         if isinstance(spec, InterpolationSpec):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS
+from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS, TIED_RULES
 
 from ...validation import is_finite_number, is_int
 from .schema import BASE_KINDS, BENIGN_AT, KINDS, BaseTerm, Capability, DirectionRecipe, PromptSource, SpecError, SweepSpec
@@ -132,9 +132,11 @@ def _check_direction(d: DirectionRecipe, p: list[str]) -> None:
     if not is_int(d.seed) or not 0 <= d.seed < 2**63:
         p.append(f"direction.seed: must be an integer in [0, 2**63), got {d.seed!r}")
     for value, names, what in ((d.stream, STREAMS, "stream"), (d.normalization, NORMALIZATIONS, "normalization"),
-                               (d.selection, SELECTIONS, "selection")):
+                               (d.selection, SELECTIONS, "selection"), (d.tied, TIED_RULES, "tied")):
         if value not in names:
             p.append(f"direction.{what}: {value!r} is not one of {', '.join(names)}")
+    if d.tied == "reference" and d.stream != "reference":
+        p.append('direction.tied: "reference" reproduces the authors\' draws and needs stream = "reference"')
 
 
 def _check_evaluation(spec: SweepSpec, p: list[str]) -> None:

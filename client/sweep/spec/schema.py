@@ -55,7 +55,9 @@ class Grid:
 @dataclass(frozen=True)
 class DirectionRecipe:
     """How random directions are drawn. Direction ``i`` is draw ``index=i`` of ``seed``: with the
-    "reference" stream that is exactly the authors' i-th ``torch.manual_seed(123)`` draw."""
+    "reference" stream that is exactly the authors' i-th ``torch.manual_seed(123)`` draw on a
+    model without tied tensors; ``tied = "reference"`` makes it so on a tied model too (a draw for
+    each state-dict name, docs/method.md section 1), "once" perturbs a tied tensor once."""
 
     seed: int = 123
     stream: str = "reference"
@@ -63,6 +65,7 @@ class DirectionRecipe:
     selection: str = "reference"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    tied: str = "once"
 
 
 @dataclass(frozen=True)

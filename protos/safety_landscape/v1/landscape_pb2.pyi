@@ -27,6 +27,12 @@ class RandomStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RANDOM_STREAM_PER_TENSOR: _ClassVar[RandomStream]
     RANDOM_STREAM_REFERENCE: _ClassVar[RandomStream]
 
+class TiedParameters(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIED_PARAMETERS_UNSPECIFIED: _ClassVar[TiedParameters]
+    TIED_PARAMETERS_ONCE: _ClassVar[TiedParameters]
+    TIED_PARAMETERS_REFERENCE: _ClassVar[TiedParameters]
+
 class ChatFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CHAT_FORMAT_UNSPECIFIED: _ClassVar[ChatFormat]
@@ -55,6 +61,9 @@ TENSOR_SELECTION_ALL: TensorSelection
 RANDOM_STREAM_UNSPECIFIED: RandomStream
 RANDOM_STREAM_PER_TENSOR: RandomStream
 RANDOM_STREAM_REFERENCE: RandomStream
+TIED_PARAMETERS_UNSPECIFIED: TiedParameters
+TIED_PARAMETERS_ONCE: TiedParameters
+TIED_PARAMETERS_REFERENCE: TiedParameters
 CHAT_FORMAT_UNSPECIFIED: ChatFormat
 CHAT_FORMAT_TOKENIZER: ChatFormat
 CHAT_FORMAT_NONE: ChatFormat
@@ -197,7 +206,7 @@ class AppliedTerm(_message.Message):
     def __init__(self, direction_id: _Optional[str] = ..., coefficient: _Optional[float] = ...) -> None: ...
 
 class RandomDirectionSpec(_message.Message):
-    __slots__ = ("seed", "normalization", "selection", "include", "exclude", "stream", "index")
+    __slots__ = ("seed", "normalization", "selection", "include", "exclude", "stream", "index", "tied")
     SEED_FIELD_NUMBER: _ClassVar[int]
     NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
     SELECTION_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +214,7 @@ class RandomDirectionSpec(_message.Message):
     EXCLUDE_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    TIED_FIELD_NUMBER: _ClassVar[int]
     seed: int
     normalization: Normalization
     selection: TensorSelection
@@ -212,7 +222,8 @@ class RandomDirectionSpec(_message.Message):
     exclude: _containers.RepeatedScalarFieldContainer[str]
     stream: RandomStream
     index: int
-    def __init__(self, seed: _Optional[int] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., selection: _Optional[_Union[TensorSelection, str]] = ..., include: _Optional[_Iterable[str]] = ..., exclude: _Optional[_Iterable[str]] = ..., stream: _Optional[_Union[RandomStream, str]] = ..., index: _Optional[int] = ...) -> None: ...
+    tied: TiedParameters
+    def __init__(self, seed: _Optional[int] = ..., normalization: _Optional[_Union[Normalization, str]] = ..., selection: _Optional[_Union[TensorSelection, str]] = ..., include: _Optional[_Iterable[str]] = ..., exclude: _Optional[_Iterable[str]] = ..., stream: _Optional[_Union[RandomStream, str]] = ..., index: _Optional[int] = ..., tied: _Optional[_Union[TiedParameters, str]] = ...) -> None: ...
 
 class InterpolationDirectionSpec(_message.Message):
     __slots__ = ("target",)

@@ -10,15 +10,17 @@ lives with weight application, ``engine/weights.py``).
 Conventions:
 - Every direction tensor is fp32, whatever the weight dtype (bf16 weights are read as fp32).
 - Directions are keyed by the names of ``unique_parameters(model)``: a tied tensor (embedding ==
-  lm_head) appears once, under its first name, and so is perturbed exactly once.
+  lm_head) appears once, under its first name, and so is perturbed exactly once (``tied =
+  "once"``); ``tied = "reference"`` (``tied``) adds a draw for each of its names, as the authors do.
 - All errors are ``safety_landscape.server.errors`` exceptions whose message names the tensor/key.
 """
 
 from .adapter import adapter_direction
 from .checkpoint import interpolation_direction, load_safetensors_checkpoint
 from .gaussian import FILTER_EPS, is_perturbed, normalize, random_direction, random_tensor
-from .specs import AdapterSpec, DirectionSpec, InterpolationSpec, Normalization, RandomSpec, Selection, Stream, direction_id
+from .specs import AdapterSpec, DirectionSpec, InterpolationSpec, Normalization, RandomSpec, Selection, Stream, Tied, direction_id
 from .tensors import direction_fingerprint, direction_norm, unique_parameters, update_tensor_hash
+from .tied import parameter_aliases, reference_tied_direction
 
 __all__ = [
     "FILTER_EPS",
@@ -29,6 +31,7 @@ __all__ = [
     "RandomSpec",
     "Selection",
     "Stream",
+    "Tied",
     "adapter_direction",
     "direction_fingerprint",
     "direction_id",
@@ -37,8 +40,10 @@ __all__ = [
     "is_perturbed",
     "load_safetensors_checkpoint",
     "normalize",
+    "parameter_aliases",
     "random_direction",
     "random_tensor",
+    "reference_tied_direction",
     "unique_parameters",
     "update_tensor_hash",
 ]

@@ -12,7 +12,7 @@ import torch
 
 from safety_landscape.server.errors import FailedPrecondition, InvalidArgument
 
-from .specs import Normalization, RandomSpec, Selection, Stream
+from .specs import Normalization, RandomSpec, Selection, Stream, Tied
 
 __all__ = ["FILTER_EPS", "is_perturbed", "normalize", "random_direction", "random_tensor"]
 
@@ -93,6 +93,8 @@ def random_direction(params: Sequence[tuple[str, torch.Tensor]], spec: RandomSpe
     included, even though they are zeroed afterwards), and keep draw ``index``. So ``params`` must
     be ``unique_parameters(model)`` of the same architecture for the stream to line up.
     """
+    if spec.tied is not Tied.ONCE:
+        raise InvalidArgument("random_direction draws each tensor once; tied = reference is reference_tied_direction's")
     if spec.stream is Stream.PER_TENSOR:
         return {name: random_tensor(name, w, spec) for name, w in params}
     gen = torch.Generator(device="cpu")

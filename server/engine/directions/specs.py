@@ -16,7 +16,8 @@ from typing import Any
 from safety_landscape.server.errors import InvalidArgument
 
 __all__ = [
-    "AdapterSpec", "DirectionSpec", "InterpolationSpec", "Normalization", "RandomSpec", "Selection", "Stream", "direction_id",
+    "AdapterSpec", "DirectionSpec", "InterpolationSpec", "Normalization", "RandomSpec", "Selection", "Stream", "Tied",
+    "direction_id",
 ]
 
 
@@ -37,6 +38,11 @@ class Stream(str, Enum):
     REFERENCE = "reference"  # the authors': one CPU stream over all params, draw `index`
 
 
+class Tied(str, Enum):
+    ONCE = "once"  # a tensor held under two names (tied embeddings) is drawn and perturbed once
+    REFERENCE = "reference"  # the authors': a draw per state-dict name, all added to the shared tensor
+
+
 @dataclass(frozen=True)
 class RandomSpec:
     """A seeded random direction. Strings are accepted for the enums, lists for the patterns."""
@@ -48,14 +54,21 @@ class RandomSpec:
     exclude: tuple[str, ...] = ()  # fnmatch patterns; exclude wins over include
     stream: Stream = Stream.PER_TENSOR
     index: int = 0  # which direction of the seed (the 2nd axis of a 2D landscape is index 1)
+    tied: Tied = Tied.ONCE  # REFERENCE needs the reference stream (it reproduces the authors' draws)
 
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "normalization", Normalization(self.normalization))
             object.__setattr__(self, "selection", Selection(self.selection))
             object.__setattr__(self, "stream", Stream(self.stream))
+            object.__setattr__(self, "tied", Tied(self.tied))
         except ValueError as e:
             raise InvalidArgument(f"random direction: {e}") from None
+        if self.tied is Tied.REFERENCE and self.stream is not Stream.REFERENCE:
+            raise InvalidArgument(
+                'random direction: tied = "reference" reproduces the authors\' draws, which only the reference '
+                'stream makes; use stream = "reference" (or tied = "once")'
+            )
         given: tuple[object, ...] = (self.include, self.exclude)  # callers may pass anything
         if any(isinstance(patterns, str) for patterns in given):
             raise InvalidArgument("random direction: include/exclude are lists of patterns, not a string")
@@ -67,7 +80,7 @@ class RandomSpec:
             raise InvalidArgument(f"random direction: index must be an integer >= 0, got {self.index!r}")
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "kind": "random",
             "seed": self.seed,
             "normalization": self.normalization.value,
@@ -77,6 +90,9 @@ class RandomSpec:
             "stream": self.stream.value,
             "index": self.index,
         }
+        if self.tied is not Tied.ONCE:  # written only when set: the ids of every "once" direction stay as they were
+            out["tied"] = self.tied.value
+        return out
 
 
 @dataclass(frozen=True)
