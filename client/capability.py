@@ -6,8 +6,12 @@ Torch-free. Owns the question files, the prompt format, and the maths on ``Score
     ``question,A,B,C,D,answer-letter``, or the same with a ``question,A,B,C,D,answer`` header and
     an optional ``subject`` column) or from JSONL (``{"question", "choices", "answer", "subject"?}``).
   - :func:`mc_prompt` renders MMLU's few-shot format (the paper's control is 5-shot); the server
-    is asked for the next-token logits of :func:`mc_candidates` (``" A"``, ``" B"``, ... with a
-    leading space, as lm-evaluation-harness scores them: the prompt ends in ``"Answer:"``).
+    is asked for the next-token logits of :func:`mc_candidates`. Two variants (``MC_FORMATS``):
+    ``"harness"`` (the default, lm-evaluation-harness's: a header ending in ``"\n\n"`` and the
+    letters ``" A"``, ``" B"``, ... with a leading space after the closing ``"Answer:"``) and
+    ``"reference"`` (the authors' code: a header ending in a single ``"\n"`` and the letters
+    ``"A"``, ``"B"``, ... without a space; the same tokens as harness's on SentencePiece
+    vocabularies only). docs/method.md section 6.
   - :func:`mc_accuracy` takes the argmax of those logits (ties -> the lowest letter), in percent.
   - :func:`perplexity_items` / :func:`perplexity` score whole texts: each text is the continuation
     of an EMPTY context, so when the model's tokenizer has no BOS token the first token of each
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "MC_FORMATS",
     "MCQuestion",
     "load_mc_file",
     "mc_accuracy",
@@ -35,6 +40,8 @@ __all__ = [
 ]
 
 LETTERS = string.ascii_uppercase
+#: The MMLU prompt variants: lm-evaluation-harness's (the default) and the reference code's.
+MC_FORMATS = ("harness", "reference")
 _MMLU_SPLIT_SUFFIXES = ("_test", "_dev", "_val")
 
 
@@ -46,9 +53,17 @@ class MCQuestion:
     subject: str = ""
 
 
-def mc_candidates(num_choices: int = 4) -> tuple[str, ...]:
-    """The candidate strings for the next-token logits: ``(" A", " B", " C", " D")`` for 4 choices."""
-    return tuple(" " + LETTERS[i] for i in range(num_choices))
+def _check_format(mc_format: str) -> None:
+    if mc_format not in MC_FORMATS:
+        raise ValueError(f"unknown MMLU format {mc_format!r}; use one of {', '.join(MC_FORMATS)}")
+
+
+def mc_candidates(num_choices: int = 4, *, mc_format: str = "harness") -> tuple[str, ...]:
+    """The candidate strings for the next-token logits: ``(" A", " B", " C", " D")`` for 4 choices
+    (``"reference"``: ``("A", "B", "C", "D")``, no leading space)."""
+    _check_format(mc_format)
+    space = " " if mc_format == "harness" else ""
+    return tuple(space + LETTERS[i] for i in range(num_choices))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,15 +222,19 @@ def _format_question(q: MCQuestion) -> str:
     return "\n".join(lines) + "\nAnswer:"
 
 
-def mc_prompt(question: MCQuestion, *, shots: Sequence[MCQuestion] = (), subject: str = "") -> str:
+def mc_prompt(question: MCQuestion, *, shots: Sequence[MCQuestion] = (), subject: str = "",
+              mc_format: str = "harness") -> str:
     """MMLU's prompt: a header, each shot with its answer, then ``question`` ending in ``"Answer:"``.
 
     ``subject`` (default: the question's own) is written with underscores as spaces; with no
     subject the header is ``"The following are multiple choice questions (with answers).\\n\\n"``.
+    ``mc_format = "reference"`` ends the header in one ``"\\n"`` instead, as the authors' code.
     """
+    _check_format(mc_format)
     subject = (subject or question.subject).replace("_", " ").strip()
     about = f" about {subject}" if subject else ""
-    parts = [f"The following are multiple choice questions (with answers){about}.\n\n"]
+    header_end = "\n\n" if mc_format == "harness" else "\n"
+    parts = [f"The following are multiple choice questions (with answers){about}.{header_end}"]
     for shot in shots:
         parts.append(f"{_format_question(shot)} {LETTERS[shot.answer]}\n\n")
     parts.append(_format_question(question))

@@ -10,7 +10,8 @@ The maths and formats live in :mod:`.capability` (``perplexity``, ``perplexity_i
   - :func:`mc_accuracy_at`: one item per question, ``(mc_prompt(q, shots=shots), " A")``, with the
     letters ``mc_candidates(len(q.choices))`` as next-token candidates; the answer is the argmax of
     ``candidate_logits`` (ties -> the lowest letter). The continuation is only there because the
-    RPC needs one; its score is not used.
+    RPC needs one; its score is not used. ``mc_format`` picks the prompt/letters variant
+    (:data:`~.capability.MC_FORMATS`); the server encodes each candidate as given.
 
 Both evaluate at ``at`` (a ``Perturbation``; ``None`` = theta0). Large inputs are split into
 requests of at most ``chunk`` items; every chunk must report the same weight-state fingerprint
@@ -81,6 +82,7 @@ def mc_logits_at(
     at: pb.Perturbation | None = None,
     *,
     chunk: int = DEFAULT_CHUNK,
+    mc_format: str = "harness",
 ) -> list[list[float]]:
     """The answer-letter logits of each question (k-shot MMLU prompts), in question order."""
     if not questions:
@@ -92,8 +94,11 @@ def mc_logits_at(
     logits: list[list[float] | None] = [None] * len(questions)
     fingerprints: set[str] = set()
     for width, indices in sorted(by_width.items()):
-        candidates = mc_candidates(width)
-        items = [(mc_prompt(questions[i], shots=shots), candidates[0]) for i in indices]
+        try:
+            candidates = mc_candidates(width, mc_format=mc_format)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        items = [(mc_prompt(questions[i], shots=shots, mc_format=mc_format), candidates[0]) for i in indices]
         results, fp = score_at(client, items, candidates=candidates, at=at, chunk=chunk)
         fingerprints.add(fp)
         for i, r in zip(indices, results, strict=True):
@@ -110,7 +115,8 @@ def mc_accuracy_at(
     at: pb.Perturbation | None = None,
     *,
     chunk: int = DEFAULT_CHUNK,
+    mc_format: str = "harness",
 ) -> float:
     """Multiple-choice accuracy in percent (argmax of the letter logits; ties -> lowest letter)."""
-    logits = mc_logits_at(client, questions, shots, at, chunk=chunk)
+    logits = mc_logits_at(client, questions, shots, at, chunk=chunk, mc_format=mc_format)
     return mc_accuracy(questions, logits)

@@ -1,6 +1,6 @@
 """``visage sweep|rescore|replot|report|export``: landscape sweeps and their outputs.
 
-``visage sweep SPEC.toml|--preset quick|paper --server H:P [--server ...] --out DIR`` writes
+``visage sweep SPEC.toml|--preset quick|paper|paper-template --server H:P [--server ...] --out DIR`` writes
 DIR/results.sqlite (every point, at once: Ctrl-C and re-run to resume), DIR/summary.json (VISAGE
 under ``visage``), DIR/plots/ (PNG + SVG) and DIR/report.html. The other four commands work from
 DIR/results.sqlite alone, without any server.
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safety_landscape.common.names import CHAT_FORMATS, STREAMS
+from safety_landscape.common.names import CHAT_FORMATS, PAPER_FAMILIES, STREAMS, TIED_RULES
 
 from .cli import add_connection_args, connect, print_json
 
@@ -31,9 +31,13 @@ def register(sub: Subparsers) -> None:
     p = sub.add_parser("sweep", help="measure a safety landscape on one or many servers (resumable)",
                        description="Run a landscape sweep from a TOML spec or a preset; flags override the spec.")
     p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="a sweep spec (see examples/sweeps/)")
-    p.add_argument("--preset", choices=("quick", "paper"),
-                   help="quick: 1 direction x 7 points, mini sets, 48 tokens; paper: docs/method.md's 3 x 21 points, "
-                        "512 tokens, needs AdvBench (--prompts harmful_behaviors.csv or --set NAME)")
+    p.add_argument("--preset", choices=("quick", "paper", "paper-template"),
+                   help="quick: 1 direction x 7 points, mini sets, 48 tokens; paper: the reference's configuration "
+                        "for --family (3 x 21 points, 512 tokens, the family's literal format and system prompt); "
+                        "paper-template: the same landscape through the tokenizer's chat template. Both paper presets "
+                        "need AdvBench (--prompts harmful_behaviors.csv or --set NAME)")
+    p.add_argument("--family", choices=PAPER_FAMILIES,
+                   help="--preset paper: the model family whose reference configuration to use (default llama2)")
     add_connection_args(p, many=True)
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="output folder (results.sqlite, summary.json, plots/, report.html)")
@@ -71,6 +75,9 @@ def _add_capability_args(c: argparse._ArgumentGroup) -> None:
     ppl.add_argument("--perplexity-file", metavar="FILE",
                      help="texts (one per line, or JSONL with \"text\"): perplexity at every point")
     ppl.add_argument("--fluency", action="store_true", help="perplexity on the built-in fluency texts (20 short sentences)")
+    c.add_argument("--mc-format", choices=("harness", "reference"),
+                   help="MMLU prompt and letters: lm-evaluation-harness's (default) or the reference code's "
+                        "(the paper preset's)")
     c.add_argument("--no-capability", action="store_true", help="drop the spec's [capability] table")
 
 
@@ -85,6 +92,8 @@ def _add_grid_args(o: argparse._ArgumentGroup) -> None:
     o.add_argument("--stream", choices=STREAMS,
                    help="direction draws: the authors' exact CPU stream (reference), or per_tensor (much faster on a GPU)")
     o.add_argument("--seed", type=int, help="direction seed")
+    o.add_argument("--tied", choices=TIED_RULES,
+                   help="tied embeddings: perturbed once, or as the authors (a draw per name; reference stream)")
     o.add_argument("--points-per-call", type=int, help="grid points a server takes at once")
     o.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=None,
                    help="measure each series from its centre outward, skipping the broken plateau (ASR 100 %%, "
@@ -119,7 +128,8 @@ _FLAG_KEYS: dict[str, tuple[str, str]] = {
     "system_prompt": ("evaluation", "system_prompts"), "chat_format": ("evaluation", "chat_format"),
     "keyword": ("evaluation", "keywords"), "max_new_tokens": ("generation", "max_new_tokens"),
     "benign_at": ("benign", "at"), "shots": ("capability", "shots"), "mc_limit": ("capability", "limit"),
-    "mc_file": ("capability", "mc_file"), "adaptive": ("grid", "adaptive"), "stop_after": ("grid", "stop_after"),
+    "mc_file": ("capability", "mc_file"), "mc_format": ("capability", "mc_format"), "tied": ("direction", "tied"),
+    "family": ("", "family"), "adaptive": ("grid", "adaptive"), "stop_after": ("grid", "stop_after"),
     "edge_resolution": ("grid", "edge_resolution"),
 }
 
@@ -174,7 +184,7 @@ def _spec_from_args(args: argparse.Namespace) -> SweepSpec:
     from .sweep.spec import PRESETS, load_spec_data, merge_spec_data, preset, spec_from_dict
 
     if bool(args.spec) == bool(args.preset):
-        raise ValidationError("give a SPEC.toml or --preset quick|paper (one of them)")
+        raise ValidationError("give a SPEC.toml or --preset quick|paper|paper-template (one of them)")
     data = load_spec_data(args.spec) if args.spec else {"preset": args.preset}
     if args.no_benign:
         data = merge_spec_data(data, {"benign": None})

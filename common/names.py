@@ -7,10 +7,14 @@ each tuple is the order shown to users in messages and ``--help``.
 
 from __future__ import annotations
 
-__all__ = ["CHAT_FORMATS", "JUDGES", "NORMALIZATIONS", "SELECTIONS", "STREAMS", "SYSTEM_PROMPT_PRESETS", "TIED_RULES"]
+__all__ = ["CHAT_FORMATS", "JUDGES", "NORMALIZATIONS", "PAPER_FAMILIES", "SELECTIONS", "STREAMS", "SYSTEM_PROMPT_PRESETS",
+           "TIED_RULES"]
 
 #: How prompts are wrapped into the model's input: its tokenizer's chat template, none, or a fixed format.
 CHAT_FORMATS: tuple[str, ...] = ("tokenizer", "none", "llama2", "vicuna", "mistral", "llama3")
+#: The model families whose reference configuration the sweep preset ``paper`` reproduces (each
+#: one's literal chat format and ``-base`` system prompt).
+PAPER_FAMILIES: tuple[str, ...] = ("llama2", "vicuna", "mistral", "llama3")
 #: How a random direction is scaled to the weights it perturbs.
 NORMALIZATIONS: tuple[str, ...] = ("layer", "filter", "none")
 #: Which tensors a random direction perturbs.

@@ -135,3 +135,30 @@ def test_client_module_is_torch_free():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not imported & {"torch", "transformers", "numpy"}
+
+
+def _authors_mmlu_prompt(subject: str, shots: list[MCQuestion], question: MCQuestion) -> str:
+    """The reference's MMLU prompt re-expressed: ``f"{sys_msg}\\n{prompt}"`` with the header
+    ``The following are ... about {subject}.``, each shot ``{q}\\nA. ..\\nAnswer: X\\n\\n``, then
+    the question ending in ``\\nAnswer:`` (its ``format_example`` / ``gen_few_shot_prompt``)."""
+    def example(q: MCQuestion, answer: int | None = None) -> str:
+        text = f"{q.question}\n" + "\n".join(f"{i}. {c}" for i, c in zip("ABCD", q.choices, strict=False)) + "\nAnswer:"
+        return text + (f" {'ABCD'[answer]}\n\n" if answer is not None else "")
+    header = f"The following are multiple choice questions (with answers) about {' '.join(subject.split('_')).strip()}."
+    return f"{header}\n" + "".join(example(s, s.answer) for s in shots) + example(question)
+
+
+def test_mc_reference_format_is_the_authors_prompt_and_letters():
+    shots = [MCQuestion(f"Shot {k}?", ("w", "x", "y", "z"), k % 4, "us_foreign_policy") for k in range(5)]
+    q = MCQuestion("Which treaty?", ("a", "b", "c", "d"), 2, "us_foreign_policy")
+    assert mc_prompt(q, shots=shots, mc_format="reference") == _authors_mmlu_prompt("us_foreign_policy", shots, q)
+    assert mc_prompt(q, shots=shots, mc_format="reference").startswith(
+        "The following are multiple choice questions (with answers) about us foreign policy.\nShot 0?")
+    assert mc_candidates(mc_format="reference") == ("A", "B", "C", "D")
+    # the harness variant differs only in the header's second newline
+    assert mc_prompt(q, shots=shots) == mc_prompt(q, shots=shots, mc_format="reference").replace(
+        "policy.\n", "policy.\n\n", 1)
+    with pytest.raises(ValueError, match="unknown MMLU format"):
+        mc_prompt(q, mc_format="lm-eval")
+    with pytest.raises(ValueError, match="unknown MMLU format"):
+        mc_candidates(mc_format="lm-eval")

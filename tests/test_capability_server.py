@@ -59,12 +59,13 @@ def direct_perplexity(model, tokenizer, texts) -> float:
 
 
 @torch.inference_mode()
-def direct_letter_logits(model, tokenizer, questions, shots) -> list[list[float]]:
+def direct_letter_logits(model, tokenizer, questions, shots, mc_format="harness") -> list[list[float]]:
     out = []
     for q in questions:
-        ids, c = encode(tokenizer, mc_prompt(q, shots=shots), " A")
+        ids, c = encode(tokenizer, mc_prompt(q, shots=shots, mc_format=mc_format), " A")
         logits = model(torch.tensor([ids[:c]])).logits[0, -1].float()
-        cands = [tokenizer.encode(s, add_special_tokens=False)[0] for s in mc_candidates(len(q.choices))]
+        cands = [tokenizer.encode(s, add_special_tokens=False)[0]
+                 for s in mc_candidates(len(q.choices), mc_format=mc_format)]
         out.append([float(logits[t]) for t in cands])
     return out
 
@@ -91,6 +92,21 @@ def test_mc_accuracy_matches_direct_computation(client, tiny):
     # zero-shot is a different prompt, still the same computation
     zero = mc_accuracy(QUESTIONS, direct_letter_logits(model, tok, QUESTIONS, ()))
     assert mc_accuracy_at(client, QUESTIONS) == pytest.approx(zero)
+
+
+def test_mc_reference_format_reads_the_unspaced_letters(client, tiny):
+    """The reference variant sends its own prompt and the letters "A".."D" (each encoded as given:
+    on this byte-level vocabulary other tokens than " A".." D"), matching a direct computation."""
+    model, tok = tiny
+    assert [tok.encode(s, add_special_tokens=False)[0] for s in mc_candidates()] != [
+        tok.encode(s, add_special_tokens=False)[0] for s in mc_candidates(mc_format="reference")]
+    expected = direct_letter_logits(model, tok, QUESTIONS, SHOTS, mc_format="reference")
+    got = mc_logits_at(client, QUESTIONS, SHOTS, mc_format="reference")
+    for g, e in zip(got, expected, strict=True):
+        assert g == pytest.approx(e, rel=REL, abs=1e-4)
+    assert got != mc_logits_at(client, QUESTIONS, SHOTS)
+    with pytest.raises(ValidationError, match="unknown MMLU format"):
+        mc_logits_at(client, QUESTIONS, mc_format="lm-eval")
 
 
 def test_perplexity_at_a_perturbation_matches_the_perturbed_model(client, tiny_server, tiny):

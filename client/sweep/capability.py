@@ -35,6 +35,13 @@ __all__ = ["FLUENCY_FILE", "CapabilityMetric", "fluency_texts", "load_capability
 FLUENCY_FILE = Path(__file__).resolve().parent / "data" / "fluency.txt"
 
 
+# The accuracy rule of each MMLU variant, as written into the point keys.
+_MC_RULES = {
+    "harness": "argmax next-token logits of ' A'..; ties -> lowest letter",
+    "reference": "argmax next-token logits of 'A'.. (no space) after a header ending in one newline; ties -> lowest letter",
+}
+
+
 def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
 
@@ -84,6 +91,7 @@ class CapabilityMetric:
     texts: tuple[str, ...] = ()
     questions: tuple[MCQuestion, ...] = ()
     shots: tuple[MCQuestion, ...] = ()
+    mc_format: str = "harness"
 
     @property
     def total(self) -> int:
@@ -92,7 +100,7 @@ class CapabilityMetric:
     def score(self, client: Client, at: pb.Perturbation) -> float:
         """Accuracy (%) or perplexity of the model at ``at`` on ``client``'s server."""
         if self.metric == "accuracy":
-            return mc_accuracy_at(client, self.questions, self.shots, at)
+            return mc_accuracy_at(client, self.questions, self.shots, at, mc_format=self.mc_format)
         return perplexity_at(client, self.texts, at)
 
 
@@ -112,10 +120,13 @@ def load_capability(cap: Capability | None) -> list[CapabilityMetric]:
         shots, scored = questions[: cap.shots], questions[cap.shots:]
         if cap.limit:
             scored = scored[: cap.limit]
-        desc = {"metric": "accuracy", "rule": "argmax next-token logits of ' A'..; ties -> lowest letter",
+        desc = {"metric": "accuracy", "rule": _MC_RULES[cap.mc_format],
                 "questions_sha256": _sha([_question(q) for q in scored]), "questions": len(scored),
                 "shots_sha256": _sha([_question(q) for q in shots]), "shots": len(shots)}
-        out.append(CapabilityMetric("accuracy", desc, questions=tuple(scored), shots=tuple(shots)))
+        if cap.mc_format != "harness":  # the harness variant's keys stay as they were before the choice existed
+            desc["format"] = cap.mc_format
+        out.append(CapabilityMetric("accuracy", desc, questions=tuple(scored), shots=tuple(shots),
+                                    mc_format=cap.mc_format))
     if cap.perplexity_file or cap.fluency:
         texts = fluency_texts() if cap.fluency else read_texts(cap.perplexity_file)
         desc = {"metric": "perplexity", "rule": "exp(-sum logprob / sum tokens), each text after an empty context",

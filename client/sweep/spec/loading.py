@@ -5,7 +5,8 @@ Layout (every table and key optional except what the kind needs; see ``examples/
 
     name = "quick"
     kind = "1d-random"        # 2d-random | 1d-interpolation | 2d-interpolation-random
-    preset = "quick"          # optional: start from a preset (quick | paper)
+    preset = "quick"          # optional: start from a preset (quick | paper | paper-template)
+    family = "llama2"         # preset "paper" only: llama2 | vicuna | mistral | llama3
     [grid]
     directions = 1            # 1D random: how many random directions (draws 0..n-1)
     points = 7                # points per random axis
@@ -56,9 +57,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from safety_landscape.common.names import PAPER_FAMILIES
+
 from ...errors import ValidationError
 from ...validation import is_finite_number
-from .presets import PRESETS, preset
+from .presets import PRESETS, preset, preset_tables
 from .rules import problems_of
 from .schema import BaseTerm, Capability, DirectionRecipe, Grid, PromptSource, SpecError, SweepSpec
 
@@ -66,7 +69,7 @@ __all__ = ["load_spec", "load_spec_data", "merge_spec_data", "resolve_relative_f
 
 # The flat tables: TOML key -> SweepSpec field ("" = top level; None = read elsewhere).
 _FLAT: dict[str, dict[str, str | None]] = {
-    "": {"name": "name", "kind": "kind", "points_per_call": "points_per_call", "preset": None},
+    "": {"name": "name", "kind": "kind", "points_per_call": "points_per_call", "preset": None, "family": None},
     "evaluation": {"system_prompts": "system_prompts", "chat_format": "chat_format", "judge": "judge",
                    "keywords": "keywords", "early_stop": "early_stop"},
     "generation": {"max_new_tokens": "max_new_tokens", "do_sample": "do_sample", "seed": "sample_seed",
@@ -160,15 +163,18 @@ def _flat_table(key: str, value: Any, values: dict[str, Any], problems: list[str
 
 
 def _values(data: Mapping[str, Any], start: SweepSpec, problems: list[str]) -> dict[str, Any]:
-    """The SweepSpec fields ``data`` sets, on top of ``start``."""
+    """The SweepSpec fields ``data`` sets, on top of ``start`` (a table the start lacks begins
+    from its preset's :func:`~.presets.preset_tables`)."""
     spec_fields = {f.name for f in dataclasses.fields(SweepSpec)}
+    tables = preset_tables(data.get("preset") if isinstance(data.get("preset"), str) else None)
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key in _NESTED:
             if key in _OPTIONAL and value is None:
                 values[key] = None
             else:
-                values[key] = _table(_NESTED[key], value, key, problems, getattr(start, key))
+                below = getattr(start, key)
+                values[key] = _table(_NESTED[key], value, key, problems, below if below is not None else tables.get(key))
         elif key == "base":
             values[key] = _base_terms(value, problems)
         elif key in _FLAT[""]:
@@ -184,6 +190,21 @@ def _values(data: Mapping[str, Any], start: SweepSpec, problems: list[str]) -> d
     return values
 
 
+def _start(data: Mapping[str, Any], problems: list[str]) -> SweepSpec:
+    """The spec ``data`` starts from: its ``preset`` (with its ``family``), else the defaults."""
+    name, family = data.get("preset"), data.get("family")
+    if "preset" in data and name not in PRESETS:
+        problems.append(f"preset: {name!r} is not one of {', '.join(PRESETS)}")
+        name = None
+    if family is not None and name != "paper":
+        problems.append(f"family: {family!r} names the model family of preset = \"paper\" only; remove it")
+        family = None
+    if family is not None and family not in PAPER_FAMILIES:
+        problems.append(f"family: {family!r} is not one of {', '.join(PAPER_FAMILIES)}")
+        family = None
+    return SweepSpec() if name is None else preset(name, family=family)
+
+
 def spec_from_dict(data: Mapping[str, Any], *, check_files: bool = True, base_dir: Path | None = None) -> SweepSpec:
     """A validated spec from the layout above (or ``SweepSpec.to_dict()``'s). A top-level
     ``preset = "quick"`` starts from that preset. Relative files resolve against ``base_dir``
@@ -191,9 +212,7 @@ def spec_from_dict(data: Mapping[str, Any], *, check_files: bool = True, base_di
     if base_dir is not None:
         data = resolve_relative_files(data, base_dir)
     problems: list[str] = []
-    start = preset(data["preset"]) if data.get("preset") in PRESETS else SweepSpec()
-    if "preset" in data and data["preset"] not in PRESETS:
-        problems.append(f"preset: {data['preset']!r} is not one of {', '.join(PRESETS)}")
+    start = _start(data, problems)
     spec = dataclasses.replace(start, **_values(data, start, problems))
     problems += problems_of(spec, check_files=check_files)
     if problems:

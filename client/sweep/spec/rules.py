@@ -11,6 +11,7 @@ from pathlib import Path
 
 from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS, TIED_RULES
 
+from ...capability import MC_FORMATS
 from ...validation import is_finite_number, is_int
 from .schema import BASE_KINDS, BENIGN_AT, KINDS, BaseTerm, Capability, DirectionRecipe, PromptSource, SpecError, SweepSpec
 
@@ -90,6 +91,8 @@ def check_capability(cap: Capability, problems: list[str], *, need_file_exists: 
             problems.append(f"capability.{name}: must be an integer >= 0, got {value!r}")
     if (cap.shots or cap.limit) and not cap.mc_file:
         problems.append("capability.shots/limit: only meaningful with capability.mc_file")
+    if cap.mc_format not in MC_FORMATS:
+        problems.append(f"capability.mc_format: {cap.mc_format!r} is not one of {', '.join(MC_FORMATS)}")
 
 
 def _check_grid(spec: SweepSpec, p: list[str]) -> None:

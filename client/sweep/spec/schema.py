@@ -95,13 +95,15 @@ class Capability:
     same server right after the point's safety evaluation. ``mc_file``: MMLU-style questions
     (accuracy, %), the first ``shots`` are the few-shot examples and are not scored, then at most
     ``limit`` (0 = all) are. ``perplexity_file`` (one text per line, or JSONL with "text") or
-    ``fluency`` (the built-in texts): perplexity."""
+    ``fluency`` (the built-in texts): perplexity. ``mc_format``: the MMLU prompt and answer
+    letters, "harness" (lm-evaluation-harness's) or "reference" (the authors' code)."""
 
     mc_file: str = ""
     shots: int = 0
     limit: int = 0
     perplexity_file: str = ""
     fluency: bool = False
+    mc_format: str = "harness"
 
 
 @dataclass(frozen=True)
