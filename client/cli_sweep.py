@@ -200,9 +200,11 @@ def _spec_from_args(args: argparse.Namespace) -> SweepSpec:
 
 def _visage_lines(summary: dict[str, Any]) -> list[str]:
     lines = []
+    regions = summary.get("safety_region", {}).get("series", {})
     for series, v in summary["visage"]["series"].items():
         ref = "-" if v["reference"] is None else f"{v['reference']:.2f}"
-        lines.append(f"  {series:32s} reference {ref:>7s}  expectation {v['expectation']:.2f}")
+        region = f"  safety region {regions[series]:.2f}" if series in regions else ""
+        lines.append(f"  {series:32s} reference {ref:>7s}  expectation {v['expectation']:.2f}{region}")
     for label, entry in summary["visage"]["by_system_prompt"].items():
         parts = [f"{rule} {e['mean']:.2f} ± {e['std']:.2f} (n={e['n']})" for rule, e in entry.items()]
         lines.append(f"  mean | {label:25s} " + "; ".join(parts))

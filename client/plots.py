@@ -1,4 +1,5 @@
-"""Landscape figures (PNG + SVG): 1D curves, 2D contour/heatmap and surface, safety vs capability.
+"""Landscape figures (PNG + SVG): 1D curves, 2D contour/heatmap and surface, three models on one
+plane (2D interpolation), safety vs capability.
 
 Headless by construction: every figure is a ``matplotlib.figure.Figure`` drawn on its own Agg
 canvas, never through ``pyplot``, so no GUI backend is needed, nothing global (the user's
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_1d", "plot_2d", "plot_side_by_side"]
+__all__ = ["plot_1d", "plot_2d", "plot_plane", "plot_side_by_side"]
 
 _ORIGIN_COLOR = "#c9a3f0"  # the paper's light purple dot for the aligned model
 _FIGURE_SUFFIXES = {".png", ".svg", ".pdf"}
@@ -158,21 +159,52 @@ def plot_2d(
     interpolation-random plane (the paper's Figure 1B). ``assumed``: the (a, b) cells an adaptive
     sweep did not measure but assumed at ``zlim``'s top; drawn at that value and crossed.
     """
+    return _plane_figures(a, b, z, path, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
+                          targets=() if target is None else (target,), assumed=assumed)
+
+
+def plot_plane(
+    a: Sequence[float],
+    b: Sequence[float],
+    z: Any,
+    path: str | Path,
+    *,
+    title: str,
+    targets: Sequence[tuple[float, float, str]],
+    zlabel: str = "ASR (%)",
+    zlim: tuple[float, float] = (0.0, 100.0),
+    axis_labels: tuple[str, str] = ("a (toward target A)", "b (toward target B)"),
+    assumed: Sequence[tuple[float, float]] = (),
+) -> list[Path]:
+    """Three models on one plane (2D interpolation): the origin model at (0, 0) and each of
+    ``targets`` (a, b, name) marked, e.g. target A at (1, 0) and target B at (0, 1).
+
+    The same figures as :func:`plot_2d` (contour + heatmap, and ``<path>_surface``; ``z`` with
+    ``len(b)`` rows and ``len(a)`` columns); returns the four paths.
+    """
+    return _plane_figures(a, b, z, path, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
+                          targets=tuple(targets), assumed=assumed)
+
+
+def _plane_figures(a: Sequence[float], b: Sequence[float], z: Any, path: str | Path, *, title: str, zlabel: str,
+                   zlim: tuple[float, float], axis_labels: tuple[str, str],
+                   targets: Sequence[tuple[float, float, str]], assumed: Sequence[tuple[float, float]]) -> list[Path]:
+    """The flat figure and the surface of a 2D grid (``plot_2d`` and ``plot_plane``)."""
     a_arr, b_arr, zm = _grid(a, b, z)
     for x, y in assumed:
         zm[list(b_arr).index(y), list(a_arr).index(x)] = zlim[1]
     base = _base(path)
     paths = _save(_flat_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
-                               target=target, assumed=assumed), base)
+                               targets=targets, assumed=assumed), base)
     paths += _save(_surface_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim),
                    base.with_name(base.name + "_surface"))
     return paths
 
 
 def _flat_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zlim: tuple[float, float],
-                 axis_labels: tuple[str, str], target: tuple[float, float, str] | None,
+                 axis_labels: tuple[str, str], targets: Sequence[tuple[float, float, str]] = (),
                  assumed: Sequence[tuple[float, float]] = ()) -> Any:
-    """Contour and heatmap side by side, the origin (and ``target``) marked."""
+    """Contour and heatmap side by side, the origin (and each of ``targets``) marked."""
     import numpy as np
 
     vmin, vmax = zlim
@@ -191,7 +223,7 @@ def _flat_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zl
         ax.axhline(0.0, color="0.15", linewidth=0.8)
         ax.axvline(0.0, color="0.15", linewidth=0.8)
         ax.plot([0.0], [0.0], "o", color=_ORIGIN_COLOR, markeredgecolor="white", markersize=8)
-        if target is not None:
+        for target in targets:  # a second (third) model on the plane: a white star, named
             ax.plot([target[0]], [target[1]], "*", color="white", markeredgecolor="0.15", markersize=13)
             ax.annotate(target[2], (target[0], target[1]), textcoords="offset points", xytext=(6, 6),
                         color="0.1", fontsize=8)

@@ -216,18 +216,20 @@ def base_direction(term: BaseTerm) -> pb.DirectionSpec:
 
 
 def _directions(spec: SweepSpec) -> dict[str, pb.DirectionSpec]:
-    """label -> spec: the grid's axes (d0, d1, ..., interp), then the base terms (by their text:
+    """label -> spec: the grid's axes (d0, d1, ..., interp, interp_b), then the base terms (by their text:
     "interp:NAME" never clashes with "d0"/"interp")."""
     d = spec.direction
     directions: dict[str, pb.DirectionSpec] = {}
-    n_random = spec.grid.directions if spec.kind == "1d-random" else (2 if spec.kind == "2d-random" else 1)
-    if spec.kind != "1d-interpolation":
+    n_random = {"1d-random": spec.grid.directions, "2d-random": 2, "2d-interpolation-random": 1}.get(spec.kind, 0)
+    if n_random:
         for i in range(n_random):
             directions[f"d{i}"] = random_direction(d.seed, normalization=d.normalization, selection=d.selection,
                                                    include=d.include, exclude=d.exclude, stream=d.stream, index=i,
                                                    tied=d.tied)
     if "interpolation" in spec.kind:
         directions["interp"] = interpolation_direction(spec.grid.target)
+    if spec.kind == "2d-interpolation":
+        directions["interp_b"] = interpolation_direction(spec.grid.target_b)
     for term in spec.base:
         directions[term.direction] = base_direction(term)
     return directions
@@ -245,6 +247,9 @@ def _lines(spec: SweepSpec) -> list[tuple[str, list[tuple[tuple[float, ...], Ter
     if spec.kind == "2d-random":
         xs = ys = axis_values(g.range[0], g.range[1], g.points)
         first, second = "d0", "d1"
+    elif spec.kind == "2d-interpolation":  # three models on one plane: a toward target, b toward target_b
+        xs = ys = interpolation_values(g.steps, g.extra)
+        first, second = "interp", "interp_b"
     else:  # 2d-interpolation-random: a toward the target, b along random draw 0
         xs, ys = interpolation_values(g.steps, g.extra), axis_values(g.range[0], g.range[1], g.points)
         first, second = "interp", "d0"

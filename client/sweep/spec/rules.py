@@ -66,7 +66,7 @@ def _check_base(spec: SweepSpec, problems: list[str]) -> None:
         if term.direction in seen:
             problems.append(f"{where}.direction: {term.direction!r} is listed twice; give one term per direction")
         seen.add(term.direction)
-        if kind == "interp" and "interpolation" in spec.kind and name == spec.grid.target:
+        if kind == "interp" and "interpolation" in spec.kind and name in (spec.grid.target, spec.grid.target_b):
             problems.append(f"{where}.direction: {term.direction!r} is also the grid's interpolation axis")
 
 
@@ -114,6 +114,13 @@ def _check_grid(spec: SweepSpec, p: list[str]) -> None:
             p.append(f"grid.steps: must be an integer >= 1, got {g.steps!r}")
         if not is_int(g.extra) or g.extra < 0:
             p.append(f"grid.extra: must be an integer >= 0, got {g.extra!r}")
+    if spec.kind == "2d-interpolation":
+        if not g.target_b:
+            p.append("grid.target_b: the 2d-interpolation kind needs a second registered checkpoint (axis b)")
+        elif g.target_b == g.target:
+            p.append(f"grid.target_b: {g.target_b!r} is also grid.target; the plane needs two different targets")
+    elif g.target_b:
+        p.append("grid.target_b: only the 2d-interpolation kind has a second target; remove it")
 
 
 def _check_adaptive(spec: SweepSpec, p: list[str]) -> None:

@@ -18,7 +18,7 @@ from ...errors import ValidationError
 __all__ = ["BASE_KINDS", "BENIGN_AT", "KINDS", "BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource",
            "SpecError", "SweepSpec"]
 
-KINDS = ("1d-random", "2d-random", "1d-interpolation", "2d-interpolation-random")
+KINDS = ("1d-random", "2d-random", "1d-interpolation", "2d-interpolation-random", "2d-interpolation")
 BENIGN_AT = ("all", "origin")
 BASE_KINDS = ("interp", "adapter", "seed")
 
@@ -35,7 +35,9 @@ class SpecError(ValidationError):
 @dataclass(frozen=True)
 class Grid:
     """The coefficients. Random axes: ``points`` values over ``range``. Interpolation axis:
-    ``a in linspace(-extra/steps, 1 + extra/steps, steps + 2*extra + 1)`` toward ``target``.
+    ``a in linspace(-extra/steps, 1 + extra/steps, steps + 2*extra + 1)`` toward ``target``; the
+    ``2d-interpolation`` kind's second axis ``b`` (the same values) toward ``target_b``: the
+    origin model at (0, 0), ``target`` at (1, 0), ``target_b`` at (0, 1).
     ``adaptive``: measure each ASR series from its centre outward, stopping a side after
     ``stop_after`` consecutive points at 100 % (the rest assumed on the plateau, never measured);
     ``edge_resolution`` > 0 (1D): bisect each edge off the grid to that width
@@ -50,6 +52,7 @@ class Grid:
     adaptive: bool = False
     stop_after: int = 2
     edge_resolution: float = 0.0
+    target_b: str = ""
 
 
 @dataclass(frozen=True)
