@@ -52,7 +52,7 @@ class PromptSet(common.PromptSet):
 
     @classmethod
     def of(cls, ps: common.PromptSet) -> PromptSet:
-        return cls(ps.name, ps.prompts, ps.source_format, ps.kind)
+        return cls(**{f.name: getattr(ps, f.name) for f in dataclasses.fields(ps)})  # the reader's flags too
 
     def head(self, limit: int) -> PromptSet:
         """The first ``limit`` prompts (0 = all; more than there are = all), name unchanged."""
