@@ -186,7 +186,7 @@ def _variants(resolved: ResolvedSpec, set_hashes: Mapping[str, str]) -> list[Var
     if spec.do_sample:
         gen_desc.update(seed=spec.sample_seed, temperature=spec.temperature, top_p=spec.top_p)
     out = []
-    for system in spec.system_prompts:  # system prompt outermost: a site runs all its variants back to back
+    for system in (*spec.system_prompts, *spec.system_prompt_texts):  # outermost: a site runs its variants back to back
         for metric, src in resolved.sources:
             kwargs, prompt_desc = _prompt_source(src, resolved.inline, set_hashes)
             settings = evaluation_settings(

@@ -39,7 +39,8 @@ Layout (every table and key optional except what the kind needs; see ``examples/
     direction = "interp:candidate"   # interp:NAME | adapter:NAME | seed:N
     coefficient = 1.0
     [evaluation]
-    system_prompts = ["default"]   # presets or custom texts
+    system_prompts = ["default"]   # presets, or custom texts (a preset lookalike or one word is refused)
+    system_prompt_texts = []       # custom texts taken as given, never read as a preset
     chat_format = "tokenizer"
     judge = "keyword"
     keywords = []
@@ -70,8 +71,8 @@ __all__ = ["load_spec", "load_spec_data", "merge_spec_data", "resolve_relative_f
 # The flat tables: TOML key -> SweepSpec field ("" = top level; None = read elsewhere).
 _FLAT: dict[str, dict[str, str | None]] = {
     "": {"name": "name", "kind": "kind", "points_per_call": "points_per_call", "preset": None, "family": None},
-    "evaluation": {"system_prompts": "system_prompts", "chat_format": "chat_format", "judge": "judge",
-                   "keywords": "keywords", "early_stop": "early_stop"},
+    "evaluation": {"system_prompts": "system_prompts", "system_prompt_texts": "system_prompt_texts",
+                   "chat_format": "chat_format", "judge": "judge", "keywords": "keywords", "early_stop": "early_stop"},
     "generation": {"max_new_tokens": "max_new_tokens", "do_sample": "do_sample", "seed": "sample_seed",
                    "temperature": "temperature", "top_p": "top_p"},
 }
@@ -79,7 +80,7 @@ _FLAT: dict[str, dict[str, str | None]] = {
 _NESTED: dict[str, type] = {"grid": Grid, "direction": DirectionRecipe, "prompts": PromptSource, "benign": PromptSource,
                             "capability": Capability}
 _OPTIONAL = ("benign", "capability")  # None (to_dict's, or a flag's) drops the table
-_TUPLES = {"system_prompts", "keywords", "include", "exclude", "range"}
+_TUPLES = {"system_prompts", "system_prompt_texts", "keywords", "include", "exclude", "range"}
 # Keys that hold a file path, resolved against the spec file's folder when relative.
 _FILES = {"prompts": ("file",), "benign": ("file",), "capability": ("mc_file", "perplexity_file")}
 _TABLES = "grid, direction, prompts, benign, capability, base, evaluation, generation"

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safety_landscape.common.names import CHAT_FORMATS, JUDGES, NORMALIZATIONS, SELECTIONS, STREAMS, TIED_RULES
+from safety_landscape.common.names import (
+    CHAT_FORMATS,
+    JUDGES,
+    NORMALIZATIONS,
+    SELECTIONS,
+    STREAMS,
+    SYSTEM_PROMPT_PRESETS,
+    TIED_RULES,
+)
 
 from ...capability import MC_FORMATS
 from ...validation import is_finite_number, is_int
 from .schema import BASE_KINDS, BENIGN_AT, KINDS, BaseTerm, Capability, DirectionRecipe, PromptSource, SpecError, SweepSpec
 
-__all__ = ["check_capability", "parse_base_direction", "problems_of", "validate"]
+__all__ = ["check_capability", "parse_base_direction", "problems_of", "system_prompt_problem",
+           "system_prompt_text_problem", "validate"]
 
 # Random axes per kind (the interpolation axis is not one).
 _RANDOM_AXES = {"1d-random": 1, "2d-random": 2, "2d-interpolation-random": 1}
@@ -27,6 +36,47 @@ def parse_base_direction(text: str) -> tuple[str, str]:
     if not sep or kind not in BASE_KINDS or not name or (kind == "seed" and not name.isdigit()):
         raise ValueError(f"{text!r} is not interp:NAME, adapter:NAME or seed:N")
     return kind, name
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions) between two short strings."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def system_prompt_problem(value: str, *, text_flag: str = "--system-prompt-text") -> str | None:
+    """Why ``value``, given where a preset name or a custom text is expected, is refused; None if
+    it is a preset or reads as a text. Refused: a near-miss of a preset (the same letters and
+    digits, or within two edits, ignoring case: "llama-2", "Default", "defualt") and any other
+    single word ("none"): both are far likelier a mistyped preset than a system prompt. A text
+    meant literally goes in ``text_flag`` (never read as a preset)."""
+    if value in SYSTEM_PROMPT_PRESETS:
+        return None
+    if not value.strip():
+        return "an empty system prompt: use the preset 'empty'"
+    folded = value.casefold()
+    squeezed = "".join(ch for ch in folded if ch.isalnum())
+    distances = {p: _edits(folded, p) for p in SYSTEM_PROMPT_PRESETS}
+    close = sorted((d, p) for p, d in distances.items() if squeezed == p or d <= min(2, len(p) // 3))
+    presets = ", ".join(SYSTEM_PROMPT_PRESETS)
+    if close:
+        return (f"{value!r} is not a system prompt preset: did you mean {close[0][1]}? (presets: {presets}; "
+                f"a custom text meant literally goes in {text_flag})")
+    if len(value.split()) == 1:
+        return (f"{value!r} is one word and not a system prompt preset ({presets}); "
+                f"a one-word custom text goes in {text_flag}")
+    return None
+
+
+def system_prompt_text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a custom text taken as given (it is empty or a preset's name), or None."""
+    if value in SYSTEM_PROMPT_PRESETS:
+        return f"{value!r} is a preset's name; give it as a preset (--system-prompt, evaluation.system_prompts)"
+    return "an empty system prompt: use the preset 'empty'" if not value.strip() else None
 
 
 def _check_source(src: PromptSource, where: str, problems: list[str], *, need_file_exists: bool) -> None:
@@ -149,16 +199,34 @@ def _check_direction(d: DirectionRecipe, p: list[str]) -> None:
         p.append('direction.tied: "reference" reproduces the authors\' draws and needs stream = "reference"')
 
 
-def _check_evaluation(spec: SweepSpec, p: list[str]) -> None:
+def _check_system_prompts(spec: SweepSpec, p: list[str]) -> None:
+    """``system_prompts`` (presets, or texts that cannot be mistaken for one) and
+    ``system_prompt_texts`` (texts taken as given): strings, no duplicates, at least one in all."""
     systems: object = spec.system_prompts
-    if not isinstance(systems, (tuple, list)):
-        p.append(f"evaluation.system_prompts: must be a list of presets or texts, got {systems!r}")
-    elif not systems:
+    texts: object = spec.system_prompt_texts
+    lists_ok = True
+    for name, values in (("system_prompts", systems), ("system_prompt_texts", texts)):
+        if not isinstance(values, (tuple, list)) or any(not isinstance(s, str) for s in values):
+            p.append(f"evaluation.{name}: must be a list of strings, got {values!r}")
+            lists_ok = False
+    if not lists_ok or not isinstance(systems, (tuple, list)) or not isinstance(texts, (tuple, list)):
+        return
+    if not systems and not texts:
         p.append("evaluation.system_prompts: give at least one (e.g. [\"default\"])")
-    elif any(not isinstance(s, str) for s in systems):
-        p.append("evaluation.system_prompts: every entry must be a string (a preset name or a text)")
-    elif len(set(systems)) != len(systems):
+    if len(set(systems) | set(texts)) != len(systems) + len(texts):
         p.append("evaluation.system_prompts: contains duplicates")
+    for i, value in enumerate(systems):
+        problem = system_prompt_problem(value, text_flag="evaluation.system_prompt_texts (--system-prompt-text)")
+        if problem:
+            p.append(f"evaluation.system_prompts[{i}]: {problem}")
+    for i, value in enumerate(texts):
+        problem = system_prompt_text_problem(value)
+        if problem:
+            p.append(f"evaluation.system_prompt_texts[{i}]: {problem}")
+
+
+def _check_evaluation(spec: SweepSpec, p: list[str]) -> None:
+    _check_system_prompts(spec, p)
     if spec.chat_format not in CHAT_FORMATS:
         p.append(f"evaluation.chat_format: {spec.chat_format!r} is not one of {', '.join(CHAT_FORMATS)}")
     if spec.judge not in JUDGES:

@@ -119,7 +119,8 @@ class SweepSpec:
     benign: PromptSource | None = None
     base: tuple[BaseTerm, ...] = ()
     capability: Capability | None = None
-    system_prompts: tuple[str, ...] = ("default",)
+    system_prompts: tuple[str, ...] = ("default",)  # presets, or texts no one could take for a mistyped preset
+    system_prompt_texts: tuple[str, ...] = ()  # custom texts taken as given (e.g. one word)
     chat_format: str = "tokenizer"
     judge: str = "keyword"
     keywords: tuple[str, ...] = ()
