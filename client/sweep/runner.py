@@ -30,7 +30,7 @@ from ..store import ResultStore, provenance
 from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
 from .planner import Planner, planner_for
 from .points import Plan, Point, Task, build_plan
-from .progress import Progress, ProgressBar
+from .progress import Progress, ProgressBar, progress_display
 from .resolve import resolve
 from .spec import SweepSpec, validate
 
@@ -184,7 +184,8 @@ def run_sweep(
     connected with ``connect`` and closed at the end). ``progress`` runs in this thread after
     each task; an exception it raises (KeyboardInterrupt included) stops the sweep, cancels the
     calls in flight (closing the fleet's channels) and propagates; what was stored stays.
-    ``bar``: a ProgressBar, True/False to force one on/off, None = on when stderr is a terminal.
+    ``bar``: a ProgressBar, True/False to force the bar on/off, None = the bar on a terminal and
+    progress lines elsewhere (:func:`~.progress.progress_display`).
     ``timeout``: deadline per point evaluation (None: the clients' own)."""
     started = time.monotonic()
     resolved = resolve(validate(spec))
@@ -197,7 +198,8 @@ def run_sweep(
         meta = _store_meta(store, plan, servers, fingerprints)
         measured = _Measured(store)
         have = set(measured.keys)
-        pbar = bar if isinstance(bar, ProgressBar) else ProgressBar(0, enabled=bar)
+        pbar = bar if isinstance(bar, ProgressBar) else progress_display(0, enabled=bar, servers=len(servers))
+        pbar.servers = len(servers)
         recorder = _Recorder(plan, store, measured, meta["provenance"], pbar, progress, started)
         planner, rounds = planner_for(plan), 0
         while todo := planner.next_round(measured):
