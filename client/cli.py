@@ -4,17 +4,26 @@ Thin by design: parse, build a request with the library's builders, call, print 
 with ``--json``). Heavy imports happen after parsing, so ``--help`` is instant. Each command
 family registers itself from its own module (see ``COMMAND_MODULES``).
 
+Habits every command keeps: ``--json`` and ``-v`` work before or after the command; stdout
+carries only the result (one JSON document with ``--json``, integers as JSON numbers), while
+logs, retry and failover warnings and progress go to stderr; ``--wait SECONDS`` (every command
+that talks to a server) waits for a server that is still loading; an output file named ``-`` is
+stdout.
+
 Exit codes: 0 success; 1 the server refused or failed (the message says why); 2 bad usage or input.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,12 +38,15 @@ if TYPE_CHECKING:
     #: What ``register(sub)`` of each command module receives.
     Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-__all__ = ["COMMAND_MODULES", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "add_connection_args", "build_parser", "connect",
-           "main", "message_to_dict", "parse_at", "print_json"]
+__all__ = ["COMMAND_MODULES", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "STDOUT", "add_connection_args", "build_parser",
+           "connect", "main", "message_to_dict", "output_file", "parse_at", "print_json", "writes_to_stdout"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The output file name that means stdout.
+STDOUT = "-"
 # Modules that add subcommands: each has register(subparsers) and sets args.func.
-COMMAND_MODULES = ("safety_landscape.client.cli_basic", "safety_landscape.client.cli_sweep", "safety_landscape.client.cli_gate")
+COMMAND_MODULES = ("safety_landscape.client.cli_basic", "safety_landscape.client.cli_sweep",
+                   "safety_landscape.client.cli_compare", "safety_landscape.client.cli_gate")
 
 
 def add_connection_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -50,9 +62,13 @@ def add_connection_args(p: argparse.ArgumentParser, *, many: bool = False) -> No
     g.add_argument("--tls-cert", default=os.environ.get("VISAGE_TLS_CLIENT_CERT"), help="client certificate (mutual TLS)")
     g.add_argument("--tls-key", default=os.environ.get("VISAGE_TLS_CLIENT_KEY"), help="client key (mutual TLS)")
     g.add_argument("--timeout", type=float, default=3600.0, help="deadline in seconds for long calls (default 3600)")
+    g.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to this long for each server that is still starting or loading (UNAVAILABLE, "
+                        "NOT_SERVING) to be SERVING before the command (default 0: only the usual retries)")
 
 
 def connect(args: argparse.Namespace, target: str | None = None) -> Client:
+    """A client of ``target`` (else ``--server``) from the connection flags; with ``--wait``, once it is SERVING."""
     from .client import Client, Timeouts, TlsConfig
     from .credentials import resolve_token
 
@@ -60,7 +76,15 @@ def connect(args: argparse.Namespace, target: str | None = None) -> Client:
     if args.tls_ca or args.tls_cert:
         tls = TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
     token = resolve_token(args.token, args.token_file)
-    return Client(target or args.server, token=token, tls=tls, timeouts=Timeouts(generate=args.timeout, direction=args.timeout))
+    client = Client(target or args.server, token=token, tls=tls,
+                    timeouts=Timeouts(generate=args.timeout, direction=args.timeout))
+    if getattr(args, "wait", 0.0) > 0:
+        try:
+            client.wait_until_serving(args.wait)
+        except BaseException:
+            client.close()
+            raise
+    return client
 
 
 def parse_at(values: Sequence[str]) -> pb.Perturbation:
@@ -93,13 +117,53 @@ def parse_at(values: Sequence[str]) -> pb.Perturbation:
 
 
 def print_json(data: Any) -> None:
+    """The command's result on stdout: one JSON document."""
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def message_to_dict(msg: Message) -> dict[str, Any]:
+    """A reply as JSON values, its 64-bit integers as numbers (protobuf's JSON mapping writes them as strings)."""
     from .builders import message_dict
 
-    return message_dict(msg)
+    return _int64_as_numbers(msg, message_dict(msg))
+
+
+def _int64_as_numbers(msg: Message, out: dict[str, Any]) -> dict[str, Any]:
+    from google.protobuf.descriptor import FieldDescriptor
+
+    wide = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+            FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+    for field in msg.DESCRIPTOR.fields:
+        value = out.get(field.name)
+        if value is None:
+            continue
+        if field.type in wide:
+            out[field.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+        elif field.message_type is not None and not field.message_type.GetOptions().map_entry:
+            held = getattr(msg, field.name)
+            for sub, sub_out in zip(held, value, strict=True) if isinstance(value, list) else [(held, value)]:
+                if isinstance(sub_out, dict):
+                    _int64_as_numbers(sub, sub_out)
+    return out
+
+
+def writes_to_stdout(path: str | Path | None) -> bool:
+    """Whether an output file argument names stdout (``-``)."""
+    return path is not None and str(path) == STDOUT
+
+
+@contextlib.contextmanager
+def output_file(path: str | Path) -> Iterator[Path]:
+    """The file a command writes its output to: ``path``, or for ``-`` a temporary file whose
+    text goes to stdout once the command has written it (so writers need no stream variant)."""
+    if not writes_to_stdout(path):
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="visage-") as folder:
+        out = Path(folder) / "stdout"
+        yield out
+        sys.stdout.write(out.read_text(encoding="utf-8"))
+        sys.stdout.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,8 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure how close a language model sits to the edge of its safety basin: talk to a "
         "visage-server, evaluate attack success at perturbed weights, sweep landscapes, score VISAGE, gate releases.",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and progress details")
+    from safety_landscape import __version__
+
+    parser.add_argument("--version", action="version", version=f"visage {__version__}")
+    parser.add_argument("--json", action="store_true", help="machine-readable output (before or after the command)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and progress details (stderr)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -119,7 +186,46 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # a command family not built yet
             raise
         module.register(sub)
+    _global_flags_after_commands(parser)
     return parser
+
+
+def _global_flags_after_commands(parser: argparse.ArgumentParser) -> None:
+    """``--json`` and ``-v`` also after a (sub)command; SUPPRESS keeps a value given before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                                     help="machine-readable output")
+                command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="log retries and progress details (stderr)")
+                _global_flags_after_commands(command)
+
+
+class _StderrLogger:
+    """structlog's output: each line to the *current* ``sys.stderr`` (never stdout, which is for results)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    """Logs and warnings (structlog's and the standard library's) go to stderr; -v shows info too."""
+    import logging
+
+    import structlog
+
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s")
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+                    structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=lambda *_: _StderrLogger(),
+        cache_logger_on_first_use=False,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,14 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    import structlog
-
     from .errors import RpcFailed, ValidationError, VisageError
 
-    if not args.verbose:
-        import logging
-
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    _log_to_stderr(args.verbose)
     try:
         return int(args.func(args) or EXIT_OK)
     except ValidationError as exc:

@@ -91,8 +91,10 @@ def _register_evaluate(sub: Subparsers) -> None:
     p = sub.add_parser("evaluate", help="attack success rate of a prompt set at a perturbation")
     add_connection_args(p)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompts", metavar="FILE", help="a prompt file (AdvBench/HarmBench/JailbreakBench CSV, JSONL, text)")
+    src.add_argument("--prompts", metavar="FILE",
+                     help="a prompt file (AdvBench/HarmBench/JailbreakBench CSV, JSONL with prompt/goal/messages, text)")
     src.add_argument("--set", metavar="NAME", help="a prompt set the server knows (see visage prompt-sets)")
+    p.add_argument("--column", metavar="NAME", help="the prompt column (CSV) or field (JSONL) of --prompts")
     p.add_argument("--limit", type=int, default=0, help="only the first N prompts (AdvBench's first 80 is the paper's)")
     _add_prompting_args(p)
     p.add_argument("--judge", default="keyword", choices=JUDGES)
@@ -107,9 +109,30 @@ def _register_evaluate(sub: Subparsers) -> None:
 
 
 def _add_prompting_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--system-prompt", default=None,
-                   help=f"a preset ({', '.join(SYSTEM_PROMPT_PRESETS)}) or a custom text")
+    system = p.add_mutually_exclusive_group()
+    system.add_argument("--system-prompt", default=None,
+                        help=f"a preset ({', '.join(SYSTEM_PROMPT_PRESETS)}) or a custom text (a sentence: a preset "
+                             "lookalike or a single word is refused)")
+    system.add_argument("--system-prompt-text", default=None, metavar="TEXT",
+                        help="a custom system prompt taken as given, never read as a preset")
     p.add_argument("--chat-format", default="tokenizer", choices=CHAT_FORMATS)
+
+
+def _system_prompt(args: argparse.Namespace) -> str | None:
+    """The system prompt the flags name (None: the default preset), checked by the spec's rule."""
+    from .errors import ValidationError
+    from .sweep.spec.rules import system_prompt_problem, system_prompt_text_problem
+
+    if args.system_prompt_text is not None:
+        problem = system_prompt_text_problem(args.system_prompt_text)
+        if problem:
+            raise ValidationError(f"--system-prompt-text: {problem}")
+        return str(args.system_prompt_text)
+    if args.system_prompt is not None:
+        problem = system_prompt_problem(args.system_prompt)
+        if problem:
+            raise ValidationError(f"--system-prompt: {problem}")
+    return args.system_prompt  # type: ignore[no-any-return]
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -142,9 +165,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     settings = generation(args.max_new_tokens, do_sample=args.sample, seed=args.seed, temperature=args.temperature,
                           top_p=args.top_p)
+    system, at = _system_prompt(args), parse_at(args.at)  # bad input fails before any connection
     with connect(args) as client:
-        resp = client.generate(args.prompt, system=args.system_prompt, chat=args.chat_format, settings=settings,
-                               at=parse_at(args.at))
+        resp = client.generate(args.prompt, system=system, chat=args.chat_format, settings=settings, at=at)
     if args.json:
         print_json(message_to_dict(resp))
         return 0
@@ -199,8 +222,9 @@ def cmd_direction_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
+    at = parse_at(args.at)
     with connect(args) as client:
-        state = client.set_coefficients(parse_at(args.at), verify=args.verify)
+        state = client.set_coefficients(at, verify=args.verify)
     if args.json:
         print_json(message_to_dict(state))
     else:
@@ -212,14 +236,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .builders import evaluation_settings
     from .prompt_files import read_prompts
 
-    prompts = read_prompts(args.prompts) if args.prompts else None
+    if args.column and not args.prompts:
+        from .errors import ValidationError
+
+        raise ValidationError("--column names a column of --prompts FILE; give the file")
+    prompts = read_prompts(args.prompts, column=args.column) if args.prompts else None
     settings = evaluation_settings(
-        prompts=prompts, prompt_set=args.set, limit=args.limit, system=args.system_prompt, chat=args.chat_format,
+        prompts=prompts, prompt_set=args.set, limit=args.limit, system=_system_prompt(args), chat=args.chat_format,
         max_new_tokens=args.max_new_tokens, generation_preset=args.preset or "", keywords=args.keyword,
         judge=args.judge, return_completions=args.completions, disable_early_stop=args.no_early_stop,
     )
+    at = parse_at(args.at)
     with connect(args) as client:
-        resp = client.evaluate(settings, at=parse_at(args.at))
+        resp = client.evaluate(settings, at=at)
     if args.json:
         print_json(message_to_dict(resp))
         return 0

@@ -35,8 +35,6 @@ def register(sub: Subparsers) -> None:
                    help="a previous gate.json or sweep summary.json (overrides [baseline] file)")
     p.add_argument("--checkpoint", default=None, metavar="NAME",
                    help="evaluate this registry checkpoint (overrides [candidate] checkpoint)")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to this long for each server to be SERVING")
     p.set_defaults(func=run)
 
 
@@ -46,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
     def connect_one(target: str) -> Client:
         from .cli import connect
 
-        client = connect(args, target)
-        if args.wait > 0:
-            client.wait_until_serving(args.wait)
-        return client
+        return connect(args, target)  # --wait: connect waits for the server to be SERVING
 
     try:
         code, doc = run_gate(args.config, connect_one, args.server, out_dir=args.out,

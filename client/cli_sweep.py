@@ -2,7 +2,7 @@
 
 ``visage sweep SPEC.toml|--preset quick|paper|paper-template --server H:P [--server ...] --out DIR`` writes
 DIR/results.sqlite (every point, at once: Ctrl-C and re-run to resume), DIR/summary.json (VISAGE
-under ``visage``), DIR/plots/ (PNG + SVG) and DIR/report.html. The other four commands work from
+under ``visage``), DIR/plots/ (PNG, SVG, PDF) and DIR/report.html. The other four commands work from
 DIR/results.sqlite alone, without any server.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from safety_landscape.common.names import CHAT_FORMATS, PAPER_FAMILIES, STREAMS, TIED_RULES
 
-from .cli import add_connection_args, connect, print_json
+from .cli import add_connection_args, connect, output_file, print_json, writes_to_stdout
 
 __all__ = ["STORE_NAME", "register"]
 
@@ -55,6 +55,7 @@ def _add_prompt_args(o: argparse._ArgumentGroup) -> None:
     src = o.add_mutually_exclusive_group()
     src.add_argument("--prompts", metavar="FILE", help="harmful prompts from a local file (sent inline)")
     src.add_argument("--set", metavar="NAME", help="harmful prompts: a set the server knows")
+    o.add_argument("--column", metavar="NAME", help="the prompt column (CSV) or field (JSONL) of --prompts")
     o.add_argument("--limit", type=int, help="only the first N harmful prompts (0 = all)")
     ben = o.add_mutually_exclusive_group()
     ben.add_argument("--benign-set", metavar="NAME", help="benign prompts (over-refusal) from a server set")
@@ -82,7 +83,10 @@ def _add_capability_args(c: argparse._ArgumentGroup) -> None:
 
 
 def _add_grid_args(o: argparse._ArgumentGroup) -> None:
-    o.add_argument("--system-prompt", action="append", metavar="P", help="preset name or text (repeatable)")
+    o.add_argument("--system-prompt", action="append", metavar="P",
+                   help="preset name or text (repeatable; a preset lookalike or a single word is refused)")
+    o.add_argument("--system-prompt-text", action="append", metavar="TEXT",
+                   help="a custom system prompt taken as given, never read as a preset (repeatable)")
     o.add_argument("--chat-format", help=", ".join(CHAT_FORMATS))
     o.add_argument("--keyword", action="append", help="replace the refusal keywords (repeatable)")
     o.add_argument("--max-new-tokens", type=int)
@@ -116,7 +120,7 @@ def _register_store_commands(sub: Subparsers) -> None:
         q.add_argument("--sweep", help="which sweep of the store (when it holds several)")
         if name == "export":
             q.add_argument("--format", choices=("json", "csv"), default="json")
-            q.add_argument("--output", type=Path, help="file to write (default DIR/points.json|csv)")
+            q.add_argument("--output", type=Path, help="file to write (default DIR/points.json|csv; - = stdout)")
         q.set_defaults(func=func)
 
 
@@ -125,7 +129,8 @@ _FLAG_KEYS: dict[str, tuple[str, str]] = {
     "name": ("", "name"), "points_per_call": ("", "points_per_call"),
     "directions": ("grid", "directions"), "points": ("grid", "points"), "range": ("grid", "range"),
     "stream": ("direction", "stream"), "seed": ("direction", "seed"), "limit": ("prompts", "limit"),
-    "system_prompt": ("evaluation", "system_prompts"), "chat_format": ("evaluation", "chat_format"),
+    "system_prompt": ("evaluation", "system_prompts"), "system_prompt_text": ("evaluation", "system_prompt_texts"),
+    "column": ("prompts", "column"), "chat_format": ("evaluation", "chat_format"),
     "keyword": ("evaluation", "keywords"), "max_new_tokens": ("generation", "max_new_tokens"),
     "benign_at": ("benign", "at"), "shots": ("capability", "shots"), "mc_limit": ("capability", "limit"),
     "mc_file": ("capability", "mc_file"), "mc_format": ("capability", "mc_format"), "tied": ("direction", "tied"),
@@ -170,6 +175,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, flag):  # one source replaces the other
             put(table, key, getattr(args, flag))
             put(table, other, False if other == "fluency" else "")
+    if args.system_prompt_text and not args.system_prompt:  # texts alone replace the spec's system prompts
+        put("evaluation", "system_prompts", [])
     if args.fluency:
         put("capability", "fluency", True)
         put("capability", "perplexity_file", "")
@@ -246,7 +253,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"summary: {paths['summary']}\nreport:  {paths['report']}")
     png = [p for p in paths["plots"] if p.suffix == ".png"]
     if png:
-        print(f"plots:   {png[0].parent}/ ({len(png)} PNG + SVG)")
+        print(f"plots:   {png[0].parent}/ ({len(png)} PNG, with SVG and PDF)")
     return 0
 
 
@@ -301,10 +308,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .sweep.summary import pick_sweep
 
-    with _open(args) as store:
+    with _open(args) as store, output_file(args.output or args.dir / f"points.{args.format}") as out:
         name = pick_sweep(store, args.sweep) if args.sweep else None  # default: every point of the store
-        out = args.output or args.dir / f"points.{args.format}"
         path = store.export_json(out, name) if args.format == "json" else store.export_csv(out, name)
+    if writes_to_stdout(args.output):
+        return 0  # the export itself is the result on stdout
     print_json({"export": str(path)}) if args.json else print(path)
     return 0
 
