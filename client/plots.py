@@ -1,24 +1,39 @@
-"""Landscape figures (PNG + SVG): 1D curves, 2D contour/heatmap and surface, three models on one
-plane (2D interpolation), safety vs capability.
+"""Landscape figures: 1D curves (with ASR bands), 2D contour/heatmap and surface, three models on
+one plane (2D interpolation), safety vs capability.
+
+Each ``figure_*`` function returns a ``matplotlib.figure.Figure`` and writes nothing; writing is
+the separate step :func:`save_figure` (PNG, SVG and/or PDF). ``plot_*`` are the two together
+(PNG + SVG unless ``formats`` says otherwise), returning the paths written.
 
 Headless by construction: every figure is a ``matplotlib.figure.Figure`` drawn on its own Agg
 canvas, never through ``pyplot``, so no GUI backend is needed, nothing global (the user's
 backend, pyplot's figure list) is touched, and figures can be drawn from several threads.
 matplotlib is imported inside the functions, so importing this module (and the CLI) stays cheap.
-The look follows the paper's Figure 1 (described in docs/method.md section 4): viridis, 0..100,
-the unperturbed model marked at the origin.
+Legends sit outside the axes, below them, so they never cover data. The look follows the
+paper's Figure 1 (described in docs/method.md section 4): viridis, 0..100, the unperturbed model
+marked at the origin. Labels are drawn as given: callers pass them in a reader's words
+(:mod:`.figure_labels`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["plot_1d", "plot_2d", "plot_plane", "plot_side_by_side"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
+__all__ = ["FIGURE_FORMATS", "draw_curves", "figure_1d", "figure_side_by_side", "figures_2d", "headless_figure",
+           "legend_below", "plot_1d", "plot_2d", "plot_plane", "plot_side_by_side", "save_figure"]
+
+#: Every format :func:`save_figure` writes.
+FIGURE_FORMATS = ("png", "svg", "pdf")
+_DEFAULT_FORMATS = ("png", "svg")  # what plot_* write unless told
 _ORIGIN_COLOR = "#c9a3f0"  # the paper's light purple dot for the aligned model
 _FIGURE_SUFFIXES = {".png", ".svg", ".pdf"}
+#: (a, low, high) per point: a band drawn around a 1D curve (e.g. ASR's 95 % interval).
+Band = Sequence[tuple[float, float, float]]
 
 
 def _base(path: str | Path) -> Path:
@@ -27,18 +42,30 @@ def _base(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix.lower() in _FIGURE_SUFFIXES else path
 
 
-def _save(fig: Any, base: Path) -> list[Path]:
+def save_figure(fig: Figure, path: str | Path, *, formats: Sequence[str] = FIGURE_FORMATS) -> list[Path]:
+    """Write ``fig`` as ``<path>.<format>`` for each of ``formats`` (a suffix on ``path`` is
+    dropped first); returns the paths, in ``formats`` order. Reproducible bytes: no dates, and
+    SVG text stays text."""
     from matplotlib import rc_context
 
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"save_figure: formats must be some of {', '.join(FIGURE_FORMATS)}, got {list(formats)}")
+    base = _base(path)
     base.parent.mkdir(parents=True, exist_ok=True)
-    out = [base.with_name(base.name + ".png"), base.with_name(base.name + ".svg")]
-    with rc_context({"svg.hashsalt": "safety-landscape", "svg.fonttype": "none"}):  # reproducible, small SVGs
-        fig.savefig(out[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
-        fig.savefig(out[1], bbox_inches="tight", metadata={"Date": None})
+    metadata: dict[str, dict[str, Any]] = {"png": {"Software": None}, "svg": {"Date": None},
+                                           "pdf": {"CreationDate": None, "Producer": None}}
+    out = []
+    with rc_context({"svg.hashsalt": "safety-landscape", "svg.fonttype": "none", "pdf.fonttype": 42}):
+        for fmt in formats:
+            target = base.with_name(f"{base.name}.{fmt}")
+            fig.savefig(target, dpi=150, bbox_inches="tight", metadata=metadata[fmt])
+            out.append(target)
     return out
 
 
-def _figure(**kwargs: Any) -> Any:
+def headless_figure(**kwargs: Any) -> Figure:
+    """A ``Figure`` on its own Agg canvas (no pyplot, no GUI backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -74,6 +101,82 @@ def _style_ylim(ax: Any, ylim: tuple[float, float] | None) -> None:
         ax.set_ylim(lo - pad, hi + pad)
 
 
+def legend_below(fig: Any, handles: Sequence[Any]) -> None:
+    """The legend under the axes (outside them: it never covers data), in as many columns as fit."""
+    if handles:
+        fig.legend(handles=list(handles), labels=[h.get_label() for h in handles], loc="outside lower center",
+                   ncols=min(3, len(handles)), fontsize="small", frameon=False)
+
+
+def figure_1d(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    title: str,
+    ylabel: str = "ASR (%)",
+    xlabel: str = "perturbation amount a",
+    visage: Mapping[str, float | None] | None = None,
+    ylim: tuple[float, float] | None = (0.0, 100.0),
+    bands: Mapping[str, Band] | None = None,
+    assumed: Mapping[str, Sequence[float]] | None = None,
+    assumed_value: float = 100.0,
+) -> Figure:
+    """One axis, one line per series of ``(a, value)`` points, named by its key.
+
+    The origin is marked by a dashed vertical line at a = 0 and a dot at each series' value
+    there. With ``visage`` the legend shows each series' score. ``bands`` shades ``(a, low,
+    high)`` around a series (its 95 % interval). ``ylim=None`` for unbounded metrics (perplexity).
+    ``assumed``: per series the ``a`` of points an adaptive sweep did not measure but assumed at
+    ``assumed_value``, drawn as hollow markers off the measured line.
+    """
+    if not series:
+        raise ValueError("plot_1d: no series to plot")
+    fig = headless_figure(figsize=(6.4, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    handles = draw_curves(ax, series, visage=visage, bands=bands)
+    for line in handles:
+        skipped = sorted((assumed or {}).get(str(line.get_gid()), ()))
+        if skipped:
+            ax.plot(skipped, [assumed_value] * len(skipped), linestyle="none", marker="o", markersize=5,
+                    markerfacecolor="none", markeredgecolor=line.get_color(), zorder=2)
+    if assumed and any(assumed.values()):
+        handles += ax.plot([], [], linestyle="none", marker="o", markersize=5, markerfacecolor="none",
+                           markeredgecolor="0.3", label=f"assumed {assumed_value:g} (not measured)")
+    _style_ylim(ax, ylim)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    legend_below(fig, handles)
+    return fig
+
+
+def draw_curves(ax: Any, series: Mapping[str, Sequence[tuple[float, float]]], *,
+                visage: Mapping[str, float | None] | None = None, bands: Mapping[str, Band] | None = None,
+                colors: Mapping[str, str] | None = None) -> list[Any]:
+    """Draw ``series`` on ``ax`` as :func:`figure_1d` does (the origin line and dots, bands, a
+    grid); ``colors`` fixes a series' colour (the same model in every panel). Returns the lines."""
+    ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1, zorder=1)
+    handles = []
+    for name, points in series.items():
+        xs, ys = _sorted_points(name, points)
+        score = visage.get(name) if visage is not None else None
+        label = name if score is None else f"{name} (VISAGE {score:.2f})"
+        color = (colors or {}).get(name)
+        (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=label, zorder=2, color=color, gid=name)
+        handles.append(line)
+        if bands and bands.get(name):
+            _draw_band(ax, bands[name], line.get_color())
+        y0 = _origin_value(xs, ys)
+        if y0 is not None:
+            ax.plot([0.0], [y0], "o", markersize=8, color=_ORIGIN_COLOR,
+                    markeredgecolor=line.get_color(), zorder=3)
+    ax.grid(alpha=0.3)
+    return handles
+
+
+def _draw_band(ax: Any, band: Band, color: Any) -> None:
+    rows = sorted((float(a), float(lo), float(hi)) for a, lo, hi in band)
+    ax.fill_between([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], color=color, alpha=0.18,
+                    linewidth=0, zorder=1.5)
+
+
 def plot_1d(
     series: Mapping[str, Sequence[tuple[float, float]]],
     path: str | Path,
@@ -81,45 +184,17 @@ def plot_1d(
     title: str,
     ylabel: str = "ASR (%)",
     xlabel: str = "perturbation amount a",
-    visage: Mapping[str, float] | None = None,
+    visage: Mapping[str, float | None] | None = None,
     ylim: tuple[float, float] | None = (0.0, 100.0),
+    bands: Mapping[str, Band] | None = None,
     assumed: Mapping[str, Sequence[float]] | None = None,
     assumed_value: float = 100.0,
+    formats: Sequence[str] = _DEFAULT_FORMATS,
 ) -> list[Path]:
-    """One axis, one line per series of ``(a, value)`` points; returns ``[png, svg]``.
-
-    The origin is marked by a dashed vertical line at a = 0 and a dot at each series' value
-    there. With ``visage`` the legend shows each series' score. ``ylim=None`` for unbounded
-    metrics (perplexity). ``assumed``: per series the ``a`` of points an adaptive sweep did not
-    measure but assumed at ``assumed_value``, drawn as hollow markers off the measured line.
-    """
-    if not series:
-        raise ValueError("plot_1d: no series to plot")
-    fig = _figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot()
-    ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1, zorder=1)
-    for name, points in series.items():
-        xs, ys = _sorted_points(name, points)
-        label = name
-        if visage is not None and name in visage:
-            label = f"{name} (VISAGE {visage[name]:.2f})"
-        (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=label, zorder=2)
-        y0 = _origin_value(xs, ys)
-        if y0 is not None:
-            ax.plot([0.0], [y0], "o", markersize=8, color=_ORIGIN_COLOR,
-                    markeredgecolor=line.get_color(), zorder=3)
-        skipped = sorted((assumed or {}).get(name, ()))
-        if skipped:
-            ax.plot(skipped, [assumed_value] * len(skipped), linestyle="none", marker="o", markersize=5,
-                    markerfacecolor="none", markeredgecolor=line.get_color(), zorder=2)
-    if assumed and any(assumed.values()):
-        ax.plot([], [], linestyle="none", marker="o", markersize=5, markerfacecolor="none", markeredgecolor="0.3",
-                label=f"assumed {assumed_value:g} (not measured)")
-    _style_ylim(ax, ylim)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    return _save(fig, _base(path))
+    """:func:`figure_1d`, saved (:func:`save_figure`); returns ``[png, svg]`` (or ``formats``)."""
+    fig = figure_1d(series, title=title, ylabel=ylabel, xlabel=xlabel, visage=visage, ylim=ylim, bands=bands,
+                    assumed=assumed, assumed_value=assumed_value)
+    return save_figure(fig, path, formats=formats)
 
 
 def _grid(a: Sequence[float], b: Sequence[float], z: Any) -> tuple[Any, Any, Any]:
@@ -138,6 +213,33 @@ def _grid(a: Sequence[float], b: Sequence[float], z: Any) -> tuple[Any, Any, Any
     return a_arr, b_arr, np.ma.masked_invalid(z_arr)  # NaN = not measured (yet)
 
 
+def figures_2d(
+    a: Sequence[float],
+    b: Sequence[float],
+    z: Any,
+    *,
+    title: str,
+    zlabel: str = "ASR (%)",
+    zlim: tuple[float, float] = (0.0, 100.0),
+    axis_labels: tuple[str, str] = ("a (direction 1)", "b (direction 2)"),
+    targets: Sequence[tuple[float, float, str]] = (),
+    assumed: Sequence[tuple[float, float]] = (),
+) -> tuple[Figure, Figure]:
+    """A 2D landscape: (contour + heatmap side by side, the 3D surface).
+
+    ``z`` has ``len(b)`` rows and ``len(a)`` columns (NaN = point not measured). ``targets``
+    (a, b, name) mark other models on the plane, e.g. the finetuned checkpoint at a = 1 of an
+    interpolation-random plane (the paper's Figure 1B). ``assumed``: the (a, b) cells an adaptive
+    sweep did not measure but assumed at ``zlim``'s top; drawn at that value and crossed.
+    """
+    a_arr, b_arr, zm = _grid(a, b, z)
+    for x, y in assumed:
+        zm[list(b_arr).index(y), list(a_arr).index(x)] = zlim[1]
+    flat = _flat_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
+                        targets=targets, assumed=assumed)
+    return flat, _surface_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim)
+
+
 def plot_2d(
     a: Sequence[float],
     b: Sequence[float],
@@ -150,17 +252,12 @@ def plot_2d(
     axis_labels: tuple[str, str] = ("a (direction 1)", "b (direction 2)"),
     target: tuple[float, float, str] | None = None,
     assumed: Sequence[tuple[float, float]] = (),
+    formats: Sequence[str] = _DEFAULT_FORMATS,
 ) -> list[Path]:
-    """A 2D landscape: contour + heatmap side by side, and a separate 3D surface.
-
-    ``z`` has ``len(b)`` rows and ``len(a)`` columns (NaN = point not measured). Writes
-    ``<path>.png/.svg`` and ``<path>_surface.png/.svg``; returns the four paths. ``target``
-    (a, b, name) marks a second model on the plane, e.g. the finetuned checkpoint at a = 1 of an
-    interpolation-random plane (the paper's Figure 1B). ``assumed``: the (a, b) cells an adaptive
-    sweep did not measure but assumed at ``zlim``'s top; drawn at that value and crossed.
-    """
-    return _plane_figures(a, b, z, path, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
-                          targets=() if target is None else (target,), assumed=assumed)
+    """:func:`figures_2d`, saved as ``<path>.*`` and ``<path>_surface.*``; returns the paths
+    (four with the default PNG + SVG)."""
+    return _save_pair(figures_2d(a, b, z, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
+                                 targets=() if target is None else (target,), assumed=assumed), path, formats)
 
 
 def plot_plane(
@@ -175,30 +272,23 @@ def plot_plane(
     zlim: tuple[float, float] = (0.0, 100.0),
     axis_labels: tuple[str, str] = ("a (toward target A)", "b (toward target B)"),
     assumed: Sequence[tuple[float, float]] = (),
+    formats: Sequence[str] = _DEFAULT_FORMATS,
 ) -> list[Path]:
     """Three models on one plane (2D interpolation): the origin model at (0, 0) and each of
     ``targets`` (a, b, name) marked, e.g. target A at (1, 0) and target B at (0, 1).
 
     The same figures as :func:`plot_2d` (contour + heatmap, and ``<path>_surface``; ``z`` with
-    ``len(b)`` rows and ``len(a)`` columns); returns the four paths.
+    ``len(b)`` rows and ``len(a)`` columns); returns the paths (four with the default formats).
     """
-    return _plane_figures(a, b, z, path, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
-                          targets=tuple(targets), assumed=assumed)
+    return _save_pair(figures_2d(a, b, z, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
+                                 targets=targets, assumed=assumed), path, formats)
 
 
-def _plane_figures(a: Sequence[float], b: Sequence[float], z: Any, path: str | Path, *, title: str, zlabel: str,
-                   zlim: tuple[float, float], axis_labels: tuple[str, str],
-                   targets: Sequence[tuple[float, float, str]], assumed: Sequence[tuple[float, float]]) -> list[Path]:
-    """The flat figure and the surface of a 2D grid (``plot_2d`` and ``plot_plane``)."""
-    a_arr, b_arr, zm = _grid(a, b, z)
-    for x, y in assumed:
-        zm[list(b_arr).index(y), list(a_arr).index(x)] = zlim[1]
+def _save_pair(figures: tuple[Figure, Figure], path: str | Path, formats: Sequence[str]) -> list[Path]:
+    """The flat figure as ``<path>.*`` and the surface as ``<path>_surface.*``."""
     base = _base(path)
-    paths = _save(_flat_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim, axis_labels=axis_labels,
-                               targets=targets, assumed=assumed), base)
-    paths += _save(_surface_figure(a_arr, b_arr, zm, title=title, zlabel=zlabel, zlim=zlim),
-                   base.with_name(base.name + "_surface"))
-    return paths
+    return (save_figure(figures[0], base, formats=formats)
+            + save_figure(figures[1], base.with_name(base.name + "_surface"), formats=formats))
 
 
 def _flat_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zlim: tuple[float, float],
@@ -208,7 +298,7 @@ def _flat_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zl
     import numpy as np
 
     vmin, vmax = zlim
-    fig = _figure(figsize=(10.5, 4.6), layout="constrained")
+    fig = headless_figure(figsize=(10.5, 4.6), layout="constrained")
     ax_c, ax_h = fig.subplots(1, 2)
     ax_c.contourf(a_arr, b_arr, np.ma.clip(zm, vmin, vmax), levels=np.linspace(vmin, vmax, 21), cmap="viridis",
                   vmin=vmin, vmax=vmax)
@@ -228,11 +318,12 @@ def _flat_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str, zl
             ax.annotate(target[2], (target[0], target[1]), textcoords="offset points", xytext=(6, 6),
                         color="0.1", fontsize=8)
         if assumed:
-            ax.plot([c[0] for c in assumed], [c[1] for c in assumed], "x", color="0.25", markersize=4,
-                    label="assumed (not measured)")
-            ax.legend(fontsize="x-small", loc="upper right")
+            marks = ax.plot([c[0] for c in assumed], [c[1] for c in assumed], "x", color="0.25", markersize=4,
+                            label="assumed (not measured)")
         ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1])
         ax.set_box_aspect(1)
+    if assumed:
+        legend_below(fig, marks)
     fig.colorbar(im, ax=[ax_c, ax_h], label=zlabel, shrink=0.85)
     fig.suptitle(title)
     return fig
@@ -243,7 +334,7 @@ def _surface_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str,
     import numpy as np
 
     vmin, vmax = zlim
-    fig = _figure(figsize=(6.4, 5.6))
+    fig = headless_figure(figsize=(6.4, 5.6))
     ax3 = fig.add_subplot(projection="3d")
     grid_a, grid_b = np.meshgrid(a_arr, b_arr)
     surf = ax3.plot_surface(grid_a, grid_b, zm.filled(np.nan), cmap="viridis", vmin=vmin,
@@ -259,22 +350,21 @@ def _surface_figure(a_arr: Any, b_arr: Any, zm: Any, *, title: str, zlabel: str,
     return fig
 
 
-def plot_side_by_side(
+def figure_side_by_side(
     safety: Mapping[str, Sequence[tuple[float, float]]],
     capability: Mapping[str, Sequence[tuple[float, float]]],
-    path: str | Path,
     *,
     title: str,
     capability_label: str,
     safety_label: str = "ASR (%)",
     xlabel: str = "perturbation amount a",
     capability_ylim: tuple[float, float] | None = (0.0, 100.0),
-) -> list[Path]:
+) -> Figure:
     """Safety (left axis, solid) and a capability metric (right axis, dashed) along the same
-    perturbation, as in the paper's Figures 7/8; returns ``[png, svg]``."""
+    perturbation, as in the paper's Figures 7/8."""
     if not safety and not capability:
         raise ValueError("plot_side_by_side: nothing to plot")
-    fig = _figure(figsize=(7.0, 4.2))
+    fig = headless_figure(figsize=(7.0, 4.6), layout="constrained")
     ax = fig.add_subplot()
     ax2 = ax.twinx()
     ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1)
@@ -293,7 +383,23 @@ def plot_side_by_side(
     ax.set(title=title, xlabel=xlabel, ylabel=safety_label)
     ax2.set_ylabel(capability_label)
     ax.grid(alpha=0.3)
-    ax.legend(handles=handles, labels=[h.get_label() for h in handles], fontsize="small",
-              loc="best")
-    return _save(fig, _base(path))
+    legend_below(fig, handles)
+    return fig
 
+
+def plot_side_by_side(
+    safety: Mapping[str, Sequence[tuple[float, float]]],
+    capability: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | Path,
+    *,
+    title: str,
+    capability_label: str,
+    safety_label: str = "ASR (%)",
+    xlabel: str = "perturbation amount a",
+    capability_ylim: tuple[float, float] | None = (0.0, 100.0),
+    formats: Sequence[str] = _DEFAULT_FORMATS,
+) -> list[Path]:
+    """:func:`figure_side_by_side`, saved; returns ``[png, svg]`` (or ``formats``)."""
+    fig = figure_side_by_side(safety, capability, title=title, capability_label=capability_label,
+                              safety_label=safety_label, xlabel=xlabel, capability_ylim=capability_ylim)
+    return save_figure(fig, path, formats=formats)

@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
-from ..plots import plot_1d, plot_2d, plot_plane, plot_side_by_side
+from ..figure_labels import SeriesNames, name_series, system_names
+from ..plots import FIGURE_FORMATS, plot_1d, plot_2d, plot_plane, plot_side_by_side
 from ..records import Series
 from ..report import write_report
 from ..store import ResultStore
@@ -314,12 +315,21 @@ def _plane_axes(data: SweepData) -> dict[str, Any]:
 def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
     """1D: one axis per metric with every series (directions x system prompts), plus safety beside
     over-refusal and beside each capability metric (``asr_vs_<metric>_1d``, the paper's Figures
-    7/8); 2D: contour + heatmap and a 3D surface per series and metric. PNG + SVG each. A metric
+    7/8); 2D: contour + heatmap and a 3D surface per series and metric. PNG, SVG and PDF each;
+    titles and legends in a reader's words (:mod:`..figure_labels`). A metric
     measured at the origin only (``benign.at = "origin"``) gets no curve."""
     plots = Path(out_dir) / "plots"
     model = data.meta.get("model_name", "model")
     summary = summarize_sweep(data)
     out: list[Path] = []
+    spec = data.meta["spec"]
+    systems = system_names([*spec.get("system_prompts", ()), *spec.get("system_prompt_texts", ())])
+    target = str(spec.get("grid", {}).get("target", ""))
+
+    def named(curves: dict[str, Any]) -> tuple[SeriesNames, dict[str, Any]]:
+        """The curves keyed by their readers' names (the legend's words)."""
+        names = name_series(curves, systems=systems, target=target)
+        return names, {names.names[label]: pts for label, pts in curves.items()}
 
     def ylim(metric: str, values: list[float]) -> tuple[float, float] | None:
         if metric != "perplexity":
@@ -341,20 +351,25 @@ def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
                 a, b, z = _grid(data, metric, one)
                 if len(a) >= 2 and len(b) >= 2:
                     name, axes = one.label, _plane_axes(data)
+                    system = systems.get(one.system, one.system)
                     cells = [(c[0], c[1]) for c in assumed.get(one, [])] if metric == "asr" else []
                     draw = plot_plane if "targets" in axes else plot_2d
-                    out += draw(a, b, z, plots / f"{metric}_2d_{_safe(name)}", title=f"{model}: {label} ({name})",
+                    out += draw(a, b, z, plots / f"{metric}_2d_{_safe(name)}",
+                                title=f"{model}: {label}" + (f" · system prompt: {system}" if system else ""),
                                 zlabel=label, zlim=ylim(metric, [v for row in z for v in row if v is not None])
-                                or (0.0, 1.0), assumed=cells, **axes)
+                                or (0.0, 1.0), assumed=cells, formats=FIGURE_FORMATS, **axes)
             continue
         curves = curves_of(metric)
         if not curves:
             continue
-        visage = {s: v["reference"] for s, v in summary["visage"]["series"].items()} if metric == "asr" else None
-        skipped = {s.label: [c[0] for c in cs] for s, cs in assumed.items()} if metric == "asr" else None
-        out += plot_1d(curves, plots / f"{metric}_1d", title=f"{model}: {label} ({data.name})",
+        names, shown = named(curves)
+        visage = ({names.names[s]: v["reference"] for s, v in summary["visage"]["series"].items() if s in names.names}
+                  if metric == "asr" else None)
+        skipped = ({names.names[s.label]: [c[0] for c in cs] for s, cs in assumed.items() if s.label in names.names}
+                   if metric == "asr" else None)
+        out += plot_1d(shown, plots / f"{metric}_1d", title=names.title(f"{model}: {label}"),
                        ylabel=label, xlabel=_xlabel(data), visage=visage, assumed=skipped,
-                       ylim=ylim(metric, [v for pts in curves.values() for _, v in pts]))
+                       ylim=ylim(metric, [v for pts in curves.values() for _, v in pts]), formats=FIGURE_FORMATS)
     safety = curves_of("asr")
     if not data.two_d and safety:
         for metric in ("refusal", *CAPABILITY_METRICS):
@@ -363,9 +378,11 @@ def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
                 continue
             what = "over-refusal" if metric == "refusal" else metric
             capability_ylim = (0.0, 100.0) if metric != "perplexity" else None
-            out += plot_side_by_side(safety, other, plots / f"asr_vs_{metric}_1d", title=f"{model}: safety vs {what}",
+            safety_names, safety_shown = named(safety)
+            out += plot_side_by_side(safety_shown, named(other)[1], plots / f"asr_vs_{metric}_1d",
+                                     title=safety_names.title(f"{model}: safety vs {what}"),
                                      capability_label=LABELS[metric], xlabel=_xlabel(data),
-                                     capability_ylim=capability_ylim)
+                                     capability_ylim=capability_ylim, formats=FIGURE_FORMATS)
     return out
 
 
