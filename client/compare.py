@@ -1,0 +1,265 @@
+"""Several sweeps on one page: models or checkpoints measured the same way, side by side.
+
+A :class:`Run` is one sweep read back from its store with its summary
+(:func:`~.sweep.summary.summarize_sweep`). :func:`write_comparison` writes, into one folder:
+
+- ``compare_asr_1d.{png,svg,pdf}``: every run's ASR curve, one panel per direction (one row per
+  system prompt the runs share), each point's 95 % band shaded (1D sweeps only);
+- ``compare_visage.{png,svg,pdf}``: VISAGE per run and shared system prompt, the mean over
+  directions as a bar with its 95 % interval, each direction as a dot;
+- ``comparison.json`` and ``comparison.csv``: the Table-1-style table (one row per run and
+  shared system prompt: ASR and over-refusal at the origin, VISAGE with its interval and per
+  direction), and ``report.html`` (figures, table, what differs between the runs).
+
+The intervals are the summaries' own ``ci95`` fields (Wilson for rates, the seeded bootstrap for
+VISAGE, :mod:`.stats`): nothing is recomputed here, and a summary without them is drawn without.
+VISAGE uses the reference rule when every run is 1D, else the expectation rule (the reference
+rule is 1D only).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ValidationError
+from .figure_labels import direction_name
+from .plots import FIGURE_FORMATS, draw_curves, headless_figure, legend_below, save_figure
+from .records import Series
+from .report import write_report
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Comparison", "Run", "comparison_rows", "differences", "figure_compare_curves", "figure_compare_visage",
+           "load_run", "visage_rule", "write_comparison"]
+
+# Spec fields two comparable runs share; a difference is reported (dotted paths in the spec dict).
+_SAME = ("kind", "prompts.set", "prompts.limit", "grid.range", "grid.points", "grid.directions", "direction.seed",
+         "direction.stream", "direction.normalization", "chat_format", "judge", "keywords", "max_new_tokens")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One sweep to compare: its reader's ``name``, where it came from, its summary and spec."""
+
+    name: str
+    folder: Path
+    summary: dict[str, Any]
+    spec: dict[str, Any]
+
+    @property
+    def two_d(self) -> bool:
+        return str(self.summary["kind"]).startswith("2d")
+
+    def curve(self, label: str) -> list[tuple[float, float]]:
+        return [(p[0], p[1]) for p in self.summary["curves"].get("asr", {}).get(label, [])]
+
+    def band(self, label: str) -> list[tuple[float, float, float]]:
+        rows = self.summary.get("curves_ci95", {}).get("asr", {}).get(label) or []
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def systems(self) -> list[str]:
+        return sorted({Series.parse(label).system for label in self.summary["curves"].get("asr", {})})
+
+
+def load_run(store_path: Path, *, name: str | None = None, sweep: str | None = None) -> Run:
+    """The sweep ``sweep`` (else the store's only one) of ``store_path``, named ``name`` (else its model)."""
+    from .store import ResultStore
+    from .sweep.summary import load_sweep, summarize_sweep
+
+    if not store_path.is_file():
+        raise ValidationError(f"{store_path} does not exist: give the --out folder of a visage sweep")
+    with ResultStore(store_path) as store:
+        data = load_sweep(store, sweep)
+    summary = summarize_sweep(data)
+    return Run(name or summary.get("model_name") or store_path.parent.name, store_path.parent, summary,
+               dict(data.meta.get("spec", {})))
+
+
+def _distinct_names(runs: Sequence[Run]) -> list[Run]:
+    """Runs named alike (two sweeps of one model) get their folder's name added."""
+    names = [r.name for r in runs]
+    return [r if names.count(r.name) == 1 else Run(f"{r.name} ({r.folder.name})", r.folder, r.summary, r.spec)
+            for r in runs]
+
+
+def _shared_systems(runs: Sequence[Run]) -> list[str]:
+    shared = set(runs[0].systems())
+    for run in runs[1:]:
+        shared &= set(run.systems())
+    return sorted(shared)
+
+
+def visage_rule(runs: Sequence[Run]) -> str:
+    return "expectation" if any(r.two_d for r in runs) else "reference"
+
+
+def _direction_order(direction: str) -> tuple[int, str]:
+    return (int(direction[1:]), "") if direction[1:].isdigit() else (10**6, direction)
+
+
+def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
+    """The 1D runs' ASR curves, one panel per direction and shared system prompt; None without 1D runs."""
+    from matplotlib.lines import Line2D
+
+    one_d = [r for r in runs if not r.two_d]
+    systems = _shared_systems(one_d) if one_d else []
+    if not systems:
+        return None
+    directions = sorted({Series.parse(label).direction for r in one_d for label in r.summary["curves"].get("asr", {})},
+                        key=_direction_order)
+    colors = {r.name: f"C{i % 10}" for i, r in enumerate(one_d)}
+    fig = headless_figure(figsize=(max(5.2, 3.9 * len(directions)), 3.3 * len(systems) + 1.0), layout="constrained")
+    axes = fig.subplots(len(systems), len(directions), squeeze=False, sharey=True)
+    for i, system in enumerate(systems):
+        for j, direction in enumerate(directions):
+            ax, label = axes[i][j], Series(direction, system).label
+            draw_curves(ax, {r.name: r.curve(label) for r in one_d if r.curve(label)},
+                        bands={r.name: r.band(label) for r in one_d}, colors=colors)
+            ax.set_title(direction_name(direction) + (f" · system prompt: {system}" if len(systems) > 1 else ""))
+            ax.set_ylim(-2.0, 102.0)
+            if i == len(systems) - 1:
+                ax.set_xlabel("perturbation amount a")
+            if j == 0:
+                ax.set_ylabel("ASR (%)")
+    legend_below(fig, [Line2D([], [], color=colors[r.name], marker="o", markersize=3, label=r.name) for r in one_d])
+    fig.suptitle("ASR along the same directions, 95 % band" + (f" · system prompt: {systems[0]}" if len(systems) == 1
+                                                                else ""))
+    return fig
+
+
+def _visage_entry(run: Run, system: str, rule: str) -> dict[str, Any]:
+    """mean, ci95 (or None) and the per-direction values of ``rule`` for ``system``."""
+    entry = run.summary["visage"]["by_system_prompt"].get(system, {}).get(rule, {})
+    per = [v[rule] for label, v in sorted(run.summary["visage"]["series"].items())
+           if Series.parse(label).system == system and v.get(rule) is not None]
+    return {"mean": entry.get("mean"), "ci95": entry.get("ci95"), "per_direction": per}
+
+
+def figure_compare_visage(runs: Sequence[Run]) -> Figure:
+    """VISAGE per run (bars: mean over directions, whiskers: its 95 % interval, dots: directions)."""
+    from matplotlib.lines import Line2D
+
+    rule, systems = visage_rule(runs), _shared_systems(runs)
+    fig = headless_figure(figsize=(max(5.2, 1.5 * len(runs) * max(1, len(systems)) + 2.0), 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(runs)
+    for i, run in enumerate(runs):
+        for g, system in enumerate(systems):
+            e = _visage_entry(run, system, rule)
+            if e["mean"] is None:
+                continue
+            x = g + (i - (len(runs) - 1) / 2) * width
+            ci = e["ci95"]
+            err = [[e["mean"] - ci[0]], [ci[1] - e["mean"]]] if ci else None
+            ax.bar(x, e["mean"], width * 0.9, color=f"C{i % 10}", alpha=0.85, yerr=err, capsize=4,
+                   label=run.name if g == 0 else None)
+            ax.scatter([x] * len(e["per_direction"]), e["per_direction"], color="black", s=14, zorder=3)
+            ax.annotate(f"{e['mean']:.1f}", (x, ci[1] if ci else e["mean"]), textcoords="offset points",
+                        xytext=(0, 4), ha="center", fontsize=8)
+    ax.set_xticks(range(len(systems)), [f"system prompt: {s}" for s in systems])
+    ax.set(ylim=(0.0, 108.0), ylabel=f"VISAGE ({rule} rule; higher is safer)")
+    ax.grid(axis="y", alpha=0.3)
+    handles = [h for h in ax.get_legend_handles_labels()[0]]
+    handles.append(Line2D([], [], color="black", marker="o", linestyle="", markersize=4, label="one direction"))
+    legend_below(fig, handles)
+    fig.suptitle("VISAGE: mean over directions with its 95 % interval")
+    return fig
+
+
+def _interval(ci: Sequence[float] | None) -> str | None:
+    return f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else None
+
+
+def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """The Table-1-style table: one row per run and shared system prompt."""
+    rule, rows = visage_rule(runs), []
+    for run in runs:
+        s = run.summary
+        for system in _shared_systems(runs):
+            label = next((lbl for lbl in s["curves"].get("asr", {}) if Series.parse(lbl).system == system), "")
+            e = _visage_entry(run, system, rule)
+            row: dict[str, Any] = {
+                "model": run.name, "system prompt": system,
+                "ASR at origin (%)": s["origin"].get("asr", {}).get(label),
+                "ASR at origin, 95 % CI": _interval(s.get("origin_ci95", {}).get("asr", {}).get(label)),
+                "over-refusal at origin (%)": s["origin"].get("refusal", {}).get(label),
+                f"VISAGE ({rule})": e["mean"], "VISAGE, 95 % CI": _interval(e["ci95"]),
+                "VISAGE per direction": ", ".join(f"{v:.1f}" for v in e["per_direction"]),
+            }
+            if rule == "reference":
+                row["VISAGE (expectation)"] = _visage_entry(run, system, "expectation")["mean"]
+            rows.append(row)
+    return rows
+
+
+def _get(spec: dict[str, Any], dotted: str) -> Any:
+    value: Any = spec
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def differences(runs: Sequence[Run]) -> list[str]:
+    """The settings the runs do not share (each a sentence): a comparison across them compares more than the models."""
+    out = []
+    for key in _SAME:
+        values = {r.name: _get(r.spec, key) for r in runs}
+        if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+            out.append(f"{key} differs: " + "; ".join(f"{name} {value!r}" for name, value in values.items()))
+    files = {r.name: Path(str(_get(r.spec, "prompts.file") or "")).name for r in runs}
+    if len(set(files.values())) > 1:
+        out.append("prompts.file differs: " + "; ".join(f"{n} {f!r}" for n, f in files.items()))
+    if not _shared_systems(runs):
+        out.append("the runs share no system prompt: nothing to put side by side")
+    return out
+
+
+@dataclass
+class Comparison:
+    """What :func:`write_comparison` wrote."""
+
+    report: Path
+    table: Path
+    csv: Path
+    figures: list[Path] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def write_comparison(runs: Sequence[Run], out_dir: Path, *, formats: Sequence[str] = FIGURE_FORMATS) -> Comparison:
+    """Figures, table (JSON, CSV) and report.html of ``runs`` in ``out_dir`` (see the module docstring)."""
+    if len(runs) < 2:
+        raise ValidationError("compare: give two or more sweep folders")
+    runs = _distinct_names(runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures: list[Path] = []
+    curves = figure_compare_curves(runs)
+    if curves is not None:
+        figures += save_figure(curves, out_dir / "compare_asr_1d", formats=formats)
+    figures += save_figure(figure_compare_visage(runs), out_dir / "compare_visage", formats=formats)
+    rows, warnings = comparison_rows(runs), differences(runs)
+    doc = {"runs": [{"name": r.name, "folder": str(r.folder), "sweep": r.summary["sweep"], "kind": r.summary["kind"],
+                     "model_name": r.summary.get("model_name", ""),
+                     "model_fingerprint": r.summary.get("model", {}).get("model_fingerprint", "")} for r in runs],
+           "visage_rule": visage_rule(runs), "table": rows, "warnings": warnings, "figures": [str(p) for p in figures]}
+    table = out_dir / "comparison.json"
+    table.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    csv_path = out_dir / "comparison.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["model"])
+        writer.writeheader()
+        writer.writerows(rows)
+    shown = [p for p in figures if p.suffix == ".png"] or [p for p in figures if p.suffix == ".svg"]
+    notes = ("VISAGE: higher is safer. Bars: the mean over directions, whiskers its 95 % interval (bootstrap over "
+             "prompts and directions), dots the single directions. Bands: each ASR point's 95 % Wilson interval.")
+    if warnings:
+        notes += "\n\nThe runs differ in more than the model:\n- " + "\n- ".join(warnings)
+    report = write_report(out_dir / "report.html", title="Comparison: " + " vs ".join(r.name for r in runs),
+                          plots=shown, visage_rows=rows, settings={"runs": doc["runs"]}, notes=notes)
+    return Comparison(report, table, csv_path, figures, rows, warnings)
