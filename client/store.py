@@ -29,7 +29,7 @@ from typing import Any
 
 from .records import PointRecord
 
-__all__ = ["CSV_COLUMNS", "SCHEMA_VERSION", "ResultStore", "point_key", "provenance"]
+__all__ = ["CSV_COLUMNS", "PANDAS_COLUMNS", "SCHEMA_VERSION", "ResultStore", "point_key", "provenance"]
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("sweep", "series", "metric", "a", "b", "value", "total", "key", "created_at")
@@ -120,6 +120,22 @@ def provenance(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     }
     info.update(extra or {})
     return info
+
+
+#: The columns of :meth:`ResultStore.to_pandas`.
+PANDAS_COLUMNS = ("sweep", "series", "direction", "system_prompt", "metric", "a", "b", "value", "total",
+                  "jailbroken", "generated_tokens", "tokens_saved", "prompt_set_name", "prompt_set_size",
+                  "prompt_set_sha256", "judge", "seconds", "server", "weight_state", "key", "created_at")
+
+
+def _pandas_row(r: PointRecord) -> dict[str, Any]:
+    detail = r.detail.to_dict()
+    series = r.curve
+    row = {"sweep": r.sweep, "series": r.series, "direction": series.direction, "system_prompt": series.system or None,
+           "metric": r.metric, "a": r.a, "b": math.nan if r.b is None else r.b, "value": r.value, "total": r.total, "key": r.key,
+           "created_at": r.created_at}
+    row.update({name: detail.get(name) for name in PANDAS_COLUMNS if name not in row})
+    return row
 
 
 class ResultStore:
@@ -229,6 +245,19 @@ class ResultStore:
         with self._lock:
             row = self._db.execute("SELECT meta FROM sweep_meta WHERE sweep = ?", (sweep,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    # -- notebooks ---------------------------------------------------------------------------
+    def to_pandas(self, sweep: str | None = None) -> Any:
+        """The points (of ``sweep``, else every point) as a ``pandas.DataFrame``, one row per point
+        with :data:`PANDAS_COLUMNS`: the CSV export's columns, the series split into ``direction`` and
+        ``system_prompt``, and the server's facts (``b``, ``jailbroken``, ... are missing where they do
+        not apply). pandas is optional: without it an ImportError says how to install it."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("ResultStore.to_pandas needs pandas, which safety-landscape does not install: "
+                              "pip install pandas") from None
+        return pandas.DataFrame([_pandas_row(r) for r in self.records(sweep)], columns=list(PANDAS_COLUMNS))
 
     # -- export ----------------------------------------------------------------------------
     def export_json(self, path: str | Path, sweep: str | None = None) -> Path:
