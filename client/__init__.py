@@ -1,5 +1,6 @@
 """Torch-free client of the safety-landscape service: one server (:class:`Client`), request
-builders, errors, sweep specs and the sweep runner, the result store, and the release gate.
+builders, errors, sweep specs and the sweep runner, the result store, figures and comparisons,
+and the release gate.
 
 The public API is what this module exports (``__all__``)::
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         system_prompt,
     )
     from .client import Client, Timeouts, TlsConfig
+    from .compare import load_run, write_comparison
     from .errors import (
         CancelledError,
         DeadlineExceededError,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
         VisageError,
     )
     from .gate import run_gate
+    from .plots import figure_1d, figure_side_by_side, figures_2d, save_figure
     from .records import PointDetail, PointRecord, Series
     from .store import ResultStore
     from .sweep import (
@@ -78,6 +81,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource", "SpecError", "SweepResult",
                      "SweepSpec", "load_spec", "preset", "run_sweep", "spec_from_dict"), ".sweep"),
     "run_gate": ".gate",
+    **dict.fromkeys(("figure_1d", "figure_side_by_side", "figures_2d", "save_figure"), ".plots"),
+    **dict.fromkeys(("load_run", "write_comparison"), ".compare"),
 }
 
 __all__ = [
@@ -113,16 +118,22 @@ __all__ = [
     "adapter_direction",
     "chat_format",
     "evaluation_settings",
+    "figure_1d",
+    "figure_side_by_side",
+    "figures_2d",
     "generation",
     "interpolation_direction",
+    "load_run",
     "load_spec",
     "perturbation",
     "preset",
     "random_direction",
     "run_gate",
     "run_sweep",
+    "save_figure",
     "spec_from_dict",
     "system_prompt",
+    "write_comparison",
 ]
 
 

@@ -156,9 +156,9 @@ def figure_compare_visage(runs: Sequence[Run]) -> Figure:
                 continue
             x = g + (i - (len(runs) - 1) / 2) * width
             ci = e["ci95"]
-            err = [[e["mean"] - ci[0]], [ci[1] - e["mean"]]] if ci else None
-            ax.bar(x, e["mean"], width * 0.9, color=f"C{i % 10}", alpha=0.85, yerr=err, capsize=4,
-                   label=run.name if g == 0 else None)
+            ax.bar(x, e["mean"], width * 0.9, color=f"C{i % 10}", alpha=0.85, label=run.name if g == 0 else None)
+            if ci:  # the whisker spans the interval itself (a bootstrap interval need not centre on the mean)
+                ax.errorbar(x, (ci[0] + ci[1]) / 2, yerr=(ci[1] - ci[0]) / 2, fmt="none", ecolor="black", capsize=4)
             ax.scatter([x] * len(e["per_direction"]), e["per_direction"], color="black", s=14, zorder=3)
             ax.annotate(f"{e['mean']:.1f}", (x, ci[1] if ci else e["mean"]), textcoords="offset points",
                         xytext=(0, 4), ha="center", fontsize=8)
@@ -208,13 +208,12 @@ def _get(spec: dict[str, Any], dotted: str) -> Any:
 def differences(runs: Sequence[Run]) -> list[str]:
     """The settings the runs do not share (each a sentence): a comparison across them compares more than the models."""
     out = []
-    for key in _SAME:
-        values = {r.name: _get(r.spec, key) for r in runs}
-        if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
-            out.append(f"{key} differs: " + "; ".join(f"{name} {value!r}" for name, value in values.items()))
-    files = {r.name: Path(str(_get(r.spec, "prompts.file") or "")).name for r in runs}
-    if len(set(files.values())) > 1:
-        out.append("prompts.file differs: " + "; ".join(f"{n} {f!r}" for n, f in files.items()))
+    for key in (*_SAME, "prompts.file"):
+        values = [(r.name, _get(r.spec, key)) for r in _distinct_names(runs)]
+        if key == "prompts.file":  # the same file may sit in different folders
+            values = [(name, Path(str(value or "")).name) for name, value in values]
+        if len({json.dumps(v, sort_keys=True) for _, v in values}) > 1:
+            out.append(f"{key} differs: " + "; ".join(f"{name} {value!r}" for name, value in values))
     if not _shared_systems(runs):
         out.append("the runs share no system prompt: nothing to put side by side")
     return out

@@ -17,8 +17,9 @@ EXPORTS = [
     "PermissionDeniedError", "PointDetail", "PointRecord", "PromptSource", "ResourceExhaustedError", "ResultStore",
     "RpcFailed", "Series", "SpecError", "SweepResult", "SweepSpec", "Timeouts", "TlsConfig", "UnauthenticatedError",
     "UnavailableError", "ValidationError", "VisageError", "adapter_direction", "chat_format", "evaluation_settings",
-    "generation", "interpolation_direction", "load_spec", "perturbation", "preset", "random_direction", "run_gate",
-    "run_sweep", "spec_from_dict", "system_prompt",
+    "figure_1d", "figure_side_by_side", "figures_2d", "generation", "interpolation_direction", "load_run", "load_spec",
+    "perturbation", "preset", "random_direction", "run_gate", "run_sweep", "save_figure", "spec_from_dict",
+    "system_prompt", "write_comparison",
 ]
 
 

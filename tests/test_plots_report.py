@@ -155,3 +155,55 @@ def test_report_rejects_unknown_plot_type(tmp_path):
     bad.write_bytes(b"%PDF")
     with pytest.raises(ValueError, match=r"png or \.svg"):
         write_report(tmp_path / "r.html", title="t", plots=[bad], visage_rows=[], settings={})
+
+
+def test_figure_functions_return_figures_and_write_nothing(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from safety_landscape.client.plots import figure_1d, figure_side_by_side, figures_2d
+
+    monkeypatch.chdir(tmp_path)
+    one = figure_1d({"direction 1": basin(0.2)}, title="one")
+    flat, surface = figures_2d([-0.5, 0, 0.5], [-0.5, 0, 0.5], [[100, 50, 100], [50, 0, 50], [100, 50, 100]],
+                               title="two")
+    side = figure_side_by_side({"direction 1": basin(0.2)}, {"direction 1": [(a, 50.0) for a in GRID]}, title="s",
+                               capability_label="accuracy (%)")
+    assert all(isinstance(f, Figure) for f in (one, flat, surface, side))
+    assert list(tmp_path.iterdir()) == []  # drawing is not writing
+
+
+def test_save_figure_writes_png_svg_and_pdf_reproducibly(tmp_path):
+    from safety_landscape.client.plots import FIGURE_FORMATS, figure_1d, save_figure
+
+    fig = figure_1d({"direction 1": basin(0.2)}, title="three formats")
+    paths = save_figure(fig, tmp_path / "f.png")
+    assert [p.name for p in paths] == ["f.png", "f.svg", "f.pdf"] and FIGURE_FORMATS == ("png", "svg", "pdf")
+    check_png(paths[0])
+    check_svg(paths[1])
+    assert paths[2].read_bytes()[:5] == b"%PDF-" and paths[2].stat().st_size > 1000
+    again = save_figure(fig, tmp_path / "g")
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]  # no dates, no random ids
+    assert [p.name for p in save_figure(fig, tmp_path / "only", formats=("pdf",))] == ["only.pdf"]
+    with pytest.raises(ValueError, match="formats must be some of png, svg, pdf"):
+        save_figure(fig, tmp_path / "h", formats=("jpg",))
+    assert [p.suffix for p in plot_1d({"d": basin(0.2)}, tmp_path / "k", title="t", formats=FIGURE_FORMATS)] == [
+        ".png", ".svg", ".pdf"]
+
+
+def test_legends_sit_outside_the_axes_and_bands_are_drawn():
+    from safety_landscape.client.plots import figure_1d, figure_side_by_side
+
+    names = [f"direction {i} (a long name, VISAGE 12.34)" for i in range(1, 6)]
+    series = {n: basin(0.05 * i) for i, n in enumerate(names, 1)}
+    bands = {n: [(a, max(0.0, v - 10), min(100.0, v + 10)) for a, v in pts] for n, pts in series.items()}
+    side = figure_side_by_side(series, {"direction 1": [(a, 40.0) for a in GRID]}, title="s", capability_label="acc")
+    for fig in (figure_1d(series, title="five series", bands=bands), side):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (legend,) = fig.legends
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer)), "the legend covers an axis"
+    ax = figure_1d(series, title="t", bands=bands).axes[0]
+    assert len(ax.collections) == len(series)  # one shaded band per series
+    assert len(figure_1d(series, title="t").axes[0].collections) == 0

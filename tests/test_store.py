@@ -217,3 +217,33 @@ def test_provenance(tmp_path, monkeypatch):
     json.dumps(info)
     monkeypatch.chdir(tmp_path)  # not a git repository: revision is "" and nothing is raised
     assert provenance()["git_revision"] == ""
+
+
+def test_to_pandas_gives_one_row_per_point_with_the_series_split(tmp_path):
+    import math
+
+    from safety_landscape.client.store import PANDAS_COLUMNS
+
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.put(make(coords=(0.0,), value=10.0))
+        store.put(make(coords=(0.5,), value=90.0, series="d1|custom-1a2b3c4d"))
+        store.put(make(sweep="s2", coords=(0.1, -0.2), series="plane|default", metric="refusal"))
+        store.put(make(coords=(0.0,), metric="perplexity", value=12.0, series="d0"))
+        frame = store.to_pandas()
+        only = store.to_pandas("s2")
+    assert list(frame.columns) == list(PANDAS_COLUMNS) and len(frame) == 4
+    row = frame.set_index("series").loc["d1|custom-1a2b3c4d"]
+    assert (row["direction"], row["system_prompt"], row["a"], row["value"], row["total"]) == (
+        "d1", "custom-1a2b3c4d", 0.5, 90.0, 80)
+    assert row["weight_state"] == "ws:1" and math.isnan(row["b"])
+    assert frame.set_index("series")["system_prompt"].isna()["d0"]  # capability: no system prompt
+    assert list(only["b"]) == [-0.2] and list(only["metric"]) == ["refusal"]
+    assert frame.groupby("metric")["value"].mean()["asr"] == 50.0
+
+
+def test_to_pandas_without_pandas_says_how_to_get_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if pandas were not installed
+    with ResultStore(tmp_path / "r.sqlite") as store, pytest.raises(ImportError, match="pip install pandas"):
+        store.to_pandas()

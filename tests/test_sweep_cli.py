@@ -92,3 +92,14 @@ def test_bad_spec_reports_every_error_and_exits_2(tmp_path, capsys):
         assert field in err
     assert main(["sweep", "--preset", "paper", "--server", "127.0.0.1:1", "--out", str(tmp_path / "o")]) == 2
     assert "prompts" in capsys.readouterr().err
+
+
+def test_sweep_figures_are_titled_and_labelled_in_a_readers_words(quick_run):
+    from test_plots_report import svg_text
+
+    out, _ = quick_run
+    for name in ("asr_1d", "refusal_1d", "asr_vs_refusal_1d"):
+        text = svg_text(out / "plots" / f"{name}.svg")
+        assert "direction 1" in text and "tiny-random" in text and "system prompt: default" in text, name
+        assert "d0|default" not in text and "(quick)" not in text and "d0" not in text, name
+        assert (out / "plots" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"

@@ -1,0 +1,108 @@
+"""``visage compare`` on two real stores: sweeps of two real tiny-random models (different
+weights) measured the same way, then the comparison figures (PNG, SVG, PDF), the table (JSON,
+CSV) and report.html; and the figures drawn from summaries that carry intervals."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from matplotlib.container import ErrorbarContainer
+from serving import running_server
+
+from safety_landscape.client.cli import main
+from safety_landscape.client.compare import (
+    Run,
+    comparison_rows,
+    differences,
+    figure_compare_curves,
+    figure_compare_visage,
+    load_run,
+)
+
+SWEEP = ["--preset", "quick", "--directions", "2", "--points", "3", "--limit", "4", "--max-new-tokens", "4",
+         "--keyword", "e", "--keyword", "a", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def two_stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    for folder, model in (("original", "tiny-random"), ("other", "tiny-random:1")):
+        with running_server(model=model) as server:
+            assert main(["sweep", *SWEEP, "--server", server.target, "--out", str(root / folder)]) == 0
+    return root
+
+
+def test_compare_two_real_stores_writes_figures_table_and_report(two_stores, capsys):
+    out = two_stores / "cmp"
+    capsys.readouterr()
+    assert main(["--json", "compare", str(two_stores / "original"), str(two_stores / "other"), "--out", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted(Path(p).name for p in doc["figures"]) == sorted(
+        f"{name}.{fmt}" for name in ("compare_asr_1d", "compare_visage") for fmt in ("png", "svg", "pdf"))
+    assert [r["model"] for r in doc["rows"]] == ["tiny-random", "tiny-random:1"] and doc["warnings"] == []
+    row = doc["rows"][0]
+    assert row["system prompt"] == "default" and 0.0 <= row["VISAGE (reference)"] <= 100.0
+    assert len(row["VISAGE per direction"].split(", ")) == 2 and row["over-refusal at origin (%)"] is not None
+    with open(out / "comparison.csv", newline="") as fh:
+        assert [r["model"] for r in csv.DictReader(fh)] == ["tiny-random", "tiny-random:1"]
+    table = json.loads((out / "comparison.json").read_text())
+    assert [r["model_name"] for r in table["runs"]] == ["tiny-random", "tiny-random:1"]
+    assert table["runs"][0]["model_fingerprint"] != table["runs"][1]["model_fingerprint"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "tiny-random:1" in html and "VISAGE (reference)" in html
+    assert main(["compare", str(two_stores / "original"), str(two_stores / "other"), "--out", str(out),
+                 "--label", "only one"]) == 2
+    assert "give one per DIR" in capsys.readouterr().err
+
+
+def test_the_comparison_figures_put_every_model_on_each_direction(two_stores):
+    runs = [load_run(two_stores / "original" / "results.sqlite"), load_run(two_stores / "other" / "results.sqlite")]
+    fig = figure_compare_curves(runs)
+    assert fig is not None and [ax.get_title() for ax in fig.axes] == ["direction 1", "direction 2"]
+    assert all(len(ax.lines) - 1 - 2 == 2 for ax in fig.axes)  # the origin line, 2 origin dots, 2 models
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["tiny-random", "tiny-random:1"]
+    bars = figure_compare_visage(runs).axes[0].patches
+    assert len(bars) == 2 and all(0.0 <= b.get_height() <= 100.0 for b in bars)
+
+
+def test_runs_measured_differently_or_named_alike_are_said_so(two_stores, tmp_path):
+    base = load_run(two_stores / "original" / "results.sqlite")
+    other = Run("tiny-random", base.folder.with_name("again"), base.summary,
+                {**base.spec, "keywords": ["x"], "max_new_tokens": 9})
+    notes = differences([base, other])
+    assert any(n.startswith("keywords differs") for n in notes) and any("max_new_tokens" in n for n in notes)
+    from safety_landscape.client.compare import write_comparison
+
+    result = write_comparison([base, other], tmp_path / "c", formats=("png",))
+    assert [r["model"] for r in result.rows] == ["tiny-random (original)", "tiny-random (again)"]
+    assert [p.name for p in result.figures] == ["compare_asr_1d.png", "compare_visage.png"]
+    assert "keywords differs" in (tmp_path / "c" / "report.html").read_text()
+
+
+def summary_with_intervals(shift: float) -> dict:
+    curve = [[-0.5, 100.0], [0.0, 10.0 + shift], [0.5, 100.0]]
+    return {
+        "sweep": "s", "kind": "1d-random", "model_name": "m", "model": {},
+        "curves": {"asr": {"d0|default": curve}},
+        "curves_ci95": {"asr": {"d0|default": [[a, max(0.0, v - 8), min(100.0, v + 8)] for a, v in curve]}},
+        "origin": {"asr": {"d0|default": 10.0 + shift}}, "origin_ci95": {"asr": {"d0|default": [4.0, 20.0]}},
+        "visage": {"series": {"d0|default": {"reference": 60.0 - shift, "expectation": 55.0}},
+                   "by_system_prompt": {"default": {"reference": {"mean": 60.0 - shift, "ci95": [50.0, 70.0]},
+                                                    "expectation": {"mean": 55.0}}}},
+    }
+
+
+def test_intervals_in_the_summaries_become_bands_whiskers_and_table_cells(tmp_path):
+    runs = [Run(name, tmp_path / name, summary_with_intervals(shift), {}) for name, shift in (("a", 0.0), ("b", 20.0))]
+    curves = figure_compare_curves(runs)
+    assert curves is not None and len(curves.axes[0].collections) == 2  # one band per model
+    visage = figure_compare_visage(runs).axes[0]
+    whiskers = [c for c in visage.containers if isinstance(c, ErrorbarContainer)]
+    assert len(visage.patches) == 2 and len(whiskers) == 2
+    assert sorted(seg[:, 1].tolist() for seg in whiskers[1].lines[2][0].get_segments()) == [[50.0, 70.0]]
+    rows = comparison_rows(runs)
+    assert rows[0]["VISAGE, 95 % CI"] == "[50.0, 70.0]" and rows[1]["ASR at origin, 95 % CI"] == "[4.0, 20.0]"
+    assert rows[1]["VISAGE (reference)"] == 40.0
