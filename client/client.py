@@ -35,7 +35,7 @@ from .builders import (
     system_prompt,
 )
 from .credentials import channel_credentials, with_token
-from .errors import ResourceExhaustedError, UnavailableError, ValidationError, from_rpc
+from .errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError, ValidationError, from_rpc
 
 __all__ = [
     "SYSTEM_PROMPT_PRESETS",
@@ -169,7 +169,7 @@ class Client:
                 last = self.health(timeout=min(5.0, poll * 10))
                 if last == "SERVING":
                     return
-            except UnavailableError as exc:
+            except (UnavailableError, DeadlineExceededError) as exc:  # not up yet, or too busy loading to answer
                 last = str(exc)
             time.sleep(poll)
         raise UnavailableError(f"{self.target} did not become SERVING within {timeout:.0f} s (last: {last})",

@@ -219,3 +219,34 @@ def test_system_prompt_text_is_sent_as_given_and_column_picks_the_prompts(tiny_s
     assert 'no column "nope"' in capsys.readouterr().err
     assert main(["evaluate", "--server", tiny_server.target, "--set", "harmful-mini", "--column", "goal"]) == 2
     assert "--column names a column of --prompts" in capsys.readouterr().err
+
+
+def test_wait_outlasts_health_checks_that_time_out_while_a_server_is_busy_loading():
+    """A server too busy loading to answer health in time (here: a real gRPC health servicer that
+    answers its first two checks late) is waited for, not given up on."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from safety_landscape.client.client import Client
+
+    class LateHealth(health_pb2_grpc.HealthServicer):
+        calls = 0
+
+        def Check(self, request, context):
+            LateHealth.calls += 1
+            if LateHealth.calls <= 2:
+                time.sleep(1.0)  # past the client's 0.5 s deadline below
+            return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    health_pb2_grpc.add_HealthServicer_to_server(LateHealth(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            client.wait_until_serving(60, poll=0.05)  # health deadline min(5, 10 * poll) = 0.5 s
+        assert LateHealth.calls >= 3
+    finally:
+        server.stop(0)
