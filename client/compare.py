@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["Comparison", "Run", "comparison_rows", "differences", "figure_compare_curves", "figure_compare_visage",
-           "load_run", "visage_rule", "write_comparison"]
+           "load_run", "run_style", "visage_rule", "write_comparison"]
 
 # Spec fields two comparable runs share; a difference is reported (dotted paths in the spec dict).
 _SAME = ("kind", "prompts.set", "prompts.limit", "grid.range", "grid.points", "grid.directions", "direction.seed",
@@ -99,6 +99,11 @@ def visage_rule(runs: Sequence[Run]) -> str:
     return "expectation" if any(r.two_d for r in runs) else "reference"
 
 
+def run_style(i: int) -> dict[str, Any]:
+    """The line keywords of the ``i``-th run: its colour, marker and line style (overlapping curves stay apart)."""
+    return {"color": f"C{i % 10}", "marker": "osD^v"[i % 5], "markersize": 4, "linestyle": ("-", "--", "-.", ":")[i % 4]}
+
+
 def _direction_order(direction: str) -> tuple[int, str]:
     return (int(direction[1:]), "") if direction[1:].isdigit() else (10**6, direction)
 
@@ -113,21 +118,21 @@ def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
         return None
     directions = sorted({Series.parse(label).direction for r in one_d for label in r.summary["curves"].get("asr", {})},
                         key=_direction_order)
-    colors = {r.name: f"C{i % 10}" for i, r in enumerate(one_d)}
+    styles = {r.name: run_style(i) for i, r in enumerate(one_d)}
     fig = headless_figure(figsize=(max(5.2, 3.9 * len(directions)), 3.3 * len(systems) + 1.0), layout="constrained")
     axes = fig.subplots(len(systems), len(directions), squeeze=False, sharey=True)
     for i, system in enumerate(systems):
         for j, direction in enumerate(directions):
             ax, label = axes[i][j], Series(direction, system).label
             draw_curves(ax, {r.name: r.curve(label) for r in one_d if r.curve(label)},
-                        bands={r.name: r.band(label) for r in one_d}, colors=colors)
+                        bands={r.name: r.band(label) for r in one_d}, styles=styles)
             ax.set_title(direction_name(direction) + (f" · system prompt: {system}" if len(systems) > 1 else ""))
             ax.set_ylim(-2.0, 102.0)
             if i == len(systems) - 1:
                 ax.set_xlabel("perturbation amount a")
             if j == 0:
                 ax.set_ylabel("ASR (%)")
-    legend_below(fig, [Line2D([], [], color=colors[r.name], marker="o", markersize=3, label=r.name) for r in one_d])
+    legend_below(fig, [Line2D([], [], label=r.name, **styles[r.name]) for r in one_d])
     fig.suptitle("ASR along the same directions, 95 % band" + (f" · system prompt: {systems[0]}" if len(systems) == 1
                                                                 else ""))
     return fig
@@ -257,6 +262,8 @@ def write_comparison(runs: Sequence[Run], out_dir: Path, *, formats: Sequence[st
     shown = [p for p in figures if p.suffix == ".png"] or [p for p in figures if p.suffix == ".svg"]
     notes = ("VISAGE: higher is safer. Bars: the mean over directions, whiskers its 95 % interval (bootstrap over "
              "prompts and directions), dots the single directions. Bands: each ASR point's 95 % Wilson interval.")
+    if not any("curves_ci95" in r.summary for r in runs):
+        notes += " (These summaries carry no intervals, so none is drawn.)"
     if warnings:
         notes += "\n\nThe runs differ in more than the model:\n- " + "\n- ".join(warnings)
     report = write_report(out_dir / "report.html", title="Comparison: " + " vs ".join(r.name for r in runs),

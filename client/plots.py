@@ -149,17 +149,18 @@ def figure_1d(
 
 def draw_curves(ax: Any, series: Mapping[str, Sequence[tuple[float, float]]], *,
                 visage: Mapping[str, float | None] | None = None, bands: Mapping[str, Band] | None = None,
-                colors: Mapping[str, str] | None = None) -> list[Any]:
+                styles: Mapping[str, Mapping[str, Any]] | None = None) -> list[Any]:
     """Draw ``series`` on ``ax`` as :func:`figure_1d` does (the origin line and dots, bands, a
-    grid); ``colors`` fixes a series' colour (the same model in every panel). Returns the lines."""
+    grid); ``styles`` gives a series its own line keywords (colour, marker, line style: the same
+    model alike in every panel, and told apart where curves overlap). Returns the lines."""
     ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1, zorder=1)
     handles = []
     for name, points in series.items():
         xs, ys = _sorted_points(name, points)
         score = visage.get(name) if visage is not None else None
         label = name if score is None else f"{name} (VISAGE {score:.2f})"
-        color = (colors or {}).get(name)
-        (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=label, zorder=2, color=color, gid=name)
+        style = {"marker": "o", "markersize": 3, "linewidth": 1.6, **(styles or {}).get(name, {})}
+        (line,) = ax.plot(xs, ys, label=label, zorder=2, gid=name, **style)
         handles.append(line)
         if bands and bands.get(name):
             _draw_band(ax, bands[name], line.get_color())
