@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
-from .figure_labels import direction_name
+from .figure_labels import direction_name, model_name
 from .plots import FIGURE_FORMATS, draw_curves, headless_figure, legend_below, save_figure
 from .records import Series
 from .report import write_report
@@ -68,7 +68,8 @@ class Run:
 
 
 def load_run(store_path: Path, *, name: str | None = None, sweep: str | None = None) -> Run:
-    """The sweep ``sweep`` (else the store's only one) of ``store_path``, named ``name`` (else its model)."""
+    """The sweep ``sweep`` (else the store's only one) of ``store_path``, named ``name`` (else its
+    model's name, the last part of its path)."""
     from .store import ResultStore
     from .sweep.summary import load_sweep, summarize_sweep
 
@@ -77,8 +78,8 @@ def load_run(store_path: Path, *, name: str | None = None, sweep: str | None = N
     with ResultStore(store_path) as store:
         data = load_sweep(store, sweep)
     summary = summarize_sweep(data)
-    return Run(name or summary.get("model_name") or store_path.parent.name, store_path.parent, summary,
-               dict(data.meta.get("spec", {})))
+    return Run(name or model_name(summary.get("model_name") or "") or store_path.parent.name, store_path.parent,
+               summary, dict(data.meta.get("spec", {})))
 
 
 def _distinct_names(runs: Sequence[Run]) -> list[Run]:

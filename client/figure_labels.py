@@ -1,6 +1,6 @@
 """Series and titles in a reader's words, for figures and tables: ``d0|default`` becomes
-"direction 1", a custom system prompt its opening words, and a system prompt shared by every
-curve moves from the legend to the title.
+"direction 1", a custom system prompt its opening words, a model path its last part, and a
+system prompt shared by every curve moves from the legend to the title.
 
 The store's labels (:class:`~.records.Series`: ``"d0|default"``, ``"plane|custom-1a2b3c4d"``)
 stay what the store and summary.json hold; only what a reader sees is renamed here.
@@ -13,9 +13,15 @@ from dataclasses import dataclass
 
 from .records import Series
 
-__all__ = ["SeriesNames", "direction_name", "name_series", "system_names", "system_prompt_name"]
+__all__ = ["SeriesNames", "direction_name", "model_name", "name_series", "system_names", "system_prompt_name"]
 
 _TEXT_SHOWN = 28  # characters of a custom system prompt shown in a legend
+
+
+def model_name(name: str) -> str:
+    """A model as a reader names it: the last part of a path or hub id (``runs/attack-10`` ->
+    "attack-10", ``HuggingFaceTB/SmolLM2-135M-Instruct`` -> "SmolLM2-135M-Instruct")."""
+    return name.rstrip("/").rsplit("/", 1)[-1] or name
 
 
 def direction_name(direction: str, *, target: str = "") -> str:

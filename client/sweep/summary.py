@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
-from ..figure_labels import SeriesNames, name_series, system_names
+from ..figure_labels import SeriesNames, model_name, name_series, system_names
 from ..plots import FIGURE_FORMATS, plot_1d, plot_2d, plot_plane, plot_side_by_side
 from ..records import Series
 from ..report import write_report
@@ -319,7 +319,7 @@ def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
     titles and legends in a reader's words (:mod:`..figure_labels`). A metric
     measured at the origin only (``benign.at = "origin"``) gets no curve."""
     plots = Path(out_dir) / "plots"
-    model = data.meta.get("model_name", "model")
+    model = model_name(data.meta.get("model_name", "model"))
     summary = summarize_sweep(data)
     out: list[Path] = []
     spec = data.meta["spec"]
