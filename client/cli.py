@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 __all__ = ["COMMAND_MODULES", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "STDOUT", "add_connection_args", "build_parser",
-           "connect", "main", "message_to_dict", "output_file", "parse_at", "print_json", "writes_to_stdout"]
+           "connect", "main", "message_to_dict", "output_file", "output_folder", "parse_at", "print_json",
+           "writes_to_stdout"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: The output file name that means stdout.
@@ -150,6 +151,16 @@ def _int64_as_numbers(msg: Message, out: dict[str, Any]) -> dict[str, Any]:
 def writes_to_stdout(path: str | Path | None) -> bool:
     """Whether an output file argument names stdout (``-``)."""
     return path is not None and str(path) == STDOUT
+
+
+def output_folder(path: str | Path, *, flag: str = "--out") -> Path:
+    """An output folder argument; ``-`` is refused (a folder of files cannot be stdout)."""
+    from .errors import ValidationError
+
+    if writes_to_stdout(path):
+        raise ValidationError(f"{flag} -: this command writes several files into a folder; name one "
+                              "(--json prints the result on stdout)")
+    return Path(path)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cli import print_json
+from .cli import output_folder, print_json
 
 if TYPE_CHECKING:
     from .cli import Subparsers
@@ -41,10 +41,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.label and len(args.label) != len(args.dirs):
         raise ValidationError(f"--label: give one per DIR ({len(args.dirs)}), got {len(args.label)}")
+    out = output_folder(args.out)
     labels = args.label or [None] * len(args.dirs)
     runs = [load_run(folder / STORE_NAME, name=label, sweep=args.sweep) for folder, label in zip(args.dirs, labels,
                                                                                                   strict=True)]
-    result = write_comparison(runs, args.out, formats=tuple(dict.fromkeys(args.formats or FIGURE_FORMATS)))
+    result = write_comparison(runs, out, formats=tuple(dict.fromkeys(args.formats or FIGURE_FORMATS)))
     if args.json:  # (the notes on what differs are in the JSON; stderr gets them in text mode)
         print_json({"report": str(result.report), "table": str(result.table), "csv": str(result.csv),
                     "figures": [str(p) for p in result.figures], "rows": result.rows, "warnings": result.warnings})

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from .cli import add_connection_args, print_json
+from .cli import add_connection_args, output_folder, print_json
 
 if TYPE_CHECKING:
     from .cli import Subparsers
@@ -47,13 +47,15 @@ def run(args: argparse.Namespace) -> int:
         return connect(args, target)  # --wait: connect waits for the server to be SERVING
 
     try:
-        code, doc = run_gate(args.config, connect_one, args.server, out_dir=args.out,
+        code, doc = run_gate(args.config, connect_one, args.server, out_dir=output_folder(args.out),
                              baseline=args.baseline, checkpoint=args.checkpoint)
     except BaseException as exc:  # the last guard: never let an error look like a pass
         if isinstance(exc, KeyboardInterrupt):
             print("visage gate: interrupted", file=sys.stderr)
         else:
             print(f"visage gate: could not evaluate: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading stdout still gets one document
+            print_json({"verdict": "error", "exit_code": EXIT_ERROR, "error": str(exc) or type(exc).__name__})
         return EXIT_ERROR
     if getattr(args, "json", False):
         print_json({k: doc.get(k) for k in ("name", "verdict", "exit_code", "error", "checks", "attestation_sha256")})

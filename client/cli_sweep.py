@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from safety_landscape.common.names import CHAT_FORMATS, PAPER_FAMILIES, STREAMS, TIED_RULES
 
-from .cli import add_connection_args, connect, output_file, print_json, writes_to_stdout
+from .cli import add_connection_args, connect, output_file, output_folder, print_json, writes_to_stdout
 
 __all__ = ["STORE_NAME", "register"]
 
@@ -225,7 +225,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep.summary import load_sweep, summarize_sweep, write_outputs
 
     spec = _spec_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+    output_folder(args.out).mkdir(parents=True, exist_ok=True)
     with ResultStore(args.out / STORE_NAME) as store:
         with Fleet.connect(args.server, lambda target: connect(args, target)) as fleet:
             result = run_sweep(spec, store, fleet=fleet, bar=False if args.no_progress else None, timeout=args.timeout)

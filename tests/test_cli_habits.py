@@ -250,3 +250,19 @@ def test_wait_outlasts_health_checks_that_time_out_while_a_server_is_busy_loadin
         assert LateHealth.calls >= 3
     finally:
         server.stop(0)
+
+
+def test_a_gate_that_cannot_evaluate_still_prints_one_json_document(tmp_path, capsys):
+    config = gate_config(tmp_path / "gate.toml")
+    assert main(["gate", str(config), "--server", "127.0.0.1:1", "--out", str(tmp_path / "out"), "--json"]) == 2
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["verdict"] == "error" and doc["exit_code"] == 2 and "retrying" not in captured.out
+    assert main(["gate", str(config), "--server", "127.0.0.1:1", "--out", "-", "--json"]) == 2  # a folder, not stdout
+    captured = capsys.readouterr()
+    assert "--out -: this command writes several files into a folder" in json.loads(captured.out)["error"]
+    assert not Path("-").exists()
+    assert main(["sweep", "--preset", "quick", "--server", "127.0.0.1:1", "--out", "-"]) == 2
+    assert main(["compare", "a", "b", "--out", "-"]) == 2
+    assert capsys.readouterr().err.count("--out -: this command writes several files") == 2
+    assert not Path("-").exists()
