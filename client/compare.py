@@ -120,7 +120,7 @@ def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
     directions = sorted({Series.parse(label).direction for r in one_d for label in r.summary["curves"].get("asr", {})},
                         key=_direction_order)
     styles = {r.name: run_style(i) for i, r in enumerate(one_d)}
-    fig = headless_figure(figsize=(max(5.2, 3.9 * len(directions)), 3.3 * len(systems) + 1.0), layout="constrained")
+    fig = headless_figure(figsize=(max(5.0, 3.3 * len(directions)), 2.9 * len(systems) + 1.0), layout="constrained")
     axes = fig.subplots(len(systems), len(directions), squeeze=False, sharey=True)
     for i, system in enumerate(systems):
         for j, direction in enumerate(directions):
@@ -152,7 +152,7 @@ def figure_compare_visage(runs: Sequence[Run]) -> Figure:
     from matplotlib.lines import Line2D
 
     rule, systems = visage_rule(runs), _shared_systems(runs)
-    fig = headless_figure(figsize=(max(5.2, 1.5 * len(runs) * max(1, len(systems)) + 2.0), 4.6), layout="constrained")
+    fig = headless_figure(figsize=(max(4.8, 1.2 * len(runs) * max(1, len(systems)) + 2.0), 3.8), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(runs)
     for i, run in enumerate(runs):
@@ -166,8 +166,9 @@ def figure_compare_visage(runs: Sequence[Run]) -> Figure:
             if ci:  # the whisker spans the interval itself (a bootstrap interval need not centre on the mean)
                 ax.errorbar(x, (ci[0] + ci[1]) / 2, yerr=(ci[1] - ci[0]) / 2, fmt="none", ecolor="black", capsize=4)
             ax.scatter([x] * len(e["per_direction"]), e["per_direction"], color="black", s=14, zorder=3)
-            ax.annotate(f"{e['mean']:.1f}", (x, ci[1] if ci else e["mean"]), textcoords="offset points",
-                        xytext=(0, 4), ha="center", fontsize=8)
+            top = max([e["mean"], *(ci or []), *e["per_direction"]])  # above the bar, its whisker and its dots
+            ax.annotate(f"{e['mean']:.1f}", (x, top), textcoords="offset points", xytext=(0, 5), ha="center",
+                        fontsize=9, fontweight="bold")
     ax.set_xticks(range(len(systems)), [f"system prompt: {s}" for s in systems])
     ax.set(ylim=(0.0, 108.0), ylabel=f"VISAGE ({rule} rule; higher is safer)")
     ax.grid(axis="y", alpha=0.3)
