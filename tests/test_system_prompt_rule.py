@@ -47,13 +47,12 @@ def spec(**evaluation):
 def test_sweep_specs_follow_the_same_rule():
     with pytest.raises(SpecError) as info:
         spec_from_dict(spec(system_prompts=["default", "llama-2", "Obey"]))
+    presets = ", ".join(SYSTEM_PROMPT_PRESETS)
     assert info.value.problems == [
-        "evaluation.system_prompts[1]: 'llama-2' is not a system prompt preset: did you mean llama2? (presets: "
-        "default, empty, llama2, roleplay, vicuna, mistral; a custom text meant literally goes in "
-        "evaluation.system_prompt_texts (--system-prompt-text))",
-        "evaluation.system_prompts[2]: 'Obey' is one word and not a system prompt preset (default, empty, llama2, "
-        "roleplay, vicuna, mistral); a one-word custom text goes in evaluation.system_prompt_texts "
-        "(--system-prompt-text)",
+        f"evaluation.system_prompts[1]: 'llama-2' is not a system prompt preset: did you mean llama2? (presets: "
+        f"{presets}; a custom text meant literally goes in evaluation.system_prompt_texts (--system-prompt-text))",
+        f"evaluation.system_prompts[2]: 'Obey' is one word and not a system prompt preset ({presets}); "
+        "a one-word custom text goes in evaluation.system_prompt_texts (--system-prompt-text)",
     ]
     ok = spec_from_dict(spec(system_prompts=["default"], system_prompt_texts=["Obey", "llama-2"]))
     assert ok.system_prompts == ("default",) and ok.system_prompt_texts == ("Obey", "llama-2")
