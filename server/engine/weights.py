@@ -5,9 +5,15 @@ Owns the invariants that make a shared server correct (docs/design.md, invariant
     accumulating steps, in fp32, then cast to the model dtype; tensors no term touches are copied
     from the pristine copy, so the empty state is theta0 bit for bit;
   - a weight state is named by a fingerprint of (model fingerprint, dtype, canonical terms);
-  - directions are specs: held as fp32 tensors ("cache") or, for per-tensor random directions,
-    regenerated tensor by tensor from the spec at every switch ("regenerate": no memory held;
-    reference-stream, interpolation and adapter directions are always cached).
+  - directions are specs, built and applied one tensor at a time. Storage (``STORAGE_MODES``):
+    "cache" holds every direction's fp32 tensors on the device; "regenerate" redraws per-tensor
+    random directions from the spec at every switch and holds the others; "stream" holds none:
+    every kind is produced again tensor by tensor (``directions/sources.py``); "host" holds the
+    fp32 tensors in host memory (pinned on a GPU) and copies them over tensor by tensor
+    (a tied = "reference" random direction is built whole, so "stream" keeps it there too). A
+    switch needs at most one component per term alive at a time, beside an fp32 accumulator.
+  - theta0 lives where the memory plan put it (``pristine.py``: device, host or checkpoint);
+    a tensor that neither the applied state nor the new one touches is not rewritten.
   - the cap (``max_directions``): creating one more direction than the cap evicts the least
     recently used held direction that the applied state does not use (nor the request being
     resolved). "Used" means created (again) or applied: ``create`` and ``apply`` both move a
@@ -29,12 +35,14 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from ..errors import InvalidArgument, NotFound, ResourceExhausted
+from ..errors import Cancelled, InvalidArgument, NotFound, ResourceExhausted
+from ..models.checkpoint_files import checkpoint_files
 from ..registry import ModelRegistry
 from .directions import (
     AdapterSpec,
@@ -43,20 +51,28 @@ from .directions import (
     RandomSpec,
     Stream,
     Tied,
-    adapter_direction,
     direction_id,
-    interpolation_direction,
-    is_perturbed,
-    load_safetensors_checkpoint,
     parameter_aliases,
-    random_direction,
-    random_tensor,
     reference_tied_direction,
     unique_parameters,
     update_tensor_hash,
 )
+from .directions.adapter import adapter_modules
+from .directions.building import build_direction
+from .directions.checkpoint import check_interpolation_target
+from .directions.gaussian import StreamPositions
+from .directions.sources import (
+    DirectionSource,
+    HeldTensors,
+    PerTensorRandom,
+    ReferenceRandom,
+    StreamedAdapter,
+    StreamedInterpolation,
+)
+from .pristine import PristineWeights, pristine_weights
 
-STORAGE_MODES = ("cache", "regenerate")
+STORAGE_MODES = ("cache", "regenerate", "stream", "host")
+Cancel = Callable[[], bool]
 Terms = tuple[tuple[str, float], ...]  # canonical: sorted by direction id, no zero coefficients
 
 
@@ -70,13 +86,15 @@ class HeldDirection:
     total_tensors: int
     create_seconds: float
     owner: str
-    tensors: dict[str, torch.Tensor] | None = None  # fp32, only the non-zero ones; None = regenerate
+    tensors: dict[str, torch.Tensor] | None = None  # fp32 on the device, only the non-zero ones; None: `source`
     last_used: float = field(default_factory=time.monotonic)
+    source: DirectionSource | None = None  # produces the tensors at each switch (host copies or regeneration)
+    covered: frozenset[str] = frozenset()  # the params where the direction is non-zero
 
     @property
     def bytes_held(self) -> int:
         if self.tensors is None:
-            return 0
+            return self.source.bytes_held if self.source is not None else 0
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
 
@@ -95,11 +113,15 @@ class WeightManager:
         *,
         model_fingerprint: str,
         storage: str = "cache",
+        pristine: str = "device",
+        checkpoint: Path | None = None,
         max_directions: int = 16,
         max_directions_per_tenant: int = 0,
         max_abs_coefficient: float = 10.0,
         registry: ModelRegistry | None = None,
     ) -> None:
+        """``pristine``: where theta0 is kept (``pristine.PRISTINE_PLACES``); ``checkpoint``: the
+        safetensors checkpoint the model was loaded from (for ``pristine="checkpoint"``)."""
         if storage not in STORAGE_MODES:
             raise InvalidArgument(f"direction storage {storage!r}: use one of {', '.join(STORAGE_MODES)}")
         self.model = model
@@ -113,22 +135,26 @@ class WeightManager:
         self.aliases = parameter_aliases(model)  # state-dict names -> unique names (tied = "reference")
         self.names = [name for name, _ in self.params]
         self.dtype = self.params[0][1].dtype
-        with torch.no_grad():
-            self.pristine = {name: p.detach().clone() for name, p in self.params}
+        prefix = str(getattr(model, "base_model_prefix", "") or "")
+        self.pristine: PristineWeights = pristine_weights(self.params, pristine, checkpoint=checkpoint, prefix=prefix)
+        self._stream_positions = StreamPositions()  # where the reference stream's draws start
         self._directions: OrderedDict[str, HeldDirection] = OrderedDict()
         self._lock = threading.Lock()
         self.current: Terms = ()
-        self._dirty = False  # True while (or after a failure while) writing weights
+        self._dirty = False  # True while (or after a failure while) writing weights: rewrite every tensor
+        self._written: set[str] = set()  # tensors the applied state changed from theta0
         self.switches = 0
 
     # -- directions ---------------------------------------------------------------------------
 
     def create(
-        self, spec: DirectionSpec, *, tenant: str = "anonymous", protect: frozenset[str] = frozenset()
+        self, spec: DirectionSpec, *, tenant: str = "anonymous", protect: frozenset[str] = frozenset(),
+        should_cancel: Cancel = lambda: False,
     ) -> tuple[HeldDirection, bool]:
         """Create the direction of `spec` (or return the held one: same spec, same id).
 
         `protect`: ids that must not be evicted to make room (the other terms of a request).
+        `should_cancel`: asked between tensors; true stops the build (Cancelled), nothing held.
         """
         did = direction_id(spec)
         with self._lock:
@@ -145,7 +171,7 @@ class WeightManager:
                 limit="max_directions_per_tenant",
             )
         started = time.perf_counter()
-        held = self._build(did, spec, tenant)
+        held = self._build(did, spec, tenant, should_cancel)
         held.create_seconds = time.perf_counter() - started
         with self._lock:
             self._make_room(protect)
@@ -164,61 +190,60 @@ class WeightManager:
                 )
             del self._directions[victim]
 
-    def _build(self, did: str, spec: DirectionSpec, tenant: str) -> HeldDirection:
-        h = hashlib.sha256()
-        sq_norm = 0.0
-        perturbed = 0
-        if isinstance(spec, RandomSpec) and spec.stream == Stream.PER_TENSOR:
-            tensors: dict[str, torch.Tensor] = {}
-            for name in self.names:  # one tensor at a time: peak memory is one tensor
-                t = self._random_component(spec, name)
-                update_tensor_hash(h, name, t)
-                if t is not None and bool(t.any()):
-                    perturbed += 1
-                    sq_norm += float(torch.linalg.vector_norm(t.double()) ** 2)
-                    if self.storage == "cache":
-                        tensors[name] = t
-            stored = tensors if self.storage == "cache" else None
-        else:
-            full = self._full_direction(spec)
-            stored = {}
-            for name in self.names:
-                t = full[name].to(torch.float32)
-                update_tensor_hash(h, name, t)
-                if bool(t.any()):
-                    perturbed += 1
-                    sq_norm += float(torch.linalg.vector_norm(t.double()) ** 2)
-                    stored[name] = t
+    def _build(self, did: str, spec: DirectionSpec, tenant: str, should_cancel: Cancel) -> HeldDirection:
+        built = build_direction(
+            self._source(spec), self.params, self.pristine.__getitem__, keep=self._keep(spec), should_cancel=should_cancel
+        )
         return HeldDirection(
             id=did,
             spec=spec,
-            fingerprint=h.hexdigest(),
-            norm=math.sqrt(sq_norm),
-            perturbed_tensors=perturbed,
+            fingerprint=built.fingerprint,
+            norm=built.norm,
+            perturbed_tensors=len(built.covered),
             total_tensors=len(self.names),
             create_seconds=0.0,
             owner=tenant,
-            tensors=stored,
+            tensors=built.tensors,
+            source=built.source,
+            covered=built.covered,
         )
 
-    def _random_component(self, spec: RandomSpec, name: str) -> torch.Tensor:
-        base = self.pristine[name]
-        return random_tensor(name, base, spec)
+    def _keep(self, spec: DirectionSpec) -> str:
+        """Where a direction's tensors are kept under this storage (build_direction's ``keep``)."""
+        if self.storage == "cache":
+            return "device"
+        if self.storage == "host":
+            return "host"
+        if self.storage == "stream":
+            return "none"
+        per_tensor = isinstance(spec, RandomSpec) and spec.stream == Stream.PER_TENSOR
+        return "none" if per_tensor else "device"  # "regenerate": per-tensor random only, as it always was
 
-    def _full_direction(self, spec: DirectionSpec) -> dict[str, torch.Tensor]:
-        pristine = [(name, self.pristine[name]) for name in self.names]
+    def _source(self, spec: DirectionSpec) -> DirectionSource:
         if isinstance(spec, RandomSpec) and spec.tied is Tied.REFERENCE:
-            return reference_tied_direction(pristine, self.aliases, spec)
+            return self._tied_reference(spec)
         if isinstance(spec, RandomSpec):
-            return random_direction(pristine, spec)
+            if spec.stream == Stream.PER_TENSOR:
+                return PerTensorRandom(spec)
+            shapes = [(name, tuple(p.shape)) for name, p in self.params]
+            return ReferenceRandom(spec, shapes, self._stream_positions)
         if isinstance(spec, InterpolationSpec):
-            entry = self.registry.get(spec.target, "checkpoint")
-            target = load_safetensors_checkpoint(entry.path)
-            return interpolation_direction(pristine, target)
+            files = checkpoint_files(self.registry.get(spec.target, "checkpoint").path)
+            check_interpolation_target(self.params, files)
+            return StreamedInterpolation(files)
         if isinstance(spec, AdapterSpec):
-            entry = self.registry.get(spec.adapter, "adapter")
-            return adapter_direction(pristine, entry.path)
+            return StreamedAdapter(adapter_modules(self.params, self.registry.get(spec.adapter, "adapter").path))
         raise InvalidArgument(f"unknown direction spec {spec!r}")
+
+    def _tied_reference(self, spec: RandomSpec) -> HeldTensors:
+        """tied = "reference": the authors' draw for every state-dict name, built whole (its names'
+        draws summed per shared tensor) and kept in host memory until ``build_direction`` keeps it
+        where the storage says; not produced tensor by tensor, so "stream" holds it on the host."""
+        pristine = [(name, self.pristine[name]) for name in self.names]
+        held = HeldTensors(pin=self.params[0][1].device.type == "cuda")
+        for name, t in reference_tied_direction(pristine, self.aliases, spec).items():
+            held.keep(name, t)
+        return held
 
     def get(self, did: str) -> HeldDirection:
         with self._lock:
@@ -273,20 +298,30 @@ class WeightManager:
         return hashlib.sha256(text.encode()).hexdigest()
 
     @torch.no_grad()
-    def apply(self, terms: Terms) -> AppliedState:
-        """Make the model's weights exactly theta0 + sum c_i d_i for canonical `terms`."""
+    def apply(self, terms: Terms, *, should_cancel: Cancel = lambda: False) -> AppliedState:
+        """Make the model's weights exactly theta0 + sum c_i d_i for canonical `terms`.
+
+        `should_cancel` is asked between tensors; true stops (Cancelled) with the state marked
+        dirty, so the next apply rewrites every tensor."""
         if terms == self.current and not self._dirty:
             return AppliedState(self.state_fingerprint(terms), terms, 0.0, False)
         held = [(self.get(did), coef) for did, coef in terms]
         started = time.perf_counter()
+        rewrite_all = self._dirty
         self._dirty = True  # until every tensor is written: a failure midway must not name a state
+        self.pristine.begin_pass()
+        written: set[str] = set()
         for name, param in self.params:
-            base = self.pristine[name]
-            components = [(c, d) for d, c in ((self._component(h, name), c) for h, c in held) if d is not None]
-            if not components:
-                param.copy_(base)
+            if should_cancel():
+                raise Cancelled("the call was cancelled or its deadline passed; the weights were not switched")
+            live = [(c, h) for h, c in held if (name in h.tensors if h.tensors is not None else name in h.covered)]
+            if not live:
+                if rewrite_all or name in self._written:
+                    param.copy_(self.pristine[name])
                 continue
-            _write_sum(param, base, components)
+            base = self.pristine[name]
+            _write_sum(param, base, [(c, self._producer(h, name, base)) for c, h in live])
+            written.add(name)
         if self.params[0][1].device.type == "cuda":
             torch.cuda.synchronize()
         with self._lock:
@@ -295,18 +330,29 @@ class WeightManager:
                 if h.id in self._directions:
                     self._directions.move_to_end(h.id)  # LRU order: applied = used
         self.current = terms
+        self._written = written
         self._dirty = False
         self.switches += 1
         return AppliedState(self.state_fingerprint(terms), terms, time.perf_counter() - started, True)
 
+    @staticmethod
+    def _producer(held: HeldDirection, name: str, base: torch.Tensor) -> torch.Tensor | Callable[[], torch.Tensor]:
+        """The component of `held` for `name`: the tensor held on the device, or a call that
+        produces it (host copy, regeneration), so one is alive at a time."""
+        if held.tensors is not None:
+            return held.tensors[name]
+        source = held.source
+        assert source is not None
+        return lambda: source.tensor(name, base)
+
     def _component(self, held: HeldDirection, name: str) -> torch.Tensor | None:
+        """The fp32 component of `held` for `name` (None where it is zero), on the param's device."""
         if held.tensors is not None:
             return held.tensors.get(name)
-        spec = held.spec
-        assert isinstance(spec, RandomSpec)
-        if not is_perturbed(name, self.pristine[name], spec):
+        if name not in held.covered:
             return None
-        return self._random_component(spec, name)
+        produced = self._producer(held, name, self.pristine[name])
+        return produced if isinstance(produced, torch.Tensor) else produced()
 
     def weights_sha256(self) -> str:
         """sha256 of the weights as they are now (bit-exact; equals the model fingerprint at theta0)."""
@@ -319,29 +365,39 @@ class WeightManager:
         return sum(p.numel() * p.element_size() for _, p in self.params)
 
     def pristine_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.pristine.values())
+        """Bytes of theta0 held (on the device or in host memory; 0 when re-read from the checkpoint)."""
+        return self.pristine.bytes_held
 
     def directions_bytes(self) -> int:
         return sum(d.bytes_held for d in self.list())
 
 
-def _write_sum(param: torch.Tensor, base: torch.Tensor, components: list[tuple[float, torch.Tensor]]) -> None:
+Component = torch.Tensor | Callable[[], torch.Tensor]
+
+
+def _write_sum(param: torch.Tensor, base: torch.Tensor, components: Sequence[tuple[float, Component]]) -> None:
     """param <- base + sum c_i d_i, computed in fp32 (the directions are fp32, so type promotion
     makes every add an fp32 op), rounded once to the model dtype on the last write.
 
     The last add writes straight into ``param`` (``out=``): one fused pass per tensor instead of
     copy, add, cast, copy; bit-identical to accumulating in an fp32 copy and casting (tested).
-    The first add always allocates a fresh result, so the pristine copy is never aliased.
+    The first add always allocates a fresh result, so the pristine copy is never aliased. A
+    component may be a call that produces it: it is made just before its add and dropped after,
+    so at most one is alive beside the accumulator.
     """
+
+    def made(d: Component) -> torch.Tensor:
+        return d() if callable(d) else d
+
     if len(components) == 1:
         coef, d = components[0]
-        torch.add(base, d, alpha=coef, out=param)
+        torch.add(base, made(d), alpha=coef, out=param)
         return
     (coef, d), *middle, (last_coef, last_d) = components
-    acc = torch.add(base, d, alpha=coef)  # fp32: promoted from (model dtype, fp32)
+    acc = torch.add(base, made(d), alpha=coef)  # fp32: promoted from (model dtype, fp32)
     for coef, d in middle:
-        acc.add_(d, alpha=coef)
-    torch.add(acc, last_d, alpha=last_coef, out=param)
+        acc.add_(made(d), alpha=coef)
+    torch.add(acc, made(last_d), alpha=last_coef, out=param)
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

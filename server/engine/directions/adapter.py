@@ -3,6 +3,8 @@
 delta_M = (B @ A) * lora_alpha / r (rslora: / sqrt(r)), transposed when fan_in_fan_out (and for
 embeddings, as PEFT does), added to the param ``<M>.weight``. rank_pattern and alpha_pattern are
 honoured. DoRA, modules_to_save and LoRA biases are refused, as are pickled adapter weights.
+Whole (``adapter_direction``) or module by module (``adapter_modules``: the LoRA factors, small,
+kept; each module's delta computed when it is needed, the same bits).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from safety_landscape.server.errors import FailedPrecondition, did_you_mean
 
-__all__ = ["LoraConfig", "adapter_direction", "read_lora_config"]
+__all__ = ["AdapterModule", "LoraConfig", "adapter_direction", "adapter_modules", "read_lora_config"]
 
 # PEFT keys: base_model.model.<module>.lora_A[.<adapter>].weight, ...lora_embedding_A[.<adapter>]
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(\.[^.]+)?(\.weight)?$")
@@ -128,8 +130,27 @@ def _lora_pairs(state: Mapping[str, torch.Tensor]) -> dict[str, _LoraPair]:
     return pairs
 
 
-def _module_delta(module: str, pair: _LoraPair, config: LoraConfig, shapes: Mapping[str, tuple[int, ...]]) -> torch.Tensor:
-    """The fp32 delta of one module, shaped as its parameter ``<module>.weight``."""
+@dataclass(frozen=True)
+class AdapterModule:
+    """One module's LoRA factors (fp32) and how they merge into its parameter ``<module>.weight``."""
+
+    a: torch.Tensor  # [r, in] (embedding: [r, vocab])
+    b: torch.Tensor  # [out, r] (embedding: [dim, r])
+    scale: float
+    transpose: bool
+
+    def delta(self) -> torch.Tensor:
+        """The fp32 delta, on the CPU: (B @ A) * scale, transposed where PEFT does."""
+        delta = (self.b @ self.a) * self.scale  # [out, in]
+        return (delta.T if self.transpose else delta).contiguous()
+
+    @property
+    def nbytes(self) -> int:
+        return (self.a.numel() + self.b.numel()) * 4
+
+
+def _module(module: str, pair: _LoraPair, config: LoraConfig, shapes: Mapping[str, tuple[int, ...]]) -> AdapterModule:
+    """Check one module's pair against its parameter ``<module>.weight``."""
     pname = module + ".weight"
     if pair.a is None or pair.b is None:
         missing = "lora_A" if pair.a is None else "lora_B"
@@ -144,28 +165,32 @@ def _module_delta(module: str, pair: _LoraPair, config: LoraConfig, shapes: Mapp
         raise FailedPrecondition(
             f"adapter module {module!r}: lora_B {tuple(b.shape)} @ lora_A {tuple(a.shape)} is not a valid product"
         )
-    delta = (b @ a) * config.scale(module, a.shape[0])  # [out, in]
-    if pair.embedding or config.fan_in_fan_out:
-        delta = delta.T
-    if tuple(delta.shape) != shapes[pname]:
+    transpose = pair.embedding or config.fan_in_fan_out
+    merged = (a.shape[1], b.shape[0]) if transpose else (b.shape[0], a.shape[1])
+    if merged != shapes[pname]:
         raise FailedPrecondition(
-            f"adapter module {module!r}: delta shape {tuple(delta.shape)} does not match parameter "
+            f"adapter module {module!r}: delta shape {merged} does not match parameter "
             f"{pname!r} of shape {shapes[pname]}"
         )
-    return delta.contiguous()
+    return AdapterModule(a=a, b=b, scale=config.scale(module, a.shape[0]), transpose=transpose)
 
 
-def adapter_direction(params: Sequence[tuple[str, torch.Tensor]], adapter_dir: Path) -> dict[str, torch.Tensor]:
-    """The merged delta of a PEFT LoRA adapter as a direction (fp32; zero outside its modules)."""
+def adapter_modules(params: Sequence[tuple[str, torch.Tensor]], adapter_dir: Path) -> dict[str, AdapterModule]:
+    """The adapter's modules, keyed by the parameter each one changes (checked, not yet merged)."""
     from safetensors.torch import load_file
 
     adapter_dir = Path(adapter_dir)
     config = read_lora_config(adapter_dir)
     pairs = _lora_pairs(load_file(str(adapter_dir / WEIGHTS_FILE)))
     shapes = {name: tuple(w.shape) for name, w in params}
+    return {module + ".weight": _module(module, pair, config, shapes) for module, pair in pairs.items()}
+
+
+def adapter_direction(params: Sequence[tuple[str, torch.Tensor]], adapter_dir: Path) -> dict[str, torch.Tensor]:
+    """The merged delta of a PEFT LoRA adapter as a direction (fp32; zero outside its modules)."""
+    modules = adapter_modules(params, adapter_dir)
     out = {name: torch.zeros(w.shape, dtype=torch.float32, device=w.device) for name, w in params}
     devices = {name: w.device for name, w in params}
-    for module, pair in pairs.items():
-        pname = module + ".weight"
-        out[pname] = _module_delta(module, pair, config, shapes).to(devices[pname])
+    for pname, module in modules.items():
+        out[pname] = module.delta().to(devices[pname])
     return out

@@ -1,12 +1,22 @@
 """Random directions: seeded Gaussian tensors, normalised to the weights layer by layer (the
 paper's) or filter by filter (Li et al. 2018), regenerable one tensor at a time from the spec
-(the per-tensor stream) or drawn in the reference implementation's single CPU stream."""
+(the per-tensor stream) or drawn in the reference implementation's single CPU stream.
+
+Tensor by tensor, for storage that does not hold whole directions (``sources.py``):
+``draw_per_tensor`` redraws a per-tensor component's raw Gaussian from the spec alone;
+``ReferenceStream`` walks the authors' stream once and records the CPU generator's state at the
+start of every perturbed tensor, so that tensor can be redrawn alone (``redraw``), bit for bit;
+``StreamPositions`` remembers where each draw of a seed starts, so drawing index 2 after index 1
+does not replay draws 0 and 1; ``Scale`` is the normalisation of one drawn tensor (its norms),
+applied in place, bit-identical to ``normalize``."""
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -14,10 +24,12 @@ from safety_landscape.server.errors import FailedPrecondition, InvalidArgument
 
 from .specs import Normalization, RandomSpec, Selection, Stream, Tied
 
-__all__ = ["FILTER_EPS", "is_perturbed", "normalize", "random_direction", "random_tensor"]
+__all__ = [
+    "FILTER_EPS", "ReferenceStream", "Scale", "StreamPositions", "draw_per_tensor", "is_perturbed", "normalize",
+    "random_direction", "random_tensor", "redraw", "stream_key", "weight_norm",
+]
 
 FILTER_EPS = 1e-10  # Li et al. 2018: d_i = g_i / (||g_i|| + 1e-10) * ||W_i||
-
 
 
 def is_perturbed(name: str, tensor: torch.Tensor, spec: RandomSpec) -> bool:
@@ -79,10 +91,15 @@ def random_tensor(name: str, weight: torch.Tensor, spec: RandomSpec) -> torch.Te
         )
     if not is_perturbed(name, weight, spec):
         return torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+    return normalize(draw_per_tensor(name, weight, spec), weight, spec.normalization)
+
+
+def draw_per_tensor(name: str, weight: torch.Tensor, spec: RandomSpec) -> torch.Tensor:
+    """The raw fp32 Gaussian of one tensor of a PER_TENSOR direction, on weight.device (before
+    normalisation): its own generator, seeded by sha256(f"{seed}:{index}:{name}")."""
     gen = torch.Generator(device=weight.device)
     gen.manual_seed(_tensor_seed(spec.seed, spec.index, name))
-    g = torch.randn(weight.shape, generator=gen, dtype=torch.float32, device=weight.device)
-    return normalize(g, weight, spec.normalization)
+    return torch.randn(weight.shape, generator=gen, dtype=torch.float32, device=weight.device)
 
 
 def random_direction(params: Sequence[tuple[str, torch.Tensor]], spec: RandomSpec) -> dict[str, torch.Tensor]:
@@ -110,3 +127,125 @@ def random_direction(params: Sequence[tuple[str, torch.Tensor]], spec: RandomSpe
         else:
             out[name] = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
     return out
+
+
+# -- one tensor at a time: norms kept, the reference stream's states recorded -------------------
+
+
+def _scaled_kind(shape: torch.Size, normalization: Normalization) -> Normalization:
+    """How ``normalize`` scales a tensor of this shape: NONE (also for an empty tensor), LAYER
+    (also FILTER on a tensor with dim <= 1) or FILTER."""
+    normalization = Normalization(normalization)
+    if normalization is Normalization.NONE or shape.numel() == 0:
+        return Normalization.NONE
+    if normalization is Normalization.LAYER or len(shape) <= 1:
+        return Normalization.LAYER
+    return Normalization.FILTER
+
+
+def weight_norm(w: torch.Tensor, normalization: Normalization, *, device: torch.device) -> torch.Tensor | None:
+    """The weight's side of ``normalize``: ||w|| (LAYER) or the rows' norms [rows, 1] (FILTER),
+    from ``w`` in fp32 on ``device`` (where ``normalize`` would compute it); None for NONE."""
+    kind = _scaled_kind(w.shape, normalization)
+    if kind is Normalization.NONE:
+        return None
+    w32 = w.detach().to(device=device, dtype=torch.float32)
+    if kind is Normalization.LAYER:
+        norm: torch.Tensor = torch.linalg.vector_norm(w32)
+    else:
+        norm = torch.linalg.vector_norm(w32.reshape(w32.shape[0], -1), dim=1, keepdim=True)
+    return norm
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One drawn tensor's normalisation: g / divisor * factor, in place (divisor = ||g||, or the
+    rows' ||g_i|| + 1e-10; factor = ||w||, or the rows' ||w_i||). Elementwise the same IEEE
+    operations as ``normalize``, so the same bits; kept, it rescales a redrawn g without the weight."""
+
+    divisor: torch.Tensor
+    factor: torch.Tensor
+
+    @classmethod
+    def fit(cls, g: torch.Tensor, factor: torch.Tensor | None) -> Scale | None:
+        """The scale that ``normalize`` gives ``g`` against a weight of norm(s) ``factor``."""
+        if factor is None:
+            return None
+        if factor.dim() == 0:
+            return cls(torch.linalg.vector_norm(g), factor)
+        return cls(torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1, keepdim=True) + FILTER_EPS, factor)
+
+    def apply(self, g: torch.Tensor) -> torch.Tensor:
+        view = g if self.divisor.dim() == 0 else g.view(g.shape[0], -1)
+        view.div_(self.divisor).mul_(self.factor)
+        return g
+
+
+class StreamPositions:
+    """Where the draws of a reference stream start: (stream key, seed, draw index) -> the CPU
+    generator's state, so building draw k+1 after draw k starts where draw k ended. Bounded (LRU)."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._states: OrderedDict[tuple[str, int, int], torch.Tensor] = OrderedDict()
+
+    def nearest(self, key: str, seed: int, index: int) -> tuple[int, torch.Tensor | None]:
+        """The latest known draw start at or before ``index`` (0, None: the seed itself)."""
+        for k in range(index, 0, -1):
+            state = self._states.get((key, seed, k))
+            if state is not None:
+                self._states.move_to_end((key, seed, k))
+                return k, state
+        return 0, None
+
+    def put(self, key: str, seed: int, index: int, state: torch.Tensor) -> None:
+        self._states[(key, seed, index)] = state
+        self._states.move_to_end((key, seed, index))
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+
+
+def stream_key(shapes: Sequence[tuple[str, tuple[int, ...]]]) -> str:
+    """Names a reference stream's draw list (the shapes it draws, in order)."""
+    return hashlib.sha256(repr([tuple(s) for _, s in shapes]).encode()).hexdigest()[:16]
+
+
+class ReferenceStream:
+    """The authors' stream for ``spec`` over ``shapes`` (every param, in order): draw ``index``,
+    one tensor at a time, with the generator's state recorded before each perturbed tensor."""
+
+    def __init__(self, shapes: Sequence[tuple[str, tuple[int, ...]]], spec: RandomSpec,
+                 positions: StreamPositions | None = None) -> None:
+        self.shapes = list(shapes)
+        self.spec = spec
+        self.positions = positions or StreamPositions()
+        self.key = stream_key(self.shapes)
+
+    def _generator_at_draw(self) -> torch.Generator:
+        gen = torch.Generator(device="cpu")
+        start, state = self.positions.nearest(self.key, self.spec.seed, self.spec.index)
+        if state is None:
+            gen.manual_seed(self.spec.seed)
+        else:
+            gen.set_state(state)
+        for k in range(start, self.spec.index):  # advance past the earlier draws, a tensor at a time
+            for _name, shape in self.shapes:
+                torch.randn(shape, generator=gen, dtype=torch.float32)
+            self.positions.put(self.key, self.spec.seed, k + 1, gen.get_state())
+        return gen
+
+    def draws(self, perturbed: set[str]) -> Iterator[tuple[str, torch.Tensor | None, torch.Tensor]]:
+        """(name, the state before its draw or None when not perturbed, its raw fp32 Gaussian),
+        every param in order (a tensor that is zeroed is still drawn: it keeps the stream)."""
+        gen = self._generator_at_draw()
+        for name, shape in self.shapes:
+            state = gen.get_state() if name in perturbed else None
+            yield name, state, torch.randn(shape, generator=gen, dtype=torch.float32)
+        self.positions.put(self.key, self.spec.seed, self.spec.index + 1, gen.get_state())
+
+
+def redraw(state: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The raw fp32 Gaussian a CPU generator in ``state`` draws next (``ReferenceStream.draws``)."""
+    gen = torch.Generator(device="cpu")
+    gen.set_state(state)
+    return torch.randn(shape, generator=gen, dtype=torch.float32)
