@@ -19,6 +19,8 @@ from safety_landscape.common.names import (
 from .cli import add_connection_args, connect, message_to_dict, parse_at, print_json
 
 if TYPE_CHECKING:
+    from safety_landscape.v1 import landscape_pb2 as pb
+
     from .cli import Subparsers
 
 __all__ = ["register"]
@@ -150,7 +152,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     lim = info.limits
     print(f"limits       batch {lim.max_batch_size}, max_new_tokens {lim.max_new_tokens}, prompts/request "
           f"{lim.max_prompts_per_request}, directions {lim.max_directions}, |c| <= {lim.max_abs_coefficient}")
+    _print_memory_plan(info.memory_plan)
     return 0
+
+
+def _print_memory_plan(plan: pb.MemoryPlan) -> None:
+    """The server's memory plan, a line per device (GiB)."""
+    if not plan.devices:
+        return
+    print(f"memory plan  directions {plan.direction_storage}, pristine {plan.pristine}, batch {plan.batch_size} x "
+          f"({plan.prompt_tokens} prompt + {plan.new_tokens} new tokens): {'fits' if plan.fits else 'DOES NOT FIT'}")
+    for d in plan.devices:
+        parts = [("model", d.model_bytes), ("pristine", d.pristine_bytes), ("directions", d.directions_bytes),
+                 ("scratch", d.scratch_bytes), ("KV cache", d.kv_cache_bytes), ("activations", d.activation_bytes),
+                 ("runtime", d.runtime_bytes)]
+        figures = ", ".join(f"{name} {value / 2**30:.2f}" for name, value in parts)
+        print(f"  {d.device:<10} {figures} -> {d.total_bytes / 2**30:.2f} of {d.capacity_bytes / 2**30:.2f} GiB"
+              f"{'' if d.fits else '  DOES NOT FIT'}")
 
 
 def cmd_health(args: argparse.Namespace) -> int:

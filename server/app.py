@@ -66,6 +66,7 @@ class ServerApp:
             engine.warm_up()
         self.host_slot.set(ModelHost(engine, self.config.limits, self.metrics))
         self.metrics.set_device_memory(**dataclasses.asdict(engine.memory()))
+        self.metrics.set_memory_plan(engine.memory_plan)
         self.set_status(True)
         self.ready.set()
         log.info("serving", model=self.config.model, port=self.port, fingerprint=engine.fingerprint[:16],

@@ -1,17 +1,24 @@
 """From a ``ServerConfig`` to a ready ``Engine``: check everything before listening, build after.
 
-``check_config`` is fast and runs before the server listens (a typo in --model or a missing
-prompt file is an exit code, not a crash loop); ``build_engine_factory`` returns the slow part.
+``check_config`` is fast and runs before the server listens (a typo in --model, a missing
+prompt file or a memory plan that does not fit is an exit code, not a crash loop);
+``build_engine_factory`` returns the slow part. ``plan_for_config`` makes the memory plan
+(``engine/memory_plan.py``) from the model's config on the meta device, or, for a GGUF file
+(whose config is slow to read), from the loaded model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from .config import ServerConfig
 from .engine.engine import Engine
+from .engine.memory_plan import MemoryPlan, PlanSettings, geometry, plan_memory, refuse_unless_fits
 from .engine.prompts import PromptSet, PromptSetRegistry, builtin_prompt_sets, load_prompt_file
-from .models.loading import load_model, resolve_model
+from .models.loading import LoadedModel, load_model, resolve_device, resolve_dtype, resolve_model
+from .models.placement import DEVICE_MAP_STRATEGIES, DeviceSpace, host_space, read_device_map, visible_devices
+from .models.shapes import meta_model, model_config
 from .registry import ModelRegistry
 from .settings import check_values
 
@@ -29,7 +36,8 @@ def _prompt_sets(config: ServerConfig) -> list[PromptSet]:
 
 def check_config(config: ServerConfig) -> None:
     """Everything that can fail before listening: the settings' bounds, the model and judge names,
-    the registry, the prompt files, TLS; raises a ``LandscapeError`` or ``ValueError`` saying which."""
+    the registry, the prompt files, TLS, the memory plan; raises a ``LandscapeError`` or
+    ``ValueError`` saying which."""
     check_values(config)
     resolve_model(config.model)
     if config.judge_model:
@@ -39,21 +47,61 @@ def check_config(config: ServerConfig) -> None:
     PromptSetRegistry(_prompt_sets(config))
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ValueError("TLS needs both --tls-cert and --tls-key")
+    plan = plan_for_config(config, slow=False)
+    if plan is not None and config.memory_check:
+        refuse_unless_fits(plan)
+
+
+def plan_for_config(config: ServerConfig, *, loaded: LoadedModel | None = None, slow: bool = True) -> MemoryPlan | None:
+    """The memory plan of ``config``; None for a GGUF model before loading unless ``slow``."""
+    source = resolve_model(config.model)
+    if loaded is None and source.kind == "gguf" and not slow:
+        return None
+    dtype = resolve_dtype(config.dtype, resolve_device(config.device))
+    model_cfg = loaded.model.config if loaded is not None else model_config(source)
+    model = loaded.model if loaded is not None else meta_model(model_cfg, dtype)
+    limits = config.limits
+    settings = PlanSettings(
+        dtype=dtype, max_batch_size=limits.max_batch_size, max_prompt_tokens=limits.max_prompt_tokens,
+        max_new_tokens=limits.max_new_tokens, max_directions=limits.max_directions, storage=config.direction_storage,
+        pristine=config.pristine, checkpoint=source.kind == "hf-dir",
+    )
+    spaces = visible_devices(config.device, several=bool(config.device_map))
+    strategy = config.device_map if config.device_map in DEVICE_MAP_STRATEGIES else ""
+    given = read_device_map(Path(config.device_map)) if config.device_map and not strategy else None
+    if loaded is not None:  # planned after loading: what the model took was free before
+        held = {d: sum(p.numel() * p.element_size() for p in loaded.model.parameters() if str(p.device) == d)
+                for d in loaded.devices}
+        spaces = [DeviceSpace(d.name, d.capacity + held.get(d.name, 0)) for d in spaces]
+        given = loaded.device_map or {"": str(loaded.device)}
+    return plan_memory(geometry(model, model_cfg, dtype), settings, spaces, host_space(),
+                       strategy=strategy, device_map=given, model=model)
 
 
 def build_engine_factory(config: ServerConfig) -> Callable[[], Engine]:
     def build() -> Engine:
-        loaded = load_model(resolve_model(config.model), device=config.device, dtype=config.dtype)
+        plan = plan_for_config(config, slow=False)
+        source = resolve_model(config.model)
+        device_map = plan.device_map if plan is not None and len(set(plan.device_map.values())) > 1 else None
+        loaded = load_model(source, device=config.device, dtype=config.dtype, device_map=device_map)
+        if plan is None:
+            plan = plan_for_config(config, loaded=loaded)
+            assert plan is not None
+            if config.memory_check:
+                refuse_unless_fits(plan)
         classifier = None
         if config.judge_model:
             classifier = load_model(resolve_model(config.judge_model), device=config.device, dtype=config.dtype)
         return Engine(
             loaded,
             limits=config.limits,
-            direction_storage=config.direction_storage,
+            direction_storage=plan.storage,
+            pristine=plan.pristine,
             registry=ModelRegistry.from_file(config.registry) if config.registry else None,
             prompt_sets=PromptSetRegistry(_prompt_sets(config)),
             classifier=classifier,
+            model_name=config.model_name,
+            memory_plan=plan,
         )
 
     return build

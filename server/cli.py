@@ -1,12 +1,14 @@
 """``visage-server``: read the settings (flags, else ``VISAGE_*`` variables: ``settings.py``), check
 the model, listen, load, serve until SIGTERM/SIGINT, then drain and exit 0.
 
-Exit codes: 0 clean shutdown; 2 a bad flag or variable, or an unknown/unreadable model (before
-listening); 3 the model failed to load after listening started.
+Exit codes: 0 clean shutdown; 2 a bad flag or variable, an unknown/unreadable model, or a memory
+plan that does not fit (before listening); 3 the model failed to load after listening started.
+``--memory-plan`` prints the plan and exits 0 when it fits, 1 when it does not.
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
@@ -15,15 +17,29 @@ from types import FrameType
 from .config import ServerConfig
 from .settings import SettingError, build_parser, config_from_args
 
-__all__ = ["EXIT_BAD_CONFIG", "EXIT_LOAD_FAILED", "build_parser", "config_from_args", "main"]
+__all__ = [
+    "EXIT_BAD_CONFIG", "EXIT_LOAD_FAILED", "EXIT_PLANNED", "EXIT_PLAN_DOES_NOT_FIT", "build_parser", "config_from_args", "main",
+]
 
 EXIT_BAD_CONFIG = 2
 EXIT_LOAD_FAILED = 3
+EXIT_PLANNED = 0  # --memory-plan: the plan fits
+EXIT_PLAN_DOES_NOT_FIT = 1  # --memory-plan: it does not
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    parser.add_argument(
+        "--memory-plan", action="store_true",
+        help="print the memory plan (bytes per device: model, pristine copy, directions, scratch, KV cache, "
+        "activations) for these settings and exit: 0 if it fits, 1 if not; nothing is loaded",
+    )
+    return parser
 
 
 def _checked_config(argv: list[str] | None) -> ServerConfig | int:
     """The config of the flags and variables, checked before listening; or the exit code."""
-    args = build_parser().parse_args(argv)  # a bad flag: argparse exits 2 naming it
+    args = _parser().parse_args(argv)  # a bad flag: argparse exits 2 naming it
     try:
         config = config_from_args(args)
     except SettingError as exc:
@@ -32,11 +48,18 @@ def _checked_config(argv: list[str] | None) -> ServerConfig | int:
     from .logs import configure_logging
 
     configure_logging(config.log_format)
-    from .bootstrap import check_config
+    from .bootstrap import check_config, plan_for_config
     from .errors import LandscapeError
 
     try:
-        check_config(config)  # model, registry, prompt files, tokens: all before listening
+        if args.memory_plan:
+            plan = plan_for_config(config)
+            assert plan is not None
+            print(plan.table())
+            if not plan.fits:
+                print(f"visage-server: {plan.refusal()}", file=sys.stderr)
+            return EXIT_PLANNED if plan.fits else EXIT_PLAN_DOES_NOT_FIT
+        check_config(config)  # model, registry, prompt files, tokens, memory plan: all before listening
     except (LandscapeError, ValueError) as exc:
         print(f"visage-server: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG

@@ -66,16 +66,30 @@ class Limits:
 @dataclass(frozen=True)
 class ServerConfig:
     model: str = setting(
-        "tiny-random", "tiny-random, smollm2-135m-instruct, a .gguf file or a Hugging Face directory with safetensors"
+        "tiny-random", "tiny-random, smollm2-135m-instruct, a .gguf file, a Hugging Face directory with safetensors, "
+        "or a Hub id (ORG/NAME) found in the local Hugging Face cache (HF_HOME)"
     )
     listen: str = setting("127.0.0.1:50051", "HOST:PORT to listen on; port 0 picks one")
+    model_name: str = setting("", "the model's display name in reports and plots (default: the --model value)")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    device_map: str = setting(
+        "", "shard a safetensors model over the GPUs: auto (fill in order), balanced, or a JSON file of module -> "
+        "device (default: the whole model on --device)"
+    )
     dtype: str = setting("auto", "auto, float32, bfloat16 or float16")
     metrics_port: int = setting(0, "Prometheus /metrics port, 0 = off", minimum=0, maximum=65535)
     direction_storage: str = setting(
-        "cache", "hold directions in memory, or regenerate random ones from the seed at each switch",
-        choices=("cache", "regenerate"),
+        "auto", "directions: cache (whole, on the device), regenerate (per-tensor random ones redrawn, the rest "
+        "held), stream (every kind produced tensor by tensor at each switch), host (whole, in host memory); "
+        "auto: cache when all max_directions of them fit in a twentieth of the device, else stream",
+        choices=("auto", "cache", "regenerate", "stream", "host"),
     )
+    pristine: str = setting(
+        "auto", "where theta0 is kept: device, host (pinned memory), checkpoint (re-read from the safetensors "
+        "files); auto: device when the plan fits, else host, else checkpoint (on a CPU: checkpoint when loaded from one)",
+        choices=("auto", "device", "host", "checkpoint"),
+    )
+    memory_check: bool = setting(True, "refuse to start when the memory plan does not fit (see --memory-plan)")
     limits: Limits = field(default_factory=Limits)
     registry: str = setting("", "TOML file naming checkpoints and adapters clients may use")
     prompt_sets: tuple[tuple[str, str], ...] = setting(

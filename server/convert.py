@@ -18,6 +18,7 @@ from .engine.engine import TermRequest
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .engine.facts import MemoryFacts, ModelFacts
 from .engine.generation import FINISH_EOS, FINISH_KEYWORD, FINISH_LENGTH, GenerationParams, GenerationStats, SequenceResult
+from .engine.memory_plan import MemoryPlan
 from .engine.prompts import PromptSet
 from .engine.scoring import ScoreOutcome
 from .engine.weights import AppliedState, HeldDirection
@@ -259,6 +260,25 @@ def memory_to_pb(memory: MemoryFacts) -> pb.MemoryReport:
     )
 
 
+def memory_plan_to_pb(plan: MemoryPlan | None) -> pb.MemoryPlan | None:
+    if plan is None:
+        return None
+    s = plan.settings
+    devices = [
+        pb.DeviceMemoryPlan(
+            device=d.device, model_bytes=d.model, pristine_bytes=d.pristine, directions_bytes=d.directions,
+            scratch_bytes=d.scratch, kv_cache_bytes=d.kv_cache, activation_bytes=d.activations, runtime_bytes=d.runtime,
+            total_bytes=d.total, capacity_bytes=d.capacity, fits=d.fits,
+        )
+        for d in plan.devices
+    ]
+    return pb.MemoryPlan(
+        devices=devices, direction_storage=plan.storage, pristine=plan.pristine, fits=plan.fits,
+        batch_size=s.max_batch_size, prompt_tokens=s.max_prompt_tokens, new_tokens=s.max_new_tokens,
+        max_directions=s.max_directions,
+    )
+
+
 def _shared_fields(source: Any, message: type[Message], **renamed: str) -> dict[str, Any]:
     """The dataclass ``source``'s fields that ``message`` has too, by name (or ``renamed[name]``)."""
     known = message.DESCRIPTOR.fields_by_name
@@ -286,6 +306,7 @@ def model_info_to_pb(facts: ModelFacts, *, limits: pb.ServerLimits, server_versi
         torch_version=facts.torch_version,
         device_type=facts.device_type,
         load_seconds=facts.load_seconds,
+        memory_plan=memory_plan_to_pb(facts.memory_plan),
     )
 
 

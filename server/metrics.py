@@ -19,12 +19,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 from .context import ANONYMOUS, tenant_var, wrap_handler
+
+if TYPE_CHECKING:
+    from .engine.memory_plan import MemoryPlan
 
 __all__ = [
     "MEMORY_KINDS",
@@ -105,6 +108,13 @@ class ServerMetrics:
         self.device_memory_bytes = Gauge(
             p + "device_memory_bytes", "Memory held in bytes, by kind (model/pristine/directions/device)", ["kind"], registry=r
         )
+        self.memory_plan_bytes = Gauge(
+            p + "memory_plan_bytes", "The memory plan in bytes, by device and kind (model/pristine/directions/scratch/"
+            "kv_cache/activations/runtime/total/capacity)", ["device", "kind"], registry=r,
+        )
+        self.memory_plan_fits = Gauge(
+            p + "memory_plan_fits", "1 when the memory plan fits the device, else 0", ["device"], registry=r
+        )
         self.model_load_seconds = Gauge(p + "model_load_seconds", "Seconds the model took to load", registry=r)
         # Mirrors the grpc.health.v1 status (1 SERVING, 0 loading/warming/draining) so alerts can see it.
         self.serving = Gauge(p + "serving", "1 while the health service reports SERVING, else 0", registry=r)
@@ -152,6 +162,15 @@ class ServerMetrics:
             if kind not in MEMORY_KINDS:
                 raise ValueError(f"unknown memory kind {kind!r}; known: {', '.join(MEMORY_KINDS)}")
             self.device_memory_bytes.labels(kind=kind).set(value)
+
+    def set_memory_plan(self, plan: MemoryPlan | None) -> None:
+        """The plan's figures per device (the ``device`` label takes the plan's few device names)."""
+        if plan is None:
+            return
+        for row in plan.devices:
+            for kind, value in row.figures().items():
+                self.memory_plan_bytes.labels(device=row.device, kind=kind).set(value)
+            self.memory_plan_fits.labels(device=row.device).set(1 if row.fits else 0)
 
     def observe_decode(self, *, tokens: int, seconds: float) -> None:
         """Set the ``decode_tokens_per_second`` gauge from one batch. Only the gauge: the caller

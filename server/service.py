@@ -111,8 +111,9 @@ class _Base:
 class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
     @_rpc
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
-        limits = convert.limits_to_pb(self.limits, direction_storage=self.config.direction_storage)
-        return convert.model_info_to_pb(self.host().engine.facts(), limits=limits, server_version=__version__)
+        engine = self.host().engine
+        limits = convert.limits_to_pb(self.limits, direction_storage=engine.weights.storage)  # "auto" as resolved
+        return convert.model_info_to_pb(engine.facts(), limits=limits, server_version=__version__)
 
     @_rpc
     def Generate(self, request: pb.GenerateRequest, context: grpc.ServicerContext) -> pb.GenerateResponse:

@@ -21,8 +21,9 @@ from .admission import Admission, system_prompt_sha256
 from .chat import ChatFormat
 from .directions import DirectionSpec, direction_id
 from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvaluator
-from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, tokenizer_facts
+from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, device_capacity, tokenizer_facts
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
+from .memory_plan import MemoryPlan, auto_storage
 from .prompts import PromptSetRegistry
 from .scoring import ScoreOutcome
 from .scoring import score as score_items
@@ -59,21 +60,32 @@ class Engine:
         *,
         limits: Limits,
         direction_storage: str = "cache",
+        pristine: str = "device",
         registry: ModelRegistry | None = None,
         prompt_sets: PromptSetRegistry | None = None,
         classifier: LoadedModel | None = None,
+        model_name: str = "",
+        memory_plan: MemoryPlan | None = None,
     ) -> None:
+        """``direction_storage`` and ``pristine``: as resolved by the memory plan ("auto" storage is
+        resolved here for the device); ``model_name``: the display name (default: the --model value)."""
         self.loaded = loaded
         self.limits = limits
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
+        self.model_name = model_name or loaded.source.name
+        self.memory_plan = memory_plan
         self.fingerprint = model_fingerprint(self.model)
         self.registry = registry or ModelRegistry()
         self.prompt_sets = prompt_sets or PromptSetRegistry()
+        numel = sum(p.numel() for p in self.model.parameters())
         self.weights = WeightManager(
             self.model,
             model_fingerprint=self.fingerprint,
-            storage=direction_storage,
+            storage=auto_storage(direction_storage, numel=numel, max_directions=limits.max_directions,
+                                 capacity=device_capacity(loaded.device)),
+            pristine=pristine,
+            checkpoint=loaded.checkpoint,
             max_directions=limits.max_directions,
             max_directions_per_tenant=limits.max_directions_per_tenant,
             max_abs_coefficient=limits.max_abs_coefficient,
@@ -184,17 +196,18 @@ class Engine:
     def facts(self) -> ModelFacts:
         loaded = self.loaded
         return ModelFacts(
-            model_name=loaded.source.name,
+            model_name=self.model_name,
             architecture=type(loaded.model).__name__,
             parameter_count=self.parameter_count,
             dtype=str(loaded.dtype).removeprefix("torch."),
-            device=str(loaded.device),
+            device=",".join(loaded.devices),
             device_type=loaded.device.type,
             fingerprint=self.fingerprint,
             load_seconds=loaded.load_seconds,
             torch_version=torch.__version__,
             tokenizer=self.tokenizer_facts,
             memory=self.memory(),
+            memory_plan=self.memory_plan,
         )
 
     def system_prompt_sha256(self, system_prompt: str | None) -> str:

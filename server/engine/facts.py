@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-__all__ = ["MemoryFacts", "ModelFacts", "TokenizerFacts", "device_bytes_in_use", "tokenizer_facts"]
+if TYPE_CHECKING:
+    from .memory_plan import MemoryPlan
+
+__all__ = ["MemoryFacts", "ModelFacts", "TokenizerFacts", "device_bytes_in_use", "device_capacity", "tokenizer_facts"]
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,20 @@ class ModelFacts:
     torch_version: str
     tokenizer: TokenizerFacts
     memory: MemoryFacts
+    memory_plan: MemoryPlan | None = None  # the plan the server started with (None: not planned)
 
 
 def device_bytes_in_use(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.memory_allocated(device))
     return _rss_bytes()
+
+
+def device_capacity(device: torch.device) -> int:
+    """Bytes the device has: CUDA total memory; CPU: physical memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[1])
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def tokenizer_facts(tokenizer: Any) -> TokenizerFacts:

