@@ -127,7 +127,7 @@ def test_a_reference_tensor_redraws_alone_from_its_recorded_state(workspace):
     wm = manager(workspace, "float32", "stream")
     shapes = [(n, tuple(p.shape)) for n, p in wm.params]
     spec = RandomSpec(5, stream="reference", index=1, selection="all", normalization="none")
-    draws = list(ReferenceStream(shapes, spec).draws({n for n, _ in shapes}))
+    draws = [(name, state, draw()) for name, state, draw in ReferenceStream(shapes, spec).draws({n for n, _ in shapes})]
     whole = random_direction([(n, wm.pristine[n]) for n in wm.names], spec)
     for name, state, g in reversed(draws):  # any order, each alone
         assert state is not None and torch.equal(redraw(state, tuple(g.shape)), g)
@@ -140,8 +140,8 @@ def test_drawing_the_next_index_starts_where_the_last_one_ended(workspace):
     spec = RandomSpec(9, stream="reference", index=1)
     list(ReferenceStream(shapes, RandomSpec(9, stream="reference", index=0), positions).draws(set()))
     assert positions.nearest(ReferenceStream(shapes, spec).key, 9, 1)[0] == 1  # draw 1's start is known
-    remembered = [g for _, _, g in ReferenceStream(shapes, spec, positions).draws(set())]
-    replayed = [g for _, _, g in ReferenceStream(shapes, spec, StreamPositions()).draws(set())]
+    remembered = [draw() for _, _, draw in ReferenceStream(shapes, spec, positions).draws(set())]
+    replayed = [draw() for _, _, draw in ReferenceStream(shapes, spec, StreamPositions()).draws(set())]
     assert all(torch.equal(a, b) for a, b in zip(remembered, replayed, strict=True))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -234,13 +234,23 @@ class ReferenceStream:
             self.positions.put(self.key, self.spec.seed, k + 1, gen.get_state())
         return gen
 
-    def draws(self, perturbed: set[str]) -> Iterator[tuple[str, torch.Tensor | None, torch.Tensor]]:
-        """(name, the state before its draw or None when not perturbed, its raw fp32 Gaussian),
-        every param in order (a tensor that is zeroed is still drawn: it keeps the stream)."""
+    def draws(self, perturbed: set[str]) -> Iterator[tuple[str, torch.Tensor | None, Callable[[], torch.Tensor]]]:
+        """(name, the state before its draw or None when not perturbed, a call that draws its raw
+        fp32 Gaussian), every param in order. The call must come before the next item: the draw
+        is made then (so a consumer may free memory before it), or passed over when the item is
+        left (a tensor that is zeroed is still drawn: it keeps the stream)."""
         gen = self._generator_at_draw()
         for name, shape in self.shapes:
             state = gen.get_state() if name in perturbed else None
-            yield name, state, torch.randn(shape, generator=gen, dtype=torch.float32)
+            drawn: list[bool] = []
+
+            def draw(shape: tuple[int, ...] = shape, drawn: list[bool] = drawn) -> torch.Tensor:
+                drawn.append(True)
+                return torch.randn(shape, generator=gen, dtype=torch.float32)
+
+            yield name, state, draw
+            if not drawn:
+                draw()
         self.positions.put(self.key, self.spec.seed, self.spec.index + 1, gen.get_state())
 
 

@@ -24,7 +24,7 @@ the device and needs no source (``weights.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -134,7 +134,7 @@ class ReferenceRandom:
                  positions: StreamPositions | None = None) -> None:
         self.spec = spec
         perturbed = {name for name, shape in shapes if is_perturbed(name, torch.empty(shape, device="meta"), spec)}
-        self._draws: Iterator[tuple[str, torch.Tensor | None, torch.Tensor]] = ReferenceStream(
+        self._draws: Iterator[tuple[str, torch.Tensor | None, Callable[[], torch.Tensor]]] = ReferenceStream(
             shapes, spec, positions
         ).draws(perturbed)
         self.recorded: dict[str, _Recorded] = {}
@@ -145,10 +145,12 @@ class ReferenceRandom:
                 break
         else:
             raise KeyError(f"the reference stream has no tensor {name!r}")
-        _, state, g = drawn
+        _, state, draw = drawn
         if state is None:
             return None
-        scale = Scale.fit(g, weight_norm(base, self.spec.normalization, device=g.device))
+        factor = weight_norm(base, self.spec.normalization, device=torch.device("cpu"))  # before the draw: its
+        g = draw()  # fp32 copy of the weight is freed first
+        scale = Scale.fit(g, factor)
         self.recorded[name] = _Recorded(state, tuple(g.shape), scale)
         return (scale.apply(g) if scale is not None else g).to(base.device)
 
