@@ -16,6 +16,7 @@ from .config import ServerConfig
 from .engine.engine import Engine
 from .engine.memory_plan import MemoryPlan, PlanSettings, geometry, plan_memory, refuse_unless_fits
 from .engine.prompts import PromptSet, PromptSetRegistry, builtin_prompt_sets, load_prompt_file
+from .models.host_memory import return_large_frees
 from .models.loading import LoadedModel, load_model, resolve_device, resolve_dtype, resolve_model
 from .models.placement import DEVICE_MAP_STRATEGIES, DeviceSpace, host_space, read_device_map, visible_devices
 from .models.shapes import meta_model, model_config
@@ -78,30 +79,43 @@ def plan_for_config(config: ServerConfig, *, loaded: LoadedModel | None = None, 
                        strategy=strategy, device_map=given, model=model)
 
 
+def load_planned(config: ServerConfig) -> tuple[LoadedModel, MemoryPlan]:
+    """Load the model where its plan puts it; a GGUF model is planned once loaded (refused then
+    when ``memory_check`` and it does not fit). Freed tensors go back to the system from here on
+    (``return_large_frees``), so a sweep's host memory stays near the plan."""
+    return_large_frees()
+    plan = plan_for_config(config, slow=False)
+    device_map = plan.device_map if plan is not None and len(set(plan.device_map.values())) > 1 else None
+    loaded = load_model(resolve_model(config.model), device=config.device, dtype=config.dtype, device_map=device_map)
+    if plan is None:
+        plan = plan_for_config(config, loaded=loaded)
+        assert plan is not None
+        if config.memory_check:
+            refuse_unless_fits(plan)
+    return loaded, plan
+
+
+def planned_engine(config: ServerConfig, loaded: LoadedModel, plan: MemoryPlan) -> Engine:
+    """The engine of a loaded model, with the plan's storage and place of theta0."""
+    classifier = None
+    if config.judge_model:
+        classifier = load_model(resolve_model(config.judge_model), device=config.device, dtype=config.dtype)
+    return Engine(
+        loaded,
+        limits=config.limits,
+        direction_storage=plan.storage,
+        pristine=plan.pristine,
+        registry=ModelRegistry.from_file(config.registry) if config.registry else None,
+        prompt_sets=PromptSetRegistry(_prompt_sets(config)),
+        classifier=classifier,
+        model_name=config.model_name,
+        memory_plan=plan,
+    )
+
+
 def build_engine_factory(config: ServerConfig) -> Callable[[], Engine]:
     def build() -> Engine:
-        plan = plan_for_config(config, slow=False)
-        source = resolve_model(config.model)
-        device_map = plan.device_map if plan is not None and len(set(plan.device_map.values())) > 1 else None
-        loaded = load_model(source, device=config.device, dtype=config.dtype, device_map=device_map)
-        if plan is None:
-            plan = plan_for_config(config, loaded=loaded)
-            assert plan is not None
-            if config.memory_check:
-                refuse_unless_fits(plan)
-        classifier = None
-        if config.judge_model:
-            classifier = load_model(resolve_model(config.judge_model), device=config.device, dtype=config.dtype)
-        return Engine(
-            loaded,
-            limits=config.limits,
-            direction_storage=plan.storage,
-            pristine=plan.pristine,
-            registry=ModelRegistry.from_file(config.registry) if config.registry else None,
-            prompt_sets=PromptSetRegistry(_prompt_sets(config)),
-            classifier=classifier,
-            model_name=config.model_name,
-            memory_plan=plan,
-        )
+        loaded, plan = load_planned(config)
+        return planned_engine(config, loaded, plan)
 
     return build
