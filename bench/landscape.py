@@ -11,6 +11,18 @@ Runs, on the same model object, the same direction tensors, the same prompts and
 then prints per-point and per-path tables, the speed ratio, the verdict check, this machine's
 decode bounds (matmul throughput and memory bandwidth), and writes everything to --json.
 Timings are best read on an otherwise idle machine: the CPU is shared, so run it once.
+
+On a GPU (the paper's models at the paper's settings, random weights of their shapes):
+
+    python bench/landscape.py --model llama3-8b-shape --workload paper-1d --no-reference --json runs/bench/8b.json
+    python bench/landscape.py --model llama3-70b-shape --workload paper-1d --device-map auto --max-prompt-tokens 256 \
+        --no-reference --json runs/bench/70b-4gpu.json
+
+``--device-map`` (auto, balanced or a JSON file) loads the model the way visage-server does
+(a bf16 checkpoint of the shape written once under --workdir, the memory plan, accelerate's map
+over every visible GPU) and prints the plan; every direction is perturbed on the device each
+tensor lives on. A 7B+ shape's direction is stored "stream" (regenerated tensor by tensor on the
+device), never held whole.
 """
 
 from __future__ import annotations
@@ -32,7 +44,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
 import torch
 
 from bench import fastpath, hardware, reference, report, shapes
-from safety_landscape.server.config import Limits
+from safety_landscape.server.bootstrap import load_planned, planned_engine
+from safety_landscape.server.config import Limits, ServerConfig
 from safety_landscape.server.engine.chat import ChatFormat
 from safety_landscape.server.engine.directions import RandomSpec
 from safety_landscape.server.engine.engine import Engine
@@ -63,10 +76,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="our batch size (default: all prompts in one batch)")
     p.add_argument("--reference-batch-size", type=int, default=4, help="the reference's batch (4)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--device-map", default="", help="auto, balanced or a JSON file: shard the model over the GPUs as "
+                   "visage-server --device-map does (a shape is written once as a bf16 checkpoint under --workdir)")
+    p.add_argument("--workdir", type=Path, default=Path("runs/bench/checkpoints"), help="where shape checkpoints go")
+    p.add_argument("--max-prompt-tokens", type=int, default=2048, help="the server limit the memory plan assumes")
+    p.add_argument("--stream", default="per_tensor", choices=("per_tensor", "reference"),
+                   help="random stream of the direction (reference: the authors' CPU stream, redrawn tensor by tensor)")
     p.add_argument("--seed", type=int, default=123, help="seed of the random direction (the reference's 123)")
     p.add_argument("--chat-format", default="auto", help="auto (the tokenizer's template when it has one), or a ChatFormat")
-    p.add_argument("--storage", default="auto", choices=("auto", "cache", "regenerate"), help="direction storage "
-                   "(auto: cache, regenerate for llama2-7b-shape so the 27 GB fp32 direction is not held on the GPU)")
+    p.add_argument("--storage", default="auto", choices=("auto", "cache", "regenerate", "stream", "host"),
+                   help="direction storage (auto: cache, stream for the 7B+ shapes so their fp32 direction is never "
+                   "held whole on the GPU)")
     p.add_argument("--threads", default="auto", help="torch CPU threads: auto = all cores on an idle machine, 1 when "
                    "the load average says the cores are taken (2 OpenMP threads on a busy 2-core machine run 20x slower)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference run (development only)")
@@ -81,6 +101,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.points < 2:
         p.error("--points must be >= 2")
     return args
+
+
+def server_engine(args: argparse.Namespace, limits: Limits, storage: str) -> Engine:
+    """The engine as visage-server builds it (memory plan, device map), for ``--device-map``."""
+    folder = shapes.shape_checkpoint(args.model, args.workdir) if args.model in shapes.SHAPES else Path(args.model)
+    config = ServerConfig(model=str(folder), device=args.device, dtype="bfloat16", device_map=args.device_map,
+                          direction_storage=storage, limits=limits)
+    loaded, plan = load_planned(config)
+    print("# memory plan\n" + plan.table())
+    return planned_engine(config, loaded, plan)
 
 
 def choose_threads(value: str) -> int:
@@ -103,22 +133,24 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     threads = choose_threads(args.threads)
     torch.set_num_threads(threads)
-    loaded = shapes.load(args.model, device=args.device)
-    device = loaded.device
     prompt_set = load_prompt_file(args.prompts) if args.prompts else builtin_prompt_sets()["harmful-mini"]
     prompt_set = prompt_set.head(args.limit)
     n = len(prompt_set)
     batch = args.batch_size or n
-    storage = args.storage if args.storage != "auto" else ("regenerate" if args.model == "llama2-7b-shape" else "cache")
-    engine = Engine(
-        loaded,
-        limits=Limits(max_batch_size=batch, max_new_tokens=max(1024, args.max_new_tokens), max_prompts_per_request=max(1024, n)),
-        direction_storage=storage,
-    )
+    storage = args.storage if args.storage != "auto" else ("stream" if args.model in shapes.GPU_ONLY else "cache")
+    limits = Limits(max_batch_size=batch, max_new_tokens=max(1024, args.max_new_tokens), max_prompts_per_request=max(1024, n),
+                    max_prompt_tokens=args.max_prompt_tokens)
+    if args.device_map:
+        engine = server_engine(args, limits, storage)
+        loaded = engine.loaded
+    else:
+        loaded = shapes.load(args.model, device=args.device)
+        engine = Engine(loaded, limits=limits, direction_storage=storage)
+    device = loaded.device
     fmt = ChatFormat(args.chat_format) if args.chat_format != "auto" else (
         ChatFormat.TOKENIZER if engine.tokenizer_facts.has_chat_template else ChatFormat.NONE
     )
-    held, _ = engine.create_direction(RandomSpec(seed=args.seed))
+    held, _ = engine.create_direction(RandomSpec(seed=args.seed, stream=args.stream))
     coefs = grid(args.points)
     encoded = engine.evaluator.encode(prompt_set.prompts, None, fmt)
     params = engine.weights.params

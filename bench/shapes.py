@@ -1,39 +1,33 @@
 """Benchmark models: the server's own models, and random-weight LLaMA shapes (no download).
 
   - ``tiny-random`` / ``smollm2-135m-instruct``: loaded by ``server.models.loading`` as the server does.
-  - ``llama2-7b-shape``: a LlamaForCausalLM with LLaMA-2-7B's configuration (4096 wide, 32 layers,
-    11008 MLP, 32 heads, 32000 vocab, 6.74e9 parameters) and random bf16 weights, built directly
-    on CUDA, for the GPU targets (a decode step against weight bytes / bandwidth, apply < 50 ms,
-    a 21-point landscape < 2 min). It needs a GPU with about 60 GB free.
+  - ``llama2-7b-shape``, ``llama3-8b-shape``, ``llama3-70b-shape``: LlamaForCausalLM with those
+    models' configurations (``server.models.shapes.SHAPES``) and random bf16 weights, built
+    directly on CUDA (``build_shape``: one GPU; a 7B/8B shape needs about 60 GB free), or written
+    once as a bf16 safetensors checkpoint (``shape_checkpoint``) that the server's own loader
+    reads, e.g. across several GPUs with a device map.
   - ``llama-tiny-shape``: the same code path scaled down (fp32 on CPU unless a GPU is visible), so
     the 7B path is known to run on a machine without a GPU.
 Shape models get a byte-level tokenizer padded to the config's vocabulary with plain "<xN>"
 symbols (decodable, so the keyword judge sees text) and a ChatML template; random weights never
-refuse, so these workloads measure speed, not safety.
+refuse, so these workloads measure speed and memory, not safety.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from safety_landscape.server.models.loading import LoadedModel, ModelSource, load_model, resolve_model
+from safety_landscape.server.models.shapes import SHAPES, shape_config
 from safety_landscape.server.models.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
 
-SHAPES = {
-    "llama2-7b-shape": dict(
-        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-5,
-    ),
-    "llama-tiny-shape": dict(
-        hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
-        num_key_value_heads=8, vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-5,
-    ),
-}
 MODELS = ("tiny-random", "smollm2-135m-instruct", *SHAPES)
+GPU_ONLY = ("llama2-7b-shape", "llama3-8b-shape", "llama3-70b-shape")
 
 
 def shape_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
@@ -54,32 +48,48 @@ def shape_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     return tok
 
 
-def build_shape(name: str, *, device: str = "auto", seed: int = 0) -> LoadedModel:
-    started = time.perf_counter()
-    dev = torch.device("cuda:0" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    if name == "llama2-7b-shape" and dev.type != "cuda":
-        raise SystemExit("llama2-7b-shape needs a CUDA GPU (about 60 GB); on a CPU use --model llama-tiny-shape")
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    tokenizer = shape_tokenizer(SHAPES[name]["vocab_size"])
-    config = LlamaConfig(
-        **SHAPES[name], tie_word_embeddings=False, bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
+def _random_model(name: str, dtype: torch.dtype, device: torch.device, tokenizer: PreTrainedTokenizerFast,
+                  seed: int = 0) -> LlamaForCausalLM:
+    config = shape_config(name, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        with dev:  # weights are created where they live: no 27 GB CPU detour for the 7B shape
+        with device:  # weights are created where they live: no CPU detour for a large shape on a GPU
             model = LlamaForCausalLM(config)
     finally:
         torch.set_default_dtype(previous)
     model.to(dtype=dtype)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def build_shape(name: str, *, device: str = "auto", seed: int = 0) -> LoadedModel:
+    started = time.perf_counter()
+    dev = torch.device("cuda:0" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if name in GPU_ONLY and dev.type != "cuda":
+        raise SystemExit(f"{name} needs a CUDA GPU (about 60 GB for 7-8B); on a CPU use --model llama-tiny-shape")
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    tokenizer = shape_tokenizer(SHAPES[name]["vocab_size"])
+    model = _random_model(name, dtype, dev, tokenizer, seed)
     model.eval()
     model.requires_grad_(False)
     source = ModelSource(name=name, kind="shape")
     return LoadedModel(source, model, tokenizer, dev, dtype, time.perf_counter() - started)
+
+
+def shape_checkpoint(name: str, workdir: Path) -> Path:
+    """A bf16 safetensors checkpoint of random weights in the shape ``name``, written once (on the
+    CPU: 16 GB of host memory for an 8B shape) and reused."""
+    folder = Path(workdir) / f"{name}-bf16"
+    if (folder / "config.json").is_file() and list(folder.glob("*.safetensors")):
+        return folder
+    tokenizer = shape_tokenizer(SHAPES[name]["vocab_size"])
+    model = _random_model(name, torch.bfloat16, torch.device("cpu"), tokenizer)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 def load(name: str, *, device: str = "auto") -> LoadedModel:
