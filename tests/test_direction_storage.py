@@ -21,7 +21,9 @@ from safety_landscape.server.engine.directions import (
     direction_norm,
     interpolation_direction,
     load_safetensors_checkpoint,
+    parameter_aliases,
     random_direction,
+    reference_tied_direction,
 )
 from safety_landscape.server.engine.directions.gaussian import ReferenceStream, StreamPositions, redraw
 from safety_landscape.server.engine.weights import STORAGE_MODES, WeightManager, model_fingerprint
@@ -107,6 +109,24 @@ def test_states_are_the_same_bits_in_every_storage_and_theta0_place(workspace, d
         wm.apply(wm.canonical_terms([(ids[3], 0.4)]))  # an adapter touches few tensors: the rest return to theta0
         wm.apply(())
         assert wm.weights_sha256() == wm.model_fingerprint, (storage, pristine)
+    assert len(shas) == 1
+
+
+@pytest.mark.parametrize("pristine", ["device", "checkpoint"])
+def test_the_authors_tied_rule_is_the_same_direction_and_bits_in_every_storage(workspace, pristine):
+    spec = RandomSpec(123, stream="reference", index=1, tied="reference")
+    shas = set()
+    for storage in STORAGE_MODES:
+        wm = manager(workspace, "bfloat16", storage, pristine)
+        whole = reference_tied_direction([(n, wm.pristine[n]) for n in wm.names], parameter_aliases(wm.model), spec)
+        held, _ = wm.create(spec)
+        assert held.fingerprint == direction_fingerprint(whole, wm.names), storage
+        for name in held.covered:
+            assert torch.equal(wm._component(held, name), whole[name]), (storage, name)
+        wm.apply(wm.canonical_terms([(held.id, 0.4)]))
+        shas.add(wm.weights_sha256())
+        wm.apply(())
+        assert wm.weights_sha256() == wm.model_fingerprint, storage
     assert len(shas) == 1
 
 
