@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_model_loading import engine_outputs
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from safety_landscape.server.bootstrap import load_planned, planned_engine
@@ -75,13 +76,7 @@ def test_regenerated_directions_on_the_gpu_are_bit_identical_to_cached(checkpoin
 
 
 def _outputs(engine: Engine) -> list[list[list[int]]]:
-    out = []
-    for c in (0.0, 0.2):
-        engine.at([TermRequest(c, spec=RandomSpec(5))])
-        results, _ = engine.generate(PROMPTS, system_prompt=None, chat_format=ChatFormat.TOKENIZER,
-                                     params=GenerationParams(max_new_tokens=16))
-        out.append([r.token_ids for r in results])
-    return out
+    return engine_outputs(engine, seed=5, coefficients=(0.0, 0.2), max_new_tokens=16, prompts=PROMPTS)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")

@@ -124,15 +124,21 @@ def test_a_hub_id_resolves_from_the_local_cache(tiny_dir, tmp_path, monkeypatch)
     assert str(tmp_path / "hub") in text
 
 
-def generate_all(loaded) -> list[list[int]]:
-    engine = Engine(loaded, limits=Limits(), direction_storage="stream")
+def engine_outputs(engine: Engine, *, seed: int, coefficients: tuple[float, ...], max_new_tokens: int,
+                   prompts: list[str] = PROMPTS) -> list[list[list[int]]]:
+    """The greedy token ids of ``prompts`` at each coefficient along the per-tensor direction ``seed``."""
     outs = []
-    for c in (0.0, 0.3):
-        engine.at([TermRequest(c, spec=RandomSpec(4))])
-        results, _ = engine.generate(PROMPTS, system_prompt=None, chat_format=ChatFormat.TOKENIZER,
-                                     params=GenerationParams(max_new_tokens=12))
+    for c in coefficients:
+        engine.at([TermRequest(c, spec=RandomSpec(seed))])
+        results, _ = engine.generate(prompts, system_prompt=None, chat_format=ChatFormat.TOKENIZER,
+                                     params=GenerationParams(max_new_tokens=max_new_tokens))
         outs.append([r.token_ids for r in results])
     return outs
+
+
+def generate_all(loaded) -> list[list[list[int]]]:
+    engine = Engine(loaded, limits=Limits(), direction_storage="stream")
+    return engine_outputs(engine, seed=4, coefficients=(0.0, 0.3), max_new_tokens=12)
 
 
 def test_a_device_map_over_one_device_gives_the_plain_loads_outputs(tiny_dir, tmp_path):
