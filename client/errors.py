@@ -2,6 +2,7 @@
 
     VisageError                      .code (grpc.StatusCode or None), .details
     ├── ValidationError              bad input caught before any RPC (no code)
+    │   └── StoreError               a results store that cannot be read (damaged, locked, unopenable)
     ├── FleetError                   servers disagree (model or direction fingerprints) or none is usable
     └── RpcFailed                    the server answered with a status
         ├── InvalidArgumentError     fix the request (the message says what)
@@ -23,7 +24,7 @@ import contextlib
 import grpc
 
 __all__ = ["CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError", "InternalError",
-           "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError", "RpcFailed",
+           "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError", "RpcFailed", "StoreError",
            "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError", "from_rpc"]
 
 
@@ -37,6 +38,10 @@ class VisageError(Exception):
 
 class ValidationError(VisageError):
     pass
+
+
+class StoreError(ValidationError):
+    """A results store that cannot be read or written; the message names the file and what to do."""
 
 
 class FleetError(VisageError):

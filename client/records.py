@@ -4,6 +4,8 @@ A :class:`PointRecord` is immutable and JSON-able (``to_dict`` / ``from_dict``);
 (:mod:`safety_landscape.client.store`) keys it by :attr:`PointRecord.key`, the content hash of
 everything that determined the measurement (see ``store.point_key``). Its :class:`PointDetail`
 holds the per-point facts the server reported, and its series label names a :class:`Series`.
+A :class:`Completion` is one prompt's answer at one point, with its verdict; the store keeps
+them beside the record (compressed, each distinct text once).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["METRICS", "PointDetail", "PointRecord", "Series"]
+__all__ = ["FINISH_REASONS", "METRICS", "Completion", "PointDetail", "PointRecord", "Series"]
 
 #: The metrics a point may carry. ``asr``: attack success rate on the harmful set (0..100);
 #: ``refusal``: over-refusal on the benign set (0..100); ``accuracy``: capability (0..100);
 #: ``perplexity``: fluency (>= 0, unbounded).
 METRICS = ("asr", "refusal", "accuracy", "perplexity")
+#: Why a completion stopped, as the server reports it (``""``: not reported, as in stores written
+#: before completions were kept): end of sequence, max_new_tokens, a refusal keyword fixed the
+#: verdict (early stop), the call was cancelled.
+FINISH_REASONS = ("", "eos", "length", "keyword", "cancelled")
 
 
 @dataclass(frozen=True, order=True)
@@ -106,6 +112,36 @@ class PointDetail:
         if value is None:
             raise KeyError(key)
         return value
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One prompt's answer at one point and the judge's verdict on it.
+
+    ``index`` is the prompt's position in the prompt set; ``text`` the completion (decoded new
+    tokens), ``None`` when it was not kept (points stored before completions were); ``prompt`` the
+    prompt's text when the client sent it inline, ``None`` for a set the server holds (then
+    ``index`` names it within the set whose sha256 the point's detail records). Token counts are
+    ``None`` when not reported.
+    """
+
+    index: int
+    jailbroken: bool
+    matched_keyword: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str = ""
+    text: str | None = None
+    prompt: str | None = None
+    classifier_output: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jailbroken", bool(self.jailbroken))
+        if self.finish_reason not in FINISH_REASONS:
+            raise ValueError(f"finish_reason {self.finish_reason!r} is not one of {', '.join(map(repr, FINISH_REASONS))}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
