@@ -307,6 +307,9 @@ def model_info_to_pb(facts: ModelFacts, *, limits: pb.ServerLimits, server_versi
         device_type=facts.device_type,
         load_seconds=facts.load_seconds,
         memory_plan=memory_plan_to_pb(facts.memory_plan),
+        transformers_version=facts.software.transformers_version,
+        cuda_version=facts.software.cuda_version,
+        device_name=facts.software.device_name,
     )
 
 

@@ -21,7 +21,7 @@ from .admission import Admission, system_prompt_sha256
 from .chat import ChatFormat
 from .directions import DirectionSpec, direction_id
 from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvaluator
-from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, device_capacity, tokenizer_facts
+from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, device_capacity, software_facts, tokenizer_facts
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
 from .memory_plan import MemoryPlan, auto_storage
 from .prompts import PromptSetRegistry
@@ -207,6 +207,7 @@ class Engine:
             torch_version=torch.__version__,
             tokenizer=self.tokenizer_facts,
             memory=self.memory(),
+            software=software_facts(loaded.device),
             memory_plan=self.memory_plan,
         )
 

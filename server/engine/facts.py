@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ import torch
 if TYPE_CHECKING:
     from .memory_plan import MemoryPlan
 
-__all__ = ["MemoryFacts", "ModelFacts", "TokenizerFacts", "device_bytes_in_use", "device_capacity", "tokenizer_facts"]
+__all__ = ["MemoryFacts", "ModelFacts", "SoftwareFacts", "TokenizerFacts", "device_bytes_in_use", "device_capacity",
+           "software_facts", "tokenizer_facts"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,29 @@ class ModelFacts:
     torch_version: str
     tokenizer: TokenizerFacts
     memory: MemoryFacts
+    software: SoftwareFacts
     memory_plan: MemoryPlan | None = None  # the plan the server started with (None: not planned)
+
+
+@dataclass(frozen=True)
+class SoftwareFacts:
+    """The versions and device a result depends on beyond torch: transformers, the CUDA build
+    ("" on a CPU build) and the device's product name (the processor's on a CPU, "" if unknown)."""
+
+    transformers_version: str
+    cuda_version: str
+    device_name: str
+
+
+@functools.lru_cache(maxsize=4)
+def software_facts(device: torch.device) -> SoftwareFacts:
+    """Read once per device (GetInfo asks on every call)."""
+    import platform
+
+    import transformers
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return SoftwareFacts(transformers.__version__, torch.version.cuda or "", name)
 
 
 def device_bytes_in_use(device: torch.device) -> int:

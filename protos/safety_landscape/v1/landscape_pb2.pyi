@@ -82,7 +82,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_name", "architecture", "parameter_count", "dtype", "device", "model_fingerprint", "tokenizer", "server_version", "limits", "memory", "torch_version", "device_type", "load_seconds", "memory_plan")
+    __slots__ = ("model_name", "architecture", "parameter_count", "dtype", "device", "model_fingerprint", "tokenizer", "server_version", "limits", "memory", "torch_version", "device_type", "load_seconds", "memory_plan", "transformers_version", "cuda_version", "device_name")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,9 @@ class ModelInfo(_message.Message):
     DEVICE_TYPE_FIELD_NUMBER: _ClassVar[int]
     LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_PLAN_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORMERS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CUDA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     architecture: str
     parameter_count: int
@@ -111,7 +114,10 @@ class ModelInfo(_message.Message):
     device_type: str
     load_seconds: float
     memory_plan: MemoryPlan
-    def __init__(self, model_name: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., tokenizer: _Optional[_Union[TokenizerInfo, _Mapping]] = ..., server_version: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., memory: _Optional[_Union[MemoryReport, _Mapping]] = ..., torch_version: _Optional[str] = ..., device_type: _Optional[str] = ..., load_seconds: _Optional[float] = ..., memory_plan: _Optional[_Union[MemoryPlan, _Mapping]] = ...) -> None: ...
+    transformers_version: str
+    cuda_version: str
+    device_name: str
+    def __init__(self, model_name: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., tokenizer: _Optional[_Union[TokenizerInfo, _Mapping]] = ..., server_version: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., memory: _Optional[_Union[MemoryReport, _Mapping]] = ..., torch_version: _Optional[str] = ..., device_type: _Optional[str] = ..., load_seconds: _Optional[float] = ..., memory_plan: _Optional[_Union[MemoryPlan, _Mapping]] = ..., transformers_version: _Optional[str] = ..., cuda_version: _Optional[str] = ..., device_name: _Optional[str] = ...) -> None: ...
 
 class MemoryPlan(_message.Message):
     __slots__ = ("devices", "direction_storage", "pristine", "fits", "batch_size", "prompt_tokens", "new_tokens", "max_directions")
