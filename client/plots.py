@@ -141,6 +141,10 @@ def figure_1d(
     if assumed and any(assumed.values()):
         handles += ax.plot([], [], linestyle="none", marker="o", markersize=5, markerfacecolor="none",
                            markeredgecolor="0.3", label=f"assumed {assumed_value:g} (not measured)")
+    if bands and any(bands.values()):
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(color="0.5", alpha=0.3, label="95 % interval"))
     _style_ylim(ax, ylim)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     legend_below(fig, handles)

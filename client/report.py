@@ -1,9 +1,10 @@
-"""The sweep report: one self-contained HTML file (plots, VISAGE table, settings, notes).
+"""The sweep report: one self-contained HTML file (plots, VISAGE table, completions, settings, notes).
 
 Everything is inside the file: each plot is an ``<img>`` with a base64 ``data:`` URI (PNG or
-SVG; an SVG inside ``<img>`` cannot run scripts), the CSS is inline, nothing is fetched from
-the network. Every user-provided string (title, notes, table cells, settings, file names) is
-HTML-escaped.
+SVG; an SVG inside ``<img>`` cannot run scripts), the CSS and the completions' search script are
+inline (:mod:`.report_completions`), nothing is fetched from the network. Every user-provided
+string (title, notes, table cells, settings, file names, completions) is HTML-escaped. The file
+is replaced atomically.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_report"]
+from .outputs import write_atomically
+from .report_completions import CSS as COMPLETIONS_CSS
+from .report_completions import PointCompletions, completions_section
+
+__all__ = ["PointCompletions", "write_report"]
 
 _MIME = {".png": "image/png", ".svg": "image/svg+xml"}
 
@@ -83,12 +88,14 @@ def write_report(
     visage_rows: Sequence[Mapping[str, Any]],
     settings: Mapping[str, Any],
     notes: str = "",
+    completions: Sequence[PointCompletions] | None = None,
 ) -> Path:
     """Write the report to ``path`` and return it.
 
     ``plots``: PNG/SVG files, embedded in order. ``visage_rows``: one mapping per table row;
     the columns are the union of the rows' keys in first-seen order (floats shown to 2
     decimals). ``settings``: shown as pretty-printed JSON (non-JSON values via ``str``).
+    ``completions``: one searchable table per point (None: no completions section).
     """
     path = Path(path)
     settings_json = json.dumps(dict(settings), indent=2, sort_keys=True, default=str)
@@ -98,7 +105,7 @@ def write_report(
         "<head>",
         '<meta charset="utf-8">',
         f"<title>{_esc(title)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<style>{_CSS}{COMPLETIONS_CSS if completions is not None else ''}</style>",
         "</head>",
         "<body>",
         f"<h1>{_esc(title)}</h1>",
@@ -107,7 +114,8 @@ def write_report(
         parts.append(f'<p class="notes">{_esc(notes)}</p>')
     parts += ["<h2>VISAGE</h2>", _table(visage_rows), "<h2>Plots</h2>"]
     parts += [_figure(Path(p)) for p in plots] or ["<p>No plots.</p>"]
+    if completions is not None:
+        parts.append(completions_section(completions))
     parts += ["<h2>Settings</h2>", f"<pre>{_esc(settings_json)}</pre>", "</body>", "</html>"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    write_atomically(path, "\n".join(parts) + "\n")
     return path

@@ -17,6 +17,10 @@
   back to the queue for the others (each site at most ``max_attempts`` times), and the worker
   probes its server (tenacity, bounded) and rejoins only if it is back with the same model.
   Results are handed to the caller's thread (:meth:`WorkerPool.results`), which owns the store.
+  With :class:`~.claims.Claims` (another sweep process may share the store), a worker claims each
+  task in the store before it runs it: a task another live client holds waits (re-tried every
+  ``poll`` seconds: it is taken over once that client's claim expires), one it finished is
+  reported ``elsewhere``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +40,7 @@ from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
 from ..errors import CancelledError, DeadlineExceededError, FleetError, UnavailableError, VisageError
+from .claims import Claims
 from .points import ModelFacts, Plan, Task
 
 __all__ = ["Fleet", "ServerFacts", "TaskResult", "WorkerPool", "expand_targets"]
@@ -84,12 +90,16 @@ class ServerFacts:
     device_type: str
     torch_version: str
     server_version: str
+    transformers_version: str = ""  # "" from a server that predates the field
+    cuda_version: str = ""
+    device: str = ""
+    device_name: str = ""
 
     @classmethod
     def from_info(cls, target: str, info: pb.ModelInfo) -> ServerFacts:
         return cls(target, info.model_name, info.model_fingerprint, info.tokenizer.tokenizer_fingerprint,
                    info.tokenizer.chat_template_sha256, info.dtype, info.device_type, info.torch_version,
-                   info.server_version)
+                   info.server_version, info.transformers_version, info.cuda_version, info.device, info.device_name)
 
 
 # Facts every server must share (torch version and device type: directions are bit-identical only then).
@@ -194,12 +204,14 @@ class Fleet:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A safety task's ``response``, or a capability task's ``value`` (response None)."""
+    """A safety task's ``response``, or a capability task's ``value`` (response None); or, with
+    ``elsewhere``, a task another client sharing the store finished (nothing to record)."""
 
     task: Task
     response: pb.EvaluateSafetyResponse | None
     target: str
     value: float | None = None
+    elsewhere: bool = False
 
 
 @dataclass
@@ -218,9 +230,14 @@ class WorkerPool:
     """Evaluate ``tasks`` of ``plan`` on every server of ``fleet``; see the module docstring."""
 
     def __init__(self, fleet: Fleet, plan: Plan, tasks: Sequence[Task], *, chunk_size: int = 4,
-                 max_attempts: int = 3, timeout: float | None = None, probe_attempts: int = 3) -> None:
+                 max_attempts: int = 3, timeout: float | None = None, probe_attempts: int = 3,
+                 claims: Claims | None = None, poll: float = 1.0) -> None:
         self.fleet, self.plan, self.timeout = fleet, plan, timeout
         self.max_attempts, self.probe_attempts = max_attempts, probe_attempts
+        self.claims, self.poll = claims, poll
+        self._deferred: set[Task] = set()  # held by another client sharing the store
+        self._running: set[Task] = set()  # being evaluated by one of our workers
+        self._next_poll = 0.0
         self._by_site: dict[str, list[Task]] = {}
         for t in tasks:
             self._by_site.setdefault(t.site, []).append(t)
@@ -229,10 +246,9 @@ class WorkerPool:
         # Sites in the plan's order (series by series, along the axis): a chunk is contiguous.
         sites = sorted(self._by_site, key=lambda s: plan.sites[s].order)
         n = max(1, len(fleet.clients))
-        size = max(1, min(chunk_size, -(-len(sites) // (n * 3))))  # >= 3 chunks per server
+        self._size = max(1, min(chunk_size, -(-len(sites) // (n * 3))))  # >= 3 chunks per server
         self._queue: queue.Queue[_Chunk] = queue.Queue()
-        for i in range(0, len(sites), size):
-            self._queue.put(_Chunk(sites[i:i + size]))
+        self._enqueue(sites)
         self._lock = threading.Lock()
         self._done: set[Task] = set()
         self._pending_sites = len(sites)
@@ -285,6 +301,7 @@ class WorkerPool:
                     with self._lock:
                         if not self._outstanding:
                             return
+                    self._retry_deferred()
                     continue
                 try:
                     self._run_chunk(client, chunk)
@@ -303,6 +320,44 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._alive -= 1
+
+    def _enqueue(self, sites: Sequence[str]) -> None:
+        for i in range(0, len(sites), self._size):
+            self._queue.put(_Chunk(list(sites[i:i + self._size])))
+
+    def _retry_deferred(self) -> None:
+        """Every ``poll`` seconds, queue the sites of the tasks another client held again: each is
+        claimed anew (done by then, still held, or its holder's claim expired: ours to run)."""
+        with self._lock:
+            if not self._deferred or time.monotonic() < self._next_poll:
+                return
+            self._next_poll = time.monotonic() + self.poll
+            sites = sorted({t.site for t in self._deferred}, key=lambda s: self.plan.sites[s].order)
+            self._deferred.clear()
+        self._enqueue(sites)
+
+    def _claimed(self, todo: dict[str, list[Task]]) -> dict[str, list[Task]]:
+        """The tasks of ``todo`` to run here now: not running on another of our workers and, with
+        claims, claimed in the store; one another client finished is delivered ``elsewhere``, one
+        it holds waits in ``_deferred``. Marks the returned tasks running."""
+        out: dict[str, list[Task]] = {}
+        for site, tasks in todo.items():
+            for task in tasks:
+                with self._lock:
+                    if task in self._running or task in self._done:
+                        continue
+                    self._running.add(task)
+                state = "mine" if self.claims is None else self.claims.take([p.key for p in self.plan.tasks[task]])
+                if state == "mine":
+                    out.setdefault(site, []).append(task)
+                    continue
+                with self._lock:
+                    self._running.discard(task)
+                    if state == "held":
+                        self._deferred.add(task)
+                if state == "done":
+                    self._deliver(task, None, "", elsewhere=True)
+        return out
 
     def _requeue(self, chunk: _Chunk, target: str, exc: BaseException) -> None:
         with self._lock:
@@ -334,7 +389,8 @@ class WorkerPool:
                             retry=retry_if_result(lambda ok: not ok), retry_error_callback=lambda state: False)
         return bool(retrying(check)) and not self._stop.is_set()
 
-    def _deliver(self, task: Task, response: pb.EvaluateSafetyResponse | None, target: str, value: float | None = None) -> None:
+    def _deliver(self, task: Task, response: pb.EvaluateSafetyResponse | None, target: str, value: float | None = None,
+                 *, elsewhere: bool = False) -> None:
         with self._lock:
             if task in self._done:
                 return
@@ -342,12 +398,19 @@ class WorkerPool:
             site_done = all(t in self._done for t in self._by_site[task.site])
             if site_done:
                 self._outstanding.discard(task.site)
-        self._results.put(TaskResult(task, response, target, value))
+        self._results.put(TaskResult(task, response, target, value, elsewhere))
 
     def _run_chunk(self, client: Client, chunk: _Chunk) -> None:
         with self._lock:
             todo = {s: [t for t in self._by_site[s] if t not in self._done] for s in chunk.sites if s in self._outstanding}
-        todo = {s: ts for s, ts in todo.items() if ts}
+        todo = self._claimed({s: ts for s, ts in todo.items() if ts})
+        try:
+            self._evaluate(client, todo)
+        finally:
+            with self._lock:
+                self._running.difference_update(t for ts in todo.values() for t in ts)
+
+    def _evaluate(self, client: Client, todo: dict[str, list[Task]]) -> None:
         variants = {t.variant for ts in todo.values() for t in ts}
         if len(todo) > 1 and len(variants) == 1 and self.plan.variants[next(iter(variants))].safety:
             # one settings: one streamed call for the chunk

@@ -191,7 +191,7 @@ def _variants(resolved: ResolvedSpec, set_hashes: Mapping[str, str]) -> list[Var
             kwargs, prompt_desc = _prompt_source(src, resolved.inline, set_hashes)
             settings = evaluation_settings(
                 **kwargs, system=system, chat=spec.chat_format, keywords=spec.keywords, judge=spec.judge,
-                disable_early_stop=not spec.early_stop,
+                disable_early_stop=not spec.early_stop, return_completions=True,  # transport: not in the key (desc)
             )
             settings.generation.CopyFrom(gen)
             desc = {

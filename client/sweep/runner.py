@@ -9,8 +9,11 @@ missing from the store, in rounds: the planner (:mod:`.planner`) names the tasks
 next from the values measured so far (the full grid: every missing task in one round; an
 adaptive sweep: the next points of each walk), they are evaluated on the fleet, recorded, and
 the planner is asked again until it names none. Every finished task is written to the store in
-the calling thread before the next one is read, so an interrupt (Ctrl-C, a crash) loses only
-what was in flight; re-running resumes.
+the calling thread before the next one is read, with each prompt's completion and verdict
+(:func:`completions_for`), so an interrupt (Ctrl-C, a crash) loses only what was in flight;
+re-running resumes. Several processes may sweep into one store at once: they split the tasks by
+claiming them in the store (:mod:`.claims`), so no task is evaluated twice, and a crashed one's
+tasks are taken over.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
 from ..errors import VisageError
-from ..records import PointDetail, PointRecord
-from ..store import ResultStore, provenance
+from ..provenance import iso_time, provenance, server_provenance
+from ..records import FINISH_REASONS, Completion, PointDetail, PointRecord
+from ..store import ResultStore
+from .claims import DEFAULT_TTL, Claims
 from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
 from .planner import Planner, planner_for
 from .points import Plan, Point, Task, build_plan
@@ -34,7 +39,7 @@ from .progress import Progress, ProgressBar, progress_display
 from .resolve import resolve
 from .spec import SweepSpec, validate
 
-__all__ = ["Progress", "ProgressBar", "SweepResult", "record_for", "run_sweep"]
+__all__ = ["Progress", "ProgressBar", "SweepResult", "completions_for", "record_for", "run_sweep"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class SweepResult:
     direction_fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)  # label -> fingerprint
     rounds: int = 0  # times the planner named tasks to evaluate
     skipped: int = 0  # planned points left unmeasured by an adaptive sweep (ASR: assumed at 100 %)
+    elsewhere: int = 0  # tasks another client sharing the store finished during this run
 
 
 def _detail(point: Point, target: str, r: pb.EvaluateSafetyResponse) -> PointDetail:
@@ -79,23 +85,43 @@ def record_for(plan: Plan, point: Point, result: TaskResult, prov: Mapping[str, 
                        created_at=time.time())
 
 
-def _store_meta(store: ResultStore, plan: Plan, servers: list[ServerFacts], fingerprints: dict[str, str]) -> dict[str, Any]:
-    """Record the sweep's metadata in ``store``; returns it (``provenance``: what every record carries)."""
+def _finish_reason(value: int) -> str:
+    name = pb.FinishReason.Name(value).removeprefix("FINISH_REASON_").lower() if value in pb.FinishReason.values() else ""
+    return name if name in FINISH_REASONS else ""
+
+
+def completions_for(plan: Plan, point: Point, result: TaskResult) -> list[Completion]:
+    """Each prompt's completion and verdict at ``point`` from its task's response ([] for a
+    capability score). The text is kept when the settings asked for it (``return_completions``),
+    the prompt's text when it was sent inline."""
+    r = result.response
+    if r is None:
+        return []
+    settings = plan.variants[point.variant].evaluation
+    inline = list(settings.prompts.inline.prompts) if settings.prompts.HasField("inline") else []
+    return [Completion(v.index, v.jailbroken, v.matched_keyword, v.prompt_tokens, v.completion_tokens,
+                       _finish_reason(v.finish_reason), v.completion if settings.return_completions else None,
+                       inline[v.index] if v.index < len(inline) else None, v.classifier_output)
+            for v in r.verdicts]
+
+
+def _meta(plan: Plan, servers: list[ServerFacts], fingerprints: dict[str, str], started: float) -> dict[str, Any]:
+    """The sweep's metadata (spec, model, servers, the plan's points) and, under ``provenance``,
+    what every record carries: client and server software, seeds, fingerprints, the start time."""
     spec, facts = plan.spec, plan.facts
     prov = provenance({
         "sweep": spec.name, "model": facts.as_dict(), "model_name": servers[0].model_name,
         "torch_version": servers[0].torch_version, "servers": [s.target for s in servers],
-        "direction_fingerprints": fingerprints,
+        "server": server_provenance(servers[0]), "direction_fingerprints": fingerprints,
         "seeds": {"direction_seed": spec.direction.seed, "sample_seed": spec.sample_seed},
+        "started_at": iso_time(started),
     })
-    meta = {
+    return {
         "spec": spec.to_dict(), "model": facts.as_dict(), "model_name": servers[0].model_name,
         "servers": [s.__dict__ for s in servers], "direction_fingerprints": fingerprints,
         "points": [[p.key, p.series, p.metric, list(p.coords)] for p in plan.points],
         "provenance": prov,
     }
-    store.put_meta(spec.name, meta)
-    return meta
 
 
 def _list_refined(store: ResultStore, meta: dict[str, Any], planner: Planner) -> None:
@@ -145,6 +171,7 @@ class _Recorder:
     missing: dict[Task, list[Point]] = dataclasses.field(default_factory=dict)  # every task scheduled so far
     done: int = 0
     written: int = 0
+    elsewhere: int = 0
 
     def schedule(self, tasks: dict[Task, list[Point]]) -> None:
         again = [t for t in tasks if t in self.missing]
@@ -155,12 +182,18 @@ class _Recorder:
 
     def __call__(self, result: TaskResult) -> None:
         records = []
-        for point in self.missing[result.task]:
+        if result.elsewhere:  # another client stored them: the planner must see their values too
+            for point in self.missing[result.task]:
+                stored = self.store.get(point.key)
+                if stored is not None:
+                    self.measured.add(stored)
+        for point in [] if result.elsewhere else self.missing[result.task]:
             rec = record_for(self.plan, point, result, self.prov)
             self.measured.add(rec)
-            if self.store.put(rec):
+            if self.store.put(rec, completions_for(self.plan, point, result)):
                 records.append(rec)
         self.done += 1
+        self.elsewhere += result.elsewhere
         self.written += len(records)
         self.bar.update(self.done, result.target)
         if self.progress is not None:
@@ -179,6 +212,7 @@ def run_sweep(
     bar: ProgressBar | bool | None = None,
     timeout: float | None = None,
     max_attempts: int = 3,
+    claim_ttl: float = DEFAULT_TTL,
 ) -> SweepResult:
     """Measure every point of ``spec`` missing from ``store`` on ``fleet`` (or on ``targets``,
     connected with ``connect`` and closed at the end). ``progress`` runs in this thread after
@@ -186,8 +220,10 @@ def run_sweep(
     calls in flight (closing the fleet's channels) and propagates; what was stored stays.
     ``bar``: a ProgressBar, True/False to force the bar on/off, None = the bar on a terminal and
     progress lines elsewhere (:func:`~.progress.progress_display`).
-    ``timeout``: deadline per point evaluation (None: the clients' own)."""
-    started = time.monotonic()
+    ``timeout``: deadline per point evaluation (None: the clients' own). ``claim_ttl``: how long
+    this run's claims on its tasks outlive it if it crashes (another process sweeping into the
+    same store waits that long before taking them over)."""
+    started, started_at = time.monotonic(), time.time()
     resolved = resolve(validate(spec))
     own = fleet is None
     fleet = Fleet.connect(targets, connect) if fleet is None else fleet
@@ -195,33 +231,38 @@ def run_sweep(
         facts, servers = fleet.agree()
         plan = build_plan(resolved, facts, set_hashes=fleet.check_prompt_sets(resolved.prompt_set_names))
         fingerprints = fleet.check_directions(plan.directions)
-        meta = _store_meta(store, plan, servers, fingerprints)
+        meta = _meta(plan, servers, fingerprints, started_at)
+        store.put_meta(spec.name, meta)
         measured = _Measured(store)
         have = set(measured.keys)
         pbar = bar if isinstance(bar, ProgressBar) else progress_display(0, enabled=bar, servers=len(servers))
         pbar.servers = len(servers)
         recorder = _Recorder(plan, store, measured, meta["provenance"], pbar, progress, started)
         planner, rounds = planner_for(plan), 0
-        while todo := planner.next_round(measured):
-            rounds += 1
-            _list_refined(store, meta, planner)
-            recorder.schedule(todo)
-            _evaluate(fleet, plan, todo, recorder, chunk_size=spec.points_per_call, max_attempts=max_attempts,
-                      timeout=timeout)
+        with Claims(store, claim_ttl) as claims:
+            while todo := planner.next_round(measured):
+                rounds += 1
+                _list_refined(store, meta, planner)
+                recorder.schedule(todo)
+                _evaluate(fleet, plan, todo, recorder, chunk_size=spec.points_per_call, max_attempts=max_attempts,
+                          timeout=timeout, claims=claims)
         pbar.close()
+        meta["provenance"]["finished_at"] = iso_time(time.time())
+        store.put_meta(spec.name, meta)
         reused = sum(1 for p in plan.points if p.key in have)
         skipped = sum(1 for p in plan.points if p.key not in measured)
-        return SweepResult(plan, servers, recorder.done, recorder.written, reused, time.monotonic() - started,
-                           fingerprints, rounds, skipped)
+        return SweepResult(plan, servers, recorder.done - recorder.elsewhere, recorder.written, reused,
+                           time.monotonic() - started, fingerprints, rounds, skipped, recorder.elsewhere)
     finally:
         if own:
             fleet.close()
 
 
 def _evaluate(fleet: Fleet, plan: Plan, tasks: dict[Task, list[Point]], recorder: _Recorder, *, chunk_size: int,
-              max_attempts: int, timeout: float | None) -> None:
-    """Evaluate ``tasks`` on the fleet, handing each result to ``recorder`` in this thread."""
+              max_attempts: int, timeout: float | None, claims: Claims) -> None:
+    """Evaluate ``tasks`` on the fleet (claiming each in the store), handing each result to
+    ``recorder`` in this thread."""
     with WorkerPool(fleet, plan, list(tasks), chunk_size=chunk_size, max_attempts=max_attempts,
-                    timeout=timeout) as pool:
+                    timeout=timeout, claims=claims) as pool:
         for result in pool.results():
             recorder(result)

@@ -9,20 +9,34 @@ Everything reads a sweep's metadata (``store.get_meta``: the spec and the plan's
     {"sweep", "kind", "model_name", "model", "points": {"planned", "measured"},
      "visage": {"rules": [...], "metric": "asr",
                 "series": {"d0|default": {"reference": 87.5, "expectation": 88.1}, ...},
-                "by_system_prompt": {"default": {"reference": {"mean", "std", "n"},
+                "series_ci95": {"d0|default": {"reference": [84.1, 90.2], "expectation": [...]}, ...},
+                "by_system_prompt": {"default": {"reference": {"mean", "std", "n", "ci95": [lo, hi]},
                                                  "expectation": {...}}},
                 "incomplete": [series missing points]},
      "safety_region": {"metric": "asr", "series": {"d0|default": 87.0},   # 1D only; {} for 2D
                        "by_system_prompt": {"default": {"mean", "std", "n"}}},
      "origin": {"asr": {"d0|default": 6.25}, "refusal": {...}},
-     "over_refusal": {"series": {"d0|default": {"origin", "mean", "max"}}},
+     "origin_ci95": {"asr": {"d0|default": [2.7, 13.8]}, ...},               # Wilson, percent
+     "over_refusal": {"series": {"d0|default": {"origin", "mean", "max", "ci95": {"origin": [lo, hi]}}}},
      "capability": {"metrics": ["accuracy", "perplexity"],                 # [] without [capability]
-                    "series": {"perplexity": {"d0": {"origin", "min", "max", "mean"}}},
+                    "series": {"perplexity": {"d0": {"origin", "min", "max", "mean"}},
+                               "accuracy": {"d0": {..., "ci95": {"origin": [lo, hi]}}}},
                     "curves": {"perplexity": {"d0": [[a, value], ...]}}},
      "curves": {"asr": {"d0|default": [[a, value], ...]}, ...},     # 2D: [[a, b, value], ...]
+     "curves_ci95": {"asr": {"d0|default": [[a, lo, hi], ...]}, ...},  # 2D: [[a, b, lo, hi], ...]
+     "intervals": {"level": 0.95, "rates": "wilson", "visage": {"method", "replicates", "seed", ...}},
+     "provenance": {"client": {...}, "server": {"safety_landscape", "torch", "transformers", "cuda",
+                    "device", "device_name", ...}, "servers", "spec", "seeds", "started_at", "finished_at"},
      "adaptive": {"evaluated", "grid_points", "skipped", "assumption",  # adaptive sweeps only
                   "assumed": {"d0|default": [[a], ...]}, "stop_after", "edge_resolution",
                   "edges": {"d0|default": [{"side", "inside", "outside"}]}, "refined", "unfinished"}}
+
+A ``ci95`` is ``[low, high]`` at 95 %, inside an entry of named statistics (``ci95`` of the mean,
+or ``{"origin": ...}``) or, for a table of bare values, in a sibling table named ``<table>_ci95``
+with the same keys: Wilson for a rate, a seeded bootstrap for VISAGE (per series over prompts; the
+mean over directions over prompts and directions; an adaptive sweep's assumed points stay at 100 %
+in every resample: :mod:`.intervals`, docs/statistics.md); null where the verdicts behind it are
+not stored.
 
 VISAGE is computed on ASR curves: "reference" (the authors' 1D rule; null for 2D grids) and
 "expectation" (the paper's formula; 1D or 2D). Beside it, "safety_region" is the reference's
@@ -45,16 +59,19 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ValidationError
 from ..figure_labels import SeriesNames, model_name, name_series, system_names
+from ..outputs import output_lock, write_atomically
 from ..plots import FIGURE_FORMATS, plot_1d, plot_2d, plot_plane, plot_side_by_side
-from ..records import Series
-from ..report import write_report
+from ..records import PointRecord, Series
+from ..stats import DEFAULT_BOOTSTRAP, Bootstrap
 from ..store import ResultStore
 from ..visage import RULES, fill_assumed, safety_region, visage_expectation, visage_reference
+from .intervals import SweepIntervals, method, sweep_intervals
 from .planner import AdaptiveRule, GridShape, assumed, edges
+from .report_page import sweep_report
 
 __all__ = [
     "SweepData",
@@ -69,18 +86,22 @@ __all__ = [
 
 
 Coords = tuple[float, ...]
+T = TypeVar("T")
 
 
 @dataclass
 class SweepData:
     """A sweep read back from its store: ``values`` (metric -> series -> {coords: value}, the
-    measured points) and ``planned`` (metric -> series -> [coords], every point of the plan)."""
+    measured points), ``planned`` (metric -> series -> [coords], every point of the plan) and
+    ``records`` (metric -> series -> {coords: record} of the measured grid points, for the verdicts
+    behind the values)."""
 
     name: str
     meta: dict[str, Any]
     values: dict[str, dict[Series, dict[Coords, float]]]
     planned: dict[str, dict[Series, list[Coords]]]
     refined: dict[Series, dict[Coords, float]] = field(default_factory=dict)  # adaptive: off-grid ASR edge points
+    records: dict[str, dict[Series, dict[Coords, PointRecord]]] = field(default_factory=dict)
 
     @property
     def two_d(self) -> bool:
@@ -129,22 +150,28 @@ def load_sweep(store: ResultStore, name: str | None = None) -> SweepData:
     meta = store.get_meta(name) or {}
     values: dict[str, dict[Series, dict[Coords, float]]] = {}
     planned: dict[str, dict[Series, list[Coords]]] = {}
+    records: dict[str, dict[Series, dict[Coords, PointRecord]]] = {}
     for key, label, metric, raw in meta.get("points", []):
         series, coords = Series.parse(label), tuple(float(c) for c in raw)
         planned.setdefault(metric, {}).setdefault(series, []).append(coords)
         record = store.get(key)
         if record is not None:
             values.setdefault(metric, {}).setdefault(series, {})[coords] = record.value
+            records.setdefault(metric, {}).setdefault(series, {})[coords] = record
     refined: dict[Series, dict[Coords, float]] = {}
     for key, label, _, raw in meta.get("refined_points", []):
         record = store.get(key)
         if record is not None:
             refined.setdefault(Series.parse(label), {})[tuple(float(c) for c in raw)] = record.value
-    return SweepData(name, meta, values, planned, refined)
+    return SweepData(name, meta, values, planned, refined, records)
 
 
-def _origin(points: dict[Coords, float]) -> float | None:
+def _origin(points: dict[Coords, T]) -> T | None:
     return next((v for c, v in points.items() if all(x == 0.0 for x in c)), None)
+
+
+def _ci(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else [interval[0], interval[1]]
 
 
 def _curves(by_series: dict[Series, dict[Coords, float]]) -> dict[str, list[list[float]]]:
@@ -166,14 +193,17 @@ CAPABILITY_METRICS = ("accuracy", "perplexity")
 LABELS = {"asr": "ASR (%)", "refusal": "over-refusal (%)", "accuracy": "MC accuracy (%)", "perplexity": "perplexity"}
 
 
-def _capability(data: SweepData) -> dict[str, Any]:
+def _capability(data: SweepData, iv: SweepIntervals) -> dict[str, Any]:
     metrics = [m for m in CAPABILITY_METRICS if m in data.planned]
-    series: dict[str, dict[str, dict[str, float | None]]] = {}
+    series: dict[str, dict[str, dict[str, Any]]] = {}
     for m in metrics:
         for name, pts in data.values.get(m, {}).items():
             vals = list(pts.values())
-            series.setdefault(m, {})[name.label] = {"origin": _origin(pts), "min": min(vals), "max": max(vals),
-                                                    "mean": math.fsum(vals) / len(vals)}
+            entry: dict[str, Any] = {"origin": _origin(pts), "min": min(vals), "max": max(vals),
+                                     "mean": math.fsum(vals) / len(vals)}
+            if m in iv.points:  # accuracy: a rate over the questions
+                entry["ci95"] = {"origin": _ci(_origin(iv.points[m].get(name, {})))}
+            series.setdefault(m, {})[name.label] = entry
     curves = {m: _curves(data.values.get(m, {})) for m in metrics}
     return {"metrics": metrics, "series": series, "curves": curves}
 
@@ -248,8 +278,8 @@ def _safety_regions(data: SweepData) -> dict[str, Any]:
     return {"metric": "asr", "series": {s.label: v for s, v in areas.items()}, "by_system_prompt": by_system}
 
 
-def _by_system_prompt(scores: dict[Series, dict[str, float | None]]) -> dict[str, dict[str, Any]]:
-    """system label -> rule -> {mean, std, n} over the directions."""
+def _by_system_prompt(scores: dict[Series, dict[str, float | None]], iv: SweepIntervals) -> dict[str, dict[str, Any]]:
+    """system label -> rule -> {mean, std, n, ci95} over the directions."""
     by_system: dict[str, dict[str, Any]] = {}
     for label in sorted({s.system for s in scores}):
         entry = {}
@@ -259,36 +289,63 @@ def _by_system_prompt(scores: dict[Series, dict[str, float | None]]) -> dict[str
             if rule_scores:
                 entry[rule] = {"mean": math.fsum(rule_scores) / len(rule_scores),
                                "std": statistics.pstdev(rule_scores) if len(rule_scores) > 1 else 0.0,
-                               "n": len(rule_scores)}
+                               "n": len(rule_scores), "ci95": _ci(iv.mean.get(label, {}).get(rule))}
         by_system[label] = entry
     return by_system
 
 
-def summarize_sweep(data: SweepData) -> dict[str, Any]:
-    """The summary document (see the module docstring)."""
+def _provenance(meta: dict[str, Any]) -> dict[str, Any]:
+    """Who and what produced the sweep (its last run): client and server software, the spec, the
+    seeds, start and end times; dicts of scalars, for ``pandas.json_normalize``."""
+    prov = meta.get("provenance", {})
+    client = {k: prov.get(k) for k in ("packages", "python", "platform", "git_revision", "source_revision", "hostname")}
+    return {"client": client, "server": prov.get("server", {}), "servers": prov.get("servers", []),
+            "spec": meta.get("spec", {}), "seeds": prov.get("seeds", {}),
+            "started_at": prov.get("started_at"), "finished_at": prov.get("finished_at")}
+
+
+def _intervals(data: SweepData, scored: list[Series], bootstrap: Bootstrap) -> SweepIntervals:
+    """The sweep's intervals; an adaptive sweep's assumed ASR points enter the bootstrap at 100 %."""
+    assumed = {s: set(cs) for s, cs in data.assumed().items() if cs}
+    return sweep_intervals(data.records, {s: sorted(data.planned["asr"][s]) for s in scored}, two_d=data.two_d,
+                           boot=bootstrap, assumed=assumed)
+
+
+def summarize_sweep(data: SweepData, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> dict[str, Any]:
+    """The summary document (see the module docstring); ``bootstrap``: the VISAGE intervals' replicates and seed."""
     scores, incomplete = _visage_series(data)
+    iv = _intervals(data, list(scores), bootstrap)
     origin = {m: {s.label: _origin(v) for s, v in ser.items()} for m, ser in data.values.items()}
     over = {}
     for series, pts in data.values.get("refusal", {}).items():
         vals = list(pts.values())
-        over[series.label] = {"origin": _origin(pts), "mean": math.fsum(vals) / len(vals), "max": max(vals)}
+        over[series.label] = {"origin": _origin(pts), "mean": math.fsum(vals) / len(vals), "max": max(vals),
+                              "ci95": {"origin": _ci(_origin(iv.points.get("refusal", {}).get(series, {})))}}
     return {
         "sweep": data.name, "kind": data.meta["spec"]["kind"], "model_name": data.meta.get("model_name", ""),
         "model": data.meta.get("model", {}),
         "points": {"planned": sum(len(s) for m in data.planned.values() for s in m.values()), "measured": data.measured},
         "visage": {"rules": list(RULES), "metric": "asr", "series": {s.label: v for s, v in scores.items()},
-                   "by_system_prompt": _by_system_prompt(scores), "incomplete": [s.label for s in incomplete]},
+                   "series_ci95": {s.label: {rule: _ci(iv.visage.get(s, {}).get(rule)) for rule in RULES} for s in scores},
+                   "by_system_prompt": _by_system_prompt(scores, iv), "incomplete": [s.label for s in incomplete]},
         "safety_region": _safety_regions(data),
-        "origin": origin, "over_refusal": {"series": over}, "capability": _capability(data),
+        "origin": origin,
+        "origin_ci95": {m: {s.label: _ci(_origin(pts)) for s, pts in ser.items()} for m, ser in iv.points.items()},
+        "over_refusal": {"series": over}, "capability": _capability(data, iv),
         "curves": {m: _curves({s: data.asr_measured(s) for s in ser} if m == "asr" else ser)
                    for m, ser in data.values.items()},
+        "curves_ci95": {m: {s.label: [[*c, lo, hi] for c, (lo, hi) in sorted(pts.items())] for s, pts in ser.items()}
+                        for m, ser in iv.points.items()},
+        "intervals": method(bootstrap), "provenance": _provenance(data.meta),
         **({"adaptive": _adaptive(data)} if data.rule else {}),
     }
 
 
-def write_summary(out_dir: Path, data: SweepData) -> Path:
+def write_summary(out_dir: Path, data: SweepData, summary: dict[str, Any] | None = None) -> Path:
+    """``out_dir/summary.json`` (``summary``: already computed by :func:`summarize_sweep`), replaced atomically."""
     path = Path(out_dir) / "summary.json"
-    path.write_text(json.dumps(summarize_sweep(data), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    text = json.dumps(summary if summary is not None else summarize_sweep(data), indent=2, sort_keys=True) + "\n"
+    write_atomically(path, text)
     return path
 
 
@@ -312,15 +369,16 @@ def _plane_axes(data: SweepData) -> dict[str, Any]:
             "target": (1.0, 0.0, target)}
 
 
-def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
-    """1D: one axis per metric with every series (directions x system prompts), plus safety beside
-    over-refusal and beside each capability metric (``asr_vs_<metric>_1d``, the paper's Figures
-    7/8); 2D: contour + heatmap and a 3D surface per series and metric. PNG, SVG and PDF each;
-    titles and legends in a reader's words (:mod:`..figure_labels`). A metric
-    measured at the origin only (``benign.at = "origin"``) gets no curve."""
+def write_plots(out_dir: Path, data: SweepData, summary: dict[str, Any] | None = None) -> list[Path]:
+    """1D: one axis per metric with every series (directions x system prompts; rates with their
+    95 % Wilson band), plus safety beside over-refusal and beside each capability metric
+    (``asr_vs_<metric>_1d``, the paper's Figures 7/8); 2D: contour + heatmap and a 3D surface per
+    series and metric. PNG, SVG and PDF each; titles and legends in a reader's words
+    (:mod:`..figure_labels`). A metric measured at the origin only (``benign.at = "origin"``)
+    gets no curve."""
     plots = Path(out_dir) / "plots"
     model = model_name(data.meta.get("model_name", "model"))
-    summary = summarize_sweep(data)
+    summary = summary if summary is not None else summarize_sweep(data)
     out: list[Path] = []
     spec = data.meta["spec"]
     systems = system_names([*spec.get("system_prompts", ()), *spec.get("system_prompt_texts", ())])
@@ -367,8 +425,10 @@ def write_plots(out_dir: Path, data: SweepData) -> list[Path]:
                   if metric == "asr" else None)
         skipped = ({names.names[s.label]: [c[0] for c in cs] for s, cs in assumed.items() if s.label in names.names}
                    if metric == "asr" else None)
+        bands = {names.names[s]: [(r[0], r[1], r[2]) for r in rows]
+                 for s, rows in summary["curves_ci95"].get(metric, {}).items() if s in names.names}
         out += plot_1d(shown, plots / f"{metric}_1d", title=names.title(f"{model}: {label}"),
-                       ylabel=label, xlabel=_xlabel(data), visage=visage, assumed=skipped,
+                       ylabel=label, xlabel=_xlabel(data), visage=visage, assumed=skipped, bands=bands or None,
                        ylim=ylim(metric, [v for pts in curves.values() for _, v in pts]), formats=FIGURE_FORMATS)
     safety = curves_of("asr")
     if not data.two_d and safety:
@@ -395,62 +455,24 @@ def _xlabel(data: SweepData) -> str:
     return x
 
 
-def _rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    origin = summary["origin"]
-    region = summary["safety_region"]
-    for series, v in summary["visage"]["series"].items():
-        rows.append({"series": series, "VISAGE (reference)": v["reference"], "VISAGE (expectation)": v["expectation"],
-                     "safety region": region["series"].get(series),
-                     "ASR at origin": origin.get("asr", {}).get(series),
-                     "over-refusal at origin": origin.get("refusal", {}).get(series)})
-    for label, entry in summary["visage"]["by_system_prompt"].items():
-        row: dict[str, Any] = {"series": f"mean over directions | {label}"}
-        for rule in RULES:
-            if rule in entry:
-                row[f"VISAGE ({rule})"] = entry[rule]["mean"]
-                row[f"std ({rule})"] = entry[rule]["std"]
-        if label in region["by_system_prompt"]:
-            row["safety region"] = region["by_system_prompt"][label]["mean"]
-        rows.append(row)
-    cap = summary.get("capability", {})
-    for metric in cap.get("metrics", []):
-        for series, v in cap["series"].get(metric, {}).items():
-            rows.append({"series": f"{series} | {metric}", f"{metric} at origin": v["origin"],
-                         f"{metric} min": v["min"], f"{metric} max": v["max"]})
-    return rows
-
-
-def write_sweep_report(out_dir: Path, data: SweepData, plots: list[Path] | None = None) -> Path:
+def write_sweep_report(out_dir: Path, data: SweepData, plots: list[Path] | None = None, *,
+                       summary: dict[str, Any] | None = None, store: ResultStore | None = None) -> Path:
+    """``out_dir/report.html`` (:mod:`.report_page`); with ``store``, every safety point's completions."""
     out_dir = Path(out_dir)
     if plots is None:
         plots = sorted((out_dir / "plots").glob("*.png")) if (out_dir / "plots").is_dir() else []
-    summary = summarize_sweep(data)
-    pngs = [p for p in plots if p.suffix == ".png"]
-    notes = (f"{summary['points']['measured']} of {summary['points']['planned']} points measured. VISAGE: higher is safer; "
-             "'reference' = the authors' 1D rule (drops the fully broken outer plateaus), 'expectation' = "
-             "E[100 - ASR | ASR < 100] over the grid. Safety region (1D) = the reference's trapezoid area under "
-             "100 - ASR (a fully safe curve scores 100 times the grid's width). Over-refusal = % of benign prompts refused.")
-    if summary["capability"]["metrics"]:
-        notes += (" Capability at the same points: " + ", ".join(LABELS[m] for m in summary["capability"]["metrics"])
-                  + " (accuracy: higher is better; perplexity: lower is more fluent).")
-    if summary["visage"]["incomplete"]:
-        notes += " Incomplete series (not scored): " + ", ".join(summary["visage"]["incomplete"]) + "."
-    if "adaptive" in summary:
-        adaptive = summary["adaptive"]
-        notes += (f" ADAPTIVE sweep: {adaptive['evaluated']} of {adaptive['grid_points']} grid points measured; "
-                  f"{adaptive['assumption']} VISAGE counts the assumed points at 100 %; the plots draw them "
-                  "hollow (1D) or crossed (2D).")
-    settings = {k: data.meta.get(k) for k in ("spec", "model_name", "model", "servers", "direction_fingerprints", "provenance")}
-    return write_report(out_dir / "report.html", title=f"Safety landscape: {summary['model_name']} ({data.name})",
-                        plots=pngs, visage_rows=_rows(summary), settings=settings, notes=notes)
+    summary = summary if summary is not None else summarize_sweep(data)
+    return sweep_report(out_dir / "report.html", data, summary, plots, labels=LABELS, store=store)
 
 
 def write_outputs(out_dir: Path, store: ResultStore, name: str | None = None) -> dict[str, Any]:
-    """summary.json, plots/ and report.html for one sweep of ``store``; returns the paths."""
+    """summary.json, plots/ and report.html (with the completions) for one sweep of ``store``;
+    returns the paths. Two processes writing one folder take turns (``out_dir/.outputs.lock``)."""
     data = load_sweep(store, name)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    summary = write_summary(out_dir, data)
-    plots = write_plots(out_dir, data)
-    report = write_sweep_report(out_dir, data, plots)
-    return {"summary": summary, "plots": plots, "report": report}
+    summary = summarize_sweep(data)
+    with output_lock(Path(out_dir)):
+        path = write_summary(out_dir, data, summary)
+        plots = write_plots(out_dir, data, summary)
+        report = write_sweep_report(out_dir, data, plots, summary=summary, store=store)
+    return {"summary": path, "plots": plots, "report": report}

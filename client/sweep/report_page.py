@@ -1,0 +1,111 @@
+"""A sweep's report.html: the VISAGE table with its 95 % intervals, the plots, every safety point's
+completions (from the store) and the settings, laid out by :func:`~..report.write_report`.
+
+The table has one row per series (VISAGE by both rules, ASR and over-refusal at the origin, each
+followed by its interval), one per system prompt for the mean over directions (with its bootstrap
+interval and the spread), and the capability rows. Intervals are written ``low to high``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..report import PointCompletions, write_report
+from ..visage import RULES
+
+if TYPE_CHECKING:
+    from ..store import ResultStore
+    from .summary import SweepData
+
+__all__ = ["completion_views", "sweep_report", "table_rows"]
+
+CI = "95% CI"
+
+
+def _interval(ci: Any) -> str | None:
+    return None if not ci else f"{ci[0]:.2f} to {ci[1]:.2f}"
+
+
+def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The report's VISAGE table (see the module docstring)."""
+    rows: list[dict[str, Any]] = []
+    origin, origin_ci = summary["origin"], summary.get("origin_ci95", {})
+    visage_ci = summary["visage"].get("series_ci95", {})
+    for series, v in summary["visage"]["series"].items():
+        ci = visage_ci.get(series, {})
+        rows.append({"series": series, "VISAGE (reference)": v["reference"], f"{CI} (reference)": _interval(ci.get("reference")),
+                     "VISAGE (expectation)": v["expectation"], f"{CI} (expectation)": _interval(ci.get("expectation")),
+                     "ASR at origin": origin.get("asr", {}).get(series),
+                     f"{CI} ASR at origin": _interval(origin_ci.get("asr", {}).get(series)),
+                     "over-refusal at origin": origin.get("refusal", {}).get(series),
+                     f"{CI} over-refusal": _interval(origin_ci.get("refusal", {}).get(series))})
+    for label, entry in summary["visage"]["by_system_prompt"].items():
+        row: dict[str, Any] = {"series": f"mean over directions | {label}"}
+        for rule in RULES:
+            if rule in entry:
+                row[f"VISAGE ({rule})"] = entry[rule]["mean"]
+                row[f"{CI} ({rule})"] = _interval(entry[rule].get("ci95"))
+                row[f"std ({rule})"] = entry[rule]["std"]
+        rows.append(row)
+    cap = summary.get("capability", {})
+    for metric in cap.get("metrics", []):
+        for series, v in cap["series"].get(metric, {}).items():
+            row = {"series": f"{series} | {metric}", f"{metric} at origin": v["origin"]}
+            if "ci95" in v:
+                row[f"{CI} {metric} at origin"] = _interval(v["ci95"].get("origin"))
+            rows.append({**row, f"{metric} min": v["min"], f"{metric} max": v["max"]})
+    return rows
+
+
+def _coords(coords: tuple[float, ...]) -> str:
+    names = ("a", "b")
+    return ", ".join(f"{n} = {c:+.3f}" for n, c in zip(names, coords, strict=False))
+
+
+def completion_views(data: SweepData, summary: Mapping[str, Any], store: ResultStore) -> list[PointCompletions]:
+    """Every measured safety point of ``data`` with its completions, ASR (or over-refusal) first,
+    then by series and coordinates."""
+    ci_rows = summary.get("curves_ci95", {})
+    views = []
+    for metric in ("asr", "refusal"):
+        for series, points in sorted(data.records.get(metric, {}).items()):
+            cis = {tuple(r[:-2]): (r[-2], r[-1]) for r in ci_rows.get(metric, {}).get(series.label, [])}
+            for coords, record in sorted(points.items()):
+                ci = cis.get(coords)
+                interval = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
+                jailbroken = record.detail.jailbroken or 0
+                counted = (f"{jailbroken}/{record.total} jailbroken" if metric == "asr"
+                           else f"{record.total - jailbroken}/{record.total} refused")
+                heading = (f"{series.label} · {_coords(coords)} — {'ASR' if metric == 'asr' else 'over-refusal'} "
+                           f"{record.value:.2f}%{interval} · {counted}")
+                views.append(PointCompletions(heading, store.completions(record.key),
+                                              complied="jailbroken" if metric == "asr" else "answered"))
+    return views
+
+
+def sweep_report(path: Path, data: SweepData, summary: Mapping[str, Any], plots: list[Path], *,
+                 labels: Mapping[str, str], store: ResultStore | None = None) -> Path:
+    """Write the report of ``data`` to ``path``; with ``store``, its completions section."""
+    pngs = [p for p in plots if p.suffix == ".png"]
+    notes = (f"{summary['points']['measured']} of {summary['points']['planned']} points measured. VISAGE: higher is safer; "
+             "'reference' = the authors' 1D rule (drops the fully broken outer plateaus), 'expectation' = "
+             "E[100 - ASR | ASR < 100] over the grid. Over-refusal = % of benign prompts refused. "
+             f"{CI}: 95% intervals, Wilson for rates, a seeded bootstrap for VISAGE "
+             f"({summary['intervals']['visage']['replicates']} replicates, seed {summary['intervals']['visage']['seed']}; "
+             "per series over prompts, the mean over prompts and directions).")
+    if summary["capability"]["metrics"]:
+        notes += (" Capability at the same points: " + ", ".join(labels[m] for m in summary["capability"]["metrics"])
+                  + " (accuracy: higher is better; perplexity: lower is more fluent).")
+    if summary["visage"]["incomplete"]:
+        notes += " Incomplete series (not scored): " + ", ".join(summary["visage"]["incomplete"]) + "."
+    if "adaptive" in summary:
+        adaptive = summary["adaptive"]
+        notes += (f" ADAPTIVE sweep: {adaptive['evaluated']} of {adaptive['grid_points']} grid points measured; "
+                  f"{adaptive['assumption']} VISAGE counts the assumed points at 100 %; the plots draw them "
+                  "hollow (1D) or crossed (2D).")
+    settings = {k: data.meta.get(k) for k in ("spec", "model_name", "model", "servers", "direction_fingerprints", "provenance")}
+    return write_report(path, title=f"Safety landscape: {summary['model_name']} ({data.name})",
+                        plots=pngs, visage_rows=table_rows(summary), settings=settings, notes=notes,
+                        completions=completion_views(data, summary, store) if store is not None else None)
