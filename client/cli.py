@@ -16,13 +16,11 @@ Exit codes: 0 success; 1 the server refused or failed (the message says why); 2 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +37,7 @@ if TYPE_CHECKING:
     Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 __all__ = ["COMMAND_MODULES", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "STDOUT", "add_connection_args", "build_parser",
-           "connect", "main", "message_to_dict", "output_file", "output_folder", "parse_at", "print_json",
+           "connect", "main", "message_to_dict", "output_folder", "parse_at", "print_json",
            "writes_to_stdout"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -161,20 +159,6 @@ def output_folder(path: str | Path, *, flag: str = "--out") -> Path:
         raise ValidationError(f"{flag} -: this command writes several files into a folder; name one "
                               "(--json prints the result on stdout)")
     return Path(path)
-
-
-@contextlib.contextmanager
-def output_file(path: str | Path) -> Iterator[Path]:
-    """The file a command writes its output to: ``path``, or for ``-`` a temporary file whose
-    text goes to stdout once the command has written it (so writers need no stream variant)."""
-    if not writes_to_stdout(path):
-        yield Path(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="visage-") as folder:
-        out = Path(folder) / "stdout"
-        yield out
-        sys.stdout.write(out.read_text(encoding="utf-8"))
-        sys.stdout.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:

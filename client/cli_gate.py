@@ -1,7 +1,8 @@
 """``visage gate CONFIG --server ... [--out DIR]``: the release gate for CI pipelines.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 the gate could not evaluate (unreachable
-server, missing or invalid config or baseline, any error): never a pass by accident.
+server, missing or invalid config or baseline, any error): never a pass by accident; 3 no check
+failed but one is inconclusive (``[decision] mode = "interval"``: its 95 % interval straddles the threshold).
 Writes gate.json, junit.xml and summary.md to ``--out`` (see docs/ci-gate.md).
 """
 
@@ -25,7 +26,8 @@ def register(sub: Subparsers) -> None:
         "gate",
         help="release gate: check VISAGE, ASR, over-refusal and drop vs a baseline against thresholds (exit 0/1/2)",
         description="Evaluate a candidate (the server's model, or a registry checkpoint) against the thresholds of a "
-        "TOML config. Exit 0: pass, 1: a check failed, 2: could not evaluate. Writes gate.json, junit.xml, summary.md.",
+        "TOML config. Exit 0: pass, 1: a check failed, 2: could not evaluate, 3: inconclusive (interval mode). "
+        "Writes gate.json, junit.xml, summary.md.",
     )
     p.add_argument("config", metavar="CONFIG", help="the gate's TOML config (see examples/gate/)")
     add_connection_args(p, many=True)
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"visage gate: could not evaluate (exit 2): {doc['error']}", file=sys.stderr)
     else:
         for c in doc["checks"]:
-            print(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<17} {c['message']}")
+            word = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}.get(c.get("decision", ""), "FAIL")
+            print(f"{word:<4}  {c['name']:<17} {c['message']}")
         print(f"verdict: {doc['verdict'].upper()} (exit {code}); reports in {args.out}/")
     return code

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from safety_landscape.common.names import CHAT_FORMATS, PAPER_FAMILIES, STREAMS, TIED_RULES
 
-from .cli import add_connection_args, connect, output_file, output_folder, print_json, writes_to_stdout
+from .cli import add_connection_args, connect, output_folder, print_json, writes_to_stdout
 
 __all__ = ["STORE_NAME", "register"]
 
@@ -46,6 +46,9 @@ def register(sub: Subparsers) -> None:
     _add_capability_args(p.add_argument_group("capability at the same points (Score RPC, docs/method.md section 6)"))
     _add_grid_args(overrides)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--claim-ttl", type=float, default=30.0, metavar="SECONDS",
+                   help="another sweep on the same --out takes over this one's claimed points this long after it "
+                        "stops (crash, kill); default 30")
     p.set_defaults(func=cmd_sweep)
     _register_store_commands(sub)
 
@@ -113,14 +116,17 @@ def _register_store_commands(sub: Subparsers) -> None:
         ("rescore", "recompute DIR/summary.json (VISAGE, both rules) from the store", cmd_rescore),
         ("replot", "redraw DIR/plots/ from the store", cmd_replot),
         ("report", "rewrite DIR/report.html (plots, VISAGE table, settings) from the store", cmd_report),
-        ("export", "export the points of DIR/results.sqlite as JSON or CSV", cmd_export),
+        ("export", "export the points (or, with --completions, every answer) of DIR/results.sqlite", cmd_export),
     ):
         q = sub.add_parser(name, help=helptext)
         q.add_argument("dir", type=Path, metavar="DIR", help="a sweep output folder")
         q.add_argument("--sweep", help="which sweep of the store (when it holds several)")
         if name == "export":
-            q.add_argument("--format", choices=("json", "csv"), default="json")
-            q.add_argument("--output", type=Path, help="file to write (default DIR/points.json|csv; - = stdout)")
+            q.add_argument("--format", choices=("json", "jsonl", "csv"), default="json")
+            q.add_argument("--completions", action="store_true",
+                           help="one row per point and prompt: verdict, keyword, tokens, finish reason, prompt, completion")
+            q.add_argument("--output", metavar="FILE",
+                           help="file to write, - for stdout (default DIR/points.FORMAT or DIR/completions.FORMAT)")
         q.set_defaults(func=func)
 
 
@@ -228,18 +234,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     output_folder(args.out).mkdir(parents=True, exist_ok=True)
     with ResultStore(args.out / STORE_NAME) as store:
         with Fleet.connect(args.server, lambda target: connect(args, target)) as fleet:
-            result = run_sweep(spec, store, fleet=fleet, bar=False if args.no_progress else None, timeout=args.timeout)
+            result = run_sweep(spec, store, fleet=fleet, bar=False if args.no_progress else None, timeout=args.timeout,
+                               claim_ttl=args.claim_ttl)
         paths = write_outputs(args.out, store, spec.name)
         summary = summarize_sweep(load_sweep(store, spec.name))
     if args.json:
         print_json({"sweep": spec.name, "servers": [s.target for s in result.servers], "evaluated": result.evaluated,
-                    "written": result.written, "reused": result.reused, "seconds": result.seconds,
-                    "visage": summary["visage"], "adaptive": summary.get("adaptive"),
+                    "written": result.written, "reused": result.reused, "elsewhere": result.elsewhere,
+                    "seconds": result.seconds, "visage": summary["visage"], "adaptive": summary.get("adaptive"),
                     "summary": str(paths["summary"]), "report": str(paths["report"]),
                     "plots": [str(p) for p in paths["plots"]]})
         return 0
+    shared = f", {result.elsewhere} done by another client" if result.elsewhere else ""
     print(f"sweep {spec.name!r} on {len(result.servers)} server(s): {result.evaluated} evaluations, "
-          f"{result.written} points written, {result.reused} reused, {result.seconds:.1f} s")
+          f"{result.written} points written, {result.reused} reused{shared}, {result.seconds:.1f} s")
     if "adaptive" in summary:
         adaptive = summary["adaptive"]
         print(f"adaptive: {adaptive['evaluated']} of {adaptive['grid_points']} grid points measured; "
@@ -300,20 +308,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _open(args) as store:
         data = load_sweep(store, args.sweep)
         plots = sorted((args.dir / "plots").glob("*.png")) if (args.dir / "plots").is_dir() else []
-        path = write_sweep_report(args.dir, data, plots or write_plots(args.dir, data))
+        path = write_sweep_report(args.dir, data, plots or write_plots(args.dir, data), store=store)
     print_json({"report": str(path)}) if args.json else print(path)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
     from .sweep.summary import pick_sweep
 
-    with _open(args) as store, output_file(args.output or args.dir / f"points.{args.format}") as out:
+    with _open(args) as store:
         name = pick_sweep(store, args.sweep) if args.sweep else None  # default: every point of the store
-        path = store.export_json(out, name) if args.format == "json" else store.export_csv(out, name)
-    if writes_to_stdout(args.output):
-        return 0  # the export itself is the result on stdout
-    print_json({"export": str(path)}) if args.json else print(path)
+        out = args.output or args.dir / f"{'completions' if args.completions else 'points'}.{args.format}"
+        path = export(store, out, fmt=args.format, sweep=name, completions=args.completions)
+    if writes_to_stdout(path):  # stdout carries the export alone
+        return 0
+    print_json({"export": path}) if args.json else print(path)
     return 0
 
 

@@ -2,8 +2,10 @@
 
 ``run_gate(config_path, connect, out_dir=...)`` loads the TOML config (:mod:`.config`), measures on
 the servers (:mod:`.measure`: a sweep spec run by the sweep runner, its store kept as
-``out_dir/results.sqlite`` so a re-run resumes), checks and writes gate.json, junit.xml and summary.md
-(:mod:`.report`), and returns ``(exit_code, document)``: 0 pass, 1 fail, 2 could not evaluate.
+``out_dir/results.sqlite`` so a re-run resumes), compares with the baseline by paired tests
+(:mod:`.compare`), judges each threshold on its value or its 95 % interval (:mod:`.checks`), writes
+gate.json, junit.xml and summary.md (:mod:`.report`, :mod:`.files`), and returns
+``(exit_code, document)``: 0 pass, 1 fail, 2 could not evaluate, 3 inconclusive (interval mode).
 Every exception becomes exit 2 with an error report: the gate never passes by accident.
 """
 
@@ -12,40 +14,36 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import GateConfig, GateConfigError, Thresholds, config_from_dict, load_config, validate
+from .baseline import FORMAT, Baseline, BaselineError, load_baseline
+from .checks import Check, evaluate_checks, intervals
+from .compare import Comparison, compare
+from .config import Decision, GateConfig, GateConfigError, Thresholds, config_from_dict, load_config, validate
+from .files import write_outputs
 from .measure import STORE_NAME, Measurements, gate_spec, measure, sha256_json
-from .report import (
-    EXIT_ERROR,
-    EXIT_FAIL,
-    EXIT_PASS,
-    FORMAT,
-    Baseline,
-    BaselineError,
-    Check,
-    error_document,
-    evaluate_checks,
-    gate_document,
-    load_baseline,
-    write_outputs,
-)
+from .report import EXIT_ERROR, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, error_document, gate_document
 
 __all__ = [
     "EXIT_ERROR",
     "EXIT_FAIL",
+    "EXIT_INCONCLUSIVE",
     "EXIT_PASS",
     "FORMAT",
     "STORE_NAME",
     "Baseline",
     "BaselineError",
     "Check",
+    "Comparison",
+    "Decision",
     "GateConfig",
     "GateConfigError",
     "Measurements",
     "Thresholds",
+    "compare",
     "config_from_dict",
     "gate_spec",
     "load_baseline",
@@ -73,7 +71,7 @@ def run_gate(
     never raises for a failure to evaluate (that is exit 2, with ``document["error"]``).
     """
     config: GateConfig | None = None
-    config_sha = ""
+    config_sha, started = "", time.time()
     clients: list[Any] = []
     try:
         try:
@@ -92,19 +90,25 @@ def run_gate(
             clients = [connect(t) for t in targets]
             store = Path(out_dir) / STORE_NAME if out_dir is not None else None  # a re-run resumes
             m = measure(config, clients, store_path=store)
-            checks = evaluate_checks(config, m, base)
-            doc = gate_document(config, m, checks, base, config_file=str(config_path), config_sha256=config_sha)
+            comparison = (compare(m, base, rule=config.rule, coefficients=config.coefficients,
+                                  prompt_set_sha256=m.inputs["prompt_sets"]["harmful"]["sha256"],
+                                  boot=config.decision.bootstrap) if base else None)
+            cis = intervals(config, m, base, comparison)
+            checks = evaluate_checks(config, m, base, comparison, cis=cis)
+            doc = gate_document(config, m, checks, base, config_file=str(config_path), config_sha256=config_sha,
+                                comparison=comparison, cis=cis, started=started)
         finally:
             for c in clients:
                 with contextlib.suppress(Exception):  # closing must not turn a verdict into an error
                     c.close()
     except Exception as exc:  # anything that stops the evaluation is exit 2
         message = f"{type(exc).__name__}: {exc}"
-        doc = error_document(message, config=config, config_file=str(config_path), config_sha256=config_sha)
+        doc = error_document(message, config=config, config_file=str(config_path), config_sha256=config_sha,
+                             started=started)
     if out_dir is not None:
         try:
             write_outputs(doc, out_dir)
         except Exception as exc:  # unwritable reports: the verdict cannot be published
             doc = error_document(f"cannot write the reports to {out_dir}: {exc}", config=config,
-                                 config_file=str(config_path), config_sha256=config_sha)
+                                 config_file=str(config_path), config_sha256=config_sha, started=started)
     return int(doc["exit_code"]), doc

@@ -42,7 +42,12 @@ All problems are reported at once (:class:`GateConfigError`, each ``"field: what
     shots = 0
     limit = 0                  # questions scored (0 = all)
     [baseline]
-    file = "baseline/gate.json"  # a previous gate.json or a sweep summary.json (relative to this file)
+    file = "baseline/gate.json"  # a previous gate.json, a sweep summary.json or a results.sqlite (relative to this file)
+    [decision]                 # optional: how a threshold is judged
+    mode = "point"             # point: the measured value (default); interval: its whole 95 % interval
+                               # (else "inconclusive", exit 3)
+    replicates = 2000          # bootstrap replicates (VISAGE intervals, the paired test vs the baseline)
+    seed = 0                   # the bootstrap's seed
 
 The sweep's keys are the sweep spec's (``sweep.points`` is the spec's ``grid.points``, ...): the
 config becomes a sweep spec dict that the spec's own rules validate (their problems renamed to
@@ -60,12 +65,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
+from ..stats import Bootstrap
 from ..sweep.points import axis_values
 from ..sweep.spec import Capability, SpecError, SweepSpec, merge_spec_data, resolve_relative_files, spec_from_dict
 from ..validation import is_finite_number, is_int
 from ..visage import RULES
 
-__all__ = ["GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config", "validate"]
+__all__ = ["MODES", "Decision", "GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config",
+           "validate"]
+
+#: How a threshold is judged: on the measured value, or on its 95 % interval.
+MODES = ("point", "interval")
 
 
 class GateConfigError(ValidationError):
@@ -89,6 +99,22 @@ class Thresholds:
 
     def any(self) -> bool:
         return any(getattr(self, f.name) is not None for f in fields(self))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``mode``: "point" (the value against the threshold, as always) or "interval" (pass only when
+    the whole 95 % interval is on the safe side, fail when it is wholly on the other, else
+    inconclusive); ``replicates`` and ``seed`` of the bootstrap behind VISAGE's interval and the
+    paired comparison with a baseline."""
+
+    mode: str = "point"
+    replicates: int = 2000
+    seed: int = 0
+
+    @property
+    def bootstrap(self) -> Bootstrap:
+        return Bootstrap(self.replicates, self.seed)
 
 
 # The gate's sweep, in the sweep spec's layout: the gate's defaults (the rest are the spec's).
@@ -116,12 +142,13 @@ _SWEEP_KEYS: dict[tuple[str, str], tuple[tuple[str, str], str]] = {
     ("evaluation", "keywords"): (("evaluation", "keywords"), "keywords"),
 }
 # The gate's own keys: (table, key) -> GateConfig field.
-_GATE_KEYS = {("candidate", "checkpoint"): "checkpoint", ("sweep", "rule"): "rule", ("baseline", "file"): "baseline"}
+_GATE_KEYS = {("candidate", "checkpoint"): "checkpoint", ("sweep", "rule"): "rule", ("baseline", "file"): "baseline",
+              ("decision", "mode"): "mode", ("decision", "replicates"): "replicates", ("decision", "seed"): "seed"}
 _TABLE_KEYS: dict[str, list[str]] = {}  # table -> its keys, in the order messages list them
 for _where in [*_SWEEP_KEYS, *_GATE_KEYS]:
     _TABLE_KEYS.setdefault(_where[0], []).append(_where[1])
 _THRESHOLDS = tuple(f.name for f in fields(Thresholds))
-_TOP = "name, candidate, sweep, prompts, benign, evaluation, capability, thresholds, baseline"
+_TOP = "name, candidate, sweep, prompts, benign, evaluation, capability, thresholds, baseline, decision"
 _MAX_DIRECTIONS, _MAX_POINTS = 16, 101
 
 
@@ -136,6 +163,7 @@ class GateConfig:
     rule: str = "reference"
     thresholds: Thresholds = field(default_factory=Thresholds)
     baseline: str = ""
+    decision: Decision = field(default_factory=Decision)
 
     @property
     def name(self) -> str:
@@ -164,7 +192,8 @@ class GateConfig:
         out = {name: flat[table][key] for (table, key), name in _SWEEP_KEYS.values()}
         out["range"], out["system_prompt"] = list(out["range"]), out["system_prompt"][0]
         return {"name": self.name, "checkpoint": self.checkpoint, **out, "rule": self.rule,
-                "thresholds": asdict(self.thresholds), "baseline": self.baseline, "capability": spec["capability"]}
+                "thresholds": asdict(self.thresholds), "baseline": self.baseline, "capability": spec["capability"],
+                "decision": asdict(self.decision)}
 
 
 def _gate_problem(problem: str) -> str:
@@ -245,6 +274,17 @@ def _gate_bounds(keyed: Mapping[tuple[str, str], Any], problems: list[str]) -> N
     baseline = keyed.get(("baseline", "file"), "x")
     if not isinstance(baseline, str) or not baseline.strip():
         problems.append(f"baseline.file: must be a file path, got {baseline!r}")
+    _decision_bounds(keyed, problems)
+
+
+def _decision_bounds(keyed: Mapping[tuple[str, str], Any], problems: list[str]) -> None:
+    mode, replicates, seed = (keyed.get(("decision", k)) for k in ("mode", "replicates", "seed"))
+    if mode is not None and mode not in MODES:
+        problems.append(f"decision.mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    if replicates is not None and not (is_int(replicates) and 100 <= replicates <= 100_000):
+        problems.append(f"decision.replicates: must be an integer in 100..100000, got {replicates!r}")
+    if seed is not None and not (is_int(seed) and 0 <= seed < 2**63):
+        problems.append(f"decision.seed: must be an integer in [0, 2**63), got {seed!r}")
 
 
 def _holds_the_candidate(spec: SweepSpec, problems: list[str]) -> None:
@@ -279,8 +319,10 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
     baseline = keyed.get(("baseline", "file"), "")
     if baseline and base_dir is not None and not Path(baseline).is_absolute():
         baseline = str(base_dir / baseline)
+    decision = Decision(**{k: keyed[("decision", k)] for k in ("mode", "replicates", "seed") if ("decision", k) in keyed})
     config = GateConfig(spec, checkpoint=keyed.get(("candidate", "checkpoint"), ""),
-                        rule=keyed.get(("sweep", "rule"), "reference"), thresholds=thresholds, baseline=baseline)
+                        rule=keyed.get(("sweep", "rule"), "reference"), thresholds=thresholds, baseline=baseline,
+                        decision=decision)
     return validate(config, source) if cross_check else config
 
 

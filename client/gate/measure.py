@@ -32,9 +32,11 @@ from typing import Any
 from ..builders import message_dict
 from ..client import Client
 from ..errors import VisageError
+from ..provenance import server_provenance
 from ..records import PointRecord
 from ..store import ResultStore
 from ..sweep.fleet import Fleet
+from ..sweep.intervals import counts_of, prompt_verdicts
 from ..sweep.points import Plan
 from ..sweep.runner import SweepResult, run_sweep
 from ..sweep.spec import BaseTerm, SweepSpec, validate
@@ -65,6 +67,12 @@ class Measurements:
     points: list[dict[str, Any]] = field(default_factory=list)
     capability: dict[str, float] = field(default_factory=dict)  # metric -> value at the candidate
     capability_curves: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)  # metric -> series -> [[a, v]]
+    # The counts and per-prompt verdicts behind the numbers (intervals, the paired test with a baseline):
+    prompt_verdicts: dict[str, list[tuple[bool, ...]]] = field(default_factory=dict)  # direction -> per point, by a
+    origin_counts: tuple[int, int] = (0, 0)  # (jailbroken, prompts) at the candidate
+    benign_counts: tuple[int, int] = (0, 0)  # (refused, benign prompts) at the candidate
+    accuracy_counts: tuple[int, int] | None = None  # (right, questions) at the candidate
+    server: dict[str, str] = field(default_factory=dict)  # the first server's software and device (provenance)
 
 
 def gate_spec(config: GateConfig) -> SweepSpec:
@@ -89,6 +97,8 @@ class _Readings:
     benign: PointRecord | None = None  # over-refusal at the candidate
     capability: dict[str, float] = field(default_factory=dict)
     capability_curves: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
+    capability_records: dict[str, PointRecord] = field(default_factory=dict)  # metric -> record at the candidate
+    verdicts: dict[str, list[tuple[bool, ...] | None]] = field(default_factory=dict)  # direction -> per point
 
     @classmethod
     def of(cls, plan: Plan, records: dict[str, PointRecord]) -> _Readings:
@@ -101,9 +111,11 @@ class _Readings:
                 out.capability_curves.setdefault(p.metric, {}).setdefault(p.series, []).append([a, r.value])
                 if a == 0.0:
                     out.capability.setdefault(p.metric, r.value)
+                    out.capability_records.setdefault(p.metric, r)
             else:
                 direction = p.curve.direction
                 out.curves.setdefault(direction, []).append([a, r.value])
+                out.verdicts.setdefault(direction, []).append(prompt_verdicts(r))
                 out.points.append({"direction": direction, "a": a, "asr": r.value, "jailbroken": r.detail.jailbroken,
                                    "total": r.total, "weight_state": r.detail.weight_state})
                 if a == 0.0 and out.candidate is None:
@@ -178,6 +190,8 @@ def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | 
     candidate, benign = _check(readings, records)
     summary = summarize({k: [v for _, v in c] for k, c in readings.curves.items()}, rule=config.rule)
     info = clients[0].info()
+    verdicts = {d: [v for v in rows if v is not None] for d, rows in readings.verdicts.items()}
+    complete = all(len(v) == len(readings.verdicts[d]) for d, v in verdicts.items())
     return Measurements(
         visage=summary.mean, visage_std=summary.std, visage_per_direction=dict(summary.per_series),
         curves=readings.curves, origin_asr=candidate.value, over_refusal=benign.value,
@@ -185,4 +199,8 @@ def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | 
                "dtype": info.dtype, "parameters": info.parameter_count},
         servers=[s.target for s in result.servers], inputs=_inputs(config, result, readings, candidate, benign),
         points=readings.points, capability=readings.capability, capability_curves=readings.capability_curves,
+        prompt_verdicts=verdicts if complete else {}, origin_counts=counts_of(candidate) or (0, 0),
+        benign_counts=counts_of(benign) or (0, 0),
+        accuracy_counts=counts_of(readings.capability_records["accuracy"]) if "accuracy" in readings.capability_records else None,
+        server=server_provenance(result.servers[0]),
     )
