@@ -241,18 +241,18 @@ def paired_bootstrap_visage(candidate: Mapping[str, Verdicts], baseline: Mapping
                             boot: Bootstrap = DEFAULT_BOOTSTRAP) -> PairedComparison:
     """Candidate minus baseline mean VISAGE, both resampled with the same prompts and directions.
 
-    The p-value is two-sided: ``min(1, 2 * min(share of differences <= 0, share >= 0))``, the
-    bootstrap's test of "no difference" (it cannot go below ``2 / replicates``).
+    The p-value is two-sided, the bootstrap's test of "no difference" with the usual add-one
+    correction (a Monte Carlo p-value is never 0): ``min(1, 2 * min(#(d <= 0) + 1, #(d >= 0) + 1)
+    / (replicates + 1))`` over the replicates' differences ``d``.
     """
-    names = sorted(candidate)
+    names, (cand, base), picks = _draws([candidate, baseline], score, boot)
     observed = (math.fsum(score(_rates(candidate[s])) for s in names)
                 - math.fsum(score(_rates(baseline[s])) for s in names)) / len(names)
-    names, (cand, base), picks = _draws([candidate, baseline], score, boot)
     diffs = [math.fsum(cand[names[i]][r] - base[names[i]][r] for i in picked) / len(picked)
              for r, picked in enumerate(picks)]
-    below = sum(1 for d in diffs if d <= 0.0) / len(diffs)
-    above = sum(1 for d in diffs if d >= 0.0) / len(diffs)
-    return PairedComparison(observed, boot.interval(diffs), min(1.0, 2.0 * min(below, above)), boot.replicates, boot.seed)
+    below, above = sum(1 for d in diffs if d <= 0.0), sum(1 for d in diffs if d >= 0.0)
+    p_value = min(1.0, 2.0 * (min(below, above) + 1) / (len(diffs) + 1))
+    return PairedComparison(observed, boot.interval(diffs), p_value, boot.replicates, boot.seed)
 
 
 def _rates(rows: Verdicts) -> list[float]:
