@@ -108,7 +108,7 @@ def test_two_sweeps_on_one_store_split_the_work(server, tmp_path):
 
 
 def test_a_killed_sweep_holds_its_points_only_until_its_claims_expire(server, tmp_path):
-    app, target = server
+    _, target = server
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.format(points=9))
     out = tmp_path / "out"
