@@ -5,7 +5,8 @@ distinct text (prompt or completion) appears once, so the many points near the o
 alike cost little. A point's table is built when its ``<details>`` opens; the search box filters
 every point's rows by prompt, completion or keyword text (case-insensitive), optionally to the
 jailbroken ones, and hides the points with no match. Inline script and CSS only: nothing is
-fetched, the page works from a file with no network. Texts reach the page through ``textContent``
+fetched, the page works from a file with no network. A link may carry a search and a point to
+open (``report.html#q=sure&jb=1&open=3``). Texts reach the page through ``textContent``
 (never as HTML) and the JSON block escapes ``<``, ``>``, ``&`` and ``/``, so no completion can inject markup.
 """
 
@@ -84,6 +85,11 @@ _SCRIPT = """
   points.forEach(function (d) { d.addEventListener('toggle', function () { if (d.open) render(d); }); });
   box.addEventListener('input', filter);
   only.addEventListener('change', filter);
+  // A link can carry a search and a point to open: report.html#q=sure&jb=1&open=3
+  var link = new URLSearchParams(location.hash.slice(1));
+  if (link.has('q') || link.has('jb')) { box.value = link.get('q') || ''; only.checked = link.has('jb'); filter(); }
+  var target = link.has('open') ? points[+link.get('open')] : points.filter(function (d) { return !d.hidden; })[0];
+  if (target && (link.has('open') || link.has('q'))) { target.open = true; render(target); target.scrollIntoView(); }
 })();
 """
 
@@ -114,7 +120,7 @@ def completions_section(points: Sequence[PointCompletions]) -> str:
     kept = sum(1 for p in points for c in p.completions if c.text is not None)
     total = sum(len(p.completions) for p in points)
     parts = [
-        "<h2>Completions</h2>",
+        '<h2 id="completions">Completions</h2>',
         f"<p>{total} answers at {len(points)} points ({kept} with their text kept). Open a point to read its answers; "
         "the search looks in prompts, completions and keywords.</p>",
         '<p class="csearch"><input id="cq" type="search" placeholder="search prompts, completions, keywords" '

@@ -137,7 +137,7 @@ def test_provenance_names_the_software_spec_and_times(swept):
 def test_the_report_shows_intervals_and_each_points_answers_offline(swept):
     out, _ = swept
     html = (out / "report.html").read_text()
-    assert "95% CI (reference)" in html and "95% CI ASR at origin" in html
+    assert "VISAGE (reference) [95% CI]" in html and "ASR at origin [95% CI]" in html
     block = re.search(r'<script type="application/json" id="completions-data">(.*?)</script>', html, re.S)
     assert block is not None
     data = json.loads(block.group(1))

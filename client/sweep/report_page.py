@@ -2,8 +2,8 @@
 completions (from the store) and the settings, laid out by :func:`~..report.write_report`.
 
 The table has one row per series (VISAGE by both rules, ASR and over-refusal at the origin, each
-followed by its interval), one per system prompt for the mean over directions (with its bootstrap
-interval and the spread), and the capability rows. Intervals are written ``low to high``.
+with its interval), one per system prompt for the mean over directions (with its bootstrap
+interval and the spread), and the capability rows. A cell reads ``value [low, high]``.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["completion_views", "sweep_report", "table_rows"]
 
-CI = "95% CI"
-
-
-def _interval(ci: Any) -> str | None:
-    return None if not ci else f"{ci[0]:.2f} to {ci[1]:.2f}"
+def _with_ci(value: Any, ci: Any) -> Any:
+    """``61.20 [58.10, 64.30]``: the value and its 95 % interval in one cell (the value alone without one)."""
+    if value is None or not ci:
+        return value
+    return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -35,27 +35,26 @@ def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     visage_ci = summary["visage"].get("series_ci95", {})
     for series, v in summary["visage"]["series"].items():
         ci = visage_ci.get(series, {})
-        rows.append({"series": series, "VISAGE (reference)": v["reference"], f"{CI} (reference)": _interval(ci.get("reference")),
-                     "VISAGE (expectation)": v["expectation"], f"{CI} (expectation)": _interval(ci.get("expectation")),
-                     "ASR at origin": origin.get("asr", {}).get(series),
-                     f"{CI} ASR at origin": _interval(origin_ci.get("asr", {}).get(series)),
-                     "over-refusal at origin": origin.get("refusal", {}).get(series),
-                     f"{CI} over-refusal": _interval(origin_ci.get("refusal", {}).get(series))})
+        rows.append({"series": series,
+                     "VISAGE (reference) [95% CI]": _with_ci(v["reference"], ci.get("reference")),
+                     "VISAGE (expectation) [95% CI]": _with_ci(v["expectation"], ci.get("expectation")),
+                     "ASR at origin [95% CI]": _with_ci(origin.get("asr", {}).get(series),
+                                                        origin_ci.get("asr", {}).get(series)),
+                     "over-refusal at origin [95% CI]": _with_ci(origin.get("refusal", {}).get(series),
+                                                                 origin_ci.get("refusal", {}).get(series))})
     for label, entry in summary["visage"]["by_system_prompt"].items():
         row: dict[str, Any] = {"series": f"mean over directions | {label}"}
         for rule in RULES:
             if rule in entry:
-                row[f"VISAGE ({rule})"] = entry[rule]["mean"]
-                row[f"{CI} ({rule})"] = _interval(entry[rule].get("ci95"))
+                row[f"VISAGE ({rule}) [95% CI]"] = _with_ci(entry[rule]["mean"], entry[rule].get("ci95"))
                 row[f"std ({rule})"] = entry[rule]["std"]
         rows.append(row)
     cap = summary.get("capability", {})
     for metric in cap.get("metrics", []):
         for series, v in cap["series"].get(metric, {}).items():
-            row = {"series": f"{series} | {metric}", f"{metric} at origin": v["origin"]}
-            if "ci95" in v:
-                row[f"{CI} {metric} at origin"] = _interval(v["ci95"].get("origin"))
-            rows.append({**row, f"{metric} min": v["min"], f"{metric} max": v["max"]})
+            rows.append({"series": f"{series} | {metric}",
+                         f"{metric} at origin": _with_ci(v["origin"], (v.get("ci95") or {}).get("origin")),
+                         f"{metric} min": v["min"], f"{metric} max": v["max"]})
     return rows
 
 
@@ -92,7 +91,7 @@ def sweep_report(path: Path, data: SweepData, summary: Mapping[str, Any], plots:
     notes = (f"{summary['points']['measured']} of {summary['points']['planned']} points measured. VISAGE: higher is safer; "
              "'reference' = the authors' 1D rule (drops the fully broken outer plateaus), 'expectation' = "
              "E[100 - ASR | ASR < 100] over the grid. Over-refusal = % of benign prompts refused. "
-             f"{CI}: 95% intervals, Wilson for rates, a seeded bootstrap for VISAGE "
+             "[95% CI]: 95% intervals, Wilson for rates, a seeded bootstrap for VISAGE "
              f"({summary['intervals']['visage']['replicates']} replicates, seed {summary['intervals']['visage']['seed']}; "
              "per series over prompts, the mean over prompts and directions).")
     if summary["capability"]["metrics"]:
