@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         PermissionDeniedError,
         ResourceExhaustedError,
         RpcFailed,
+        StoreError,
         UnauthenticatedError,
         UnavailableError,
         ValidationError,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     )
     from .gate import run_gate
     from .plots import figure_1d, figure_side_by_side, figures_2d, save_figure
-    from .records import PointDetail, PointRecord, Series
+    from .records import Completion, PointDetail, PointRecord, Series
     from .store import ResultStore
     from .sweep import (
         BaseTerm,
@@ -75,8 +76,9 @@ _EXPORTS: dict[str, str] = {
                      "perturbation", "random_direction", "system_prompt"), ".builders"),
     **dict.fromkeys(("CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError", "InternalError",
                      "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError",
-                     "RpcFailed", "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError"), ".errors"),
-    **dict.fromkeys(("PointDetail", "PointRecord", "Series"), ".records"),
+                     "RpcFailed", "StoreError", "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError"),
+                   ".errors"),
+    **dict.fromkeys(("Completion", "PointDetail", "PointRecord", "Series"), ".records"),
     "ResultStore": ".store",
     **dict.fromkeys(("BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource", "SpecError", "SweepResult",
                      "SweepSpec", "load_spec", "preset", "run_sweep", "spec_from_dict"), ".sweep"),
@@ -90,6 +92,7 @@ __all__ = [
     "CancelledError",
     "Capability",
     "Client",
+    "Completion",
     "DeadlineExceededError",
     "DirectionRecipe",
     "FailedPreconditionError",
@@ -107,6 +110,7 @@ __all__ = [
     "RpcFailed",
     "Series",
     "SpecError",
+    "StoreError",
     "SweepResult",
     "SweepSpec",
     "Timeouts",

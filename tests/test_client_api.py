@@ -12,10 +12,10 @@ import sys
 import safety_landscape.client as client_pkg
 
 EXPORTS = [
-    "BaseTerm", "CancelledError", "Capability", "Client", "DeadlineExceededError", "DirectionRecipe",
+    "BaseTerm", "CancelledError", "Capability", "Client", "Completion", "DeadlineExceededError", "DirectionRecipe",
     "FailedPreconditionError", "FleetError", "Grid", "InternalError", "InvalidArgumentError", "NotFoundError",
     "PermissionDeniedError", "PointDetail", "PointRecord", "PromptSource", "ResourceExhaustedError", "ResultStore",
-    "RpcFailed", "Series", "SpecError", "SweepResult", "SweepSpec", "Timeouts", "TlsConfig", "UnauthenticatedError",
+    "RpcFailed", "Series", "SpecError", "StoreError", "SweepResult", "SweepSpec", "Timeouts", "TlsConfig", "UnauthenticatedError",
     "UnavailableError", "ValidationError", "VisageError", "adapter_direction", "chat_format", "evaluation_settings",
     "figure_1d", "figure_side_by_side", "figures_2d", "generation", "interpolation_direction", "load_run", "load_spec",
     "perturbation", "preset", "random_direction", "run_gate", "run_sweep", "save_figure", "spec_from_dict",
