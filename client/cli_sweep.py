@@ -219,7 +219,8 @@ def _visage_lines(summary: dict[str, Any]) -> list[str]:
         region = f"  safety region {regions[series]:.2f}" if series in regions else ""
         lines.append(f"  {series:32s} reference {ref:>7s}  expectation {v['expectation']:.2f}{region}")
     for label, entry in summary["visage"]["by_system_prompt"].items():
-        parts = [f"{rule} {e['mean']:.2f} ± {e['std']:.2f} (n={e['n']})" for rule, e in entry.items()]
+        parts = [f"{rule} {e['mean']:.2f} ± {e['std']:.2f} (n={e['n']}"
+                 + (f", 95% CI {e['ci95'][0]:.2f} to {e['ci95'][1]:.2f})" if e.get("ci95") else ")") for rule, e in entry.items()]
         lines.append(f"  mean | {label:25s} " + "; ".join(parts))
     return lines
 
