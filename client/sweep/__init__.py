@@ -10,10 +10,12 @@
 
 A spec flows one way: ``spec`` (SweepSpec, TOML, presets, validation) -> ``resolve`` (its local
 files read once: prompt files, ``capability`` inputs) -> ``points`` (the plan: keyed points) ->
-``fleet`` (targets, agreement checks, the worker pool with failover) -> ``runner`` (run_sweep:
-the order of all that, and the records; ``planner`` names the points of each round: the full
-grid, or an adaptive walk that skips the broken plateau), with ``progress`` for the bar. ``summary`` answers from
-the store alone (VISAGE, capability, plots, report). See docs/sweeps.md.
+``fleet`` (targets, agreement checks, the worker pool with failover; ``claims``: several
+processes on one store split the tasks) -> ``runner`` (run_sweep: the order of all that, and the
+records with their completions; ``planner`` names the points of each round: the full grid, or an
+adaptive walk that skips the broken plateau), with ``progress`` for the bar. ``summary`` answers
+from the store alone (VISAGE, capability, plots), ``intervals`` gives every number its 95 %
+interval and ``report_page`` lays out report.html. See docs/sweeps.md and docs/statistics.md.
 """
 
 from .capability import CapabilityMetric, load_capability
