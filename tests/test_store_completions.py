@@ -145,3 +145,15 @@ def test_export_to_stdout(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split(",") == list(COMPLETION_COLUMNS) and out[1].endswith(",prompt 0,Sure")
     assert not (tmp_path / "-").exists()
+
+
+def test_a_live_client_keeps_its_claims_past_their_ttl_and_releases_them_on_exit(tmp_path):
+    from safety_landscape.client.sweep.claims import Claims
+
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        with Claims(store, ttl=0.6) as mine:
+            assert mine.take(["k"]) == "mine"
+            time.sleep(1.5)  # more than twice the ttl: the heartbeat renewed it
+            assert store.claim(["k"], "other", ttl=60) == "held"
+        assert store.claims() == {}  # released on exit
+        assert store.claim(["k"], "other", ttl=60) == "mine"
