@@ -9,6 +9,7 @@ DIR/results.sqlite alone, without any server.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -229,7 +230,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .store import ResultStore
     from .sweep.fleet import Fleet
     from .sweep.runner import run_sweep
-    from .sweep.summary import load_sweep, summarize_sweep, write_outputs
+    from .sweep.summary import write_outputs
 
     spec = _spec_from_args(args)
     output_folder(args.out).mkdir(parents=True, exist_ok=True)
@@ -238,7 +239,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             result = run_sweep(spec, store, fleet=fleet, bar=False if args.no_progress else None, timeout=args.timeout,
                                claim_ttl=args.claim_ttl)
         paths = write_outputs(args.out, store, spec.name)
-        summary = summarize_sweep(load_sweep(store, spec.name))
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))  # as written: no second bootstrap
     if args.json:
         print_json({"sweep": spec.name, "servers": [s.target for s in result.servers], "evaluated": result.evaluated,
                     "written": result.written, "reused": result.reused, "elsewhere": result.elsewhere,
