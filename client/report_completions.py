@@ -34,6 +34,7 @@ class PointCompletions:
 
 CSS = """
 .csearch { margin: 0.6em 0; } .csearch input[type=search] { width: 28em; padding: 0.2em; }
+#cn { margin-left: 1.2em; color: #555; }
 details.cpoint { margin: 0.2em 0; } details.cpoint > summary { cursor: pointer; }
 table.ctable td { vertical-align: top; font-size: 0.85em; } table.ctable td.text { white-space: pre-wrap; max-width: 36em; }
 table.ctable tr.jb td { background: #fdecea; }
