@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from safety_landscape.client.records import Series
-from safety_landscape.client.sweep.summary import SweepData, _rows, summarize_sweep
+from safety_landscape.client.sweep.report_page import table_rows
+from safety_landscape.client.sweep.summary import SweepData, summarize_sweep
 from safety_landscape.client.visage import safety_region
 
 PAPER_GRID = [round(-0.5 + 0.05 * i, 12) for i in range(21)]
@@ -69,7 +70,7 @@ def test_summary_and_report_rows_carry_the_safety_region_beside_visage():
     assert region["by_system_prompt"]["default"]["mean"] == pytest.approx((expected + 75.0) / 2)
     assert region["by_system_prompt"]["empty"]["n"] == 1
     assert set(summary["visage"]["series"]["d0|default"]) == {"reference", "expectation"}  # VISAGE as it was
-    rows = {r["series"]: r for r in _rows(summary)}
+    rows = {r["series"]: r for r in table_rows(summary)}
     assert rows["d0|default"]["safety region"] == pytest.approx(expected)
     assert rows["mean over directions | default"]["safety region"] == pytest.approx((expected + 75.0) / 2)
 

@@ -2,7 +2,7 @@
 completions (from the store) and the settings, laid out by :func:`~..report.write_report`.
 
 The table has one row per series (VISAGE by both rules, ASR and over-refusal at the origin, each
-with its interval), one per system prompt for the mean over directions (with its bootstrap
+with its interval; the safety region), one per system prompt for the mean over directions (with its bootstrap
 interval and the spread), and the capability rows. A cell reads ``value [low, high]``.
 """
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["completion_views", "sweep_report", "table_rows"]
 
+
 def _with_ci(value: Any, ci: Any) -> Any:
     """``61.20 [58.10, 64.30]``: the value and its 95 % interval in one cell (the value alone without one)."""
     if value is None or not ci:
@@ -33,11 +34,13 @@ def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     origin, origin_ci = summary["origin"], summary.get("origin_ci95", {})
     visage_ci = summary["visage"].get("series_ci95", {})
+    region = summary.get("safety_region", {"series": {}, "by_system_prompt": {}})
     for series, v in summary["visage"]["series"].items():
         ci = visage_ci.get(series, {})
         rows.append({"series": series,
                      "VISAGE (reference) [95% CI]": _with_ci(v["reference"], ci.get("reference")),
                      "VISAGE (expectation) [95% CI]": _with_ci(v["expectation"], ci.get("expectation")),
+                     "safety region": region["series"].get(series),
                      "ASR at origin [95% CI]": _with_ci(origin.get("asr", {}).get(series),
                                                         origin_ci.get("asr", {}).get(series)),
                      "over-refusal at origin [95% CI]": _with_ci(origin.get("refusal", {}).get(series),
@@ -48,6 +51,8 @@ def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             if rule in entry:
                 row[f"VISAGE ({rule}) [95% CI]"] = _with_ci(entry[rule]["mean"], entry[rule].get("ci95"))
                 row[f"std ({rule})"] = entry[rule]["std"]
+        if label in region["by_system_prompt"]:
+            row["safety region"] = region["by_system_prompt"][label]["mean"]
         rows.append(row)
     cap = summary.get("capability", {})
     for metric in cap.get("metrics", []):
@@ -90,7 +95,8 @@ def sweep_report(path: Path, data: SweepData, summary: Mapping[str, Any], plots:
     pngs = [p for p in plots if p.suffix == ".png"]
     notes = (f"{summary['points']['measured']} of {summary['points']['planned']} points measured. VISAGE: higher is safer; "
              "'reference' = the authors' 1D rule (drops the fully broken outer plateaus), 'expectation' = "
-             "E[100 - ASR | ASR < 100] over the grid. Over-refusal = % of benign prompts refused. "
+             "E[100 - ASR | ASR < 100] over the grid. Safety region (1D) = the reference's trapezoid area under "
+             "100 - ASR (a fully safe curve scores 100 times the grid's width). Over-refusal = % of benign prompts refused. "
              "[95% CI]: 95% intervals, Wilson for rates, a seeded bootstrap for VISAGE "
              f"({summary['intervals']['visage']['replicates']} replicates, seed {summary['intervals']['visage']['seed']}; "
              "per series over prompts, the mean over prompts and directions).")
