@@ -117,6 +117,7 @@ def figure_1d(
     visage: Mapping[str, float | None] | None = None,
     ylim: tuple[float, float] | None = (0.0, 100.0),
     bands: Mapping[str, Band] | None = None,
+    band_label: str = "95 % interval",
     assumed: Mapping[str, Sequence[float]] | None = None,
     assumed_value: float = 100.0,
 ) -> Figure:
@@ -124,7 +125,7 @@ def figure_1d(
 
     The origin is marked by a dashed vertical line at a = 0 and a dot at each series' value
     there. With ``visage`` the legend shows each series' score. ``bands`` shades ``(a, low,
-    high)`` around a series (its 95 % interval). ``ylim=None`` for unbounded metrics (perplexity).
+    high)`` around a series (its 95 % interval; ``band_label`` in the legend). ``ylim=None`` for unbounded metrics (perplexity).
     ``assumed``: per series the ``a`` of points an adaptive sweep did not measure but assumed at
     ``assumed_value``, drawn as hollow markers off the measured line.
     """
@@ -144,7 +145,7 @@ def figure_1d(
     if bands and any(bands.values()):
         from matplotlib.patches import Patch
 
-        handles.append(Patch(color="0.5", alpha=0.3, label="95 % interval"))
+        handles.append(Patch(color="0.5", alpha=0.3, label=band_label))
     _style_ylim(ax, ylim)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     legend_below(fig, handles)
@@ -192,13 +193,14 @@ def plot_1d(
     visage: Mapping[str, float | None] | None = None,
     ylim: tuple[float, float] | None = (0.0, 100.0),
     bands: Mapping[str, Band] | None = None,
+    band_label: str = "95 % interval",
     assumed: Mapping[str, Sequence[float]] | None = None,
     assumed_value: float = 100.0,
     formats: Sequence[str] = _DEFAULT_FORMATS,
 ) -> list[Path]:
     """:func:`figure_1d`, saved (:func:`save_figure`); returns ``[png, svg]`` (or ``formats``)."""
     fig = figure_1d(series, title=title, ylabel=ylabel, xlabel=xlabel, visage=visage, ylim=ylim, bands=bands,
-                    assumed=assumed, assumed_value=assumed_value)
+                    band_label=band_label, assumed=assumed, assumed_value=assumed_value)
     return save_figure(fig, path, formats=formats)
 
 

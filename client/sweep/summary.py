@@ -429,6 +429,7 @@ def write_plots(out_dir: Path, data: SweepData, summary: dict[str, Any] | None =
                  for s, rows in summary["curves_ci95"].get(metric, {}).items() if s in names.names}
         out += plot_1d(shown, plots / f"{metric}_1d", title=names.title(f"{model}: {label}"),
                        ylabel=label, xlabel=_xlabel(data), visage=visage, assumed=skipped, bands=bands or None,
+                       band_label="95 % interval (Wilson)",
                        ylim=ylim(metric, [v for pts in curves.values() for _, v in pts]), formats=FIGURE_FORMATS)
     safety = curves_of("asr")
     if not data.two_d and safety:
