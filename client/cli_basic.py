@@ -152,6 +152,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     lim = info.limits
     print(f"limits       batch {lim.max_batch_size}, max_new_tokens {lim.max_new_tokens}, prompts/request "
           f"{lim.max_prompts_per_request}, directions {lim.max_directions}, |c| <= {lim.max_abs_coefficient}")
+    print(f"inputs       text {lim.max_text_chars} chars, prompt {lim.max_prompt_tokens} tokens, Score {lim.max_score_tokens} "
+          f"tokens ({lim.max_score_candidates} candidates), keywords {lim.max_keywords} ({lim.max_keyword_bytes} bytes), "
+          f"terms {lim.max_terms}, patterns {lim.max_direction_patterns}, reference index <= {lim.max_reference_index}, "
+          f"names {lim.max_name_chars} chars, points {lim.max_points_per_request}, request {lim.max_message_bytes} bytes")
+    print(f"sharing      queue {lim.max_queued_jobs} ({lim.max_queued_jobs_per_tenant} per tenant, {lim.queue_reserve} kept "
+          f"for tenants with none), streams {lim.max_streams} ({lim.max_streams_per_tenant} per tenant, cancelled after "
+          f"{lim.stream_send_timeout_seconds:g} s unread), health watches {lim.max_health_watches}, direction slots per "
+          f"tenant {lim.tenant_direction_slots}")
+    print(f"memory       {lim.max_job_memory_bytes / 2**30:.2f} GiB per job, "
+          f"{lim.max_batch_tokens} prompt tokens per forward pass")
     _print_memory_plan(info.memory_plan)
     return 0
 

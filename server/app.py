@@ -2,15 +2,18 @@
 
 ``ServerApp`` starts listening at once with health NOT_SERVING, loads and warms the model (the
 caller passes a loader, so a test can hold loading back), then turns SERVING. ``drain`` turns
-NOT_SERVING, refuses new work, lets in-flight calls finish within a grace period and stops.
+NOT_SERVING, refuses new calls, lets the calls in progress finish within the grace period (an
+idle health ``Watch`` is not waited for), then cancels what is left, the running job included:
+it returns within the grace period plus a few seconds whatever runs. Threads per kind of call,
+their bounds and the fair share of the work threads are ``calls.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
@@ -22,7 +25,8 @@ from safety_landscape.v1 import landscape_pb2 as pb
 from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
 from .auth import HEALTH_METHODS, REFLECTION_METHODS, AuthInterceptor, TokenStore
-from .config import ServerConfig
+from .calls import CallGate
+from .config import Limits, ServerConfig
 from .engine.engine import Engine
 from .host import HostSlot, ModelHost
 from .logs import RequestLogInterceptor
@@ -30,6 +34,7 @@ from .metrics import MetricsInterceptor, ServerMetrics
 from .service import DirectionServicer, LandscapeServicer
 
 log = structlog.get_logger("safety_landscape.server")
+STOP_SECONDS = 2.0  # after the grace period: for grpc to cancel what is left
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["LandscapeService"].full_name,
     pb.DESCRIPTOR.services_by_name["DirectionService"].full_name,
@@ -43,6 +48,7 @@ class ServerApp:
     port: int
     health: health.HealthServicer
     metrics: ServerMetrics
+    gate: CallGate
     host_slot: HostSlot = field(default_factory=HostSlot)  # what the servicers call for the host
     ready: threading.Event = field(default_factory=threading.Event)
     failed: BaseException | None = None
@@ -73,14 +79,22 @@ class ServerApp:
                  load_seconds=round(engine.loaded.load_seconds, 2))
 
     def drain(self, grace: float | None = None) -> None:
-        """NOT_SERVING, stop accepting, finish in-flight calls within `grace` seconds, stop."""
+        """NOT_SERVING, stop accepting, finish the calls in progress within `grace` seconds, then
+        cancel what is left and stop: at most `grace` + ``STOP_SECONDS`` + the host's stop bound."""
         grace = self.config.grace_seconds if grace is None else grace
+        deadline = time.monotonic() + grace
         self.set_status(False)
         self.health.enter_graceful_shutdown()  # nothing may turn it back to SERVING now
-        log.info("draining", grace_seconds=grace, queued_jobs=self.host.queue_depth() if self.host else 0)
-        self.server.stop(grace).wait()
+        log.info("draining", grace_seconds=grace, queued_jobs=self.host.queue_depth() if self.host else 0,
+                 calls=self.gate.work_in_flight())
+        stopped = self.server.stop(grace)  # new calls are refused from now on
+        idle = self.gate.wait_idle(deadline)  # health Watch streams are not waited for
         if self.host is not None:
-            self.host.stop(timeout=grace)
+            self.host.stop(timeout=max(0.0, deadline - time.monotonic()))
+        self.server.stop(0)  # cancels what is left: Watch streams, calls that overran the grace period
+        stopped.wait(STOP_SECONDS)
+        self.gate.close()
+        log.info("drained", calls_finished=idle)
 
 
 def _auth_interceptor(config: ServerConfig, metrics: ServerMetrics) -> AuthInterceptor:
@@ -90,6 +104,7 @@ def _auth_interceptor(config: ServerConfig, metrics: ServerMetrics) -> AuthInter
     if config.tokens_env:
         store = store.merge(TokenStore.from_env(config.tokens_env))
     metrics.set_known_tenants(store.tenant_names())
+    _warn_about_direction_slots(store, config.limits)
     open_methods: frozenset[str] = frozenset()
     if config.open_health:
         open_methods |= HEALTH_METHODS
@@ -100,20 +115,35 @@ def _auth_interceptor(config: ServerConfig, metrics: ServerMetrics) -> AuthInter
     return AuthInterceptor(store, open_methods=open_methods, require_auth=config.require_auth or len(store) > 0)
 
 
+def _warn_about_direction_slots(store: TokenStore, limits: Limits) -> None:
+    """Tenants never take each other's direction slots, so more tenant slots than the server holds
+    can leave a newcomer without one (until an admin deletes some): say so at start-up."""
+    tenants = sum(1 for t in store.tenants() if not t.admin)
+    if tenants * limits.tenant_direction_slots > limits.max_directions:
+        log.warning("direction slots may run out", tenants=tenants, tenant_direction_slots=limits.tenant_direction_slots,
+                    max_directions=limits.max_directions,
+                    hint="raise --max-directions or lower --tenant-direction-slots (docs/operations.md)")
+
+
 def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None) -> ServerApp:
-    """Build and start the gRPC server on config.listen (port 0 picks a free port); NOT_SERVING."""
+    """Build and start the gRPC server on config.listen (port 0 picks a free port); NOT_SERVING.
+    ValueError for settings that contradict each other (``Limits.check``)."""
+    config.limits.check()
     metrics = metrics or ServerMetrics()
     auth = _auth_interceptor(config, metrics)
+    gate = CallGate(config.limits, tenant_of=auth.tenant_of, metrics=metrics)
     hard_cap = 4 * config.limits.max_message_bytes  # above our own limit, so we can answer INVALID_ARGUMENT
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max(16, config.limits.max_queued_jobs + 8), thread_name_prefix="grpc"),
-        interceptors=[MetricsInterceptor(metrics, tenant_of=auth.tenant_of), auth, RequestLogInterceptor()],
+        gate.work_pool,
+        # Metrics first (it counts the gate's refusals too), then the gate, which picks the call's threads.
+        interceptors=[MetricsInterceptor(metrics, tenant_of=auth.tenant_of), gate, auth, RequestLogInterceptor()],
         options=[
             ("grpc.max_receive_message_length", hard_cap),
             ("grpc.max_send_message_length", hard_cap),
             ("grpc.so_reuseport", 0),
         ],
-        maximum_concurrent_rpcs=config.limits.max_queued_jobs * 4 + 16,
+        # grpc's own bound counts calls waiting for any pool; the gate refuses work calls long before it.
+        maximum_concurrent_rpcs=gate.pool_threads + 256,
     )
     slot = HostSlot()  # UNAVAILABLE to every RPC until ``load`` sets the host
     pb_grpc.add_LandscapeServiceServicer_to_server(LandscapeServicer(slot, config), server)
@@ -131,6 +161,7 @@ def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None)
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}: the address is in use or invalid")
     server.start()
-    app = ServerApp(config=config, server=server, port=port, health=health_servicer, metrics=metrics, host_slot=slot)
+    app = ServerApp(config=config, server=server, port=port, health=health_servicer, metrics=metrics, gate=gate,
+                    host_slot=slot)
     app.set_status(False)
     return app

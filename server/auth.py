@@ -208,6 +208,9 @@ class TokenStore:
     def tenant_names(self) -> frozenset[str]:
         return frozenset(t.name for t in self._by_digest.values())
 
+    def tenants(self) -> frozenset[Tenant]:
+        return frozenset(self._by_digest.values())
+
     def __len__(self) -> int:
         return len(self._by_digest)
 
@@ -284,29 +287,30 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def __repr__(self) -> str:
         return f"AuthInterceptor({self._store!r}, require_auth={self._require_auth})"
 
-    def decide(self, method: str, metadata: Iterable[Any] | None) -> tuple[str, grpc.StatusCode, str]:
-        """(tenant name, status code, message) for a call; OK means let it through."""
+    def decide(self, method: str, metadata: Iterable[Any] | None) -> tuple[Tenant, grpc.StatusCode, str]:
+        """(the caller, status code, message) for a call; OK means let it through. Without
+        authentication every caller is "anonymous" and may call everything, so counts as an admin."""
         if not self._require_auth:
-            return ANONYMOUS, grpc.StatusCode.OK, ""
+            return Tenant(ANONYMOUS, admin=True), grpc.StatusCode.OK, ""
         token = bearer_token(metadata)
         tenant = self._store.authenticate(token)
         if method in self._open_methods:
-            return (tenant.name if tenant else ANONYMOUS), grpc.StatusCode.OK, ""
+            return (tenant or Tenant(ANONYMOUS)), grpc.StatusCode.OK, ""
         if token is None:
-            return ANONYMOUS, grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN
+            return Tenant(ANONYMOUS), grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN
         if tenant is None:
-            return ANONYMOUS, grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN
+            return Tenant(ANONYMOUS), grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN
         if method in self._admin_methods and not tenant.admin:
             return (
-                tenant.name,
+                tenant,
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{method} needs an admin token; tenant {tenant.name!r} is not an admin",
             )
-        return tenant.name, grpc.StatusCode.OK, ""
+        return tenant, grpc.StatusCode.OK, ""
 
     def tenant_of(self, details: grpc.HandlerCallDetails) -> str:
-        """The tenant a call is attributed to (for metrics labels); "anonymous" when unknown."""
-        return self.decide(details.method, details.invocation_metadata)[0]
+        """The tenant a call is attributed to (for metrics labels and shares); "anonymous" when unknown."""
+        return self.decide(details.method, details.invocation_metadata)[0].name
 
     def intercept_service(
         self,
@@ -321,6 +325,6 @@ class AuthInterceptor(grpc.ServerInterceptor):
         request_id = request_id_of(metadata)
         if code is not grpc.StatusCode.OK:
             return wrap_handler(
-                handler, _reject(code, message, method=handler_call_details.method, tenant=tenant, request_id=request_id)
+                handler, _reject(code, message, method=handler_call_details.method, tenant=tenant.name, request_id=request_id)
             )
-        return wrap_handler(handler, run_bound(tenant, request_id))
+        return wrap_handler(handler, run_bound(tenant.name, request_id, admin=tenant.admin))

@@ -1,18 +1,25 @@
 """``visage-server``: read the settings (flags, else ``VISAGE_*`` variables: ``settings.py``), check
 the model, listen, load, serve until SIGTERM/SIGINT, then drain and exit 0.
 
-Exit codes: 0 clean shutdown; 2 a bad flag or variable, an unknown/unreadable model, or a memory
-plan that does not fit (before listening); 3 the model failed to load after listening started.
-``--memory-plan`` prints the plan and exits 0 when it fits, 1 when it does not.
+Exit codes: 0 clean shutdown; 2 a bad flag or variable, settings that contradict each other, an
+unknown/unreadable model, or a memory plan that does not fit (before listening); 3 the model
+failed to load after listening started. ``--memory-plan`` prints the plan and exits 0 when it
+fits, 1 when it does not.
+
+A signal gives the drain ``--grace-seconds``; the process exits at the latest
+``EXIT_BOUND_SECONDS`` later, whatever still runs (a last resort: the drain itself cancels
+running work, so it normally returns well within that bound).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from .config import ServerConfig
 from .settings import SettingError, build_parser, config_from_args
@@ -25,6 +32,7 @@ EXIT_BAD_CONFIG = 2
 EXIT_LOAD_FAILED = 3
 EXIT_PLANNED = 0  # --memory-plan: the plan fits
 EXIT_PLAN_DOES_NOT_FIT = 1  # --memory-plan: it does not
+EXIT_BOUND_SECONDS = 4.5  # past the grace period, at most, until the process has exited
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,11 +109,34 @@ def _serve(config: ServerConfig) -> int:
         app.server.stop(0)
         return EXIT_LOAD_FAILED
     stop.wait()
+    _exit_at_the_latest(config.grace_seconds + EXIT_BOUND_SECONDS, log)
     app.drain()
     if http is not None:
         http.stop()
     log.info("stopped")
-    return 0
+    _exit_now(0)
+    return 0  # pragma: no cover
+
+
+def _exit_now(code: int) -> None:
+    """End the process at once: what a stopped server holds needs no clean-up, and tearing down
+    the interpreter (torch, transformers, grpc) takes seconds that would count against the
+    pod's termination grace period."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _exit_at_the_latest(seconds: float, log: Any) -> None:
+    """End the process ``seconds`` from now if it has not ended by then (a daemon timer)."""
+
+    def force() -> None:
+        log.error("forced exit: the drain did not finish within the grace period", seconds=seconds)
+        _exit_now(0)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
 
 
 def main(argv: list[str] | None = None) -> int:

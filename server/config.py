@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 __all__ = ["Limits", "ServerConfig", "Setting", "parse_prompt_set", "setting"]
 
 T = TypeVar("T")
+CALL_SPARE = 16  # request threads beyond queued jobs and streams (Limits.calls_per_tenant / calls_in_flight)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ def parse_prompt_set(item: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class Limits:
+    """Every bound a request meets before its work starts (docs/operations.md, "Limits").
+
+    ``check`` holds the rules between settings (a start-up error, not a request error); the
+    ``*_effective`` helpers resolve the settings whose 0 means "derived from another one".
+    """
+
     max_batch_size: int = setting(
         64, "sequences per forward pass (a device out-of-memory halves the batch and retries)", minimum=1
     )  # large batches pay on GPU and CPU alike
@@ -60,7 +67,73 @@ class Limits:
     max_abs_coefficient: float = setting(10.0, "largest |coefficient| of a perturbation term", minimum=0.0)
     max_queued_jobs: int = setting(64, "jobs queued in all", flag="--queue-size", minimum=1)
     max_queued_jobs_per_tenant: int = setting(16, "jobs queued per tenant", flag="--queue-per-tenant", minimum=1)
-    max_points_per_request: int = 1024
+    max_points_per_request: int = setting(1024, "points per EvaluatePoints call", flag="--max-points", minimum=1)
+    # -- what one request may carry (checked on the request's thread, before it queues)
+    max_text_chars: int = setting(
+        65536, "characters in one text (prompt, system prompt, Score context or continuation), checked before tokenising",
+        minimum=1,
+    )
+    max_score_tokens: int = setting(4096, "tokens per Score item (context + continuation)", minimum=1)
+    max_score_candidates: int = setting(64, "next-token candidates per Score call", minimum=0)
+    max_keywords: int = setting(256, "judge keywords per request", minimum=1)
+    max_keyword_bytes: int = setting(16384, "judge keywords per request, in UTF-8 bytes all together", minimum=1)
+    max_terms: int = setting(8, "terms per perturbation", minimum=1)
+    max_direction_patterns: int = setting(64, "include and exclude patterns of a random direction", minimum=0)
+    max_reference_index: int = setting(
+        16, "largest draw index of a reference-stream direction (its cost grows with the index)", minimum=0
+    )
+    max_name_chars: int = setting(256, "characters in an id or a name (direction, prompt set, preset, pattern)", minimum=1)
+    # -- memory: a job's estimated peak (KV cache and activations) is split into batches that fit, or refused
+    max_job_memory_bytes: int = setting(
+        0, "memory one job may use on the device; 0 = 80%% of the device memory free after loading "
+        "(CPU: half of the available memory)", minimum=0,
+    )
+    max_batch_tokens: int = setting(
+        16384, "prompt tokens in one forward pass: bounds how long one uncancellable step takes", minimum=1
+    )
+    # -- sharing the server between tenants
+    queue_reserve: int = setting(
+        0, "queue slots kept for tenants with nothing queued; 0 = an eighth of --queue-size (at least 1)", minimum=0
+    )
+    tenant_direction_slots: int = setting(
+        4, "directions a non-admin tenant's terms may hold; its next one replaces its least recently used one",
+        minimum=1,
+    )
+    max_streams: int = setting(16, "EvaluatePoints streams open at once, over every tenant", minimum=1)
+    max_streams_per_tenant: int = setting(4, "EvaluatePoints streams one tenant may have open", minimum=1)
+    stream_send_timeout_seconds: float = setting(
+        30.0, "a stream whose client has not taken a result for this long is cancelled", minimum=0.1
+    )
+    max_health_watches: int = setting(16, "open health Watch streams", minimum=1)
+
+    def queue_reserve_effective(self) -> int:
+        return self.queue_reserve or max(1, self.max_queued_jobs // 8)
+
+    def calls_per_tenant(self) -> int:
+        """Work calls (not health, info or listings) one tenant may have in progress: its queued
+        jobs and streams, and room for a burst of calls that the queue will refuse at once."""
+        return self.max_queued_jobs_per_tenant + self.max_streams_per_tenant + CALL_SPARE
+
+    def calls_in_flight(self) -> int:
+        """Work calls in progress over every tenant: each holds one request thread."""
+        return self.max_queued_jobs + self.max_streams + 2 * CALL_SPARE
+
+    def check(self) -> None:
+        """The rules between settings; ValueError naming the flags and values (a start-up error)."""
+        problems = []
+        if self.max_queued_jobs_per_tenant >= self.max_queued_jobs:
+            problems.append(
+                f"--queue-per-tenant ({self.max_queued_jobs_per_tenant}) must be below --queue-size "
+                f"({self.max_queued_jobs}), so one tenant at its limit leaves room for the others"
+            )
+        if self.queue_reserve_effective() >= self.max_queued_jobs:
+            problems.append(f"--queue-reserve ({self.queue_reserve}) must be below --queue-size ({self.max_queued_jobs})")
+        if self.max_streams_per_tenant > self.max_streams:
+            problems.append(
+                f"--max-streams-per-tenant ({self.max_streams_per_tenant}) must not exceed --max-streams ({self.max_streams})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 What this module owns:
 - ``tenant_var`` / ``request_id_var``: the servicer and the scheduler read them
-  (``tenant_var.get()``), and both are bound into structlog's contextvars.
+  (``tenant_var.get()``), and both are bound into structlog's contextvars; ``admin_var``: whether
+  the caller is in the admin group (directions it creates are the admins', it sees every tenant's).
 - ``request_id_of``: the caller's ``x-request-id`` (cut to 128 characters) or a fresh one.
 - ``wrap_handler`` / ``run_bound``: rebuild a gRPC handler around its behaviour, and run that
   behaviour with the tenant and request id bound.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
 from typing import Any
 
 import grpc
@@ -28,6 +30,7 @@ __all__ = [
     "ANONYMOUS",
     "Around",
     "Behaviour",
+    "admin_var",
     "bind",
     "metadata_value",
     "request_id_of",
@@ -43,6 +46,7 @@ MAX_REQUEST_ID = 128
 
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default=ANONYMOUS)
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+admin_var: contextvars.ContextVar[bool] = contextvars.ContextVar("admin", default=False)
 
 
 def metadata_value(metadata: Iterable[Any] | None, key: str) -> str | None:
@@ -57,26 +61,38 @@ Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 Around = Callable[[Behaviour, bool], Behaviour]
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+def wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    around: Around,
+    *,
+    pool: futures.ThreadPoolExecutor | None = None,
+    request_deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler:
     """Rebuild ``handler`` with its behaviour replaced by ``around(behaviour, response_streaming)``.
 
-    Keeps the handler's kind and (de)serializers, so a wrapper works for all four RPC shapes.
+    Keeps the handler's kind and (de)serializers (``request_deserializer`` replaces the request's),
+    so a wrapper works for all four RPC shapes. ``pool``: the thread pool grpc runs the call on
+    (its ``experimental_thread_pool``); without it the wrapped behaviour keeps the one it had, so
+    an outer interceptor does not undo an inner one's choice.
     """
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            around(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
-        )
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            around(handler.unary_stream, True), handler.request_deserializer, handler.response_serializer
-        )
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(
-            around(handler.stream_unary, False), handler.request_deserializer, handler.response_serializer
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        around(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
-    )
+    deserialize = request_deserializer or handler.request_deserializer
+    for shape, build in _SHAPES:
+        behaviour = getattr(handler, shape)
+        if behaviour is not None:
+            new = around(behaviour, shape.endswith("_stream"))
+            chosen = pool or getattr(behaviour, "experimental_thread_pool", None)
+            if chosen is not None:
+                new.experimental_thread_pool = chosen  # type: ignore[attr-defined]
+            return build(new, deserialize, handler.response_serializer)
+    raise ValueError("a method handler without a behaviour")
+
+
+_SHAPES: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler]], ...] = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler),
+)
 
 
 def request_id_of(metadata: Iterable[Any] | None) -> str:
@@ -84,28 +100,29 @@ def request_id_of(metadata: Iterable[Any] | None) -> str:
     return (metadata_value(metadata, REQUEST_ID_HEADER) or uuid.uuid4().hex)[:MAX_REQUEST_ID]
 
 
-def bind(tenant: str, request_id: str) -> None:
+def bind(tenant: str, request_id: str, admin: bool = False) -> None:
     tenant_var.set(tenant)
     request_id_var.set(request_id)
+    admin_var.set(admin)
     structlog.contextvars.bind_contextvars(tenant=tenant, request_id=request_id)
 
 
-def run_bound(tenant: str, request_id: str) -> Around:
-    """Run the behaviour inside a fresh context with the tenant and request id bound."""
+def run_bound(tenant: str, request_id: str, *, admin: bool = False) -> Around:
+    """Run the behaviour inside a fresh context with the tenant, request id and admin flag bound."""
 
     def around(behaviour: Behaviour, streaming: bool) -> Behaviour:
         if not streaming:
 
             def unary(request: Any, context: grpc.ServicerContext) -> Any:
                 ctx = contextvars.copy_context()
-                ctx.run(bind, tenant, request_id)
+                ctx.run(bind, tenant, request_id, admin)
                 return ctx.run(behaviour, request, context)
 
             return unary
 
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             ctx = contextvars.copy_context()
-            ctx.run(bind, tenant, request_id)
+            ctx.run(bind, tenant, request_id, admin)
             responses = ctx.run(behaviour, request, context)
             try:
                 while True:

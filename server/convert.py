@@ -1,5 +1,6 @@
 """Protobuf <-> domain conversions for the servicers (``from_pb`` / ``to_pb``), and the checks
-that belong to the wire itself (a request's size, a message that names nothing)."""
+that belong to the wire itself (a request's size, a message that names nothing, a name too long
+to look up or to quote in an error: ``max_name_chars``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from google.protobuf.message import Message
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from .config import Limits
+from .engine.admission import check_length, check_pattern_count, check_term_count
 from .engine.chat import ChatFormat, resolve_system_prompt
 from .engine.directions import AdapterSpec, DirectionSpec, InterpolationSpec, Normalization, RandomSpec, Selection, Stream, Tied
 from .engine.engine import TermRequest
@@ -86,17 +88,24 @@ def chat_format_from_pb(value: int) -> ChatFormat:
     return _enum(_CHAT_FORMATS, value, "chat_format")
 
 
-def system_prompt_from_pb(msg: pb.SystemPrompt) -> tuple[str | None, str]:
+def _name(value: str, what: str, limits: Limits) -> str:
+    check_length(value, limits.max_name_chars, what, "max_name_chars")
+    return value
+
+
+def system_prompt_from_pb(msg: pb.SystemPrompt, limits: Limits) -> tuple[str | None, str]:
     """(the text, None for the default; a label for logs and hashes)."""
     kind = msg.WhichOneof("kind")
     if kind == "text":
+        check_length(msg.text, limits.max_text_chars, "the system prompt", "max_text_chars")
         return resolve_system_prompt(text=msg.text), "custom"
-    preset = msg.preset if kind == "preset" else "default"
+    preset = _name(msg.preset, "system_prompt.preset", limits) if kind == "preset" else "default"
     return resolve_system_prompt(preset=preset), preset
 
 
-def generation_from_pb(msg: pb.GenerationSettings, preset: str = "") -> GenerationParams:
+def generation_from_pb(msg: pb.GenerationSettings, limits: Limits, preset: str = "") -> GenerationParams:
     if preset:
+        _name(preset, "generation_preset", limits)
         if preset not in GENERATION_PRESETS:
             raise NotFound(f"unknown generation preset {preset!r}." + did_you_mean(preset, GENERATION_PRESETS))
         return GENERATION_PRESETS[preset]
@@ -119,15 +128,15 @@ def prompt_source_from_pb(msg: pb.PromptSource) -> tuple[list[str] | None, str, 
     raise InvalidArgument("no prompts: set settings.prompts.inline or settings.prompts.set_name")
 
 
-def eval_settings_from_pb(msg: pb.EvaluationSettings, prompt_set: PromptSet) -> EvalSettings:
+def eval_settings_from_pb(msg: pb.EvaluationSettings, prompt_set: PromptSet, limits: Limits) -> EvalSettings:
     """The evaluation settings of ``msg`` over ``prompt_set`` (resolved by ``Engine.admission``)."""
-    system, _ = system_prompt_from_pb(msg.system_prompt)
+    system, _ = system_prompt_from_pb(msg.system_prompt, limits)
     judge_kind = msg.judge.WhichOneof("kind") or "keyword"
     return EvalSettings(
         prompt_set=prompt_set,
         system_prompt=system,
         chat_format=chat_format_from_pb(msg.chat_format),
-        params=generation_from_pb(msg.generation, msg.generation_preset),
+        params=generation_from_pb(msg.generation, limits, msg.generation_preset),
         judge=judge_kind,
         keywords=tuple(msg.judge.keyword.keywords) if judge_kind == "keyword" else (),
         return_completions=msg.return_completions,
@@ -136,10 +145,10 @@ def eval_settings_from_pb(msg: pb.EvaluationSettings, prompt_set: PromptSet) -> 
     )
 
 
-def direction_id_from_pb(value: str) -> str:
+def direction_id_from_pb(value: str, limits: Limits) -> str:
     if not value:
         raise InvalidArgument("direction_id is empty: name the direction to delete")
-    return value
+    return _name(value, "direction_id", limits)
 
 
 def direction_spec_from_pb(msg: pb.DirectionSpec) -> DirectionSpec:
@@ -191,11 +200,15 @@ def direction_spec_to_pb(spec: DirectionSpec) -> pb.DirectionSpec:
     return pb.DirectionSpec(adapter=pb.AdapterDirectionSpec(adapter=spec.adapter))
 
 
-def terms_from_pb(msg: pb.Perturbation) -> list[TermRequest]:
+def terms_from_pb(msg: pb.Perturbation, limits: Limits) -> list[TermRequest]:
+    """The terms; their counts (terms, patterns) checked on the wire message, before anything is copied."""
+    check_term_count(len(msg.terms), limits)
     terms = []
     for i, term in enumerate(msg.terms):
         kind = term.WhichOneof("direction")
         if kind == "spec":
+            if term.spec.WhichOneof("kind") == "random":
+                check_pattern_count(len(term.spec.random.include) + len(term.spec.random.exclude), i, limits)
             terms.append(TermRequest(coefficient=term.coefficient, spec=direction_spec_from_pb(term.spec)))
         elif kind == "direction_id" and term.direction_id:
             terms.append(TermRequest(coefficient=term.coefficient, direction_id=term.direction_id))
@@ -226,6 +239,8 @@ def direction_to_pb(held: HeldDirection, *, created: bool = False) -> pb.Directi
         created=created,
         create_seconds=held.create_seconds,
         norm=held.norm,
+        owner=held.owner,
+        admin_owned=held.admin,
     )
 
 
@@ -286,9 +301,11 @@ def _shared_fields(source: Any, message: type[Message], **renamed: str) -> dict[
     return {name: value for name, value in pairs if name in known}
 
 
-def limits_to_pb(limits: Limits, *, direction_storage: str) -> pb.ServerLimits:
-    """Every limit the contract reports, under its own name."""
-    return pb.ServerLimits(direction_storage=direction_storage, **_shared_fields(limits, pb.ServerLimits))
+def limits_to_pb(limits: Limits, *, direction_storage: str, **effective: int) -> pb.ServerLimits:
+    """Every limit the contract reports, under its own name; ``effective`` gives the value in force
+    of a setting whose 0 means "derived" (the queue reserve, the job memory budget)."""
+    fields = {**_shared_fields(limits, pb.ServerLimits), **effective}
+    return pb.ServerLimits(direction_storage=direction_storage, **fields)
 
 
 def model_info_to_pb(facts: ModelFacts, *, limits: pb.ServerLimits, server_version: str) -> pb.ModelInfo:

@@ -7,9 +7,13 @@ before the job's work, with nothing in between.
 
 Scheduling: round-robin between tenants (fair: one tenant's backlog cannot starve another), and
 within that, jobs that need the weights already applied go first (grouping saves switches) as
-long as no tenant waits more than ``MAX_SKIPS`` turns. A full queue answers RESOURCE_EXHAUSTED
-with a retry hint; a cancelled or expired job is dropped from the queue or stopped between
-decode steps.
+long as no tenant waits more than ``MAX_SKIPS`` turns. Admission to the queue is a fair share
+(``fair_share.py``): the queue in all, a per-tenant limit, and a reserve of slots that only a
+tenant with nothing queued may take. A refused job answers RESOURCE_EXHAUSTED with a retry hint;
+a cancelled or expired job is dropped from the queue or stopped at its next check (between
+decode steps, batches, or tensors of a direction). ``stop`` lets the queue drain within a
+timeout, then cancels the running job and fails the queued ones, so a shutdown is bounded
+whatever is running.
 
 The host also runs the request kinds whose bookkeeping is its own: ``generate`` and ``evaluate``
 observe the generation metrics; ``evaluate_points`` orders a grid's points (theta0 first) and
@@ -30,6 +34,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -37,12 +42,14 @@ import structlog
 
 from .config import Limits
 from .context import ANONYMOUS
+from .engine.admission import AdmittedPrompts
 from .engine.chat import ChatFormat
 from .engine.engine import Engine, TermRequest, weights_key
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .engine.generation import GenerationParams, GenerationStats, SequenceResult
 from .engine.weights import AppliedState
 from .errors import Cancelled, DeadlineExceeded, ResourceExhausted, Unavailable
+from .fair_share import Share, ShareRefusal, check_share
 from .metrics import ServerMetrics
 
 __all__ = ["MAX_SKIPS", "SERVED_HISTORY", "Call", "HostSlot", "Job", "ModelHost", "ServedJob"]
@@ -50,6 +57,8 @@ __all__ = ["MAX_SKIPS", "SERVED_HISTORY", "Call", "HostSlot", "Job", "ModelHost"
 T = TypeVar("T")
 MAX_SKIPS = 4
 SERVED_HISTORY = 1024
+STOP_BOUND_SECONDS = 2.0  # after the drain's timeout: how long a cancelled running job may take to stop
+RESULT_SLACK_SECONDS = 1.0  # a caller waits this long past its deadline for the worker's own answer
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class Call:
     """What the host needs to know of the RPC a job serves: who, until when, whether it is still there."""
 
     tenant: str = ANONYMOUS
+    admin: bool = True  # an admin caller (or no authentication): see weights.py for what it changes
     deadline: float | None = None  # time.monotonic() deadline
     on_cancel: Callable[[Callable[[], None]], Any] | None = None  # registers a callback for when the caller goes away
     is_active: Callable[[], bool] = lambda: True
@@ -81,6 +91,7 @@ class Job(Generic[T]):
     tenant: str
     terms: Sequence[TermRequest] | None  # None: the work does not depend on the weights
     work: Callable[[Engine, Callable[[], bool]], T]  # (engine, should_cancel) -> result
+    admin: bool = True
     future: Future[T] = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None  # time.monotonic() deadline
@@ -108,8 +119,10 @@ class ModelHost:
         self._queues: OrderedDict[str, deque[Job[Any]]] = OrderedDict()
         self._cond = threading.Condition()
         self._seq = itertools.count()
+        self._share = Share(limits.max_queued_jobs, limits.max_queued_jobs_per_tenant, limits.queue_reserve_effective())
         self._stopping = False
         self._busy_since: float | None = None
+        self._running: Job[Any] | None = None
         self.served: deque[ServedJob] = deque(maxlen=SERVED_HISTORY)
         self.queued_cancelled = 0
         self._thread = threading.Thread(target=self._loop, name="model-host", daemon=True)
@@ -123,51 +136,75 @@ class ModelHost:
                 raise Unavailable("the server is shutting down; retry on another server")
             queued = sum(len(q) for q in self._queues.values())
             mine = len(self._queues.get(job.tenant, ()))
-            if queued >= self.limits.max_queued_jobs:
-                self._reject("queue_full")
-                raise ResourceExhausted(
-                    f"the job queue is full ({queued} jobs, max_queued_jobs={self.limits.max_queued_jobs}); "
-                    f"retry in about {self._retry_hint(queued):.0f} s",
-                    limit="max_queued_jobs",
-                    retry_after_seconds=self._retry_hint(queued),
-                )
-            if mine >= self.limits.max_queued_jobs_per_tenant:
-                self._reject("tenant_queue_full")
-                raise ResourceExhausted(
-                    f"tenant {job.tenant!r} has {mine} queued jobs, the limit "
-                    f"(max_queued_jobs_per_tenant={self.limits.max_queued_jobs_per_tenant}); wait for some to finish",
-                    limit="max_queued_jobs_per_tenant",
-                    retry_after_seconds=self._retry_hint(mine),
-                )
+            refusal = check_share(self._share, taken=queued, mine=mine)
+            if refusal is not None:
+                raise self._refuse(refusal, job.tenant, queued=queued, mine=mine)
             job.seq = next(self._seq)
             self._queues.setdefault(job.tenant, deque()).append(job)
             self._publish_depth()
             self._cond.notify()
         return job.future
 
+    def _refuse(self, refusal: ShareRefusal, tenant: str, *, queued: int, mine: int) -> ResourceExhausted:
+        limits = self.limits
+        if refusal is ShareRefusal.TOTAL:
+            self._reject("queue_full")
+            return ResourceExhausted(
+                f"the job queue is full ({queued} jobs, max_queued_jobs={limits.max_queued_jobs}); "
+                f"retry in about {self._retry_hint(queued):.0f} s",
+                limit="max_queued_jobs", retry_after_seconds=self._retry_hint(queued),
+            )
+        self._reject("tenant_queue_full")
+        if refusal is ShareRefusal.TENANT:
+            return ResourceExhausted(
+                f"tenant {tenant!r} has {mine} queued jobs, the limit "
+                f"(max_queued_jobs_per_tenant={limits.max_queued_jobs_per_tenant}); wait for some to finish",
+                limit="max_queued_jobs_per_tenant", retry_after_seconds=self._retry_hint(mine),
+            )
+        return ResourceExhausted(
+            f"tenant {tenant!r} has {mine} queued jobs and the queue's last {self._share.reserve} slots are kept for "
+            f"tenants with nothing queued (queue_reserve of max_queued_jobs={limits.max_queued_jobs}); "
+            "wait for some of yours to finish",
+            limit="queue_reserve", retry_after_seconds=self._retry_hint(mine),
+        )
+
     def run(
         self,
         work: Callable[[Engine, Callable[[], bool]], T],
         *,
         tenant: str = "anonymous",
+        admin: bool = True,
         terms: Sequence[TermRequest] | None = None,
         deadline: float | None = None,
         on_cancel: Callable[[Callable[[], None]], Any] | None = None,
     ) -> tuple[T, Job[T]]:
         """Submit and wait. `on_cancel` registers a callback fired when the caller goes away."""
-        job: Job[T] = Job(tenant=tenant, terms=terms, work=work, deadline=deadline)
-        future = self.submit(job)
+        job: Job[T] = Job(tenant=tenant, admin=admin, terms=terms, work=work, deadline=deadline)
+        self.submit(job)
         # gRPC fires on_cancel's callback when the RPC ends for any reason; it only matters while the
         # job is queued (dropped at once, freeing its queue slot) or running (stopped between steps).
         if on_cancel is not None and on_cancel(lambda: self._cancel(job)) is False:  # the RPC had already ended
             self._cancel(job)
-        return future.result(), job
+        return self._wait(job), job
+
+    def _wait(self, job: Job[T]) -> T:
+        """The job's result. Past its deadline (and a little slack for the worker's own answer) the
+        caller stops waiting, so a request thread is never held by work that overran."""
+        if job.deadline is None:
+            return job.future.result()
+        try:
+            return job.future.result(timeout=max(0.0, job.deadline - time.monotonic()) + RESULT_SLACK_SECONDS)
+        except FutureTimeout:
+            self._cancel(job)
+            raise DeadlineExceeded("the call's deadline passed; its work was stopped") from None
 
     def run_call(
         self, work: Callable[[Engine, Callable[[], bool]], T], call: Call, *, terms: Sequence[TermRequest] | None = None
     ) -> tuple[T, Job[T]]:
         """``run`` for an RPC: its tenant, deadline and cancellation from ``call``."""
-        return self.run(work, tenant=call.tenant, terms=terms, deadline=call.deadline, on_cancel=call.on_cancel)
+        return self.run(
+            work, tenant=call.tenant, admin=call.admin, terms=terms, deadline=call.deadline, on_cancel=call.on_cancel
+        )
 
     # -- the request kinds whose bookkeeping is the host's ----------------------------------------
 
@@ -175,19 +212,20 @@ class ModelHost:
         self,
         prompts: Sequence[str],
         *,
-        encoded: Sequence[Sequence[int]],
+        admitted: AdmittedPrompts,
         system_prompt: str | None,
         chat_format: ChatFormat,
         params: GenerationParams,
         terms: Sequence[TermRequest],
         call: Call,
     ) -> tuple[list[SequenceResult], GenerationStats, Job[Any]]:
-        """Generate for ``prompts``, already ``encoded`` by ``Engine.admission``, at the weights of ``terms``."""
+        """Generate for ``prompts``, ``admitted`` (encoded, rows per batch) by ``Engine.admission``,
+        at the weights of ``terms``."""
 
         def work(engine: Engine, cancel: Callable[[], bool]) -> tuple[list[SequenceResult], GenerationStats]:
             return engine.generate(
                 prompts, system_prompt=system_prompt, chat_format=chat_format, params=params, should_cancel=cancel,
-                encoded=encoded,
+                encoded=admitted.encoded, batch_rows=admitted.rows,
             )
 
         (results, stats), job = self.run_call(work, call, terms=terms)
@@ -240,7 +278,7 @@ class ModelHost:
             self._publish_depth()
         if self.metrics is not None:
             self.metrics.cancelled_jobs_total.inc()
-        job.future.set_exception(Cancelled("the call was cancelled while its job was queued"))
+        _settle(job.future, exc=Cancelled("the call was cancelled while its job was queued"))
 
     def _retry_hint(self, ahead: int) -> float:
         return max(1.0, float(ahead))  # about a second per queued job; refined by metrics later
@@ -253,6 +291,10 @@ class ModelHost:
         if self.metrics is not None:
             self.metrics.queue_depth.set(sum(len(q) for q in self._queues.values()))
             self.metrics.set_queued({t: len(q) for t, q in self._queues.items()})
+
+    def busy(self) -> bool:
+        """Whether the worker is running a job now."""
+        return self._running is not None
 
     def queue_depth(self) -> int:
         with self._cond:
@@ -309,10 +351,11 @@ class ModelHost:
             job.future.set_exception(_stop_reason(job, Cancelled("the call was cancelled or its deadline passed while queued")))
             return
         self._busy_since = time.monotonic()
+        self._running = job
         outcome = "ok"
         try:
             if job.terms is not None:
-                job.state = self.engine.at(job.terms, tenant=job.tenant)
+                job.state = self.engine.at(job.terms, tenant=job.tenant, admin=job.admin, should_cancel=job.should_cancel)
                 if job.state.switched and self.metrics is not None:
                     self.metrics.weight_switches_total.inc()
                     self.metrics.weight_switch_seconds.observe(job.state.apply_seconds)
@@ -322,23 +365,43 @@ class ModelHost:
             if isinstance(exc, Cancelled) and self.metrics is not None:
                 self.metrics.cancelled_jobs_total.inc()
             self._record(job, outcome)
-            job.future.set_exception(_stop_reason(job, exc))
+            _settle(job.future, exc=_stop_reason(job, exc))
         else:
             self._record(job, outcome)
-            job.future.set_result(result)
+            _settle(job.future, result=result)
         finally:
             self._busy_since = None
+            self._running = None
 
     def _record(self, job: Job[Any], outcome: str) -> None:
         switched = bool(job.state is not None and job.state.switched)
         self.served.append(ServedJob(seq=job.seq, tenant=job.tenant, key=job.key, switched=switched, outcome=outcome))
 
     def stop(self, timeout: float | None = None) -> None:
-        """Refuse new jobs, let the queued ones finish, stop the worker."""
+        """Refuse new jobs and let the queued ones finish within ``timeout`` seconds (None: however
+        long they take); then cancel the running job, fail the queued ones with UNAVAILABLE, and
+        wait at most ``STOP_BOUND_SECONDS`` more for the worker."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            return
+        with self._cond:
+            abandoned = [job for queue in self._queues.values() for job in queue]
+            self._queues.clear()
+            self._publish_depth()
+            running = self._running
+        gone = Unavailable("the server shut down before this job could finish; retry on another server")
+        for job in abandoned:
+            job.cancelled.set()
+            _settle(job.future, exc=gone)
+        if running is not None:
+            running.cancelled.set()  # stops at its next check
+        self._thread.join(STOP_BOUND_SECONDS)
+        if running is not None and self._thread.is_alive():
+            log.error("the running job did not stop in time", tenant=running.tenant, seq=running.seq)
+            _settle(running.future, exc=gone)  # its caller is answered; the worker is a daemon thread
 
 
 class HostSlot:
@@ -360,6 +423,19 @@ class HostSlot:
         if host is None:
             raise Unavailable("the model is still loading; retry when health reports SERVING")
         return host
+
+
+def _settle(future: Future[Any], *, result: Any = None, exc: BaseException | None = None) -> None:
+    """Give ``future`` its result or exception, unless a shutdown already answered it."""
+    if future.done():
+        return
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    except Exception:  # InvalidStateError: answered between the check and the set
+        pass
 
 
 def _at_origin(terms: Sequence[TermRequest]) -> bool:

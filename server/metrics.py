@@ -50,6 +50,7 @@ REJECT_REASONS = (
     "draining",  # the server is shutting down
     "not_ready",  # still loading or warming up
     "direction_limit",  # max directions (in all or per tenant)
+    "busy",  # no request thread, stream or watch left for the caller (calls.py)
     OTHER,
 )
 # Seconds: RPCs range from a GetInfo (ms) to an EvaluatePoints stream over a grid (tens of minutes).

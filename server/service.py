@@ -5,7 +5,9 @@ loads. Request checks live in the engine's admission and in ``convert``; schedul
 metrics in the host.
 
 Errors: the ``_rpc`` wrapper is the one place that maps the domain error tree to status codes;
-anything unexpected becomes INTERNAL with the traceback logged (never sent).
+an out-of-memory anywhere (the device's, or a CPU allocation) becomes RESOURCE_EXHAUSTED naming
+``max_job_memory_bytes``; anything else unexpected becomes INTERNAL with the traceback logged
+(never sent). A status message is cut to ``MAX_STATUS_CHARS``, so it always fits the metadata.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
 from . import convert
 from .config import Limits, ServerConfig
-from .context import request_id_var, tenant_var
+from .context import admin_var, request_id_var, tenant_var
+from .engine.direction_slots import Caller
+from .engine.engine import TermRequest
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .errors import LandscapeError, ResourceExhausted
 from .host import Call, Job, ModelHost
@@ -37,20 +41,42 @@ HostProvider = Callable[[], ModelHost]  # the host, or Unavailable while the mod
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 S = TypeVar("S", bound="_Base")
+NO_DEADLINE_SECONDS = 1e8  # a deadline further away than three years is no deadline
+MAX_STATUS_CHARS = 2000  # well under gRPC's 16 KiB of metadata, whatever a message quotes
+_OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
 def _abort(context: grpc.ServicerContext, exc: LandscapeError) -> NoReturn:
     if isinstance(exc, ResourceExhausted) and exc.retry_after_seconds:
         context.set_trailing_metadata((("grpc-retry-pushback-ms", str(int(exc.retry_after_seconds * 1000))),))
-    context.abort(getattr(grpc.StatusCode, exc.code_name), exc.message)
+    message = exc.message if len(exc.message) <= MAX_STATUS_CHARS else exc.message[:MAX_STATUS_CHARS] + " [...]"
+    context.abort(getattr(grpc.StatusCode, exc.code_name), message)
     raise AssertionError("context.abort returns only by raising")  # pragma: no cover
+
+
+def _out_of_memory(exc: Exception) -> ResourceExhausted | None:
+    """A device or CPU allocation failure as RESOURCE_EXHAUSTED (torch raises OutOfMemoryError on a
+    device, a RuntimeError saying it "can't allocate memory" on a CPU, Python a MemoryError)."""
+    if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or (isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in _OOM_WORDS))):
+        return None
+    log.warning("out of memory", error=str(exc)[:300])
+    return ResourceExhausted(
+        "the server ran out of memory for this call; send fewer or shorter prompts or items, or ask the operator "
+        "to lower max_job_memory_bytes so that such calls are split or refused before they start",
+        limit="max_job_memory_bytes",
+    )
 
 
 def _fail(context: grpc.ServicerContext, exc: Exception, method_name: str) -> NoReturn:
     """The one mapping from an exception to a status: domain errors keep their code and message;
-    anything else is INTERNAL with the traceback logged, never sent. Call inside ``except``."""
+    an out-of-memory is RESOURCE_EXHAUSTED; anything else is INTERNAL with the traceback logged,
+    never sent. Call inside ``except``."""
     if isinstance(exc, LandscapeError):
         _abort(context, exc)
+    oom = _out_of_memory(exc)
+    if oom is not None:
+        _abort(context, oom)
     log.exception("internal error", method=method_name)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id_var.get()}); see the server log")
     raise AssertionError("context.abort returns only by raising")  # pragma: no cover
@@ -88,10 +114,22 @@ def _rpc_stream(method: Streaming[S, Req, Resp]) -> Streaming[S, Req, Resp]:
     return stream
 
 
-def _call(context: grpc.ServicerContext) -> Call:
+def _remaining(context: grpc.ServicerContext) -> float | None:
+    """Seconds left to the call's deadline; None without one (grpc then reports a huge number)."""
     remaining = context.time_remaining()
+    return None if remaining is None or remaining > NO_DEADLINE_SECONDS else float(remaining)
+
+
+def _call(context: grpc.ServicerContext) -> Call:
+    remaining = _remaining(context)
     deadline = time.monotonic() + remaining if remaining is not None else None
-    return Call(tenant=tenant_var.get(), deadline=deadline, on_cancel=context.add_callback, is_active=context.is_active)
+    return Call(tenant=tenant_var.get(), admin=admin_var.get(), deadline=deadline, on_cancel=context.add_callback,
+                is_active=context.is_active)
+
+
+def _gone(context: grpc.ServicerContext) -> Callable[[], bool]:
+    """For work on the request's own thread (admission): whether the caller left or its deadline passed."""
+    return lambda: not context.is_active() or (_remaining(context) or 1.0) <= 0
 
 
 def _timings(job: Job[Any], started: float, outcome: EvalOutcome | None = None) -> pb.Timings:
@@ -107,27 +145,36 @@ class _Base:
         self.config = config
         self.limits: Limits = config.limits
 
+    def _terms(self, host: ModelHost, msg: pb.Perturbation) -> list[TermRequest]:
+        terms = convert.terms_from_pb(msg, self.limits)
+        host.engine.admission.check_terms(terms)
+        return terms
+
 
 class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
     @_rpc
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
         engine = self.host().engine
-        limits = convert.limits_to_pb(self.limits, direction_storage=engine.weights.storage)  # "auto" as resolved
+        limits = convert.limits_to_pb(
+            self.limits, direction_storage=engine.weights.storage,  # "auto" as resolved
+            queue_reserve=self.limits.queue_reserve_effective(), max_job_memory_bytes=engine.job_memory.budget,
+        )
         return convert.model_info_to_pb(engine.facts(), limits=limits, server_version=__version__)
 
     @_rpc
     def Generate(self, request: pb.GenerateRequest, context: grpc.ServicerContext) -> pb.GenerateResponse:
         started = time.perf_counter()
         host = self.host()
-        system, _ = convert.system_prompt_from_pb(request.system_prompt)
+        system, _ = convert.system_prompt_from_pb(request.system_prompt, self.limits)
         fmt = convert.chat_format_from_pb(request.chat_format)
-        params = convert.generation_from_pb(request.generation)
-        terms = convert.terms_from_pb(request.perturbation)
+        params = convert.generation_from_pb(request.generation, self.limits)
+        terms = self._terms(host, request.perturbation)
         prompts = list(request.prompts)
         # Checked and encoded now, on the request's thread: a too-long prompt fails before it queues.
-        encoded = host.engine.admission.generation(prompts, system, fmt, params)
+        admitted = host.engine.admission.generation(prompts, system, fmt, params, should_cancel=_gone(context))
         results, stats, job = host.generate(
-            prompts, encoded=encoded, system_prompt=system, chat_format=fmt, params=params, terms=terms, call=_call(context)
+            prompts, admitted=admitted, system_prompt=system, chat_format=fmt, params=params, terms=terms,
+            call=_call(context),
         )
         timings = convert.timings_to_pb(
             stats, queue=job.queue_seconds, apply=job.state.apply_seconds if job.state else 0.0,
@@ -138,11 +185,14 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
             timings=timings, generated_tokens=stats.generated_tokens,
         )
 
-    def _eval_settings(self, host: ModelHost, msg: pb.EvaluationSettings) -> EvalSettings:
+    def _eval_settings(self, host: ModelHost, msg: pb.EvaluationSettings, context: grpc.ServicerContext) -> EvalSettings:
+        admission = host.engine.admission
         inline, set_name, limit = convert.prompt_source_from_pb(msg.prompts)
-        prompt_set = host.engine.admission.prompt_set(inline=inline, set_name=set_name, limit=limit)
+        admission.check_keywords(msg.judge.keyword.keywords)  # bounded before they are copied
+        prompt_set = admission.prompt_set(inline=inline, set_name=set_name, limit=limit)
         # Encoded now, on the request's thread: a too-long prompt fails before the request queues.
-        return host.engine.admission.evaluation(convert.eval_settings_from_pb(msg, prompt_set))
+        settings = convert.eval_settings_from_pb(msg, prompt_set, self.limits)
+        return admission.evaluation(settings, should_cancel=_gone(context))
 
     def _evaluation_to_pb(
         self, host: ModelHost, settings: EvalSettings, outcome: EvalOutcome, job: Job[Any], started: float
@@ -164,17 +214,18 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
     @_rpc
     def EvaluateSafety(self, request: pb.EvaluateSafetyRequest, context: grpc.ServicerContext) -> pb.EvaluateSafetyResponse:
         host = self.host()
-        settings = self._eval_settings(host, request.settings)
+        terms = self._terms(host, request.perturbation)
+        settings = self._eval_settings(host, request.settings, context)
         started = time.perf_counter()
-        outcome, job = host.evaluate(settings, convert.terms_from_pb(request.perturbation), _call(context))
+        outcome, job = host.evaluate(settings, terms, _call(context))
         return self._evaluation_to_pb(host, settings, outcome, job, started)
 
     @_rpc_stream
     def EvaluatePoints(self, request: pb.EvaluatePointsRequest, context: grpc.ServicerContext) -> Iterator[pb.PointResult]:
         host = self.host()
         host.engine.admission.check_points(len(request.points))
-        settings = self._eval_settings(host, request.settings)
-        points = [convert.terms_from_pb(p) for p in request.points]
+        points = [self._terms(host, p) for p in request.points]
+        settings = self._eval_settings(host, request.settings, context)
         started = time.perf_counter()
         for index, outcome, job in host.evaluate_points(settings, points, _call(context)):
             yield pb.PointResult(index=index, result=self._evaluation_to_pb(host, settings, outcome, job, started))
@@ -185,11 +236,11 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
         started = time.perf_counter()
         host = self.host()
         host.engine.admission.check_score_items(len(request.items))
+        terms = self._terms(host, request.perturbation)
         items = [(item.context, item.continuation) for item in request.items]
-        candidates = list(request.next_token_candidates)
-        terms = convert.terms_from_pb(request.perturbation)
+        admitted = host.engine.admission.score(items, list(request.next_token_candidates), should_cancel=_gone(context))
         outcomes, job = host.run_call(
-            lambda engine, cancel: engine.score(items, candidates=candidates, should_cancel=cancel), _call(context), terms=terms
+            lambda engine, cancel: engine.score(admitted, should_cancel=cancel), _call(context), terms=terms
         )
         return pb.ScoreResponse(
             results=convert.score_results_to_pb(outcomes),
@@ -205,30 +256,37 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
 class DirectionServicer(_Base, pb_grpc.DirectionServiceServicer):
     @_rpc
     def CreateDirection(self, request: pb.CreateDirectionRequest, context: grpc.ServicerContext) -> pb.Direction:
+        host = self.host()
         spec = convert.direction_spec_from_pb(request.spec)
-        tenant = tenant_var.get()
-        (held, created), _ = self.host().run_call(lambda engine, _: engine.create_direction(spec, tenant=tenant), _call(context))
+        host.engine.admission.check_terms([TermRequest(coefficient=0.0, spec=spec)])
+        call = _call(context)
+        (held, created), _ = host.run_call(
+            lambda engine, cancel: engine.create_direction(spec, tenant=call.tenant, admin=call.admin, should_cancel=cancel),
+            call,
+        )
         return convert.direction_to_pb(held, created=created)
 
     @_rpc
     def ListDirections(self, request: pb.ListDirectionsRequest, context: grpc.ServicerContext) -> pb.ListDirectionsResponse:
         engine = self.host().engine
+        viewer = Caller(tenant_var.get(), admin_var.get())  # a tenant sees its own and the admins' directions
         return pb.ListDirectionsResponse(
-            directions=[convert.direction_to_pb(h) for h in engine.list_directions()],
+            directions=[convert.direction_to_pb(h) for h in engine.list_directions(viewer)],
             memory=convert.memory_to_pb(engine.memory()),
         )
 
     @_rpc
     def DeleteDirection(self, request: pb.DeleteDirectionRequest, context: grpc.ServicerContext) -> pb.DeleteDirectionResponse:
-        did = convert.direction_id_from_pb(request.direction_id)
+        did = convert.direction_id_from_pb(request.direction_id, self.limits)
         self.host().run_call(lambda engine, _: engine.delete_direction(did), _call(context))
         return pb.DeleteDirectionResponse(deleted=True)
 
     @_rpc
     def SetCoefficients(self, request: pb.SetCoefficientsRequest, context: grpc.ServicerContext) -> pb.WeightState:
-        terms = convert.terms_from_pb(request.perturbation)
+        host = self.host()
+        terms = self._terms(host, request.perturbation)
         verify = request.verify
-        digest, job = self.host().run_call(
+        digest, job = host.run_call(
             lambda engine, _: engine.weights_sha256() if verify else "", _call(context), terms=terms
         )
         return convert.weight_state_to_pb(job.state, weights_sha256=digest)

@@ -3,6 +3,8 @@
 ``running_server(**config)`` builds the server exactly as ``visage-server`` does (create_server,
 then load the engine) and yields a ``RunningServer`` with its target and a client factory.
 ``ServerProcess`` starts ``visage-server`` itself (for signals, exit codes, two-process checks).
+``worker_held`` holds the server's one worker thread with a job that waits on an event, exactly
+like a long GPU job, so a queue fills behind it deterministically (no sleeps); ``wait_for`` polls.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from safety_landscape.client import client as client_mod
 from safety_landscape.server.app import ServerApp, create_server
 from safety_landscape.server.bootstrap import build_engine_factory
 from safety_landscape.server.config import Limits, ServerConfig
+from safety_landscape.server.host import Job
 
 
 @dataclass
@@ -111,3 +115,30 @@ class ServerProcess:
             self.proc.wait()
         self._log.close()
         self._dir.cleanup()
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def worker_held(host):
+    release, started = threading.Event(), threading.Event()
+
+    def work(engine, cancel):
+        started.set()
+        release.wait(60)
+
+    gate = Job(tenant="test-gate", terms=None, work=work)
+    future = host.submit(gate)
+    assert started.wait(30), "the worker never picked the gate job"
+    try:
+        yield gate
+    finally:
+        release.set()
+        future.result(30)

@@ -10,14 +10,12 @@ fills behind it deterministically (no sleeps, no timing assumptions).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 import torch
 from certs import make_pki
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from serving import ServerProcess, running_server
+from serving import ServerProcess, running_server, wait_for, worker_held
 
 from safety_landscape.client import errors
 from safety_landscape.client.client import (
@@ -38,7 +36,6 @@ from safety_landscape.client.client import (
     random_direction,
 )
 from safety_landscape.server.auth import token_digest
-from safety_landscape.server.host import Job
 from safety_landscape.v1 import landscape_pb2 as pb
 
 ALICE, BOB, CAROL, OPS = "alice-token-3f9a1c", "bob-token-77e2d0", "carol-token-0b4e65", "ops-admin-token-c81d2e"
@@ -75,33 +72,6 @@ def tokens_file(tmp_path_factory) -> Path:
 def shared(tokens_file):
     with running_server(limits=LIMITS, tokens_file=str(tokens_file)) as server:
         yield server
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@contextlib.contextmanager
-def worker_held(host):
-    release, started = threading.Event(), threading.Event()
-
-    def work(engine, cancel):
-        started.set()
-        release.wait(60)
-
-    gate = Job(tenant="test-gate", terms=None, work=work)
-    future = host.submit(gate)
-    assert started.wait(30), "the worker never picked the gate job"
-    try:
-        yield gate
-    finally:
-        release.set()
-        future.result(30)
 
 
 def gen_request(prompts=PROMPTS, max_new_tokens: int = 8, at: pb.Perturbation | None = None) -> pb.GenerateRequest:

@@ -17,19 +17,24 @@ from ..config import Limits
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loading import LoadedModel
 from ..registry import ModelRegistry
-from .admission import Admission, system_prompt_sha256
+from .admission import Admission, AdmittedScore, system_prompt_sha256
 from .chat import ChatFormat
+from .direction_slots import Caller
 from .directions import DirectionSpec, direction_id
 from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvaluator
 from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, device_capacity, software_facts, tokenizer_facts
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
+from .job_memory import JobMemory, ModelShape, memory_budget
 from .memory_plan import MemoryPlan, auto_storage
 from .prompts import PromptSetRegistry
-from .scoring import ScoreOutcome
-from .scoring import score as score_items
+from .scoring import ScoreOutcome, score_prepared
 from .weights import AppliedState, HeldDirection, Terms, WeightManager, model_fingerprint
 
 Cancel = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Engine:
             checkpoint=loaded.checkpoint,
             max_directions=limits.max_directions,
             max_directions_per_tenant=limits.max_directions_per_tenant,
+            tenant_direction_slots=limits.tenant_direction_slots,
             max_abs_coefficient=limits.max_abs_coefficient,
             registry=self.registry,
         )
@@ -99,7 +105,11 @@ class Engine:
                 classifier.source.name,
             )
         self.evaluator = SafetyEvaluator(self.generator, limits.max_prompt_tokens, judge)
-        self.admission = Admission(self.tokenizer, limits, self.prompt_sets)  # request threads' checks
+        self.job_memory = JobMemory(
+            ModelShape.of(self.model), memory_budget(limits.max_job_memory_bytes, loaded.device),
+            max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,
+        )
+        self.admission = Admission(self.tokenizer, limits, self.prompt_sets, self.job_memory)  # request threads' checks
         self.tokenizer_facts = tokenizer_facts(self.tokenizer)
 
     @property
@@ -108,11 +118,14 @@ class Engine:
 
     # -- weight states ------------------------------------------------------------------------
 
-    def resolve(self, terms: Sequence[TermRequest], *, tenant: str = "anonymous") -> Terms:
+    def resolve(
+        self, terms: Sequence[TermRequest], *, tenant: str = "anonymous", admin: bool = True, should_cancel: Cancel = _never
+    ) -> Terms:
         """Canonical terms for a request; directions sent as specs are created on demand.
 
-        Cheap checks first (coefficients, then ids), so a bad request costs no direction build;
-        a direction created for one term never evicts another term's direction (``protect``).
+        Cheap checks first (coefficients, ids, then room for every direction to create), so a bad
+        request costs no direction build and evicts nothing; a direction created for one term never
+        evicts another term's direction (``protect``).
         """
         for t in terms:
             if t.spec is None and not t.direction_id:
@@ -122,20 +135,26 @@ class Engine:
             if t.spec is None and t.coefficient != 0.0:
                 self.weights.get(t.direction_id)  # NotFound before any work
         protect = frozenset(t.key for t in terms)
+        self.weights.check_room([t.key for t in terms if t.spec is not None], Caller(tenant, admin), protect=protect)
         pairs = []
         for t in terms:
             if t.spec is not None:
-                held, _ = self.weights.create(t.spec, tenant=tenant, protect=protect)
+                held, _ = self.weights.create(t.spec, tenant=tenant, admin=admin, protect=protect, should_cancel=should_cancel)
                 pairs.append((held.id, t.coefficient))
             else:
                 pairs.append((t.direction_id, t.coefficient))
         return self.weights.canonical_terms(pairs)
 
-    def at(self, terms: Sequence[TermRequest], *, tenant: str = "anonymous") -> AppliedState:
-        return self.weights.apply(self.resolve(terms, tenant=tenant))
+    def at(
+        self, terms: Sequence[TermRequest], *, tenant: str = "anonymous", admin: bool = True, should_cancel: Cancel = _never
+    ) -> AppliedState:
+        resolved = self.resolve(terms, tenant=tenant, admin=admin, should_cancel=should_cancel)
+        return self.weights.apply(resolved, should_cancel=should_cancel)
 
-    def create_direction(self, spec: DirectionSpec, *, tenant: str = "anonymous") -> tuple[HeldDirection, bool]:
-        return self.weights.create(spec, tenant=tenant)
+    def create_direction(
+        self, spec: DirectionSpec, *, tenant: str = "anonymous", admin: bool = True, should_cancel: Cancel = _never
+    ) -> tuple[HeldDirection, bool]:
+        return self.weights.create(spec, tenant=tenant, admin=admin, should_cancel=should_cancel)
 
     # -- work at the applied state ------------------------------------------------------------
 
@@ -156,28 +175,24 @@ class Engine:
         params: GenerationParams,
         should_cancel: Cancel = lambda: False,
         encoded: Sequence[Sequence[int]] | None = None,
+        batch_rows: int | None = None,
     ) -> tuple[list[SequenceResult], GenerationStats]:
-        """``encoded``: the prompts as ``admit`` returned them (else they are encoded here)."""
+        """``encoded``: the prompts as ``admit`` returned them (else they are encoded here);
+        ``batch_rows``: sequences per batch that fit the job's memory (admission's)."""
         self.check_generation(params)
         if encoded is None:
             encoded = self.evaluator.encode(prompts, system_prompt, chat_format)
-        return self.generator.generate([list(ids) for ids in encoded], params, should_cancel=should_cancel)
+        return self.generator.generate(
+            [list(ids) for ids in encoded], params, should_cancel=should_cancel, batch_size=batch_rows
+        )
 
     def evaluate(self, settings: EvalSettings, *, should_cancel: Cancel = lambda: False) -> EvalOutcome:
         self.check_generation(settings.params)
         return self.evaluator.evaluate(settings, should_cancel=should_cancel)
 
-    def score(
-        self, items: Sequence[tuple[str, str]], *, candidates: Sequence[str] = (), should_cancel: Cancel = lambda: False
-    ) -> list[ScoreOutcome]:
-        return score_items(
-            self.model,
-            self.tokenizer,
-            items,
-            max_batch_size=self.limits.max_batch_size,
-            candidates=candidates,
-            should_cancel=should_cancel,
-        )
+    def score(self, admitted: AdmittedScore, *, should_cancel: Cancel = lambda: False) -> list[ScoreOutcome]:
+        """Score a request ``admission.score`` checked and encoded, in batches of its rows."""
+        return score_prepared(self.model, self.tokenizer, admitted.prepared, rows=admitted.rows, should_cancel=should_cancel)
 
     def warm_up(self) -> None:
         """One short generation so the first real request does not pay for lazy initialisation."""
@@ -214,8 +229,9 @@ class Engine:
     def system_prompt_sha256(self, system_prompt: str | None) -> str:
         return system_prompt_sha256(system_prompt, self.tokenizer_facts.chat_template_sha256)
 
-    def list_directions(self) -> list[HeldDirection]:
-        return self.weights.list()
+    def list_directions(self, viewer: Caller | None = None) -> list[HeldDirection]:
+        """Every held direction, or those ``viewer`` may see (its own and the admins')."""
+        return self.weights.list(viewer)
 
     # -- held directions and the live weights (the worker thread) ------------------------------
 

@@ -36,6 +36,7 @@ class EvalSettings:
     # The prompts already encoded under this system prompt and chat format (the server does it when
     # it admits a request, so a too-long prompt is refused before it queues); None: encode here.
     encoded: tuple[tuple[int, ...], ...] | None = None
+    batch_rows: int = 0  # sequences per batch that fit the job's memory budget (job_memory.py); 0: the generator's own
 
 
 @dataclass(frozen=True)
@@ -93,20 +94,21 @@ class PromptEncoder:
     max_prompt_tokens: int
 
     def encode(self, prompts: Sequence[str], system_prompt: str | None, chat_format: ChatFormat) -> list[list[int]]:
+        return [self.encode_one(i, prompt, system_prompt, chat_format) for i, prompt in enumerate(prompts)]
+
+    def encode_one(self, index: int, prompt: str, system_prompt: str | None, chat_format: ChatFormat) -> list[int]:
+        """Prompt number ``index`` (named in the errors) under the chat format, within the token limit."""
         tok = self.tokenizer
-        encoded = []
-        for i, prompt in enumerate(prompts):
-            rendered = render_prompt(chat_format, prompt, system_prompt, tok)
-            ids = tok(rendered.text, add_special_tokens=rendered.add_special_tokens)["input_ids"]
-            if len(ids) > self.max_prompt_tokens:
-                raise InvalidArgument(
-                    f"prompt {i} is {len(ids)} tokens after the chat format; the limit is "
-                    f"{self.max_prompt_tokens} (max_prompt_tokens): shorten it"
-                )
-            if not ids:
-                raise InvalidArgument(f"prompt {i} is empty after tokenisation; send some text")
-            encoded.append(ids)
-        return encoded
+        rendered = render_prompt(chat_format, prompt, system_prompt, tok)
+        ids: list[int] = tok(rendered.text, add_special_tokens=rendered.add_special_tokens)["input_ids"]
+        if len(ids) > self.max_prompt_tokens:
+            raise InvalidArgument(
+                f"prompt {index} is {len(ids)} tokens after the chat format; the limit is "
+                f"{self.max_prompt_tokens} (max_prompt_tokens): shorten it"
+            )
+        if not ids:
+            raise InvalidArgument(f"prompt {index} is empty after tokenisation; send some text")
+        return ids
 
 
 @dataclass
@@ -152,7 +154,9 @@ class SafetyEvaluator:
                 f"unknown judge {settings.judge!r}; use keyword or classifier."
                 + did_you_mean(settings.judge, ("keyword", "classifier"))
             )
-        results, stats = self.generator.generate(encoded, settings.params, stop_test=stop_test, should_cancel=should_cancel)
+        results, stats = self.generator.generate(
+            encoded, settings.params, stop_test=stop_test, should_cancel=should_cancel, batch_size=settings.batch_rows or None
+        )
         started = time.perf_counter()
         verdicts: list[VerdictRow] = []
         if judge is not None:

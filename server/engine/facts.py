@@ -17,8 +17,10 @@ import torch
 if TYPE_CHECKING:
     from .memory_plan import MemoryPlan
 
-__all__ = ["MemoryFacts", "ModelFacts", "SoftwareFacts", "TokenizerFacts", "device_bytes_in_use", "device_capacity",
-           "software_facts", "tokenizer_facts"]
+__all__ = [
+    "MemoryFacts", "ModelFacts", "SoftwareFacts", "TokenizerFacts", "device_bytes_in_use", "device_capacity",
+    "software_facts", "statm_bytes", "tokenizer_facts",
+]
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,14 @@ def _vocabulary_fingerprint(tokenizer: Any) -> str:
     return h.hexdigest()
 
 
-def _rss_bytes() -> int:
+def statm_bytes(field: int) -> int:
+    """Field ``field`` of /proc/self/statm in bytes (0: the address space, 1: the resident set), 0 when unknown."""
     try:
         with open(f"/proc/{os.getpid()}/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(handle.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _rss_bytes() -> int:
+    return statm_bytes(1)

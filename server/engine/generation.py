@@ -108,7 +108,9 @@ class BatchGenerator:
         stop_test: StopTest | None = None,
         should_cancel: Callable[[], bool] = lambda: False,
         on_batch: Callable[[int], None] | None = None,
+        batch_size: int | None = None,
     ) -> tuple[list[SequenceResult], GenerationStats]:
+        """``batch_size``: sequences per batch when fewer than ``max_batch_size`` fit (memory admission)."""
         if not prompts:
             raise InvalidArgument("no prompts to generate for")
         if params.max_new_tokens < 1:
@@ -116,7 +118,8 @@ class BatchGenerator:
         stats = GenerationStats()
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
         results: list[SequenceResult | None] = [None] * len(prompts)
-        pending = [order[i : i + self.max_batch_size] for i in range(0, len(order), self.max_batch_size)]
+        rows = min(self.max_batch_size, batch_size or self.max_batch_size)
+        pending = [order[i : i + rows] for i in range(0, len(order), rows)]
         while pending:
             batch = pending.pop(0)
             try:

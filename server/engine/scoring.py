@@ -20,7 +20,8 @@ Tokenisation (one rule, used by the tests' direct computation too):
     An empty context without a BOS has no such position: that is an InvalidArgument.
 
 Batching: items are sorted by length (longest first) and split into batches of at most
-``max_batch_size``; rows are right-padded with an attention mask, so padding comes after every
+``max_batch_size`` (the server's admission passes fewer rows when long items would not fit the
+memory budget, ``job_memory.py``); rows are right-padded with an attention mask, so padding comes after every
 real token and never changes what a row sees. Log-softmax is taken in fp32. Results come back in
 request order. ``should_cancel()`` is checked before every batch.
 """
@@ -34,6 +35,10 @@ from typing import Any
 import torch
 
 from ..errors import Cancelled, InvalidArgument
+
+__all__ = [
+    "ScoreInput", "ScoreOutcome", "candidate_token_ids", "check_items", "encode_item", "prepare", "score", "score_prepared",
+]
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,48 @@ def candidate_token_ids(tokenizer: Any, candidates: Sequence[str]) -> list[int]:
     return ids
 
 
+@dataclass(frozen=True)
+class ScoreInput:
+    """A Score request encoded and checked: its items' tokens and the candidates' token ids."""
+
+    items: tuple[_Encoded, ...]
+    candidate_ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, encoded: Sequence[_Encoded], cand_ids: Sequence[int]) -> ScoreInput:
+        """Candidates are read after each context: refuse an item that has no position to read them at."""
+        if cand_ids:
+            for i, enc in enumerate(encoded):
+                if enc.context_len == 0:
+                    raise InvalidArgument(
+                        f"items[{i}].context is empty and the tokenizer has no BOS token, so there are no next-token "
+                        "logits to read the candidates from; give a non-empty context or no candidates"
+                    )
+        return cls(tuple(encoded), tuple(cand_ids))
+
+    @property
+    def longest(self) -> int:
+        return max(len(e.ids) for e in self.items)
+
+
+def check_items(items: Sequence[tuple[str, str]]) -> None:
+    """InvalidArgument for no items or an empty continuation (before anything is encoded)."""
+    if not items:
+        raise InvalidArgument("items is empty; give at least one (context, continuation) item to score")
+    for i, (_, continuation) in enumerate(items):
+        if not continuation:
+            raise InvalidArgument(
+                f"items[{i}].continuation is empty; give the text to score (the context may be empty, the continuation may not)"
+            )
+
+
+def prepare(tokenizer: Any, items: Sequence[tuple[str, str]], candidates: Sequence[str] = ()) -> ScoreInput:
+    """Encode and check a Score request (InvalidArgument naming the item or candidate at fault)."""
+    check_items(items)
+    cand_ids = candidate_token_ids(tokenizer, candidates)
+    return ScoreInput.of([encode_item(tokenizer, c, x) for c, x in items], cand_ids)
+
+
 def score(
     model: Any,
     tokenizer: Any,
@@ -82,34 +129,26 @@ def score(
     should_cancel: Callable[[], bool] = lambda: False,
 ) -> list[ScoreOutcome]:
     """Score each (context, continuation); results in request order (see the module docstring)."""
-    if not items:
-        raise InvalidArgument("items is empty; give at least one (context, continuation) item to score")
     if max_batch_size < 1:
         raise InvalidArgument(f"max_batch_size must be >= 1, got {max_batch_size}")
-    for i, (_, continuation) in enumerate(items):
-        if not continuation:
-            raise InvalidArgument(
-                f"items[{i}].continuation is empty; give the text to score (the context may be empty, the continuation may not)"
-            )
-    cand_ids = candidate_token_ids(tokenizer, candidates)
-    encoded = [encode_item(tokenizer, c, x) for c, x in items]
-    if cand_ids:
-        for i, enc in enumerate(encoded):
-            if enc.context_len == 0:
-                raise InvalidArgument(
-                    f"items[{i}].context is empty and the tokenizer has no BOS token, so there are no next-token "
-                    "logits to read the candidates from; give a non-empty context or no candidates"
-                )
+    return score_prepared(model, tokenizer, prepare(tokenizer, items, candidates), rows=max_batch_size,
+                          should_cancel=should_cancel)
 
+
+def score_prepared(
+    model: Any, tokenizer: Any, prepared: ScoreInput, *, rows: int, should_cancel: Callable[[], bool] = lambda: False
+) -> list[ScoreOutcome]:
+    """``score`` for a request ``prepare`` encoded: batches of at most ``rows`` items."""
+    encoded, cand_ids = prepared.items, list(prepared.candidate_ids)
     order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i].ids), i))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
     results: list[ScoreOutcome | None] = [None] * len(encoded)
     with torch.inference_mode():
-        for start in range(0, len(order), max_batch_size):
+        for start in range(0, len(order), rows):
             if should_cancel():
                 raise Cancelled("the call was cancelled or its deadline passed; scoring stopped")
-            batch = order[start : start + max_batch_size]
+            batch = order[start : start + rows]
             width = max(len(encoded[i].ids) for i in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             attention_mask = torch.zeros((len(batch), width), dtype=torch.long)

@@ -21,7 +21,11 @@ Owns the invariants that make a shared server correct (docs/design.md, invariant
     recreates it transparently (same spec, same id, same tensors), a term that names only its
     id gets NOT_FOUND saying so. When every held direction is in use, RESOURCE_EXHAUSTED
     (limit max_directions). A per-tenant cap (``max_directions_per_tenant``, 0 = none) counts
-    the directions a tenant created that are still held: RESOURCE_EXHAUSTED beyond it.
+    the directions a tenant created that are still held: RESOURCE_EXHAUSTED beyond it. Which
+    held direction a caller may replace (an admin: any; a tenant: only its own, within its
+    ``tenant_direction_slots``) is ``direction_slots.py``; the room is planned before anything is
+    built or evicted, so a refused request evicts nothing.
+  - building a direction and applying a state check ``should_cancel`` between tensors.
 
 Not thread-safe for mutation: only the model host's worker thread calls ``create``/``apply``;
 the listing methods take a lock so gRPC threads may read.
@@ -35,7 +39,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +48,7 @@ import torch
 from ..errors import Cancelled, InvalidArgument, NotFound, ResourceExhausted
 from ..models.checkpoint_files import checkpoint_files
 from ..registry import ModelRegistry
+from .direction_slots import Caller, plan_room, visible_to
 from .directions import (
     AdapterSpec,
     DirectionSpec,
@@ -90,6 +95,7 @@ class HeldDirection:
     last_used: float = field(default_factory=time.monotonic)
     source: DirectionSource | None = None  # produces the tensors at each switch (host copies or regeneration)
     covered: frozenset[str] = frozenset()  # the params where the direction is non-zero
+    admin: bool = True  # created by an admin caller (direction_slots.py)
 
     @property
     def bytes_held(self) -> int:
@@ -117,6 +123,7 @@ class WeightManager:
         checkpoint: Path | None = None,
         max_directions: int = 16,
         max_directions_per_tenant: int = 0,
+        tenant_direction_slots: int = 16,
         max_abs_coefficient: float = 10.0,
         registry: ModelRegistry | None = None,
     ) -> None:
@@ -129,6 +136,7 @@ class WeightManager:
         self.storage = storage
         self.max_directions = max_directions
         self.max_directions_per_tenant = max_directions_per_tenant
+        self.tenant_direction_slots = tenant_direction_slots
         self.max_abs_coefficient = max_abs_coefficient
         self.registry = registry or ModelRegistry()
         self.params = unique_parameters(model)
@@ -148,8 +156,8 @@ class WeightManager:
     # -- directions ---------------------------------------------------------------------------
 
     def create(
-        self, spec: DirectionSpec, *, tenant: str = "anonymous", protect: frozenset[str] = frozenset(),
-        should_cancel: Cancel = lambda: False,
+        self, spec: DirectionSpec, *, tenant: str = "anonymous", admin: bool = True,
+        protect: frozenset[str] = frozenset(), should_cancel: Cancel = lambda: False,
     ) -> tuple[HeldDirection, bool]:
         """Create the direction of `spec` (or return the held one: same spec, same id).
 
@@ -157,42 +165,52 @@ class WeightManager:
         `should_cancel`: asked between tensors; true stops the build (Cancelled), nothing held.
         """
         did = direction_id(spec)
+        caller = Caller(tenant, admin)
         with self._lock:
             held = self._directions.get(did)
             if held is not None:
                 held.last_used = time.monotonic()
                 self._directions.move_to_end(did)
                 return held, False
-            owned = sum(1 for d in self._directions.values() if d.owner == tenant)
-        if self.max_directions_per_tenant and owned >= self.max_directions_per_tenant:
-            raise ResourceExhausted(
-                f"tenant {tenant!r} holds {owned} directions, the limit (max_directions_per_tenant); "
-                "delete one with DeleteDirection first",
-                limit="max_directions_per_tenant",
-            )
+        self.check_room([did], caller, protect=protect)
         started = time.perf_counter()
         held = self._build(did, spec, tenant, should_cancel)
         held.create_seconds = time.perf_counter() - started
+        held.admin = admin
         with self._lock:
-            self._make_room(protect)
+            for victim in self._plan(1, caller, protect):
+                del self._directions[victim]
             self._directions[did] = held
         return held, True
 
-    def _make_room(self, protect: frozenset[str] = frozenset()) -> None:
-        in_use = {did for did, _ in self.current} | set(protect)
-        while len(self._directions) >= self.max_directions:
-            victim = next((did for did in self._directions if did not in in_use), None)
-            if victim is None:
+    def check_room(self, ids: Collection[str], caller: Caller, *, protect: Collection[str] = ()) -> None:
+        """RESOURCE_EXHAUSTED, before anything is built or evicted, unless the directions ``ids``
+        that are not held yet can all be made room for."""
+        with self._lock:
+            new = [did for did in dict.fromkeys(ids) if did not in self._directions]
+            if not new:
+                return
+            owned = sum(1 for d in self._directions.values() if d.owner == caller.tenant)
+            cap = self.max_directions_per_tenant
+            if cap and owned + len(new) > cap:
                 raise ResourceExhausted(
-                    f"all {self.max_directions} direction slots (max_directions) are used by the applied state "
-                    "or this request; use fewer directions at once or raise --max-directions",
-                    limit="max_directions",
+                    f"tenant {caller.tenant!r} holds {owned} directions, the limit (max_directions_per_tenant); "
+                    "delete one with DeleteDirection first",
+                    limit="max_directions_per_tenant",
                 )
-            del self._directions[victim]
+            self._plan(len(new), caller, frozenset(protect) | frozenset(ids))
+
+    def _plan(self, new: int, caller: Caller, protect: Collection[str]) -> list[str]:
+        """Which held directions give way to ``new`` ones of ``caller`` (call with the lock held)."""
+        return plan_room(
+            list(self._directions.values()), caller, new=new, in_use={did for did, _ in self.current} | set(protect),
+            max_directions=self.max_directions, tenant_slots=self.tenant_direction_slots,
+        )
 
     def _build(self, did: str, spec: DirectionSpec, tenant: str, should_cancel: Cancel) -> HeldDirection:
         built = build_direction(
-            self._source(spec), self.params, self.pristine.__getitem__, keep=self._keep(spec), should_cancel=should_cancel
+            self._source(spec, should_cancel), self.params, self.pristine.__getitem__, keep=self._keep(spec),
+            should_cancel=should_cancel,
         )
         return HeldDirection(
             id=did,
@@ -219,14 +237,14 @@ class WeightManager:
         per_tensor = isinstance(spec, RandomSpec) and spec.stream == Stream.PER_TENSOR
         return "none" if per_tensor else "device"  # "regenerate": per-tensor random only, as it always was
 
-    def _source(self, spec: DirectionSpec) -> DirectionSource:
+    def _source(self, spec: DirectionSpec, should_cancel: Cancel = lambda: False) -> DirectionSource:
         if isinstance(spec, RandomSpec) and spec.tied is Tied.REFERENCE:
             return self._tied_reference(spec)
         if isinstance(spec, RandomSpec):
             if spec.stream == Stream.PER_TENSOR:
                 return PerTensorRandom(spec)
             shapes = [(name, tuple(p.shape)) for name, p in self.params]
-            return ReferenceRandom(spec, shapes, self._stream_positions)
+            return ReferenceRandom(spec, shapes, self._stream_positions, should_cancel=should_cancel)
         if isinstance(spec, InterpolationSpec):
             files = checkpoint_files(self.registry.get(spec.target, "checkpoint").path)
             check_interpolation_target(self.params, files)
@@ -255,9 +273,10 @@ class WeightManager:
             )
         return held
 
-    def list(self) -> list[HeldDirection]:
+    def list(self, viewer: Caller | None = None) -> list[HeldDirection]:
+        """The held directions (least recently used first); those ``viewer`` may see, if given."""
         with self._lock:
-            return list(self._directions.values())
+            return [d for d in self._directions.values() if viewer is None or visible_to(d, viewer)]
 
     def delete(self, did: str) -> None:
         if any(d == did for d, _ in self.current):

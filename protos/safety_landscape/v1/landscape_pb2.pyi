@@ -186,7 +186,7 @@ class TokenizerInfo(_message.Message):
     def __init__(self, tokenizer_class: _Optional[str] = ..., vocab_size: _Optional[int] = ..., has_chat_template: _Optional[bool] = ..., chat_template_sha256: _Optional[str] = ..., default_system_prompt: _Optional[str] = ..., eos_token: _Optional[str] = ..., pad_token: _Optional[str] = ..., tokenizer_fingerprint: _Optional[str] = ...) -> None: ...
 
 class ServerLimits(_message.Message):
-    __slots__ = ("max_batch_size", "max_new_tokens", "max_prompts_per_request", "max_prompt_tokens", "max_message_bytes", "max_directions", "max_abs_coefficient", "direction_storage", "max_queued_jobs_per_tenant", "max_queued_jobs", "max_directions_per_tenant")
+    __slots__ = ("max_batch_size", "max_new_tokens", "max_prompts_per_request", "max_prompt_tokens", "max_message_bytes", "max_directions", "max_abs_coefficient", "direction_storage", "max_queued_jobs_per_tenant", "max_queued_jobs", "max_directions_per_tenant", "max_points_per_request", "max_text_chars", "max_score_tokens", "max_score_candidates", "max_keywords", "max_keyword_bytes", "max_terms", "max_direction_patterns", "max_reference_index", "max_name_chars", "max_job_memory_bytes", "max_batch_tokens", "queue_reserve", "tenant_direction_slots", "max_streams", "max_streams_per_tenant", "stream_send_timeout_seconds", "max_health_watches")
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_PROMPTS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -198,6 +198,24 @@ class ServerLimits(_message.Message):
     MAX_QUEUED_JOBS_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
     MAX_DIRECTIONS_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
+    MAX_POINTS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SCORE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SCORE_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEYWORDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEYWORD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_TERMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DIRECTION_PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REFERENCE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MAX_NAME_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_JOB_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_RESERVE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_DIRECTION_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEND_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_HEALTH_WATCHES_FIELD_NUMBER: _ClassVar[int]
     max_batch_size: int
     max_new_tokens: int
     max_prompts_per_request: int
@@ -209,7 +227,25 @@ class ServerLimits(_message.Message):
     max_queued_jobs_per_tenant: int
     max_queued_jobs: int
     max_directions_per_tenant: int
-    def __init__(self, max_batch_size: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., max_prompts_per_request: _Optional[int] = ..., max_prompt_tokens: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_directions: _Optional[int] = ..., max_abs_coefficient: _Optional[float] = ..., direction_storage: _Optional[str] = ..., max_queued_jobs_per_tenant: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_directions_per_tenant: _Optional[int] = ...) -> None: ...
+    max_points_per_request: int
+    max_text_chars: int
+    max_score_tokens: int
+    max_score_candidates: int
+    max_keywords: int
+    max_keyword_bytes: int
+    max_terms: int
+    max_direction_patterns: int
+    max_reference_index: int
+    max_name_chars: int
+    max_job_memory_bytes: int
+    max_batch_tokens: int
+    queue_reserve: int
+    tenant_direction_slots: int
+    max_streams: int
+    max_streams_per_tenant: int
+    stream_send_timeout_seconds: float
+    max_health_watches: int
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., max_prompts_per_request: _Optional[int] = ..., max_prompt_tokens: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_directions: _Optional[int] = ..., max_abs_coefficient: _Optional[float] = ..., direction_storage: _Optional[str] = ..., max_queued_jobs_per_tenant: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_directions_per_tenant: _Optional[int] = ..., max_points_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_score_tokens: _Optional[int] = ..., max_score_candidates: _Optional[int] = ..., max_keywords: _Optional[int] = ..., max_keyword_bytes: _Optional[int] = ..., max_terms: _Optional[int] = ..., max_direction_patterns: _Optional[int] = ..., max_reference_index: _Optional[int] = ..., max_name_chars: _Optional[int] = ..., max_job_memory_bytes: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., queue_reserve: _Optional[int] = ..., tenant_direction_slots: _Optional[int] = ..., max_streams: _Optional[int] = ..., max_streams_per_tenant: _Optional[int] = ..., stream_send_timeout_seconds: _Optional[float] = ..., max_health_watches: _Optional[int] = ...) -> None: ...
 
 class MemoryReport(_message.Message):
     __slots__ = ("model_bytes", "pristine_bytes", "directions_bytes", "device_bytes_in_use")
@@ -302,7 +338,7 @@ class DirectionSpec(_message.Message):
     def __init__(self, random: _Optional[_Union[RandomDirectionSpec, _Mapping]] = ..., interpolation: _Optional[_Union[InterpolationDirectionSpec, _Mapping]] = ..., adapter: _Optional[_Union[AdapterDirectionSpec, _Mapping]] = ...) -> None: ...
 
 class Direction(_message.Message):
-    __slots__ = ("id", "spec", "fingerprint", "bytes_held", "perturbed_tensors", "total_tensors", "created", "create_seconds", "norm")
+    __slots__ = ("id", "spec", "fingerprint", "bytes_held", "perturbed_tensors", "total_tensors", "created", "create_seconds", "norm", "owner", "admin_owned")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +348,8 @@ class Direction(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     CREATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     NORM_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_OWNED_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: DirectionSpec
     fingerprint: str
@@ -321,7 +359,9 @@ class Direction(_message.Message):
     created: bool
     create_seconds: float
     norm: float
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[DirectionSpec, _Mapping]] = ..., fingerprint: _Optional[str] = ..., bytes_held: _Optional[int] = ..., perturbed_tensors: _Optional[int] = ..., total_tensors: _Optional[int] = ..., created: _Optional[bool] = ..., create_seconds: _Optional[float] = ..., norm: _Optional[float] = ...) -> None: ...
+    owner: str
+    admin_owned: bool
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[DirectionSpec, _Mapping]] = ..., fingerprint: _Optional[str] = ..., bytes_held: _Optional[int] = ..., perturbed_tensors: _Optional[int] = ..., total_tensors: _Optional[int] = ..., created: _Optional[bool] = ..., create_seconds: _Optional[float] = ..., norm: _Optional[float] = ..., owner: _Optional[str] = ..., admin_owned: _Optional[bool] = ...) -> None: ...
 
 class CreateDirectionRequest(_message.Message):
     __slots__ = ("spec",)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from safety_landscape.server.errors import FailedPrecondition, InvalidArgument
+from safety_landscape.server.errors import Cancelled, FailedPrecondition, InvalidArgument
 
 from .specs import Normalization, RandomSpec, Selection, Stream, Tied
 
@@ -102,13 +102,20 @@ def draw_per_tensor(name: str, weight: torch.Tensor, spec: RandomSpec) -> torch.
     return torch.randn(weight.shape, generator=gen, dtype=torch.float32, device=weight.device)
 
 
-def random_direction(params: Sequence[tuple[str, torch.Tensor]], spec: RandomSpec) -> dict[str, torch.Tensor]:
+def _never() -> bool:
+    return False
+
+
+def random_direction(
+    params: Sequence[tuple[str, torch.Tensor]], spec: RandomSpec, *, should_cancel: Callable[[], bool] = _never
+) -> dict[str, torch.Tensor]:
     """The whole random direction, {name: fp32 tensor on the param's device}, in params order.
 
     REFERENCE stream (the authors'): ``torch.manual_seed(seed)`` on CPU, then draw ``index + 1``
     directions one after another, each a ``torch.randn(shape)`` for EVERY param in order (norms
     included, even though they are zeroed afterwards), and keep draw ``index``. So ``params`` must
     be ``unique_parameters(model)`` of the same architecture for the stream to line up.
+    ``should_cancel`` is checked before every tensor drawn (Cancelled when it says so).
     """
     if spec.tied is not Tied.ONCE:
         raise InvalidArgument("random_direction draws each tensor once; tied = reference is reference_tied_direction's")
@@ -118,9 +125,11 @@ def random_direction(params: Sequence[tuple[str, torch.Tensor]], spec: RandomSpe
     gen.manual_seed(spec.seed)
     for _ in range(spec.index):  # advance the stream past the earlier directions
         for _name, w in params:
+            _check(should_cancel)
             torch.randn(w.shape, generator=gen, dtype=torch.float32)
     out: dict[str, torch.Tensor] = {}
     for name, w in params:
+        _check(should_cancel)
         g = torch.randn(w.shape, generator=gen, dtype=torch.float32)  # always drawn: keeps the stream
         if is_perturbed(name, w, spec):
             out[name] = normalize(g, w.detach().cpu(), spec.normalization).to(w.device)
@@ -190,13 +199,14 @@ class StreamPositions:
         self._states: OrderedDict[tuple[str, int, int], torch.Tensor] = OrderedDict()
 
     def nearest(self, key: str, seed: int, index: int) -> tuple[int, torch.Tensor | None]:
-        """The latest known draw start at or before ``index`` (0, None: the seed itself)."""
-        for k in range(index, 0, -1):
-            state = self._states.get((key, seed, k))
-            if state is not None:
-                self._states.move_to_end((key, seed, k))
-                return k, state
-        return 0, None
+        """The latest known draw start at or before ``index`` (0, None: the seed itself). Looks
+        through the states held (at most ``capacity``), not the indices: an index may be huge."""
+        known = [k for stream, s, k in self._states if stream == key and s == seed and 0 < k <= index]
+        if not known:
+            return 0, None
+        start = max(known)
+        self._states.move_to_end((key, seed, start))
+        return start, self._states[(key, seed, start)]
 
     def put(self, key: str, seed: int, index: int, state: torch.Tensor) -> None:
         self._states[(key, seed, index)] = state
@@ -215,11 +225,12 @@ class ReferenceStream:
     one tensor at a time, with the generator's state recorded before each perturbed tensor."""
 
     def __init__(self, shapes: Sequence[tuple[str, tuple[int, ...]]], spec: RandomSpec,
-                 positions: StreamPositions | None = None) -> None:
+                 positions: StreamPositions | None = None, *, should_cancel: Callable[[], bool] = _never) -> None:
         self.shapes = list(shapes)
         self.spec = spec
         self.positions = positions or StreamPositions()
         self.key = stream_key(self.shapes)
+        self.should_cancel = should_cancel  # asked before every tensor drawn to advance the stream
 
     def _generator_at_draw(self) -> torch.Generator:
         gen = torch.Generator(device="cpu")
@@ -230,6 +241,7 @@ class ReferenceStream:
             gen.set_state(state)
         for k in range(start, self.spec.index):  # advance past the earlier draws, a tensor at a time
             for _name, shape in self.shapes:
+                _check(self.should_cancel)
                 torch.randn(shape, generator=gen, dtype=torch.float32)
             self.positions.put(self.key, self.spec.seed, k + 1, gen.get_state())
         return gen
@@ -259,3 +271,6 @@ def redraw(state: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     gen = torch.Generator(device="cpu")
     gen.set_state(state)
     return torch.randn(shape, generator=gen, dtype=torch.float32)
+def _check(should_cancel: Callable[[], bool]) -> None:
+    if should_cancel():
+        raise Cancelled("the call was cancelled or its deadline passed; drawing the direction was stopped")

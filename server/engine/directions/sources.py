@@ -131,11 +131,11 @@ class ReferenceRandom:
     perturbed tensor's generator state recorded; later redrawn alone on the CPU."""
 
     def __init__(self, spec: RandomSpec, shapes: Sequence[tuple[str, tuple[int, ...]]],
-                 positions: StreamPositions | None = None) -> None:
+                 positions: StreamPositions | None = None, *, should_cancel: Callable[[], bool] = lambda: False) -> None:
         self.spec = spec
         perturbed = {name for name, shape in shapes if is_perturbed(name, torch.empty(shape, device="meta"), spec)}
         self._draws: Iterator[tuple[str, torch.Tensor | None, Callable[[], torch.Tensor]]] = ReferenceStream(
-            shapes, spec, positions
+            shapes, spec, positions, should_cancel=should_cancel
         ).draws(perturbed)
         self.recorded: dict[str, _Recorded] = {}
 

@@ -1,0 +1,146 @@
+"""Memory admission: a job's peak memory, estimated from the model's shape before anything is
+allocated, turned into the rows per batch that fit (or a refusal).
+
+The estimate per row (one sequence) of ``T`` tokens, for a decoder of ``L`` layers, hidden size
+``D``, MLP size ``I``, ``H`` attention heads (``K`` of them for keys and values, of width ``d``),
+vocabulary ``V`` and ``b`` bytes per weight element:
+  - the KV cache, reserved for the whole generation: ``2 * L * K * d * b`` per token;
+  - one layer's activations: hidden states and MLP (``T * (6 D + 3 I) * b``), the attention
+    scores in fp32 (``4 * H * T * T``: what a non-fused attention kernel materialises) and the
+    padding mask (``T * T * b``);
+  - the logits: the last position's for generation (``2 * 4 * V``), every position's for scoring
+    (``T * V * (b + 8)``: the logits, their fp32 copy and the log-softmax).
+It is an upper bound for the usual kernels (fused attention needs less), so a batch that fits
+the estimate fits the device. ``rows`` is the largest batch within ``max_batch_size``,
+``max_batch_tokens`` (prompt tokens in one forward pass) and the memory budget; a job whose
+single longest row does not fit is refused with RESOURCE_EXHAUSTED naming ``max_job_memory_bytes``.
+
+The budget is ``max_job_memory_bytes``, or when that is 0, a share of what is free after the model
+loaded: 80% of the CUDA device's free memory; on a CPU, half of the smallest of the available
+memory (``MemAvailable``), the cgroup's room (``memory.max - memory.current``) and the address
+space left under ``RLIMIT_AS``.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ResourceExhausted
+from .facts import statm_bytes
+
+__all__ = ["JobMemory", "ModelShape", "memory_budget"]
+
+GIB = float(1 << 30)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    dtype_bytes: int
+
+    @classmethod
+    def of(cls, model: Any) -> ModelShape:
+        config = model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+
+        def first(*names: str, default: int = 0) -> int:
+            return next((int(v) for n in names if isinstance(v := getattr(config, n, None), int)), default)
+
+        hidden = first("hidden_size", "n_embd", "d_model", default=1)
+        heads = first("num_attention_heads", "n_head", default=1)
+        return cls(
+            layers=first("num_hidden_layers", "n_layer", default=1),
+            hidden=hidden,
+            intermediate=first("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden),
+            heads=heads,
+            kv_heads=first("num_key_value_heads", default=heads),
+            head_dim=first("head_dim", default=max(1, hidden // heads)),
+            vocab=first("vocab_size", default=1),
+            dtype_bytes=next(model.parameters()).element_size(),
+        )
+
+    def activations(self, tokens: int) -> int:
+        b = self.dtype_bytes
+        return tokens * (6 * self.hidden + 3 * self.intermediate) * b + 4 * self.heads * tokens * tokens + tokens * tokens * b
+
+    def kv_cache(self, tokens: int) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes * tokens
+
+
+@dataclass(frozen=True)
+class JobMemory:
+    """The estimate and the budget; ``*_rows``: sequences per batch, at least 1, or a refusal."""
+
+    shape: ModelShape
+    budget: int
+    max_batch_size: int
+    max_batch_tokens: int
+
+    def generation_row(self, prompt_tokens: int, new_tokens: int) -> int:
+        return (self.shape.kv_cache(prompt_tokens + new_tokens) + self.shape.activations(prompt_tokens)
+                + 8 * self.shape.vocab)
+
+    def score_row(self, tokens: int) -> int:
+        return self.shape.activations(tokens) + tokens * self.shape.vocab * (self.shape.dtype_bytes + 8)
+
+    def generation_rows(self, longest_prompt: int, new_tokens: int) -> int:
+        row = self.generation_row(longest_prompt, new_tokens)
+        return self._rows(row, longest_prompt, f"one sequence of {longest_prompt} prompt + {new_tokens} new tokens")
+
+    def score_rows(self, longest_item: int) -> int:
+        return self._rows(self.score_row(longest_item), longest_item, f"one Score item of {longest_item} tokens")
+
+    def _rows(self, row_bytes: int, row_tokens: int, what: str) -> int:
+        if row_bytes > self.budget:
+            raise ResourceExhausted(
+                f"{what} needs about {row_bytes / GIB:.2f} GiB; the limit is {self.budget / GIB:.2f} GiB "
+                "(max_job_memory_bytes): shorten it",
+                limit="max_job_memory_bytes",
+            )
+        return max(1, min(self.max_batch_size, self.budget // row_bytes, self.max_batch_tokens // max(1, row_tokens)))
+
+
+def memory_budget(configured: int, device: torch.device) -> int:
+    """``configured`` bytes, or the share of free memory the module docstring describes."""
+    if configured:
+        return configured
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.8 * free)
+    return int(0.5 * min(_cpu_rooms()))
+
+
+def _cpu_rooms() -> list[int]:
+    rooms = [_meminfo_available()]
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            rooms.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        rooms.append(soft - statm_bytes(0))
+    return [max(0, r) for r in rooms]
+
+
+def _meminfo_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 << 30  # unknown: assume a modest machine
