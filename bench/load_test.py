@@ -4,12 +4,12 @@ Prints how many calls were accepted and refused (RESOURCE_EXHAUSTED), p50/p99 la
 accepted ones, whether every accepted answer equals a single-threaded reference, and the server's
 metrics scraped afterwards.
 
-    python bench/load_test.py                          # starts an in-process tiny-random server, queue of 8
+    python bench/load_test.py                          # starts an in-process tiny-random server, 8 jobs queued
     python bench/load_test.py --server HOST:PORT --token-file TOKEN --metrics-url http://HOST:9090/metrics
 
 Without --server the script starts the server itself (create_server + the model, as
-visage-server does) with --queue-size jobs queued in all and per tenant, and reads its metrics
-registry directly.
+visage-server does) with --queue-size jobs queued per tenant (and one more in all: a per-tenant
+limit must be below the queue's size), and reads its metrics registry directly.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> int:
     p.add_argument("--metrics-url", help="the server's /metrics URL (with --server)")
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--threads", type=int, default=20)
-    p.add_argument("--queue-size", type=int, default=8, help="queue of the in-process server (all and per tenant)")
+    p.add_argument("--queue-size", type=int, default=8, help="jobs the in-process server queues per tenant (one more in all)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--prompts", type=int, default=4, help="prompts per call")
     p.add_argument("--backoff", type=float, default=0.0, help="seconds a thread waits after a refusal (default 0)")
@@ -126,7 +126,7 @@ def main() -> int:
         from safety_landscape.server.bootstrap import build_engine_factory
         from safety_landscape.server.config import Limits, ServerConfig
 
-        limits = dataclasses.replace(Limits(), max_queued_jobs=args.queue_size, max_queued_jobs_per_tenant=args.queue_size)
+        limits = dataclasses.replace(Limits(), max_queued_jobs=args.queue_size + 1, max_queued_jobs_per_tenant=args.queue_size)
         config = ServerConfig(model="tiny-random", listen="127.0.0.1:0", device="cpu", dtype="float32", limits=limits,
                               log_format="json")
         from safety_landscape.server.logs import configure_logging
