@@ -239,7 +239,7 @@ class WeightManager:
 
     def _source(self, spec: DirectionSpec, should_cancel: Cancel = lambda: False) -> DirectionSource:
         if isinstance(spec, RandomSpec) and spec.tied is Tied.REFERENCE:
-            return self._tied_reference(spec)
+            return self._tied_reference(spec, should_cancel)
         if isinstance(spec, RandomSpec):
             if spec.stream == Stream.PER_TENSOR:
                 return PerTensorRandom(spec)
@@ -253,13 +253,13 @@ class WeightManager:
             return StreamedAdapter(adapter_modules(self.params, self.registry.get(spec.adapter, "adapter").path))
         raise InvalidArgument(f"unknown direction spec {spec!r}")
 
-    def _tied_reference(self, spec: RandomSpec) -> HeldTensors:
+    def _tied_reference(self, spec: RandomSpec, should_cancel: Cancel) -> HeldTensors:
         """tied = "reference": the authors' draw for every state-dict name, built whole (its names'
         draws summed per shared tensor) and kept in host memory until ``build_direction`` keeps it
         where the storage says; not produced tensor by tensor, so "stream" holds it on the host."""
         pristine = [(name, self.pristine[name]) for name in self.names]
         held = HeldTensors(pin=self.params[0][1].device.type == "cuda")
-        for name, t in reference_tied_direction(pristine, self.aliases, spec).items():
+        for name, t in reference_tied_direction(pristine, self.aliases, spec, should_cancel=should_cancel).items():
             held.keep(name, t)
         return held
 

@@ -26,7 +26,7 @@ from .specs import Normalization, RandomSpec, Selection, Stream, Tied
 
 __all__ = [
     "FILTER_EPS", "ReferenceStream", "Scale", "StreamPositions", "draw_per_tensor", "is_perturbed", "normalize",
-    "random_direction", "random_tensor", "redraw", "stream_key", "weight_norm",
+    "random_direction", "random_tensor", "redraw", "stop_if_cancelled", "stream_key", "weight_norm",
 ]
 
 FILTER_EPS = 1e-10  # Li et al. 2018: d_i = g_i / (||g_i|| + 1e-10) * ||W_i||
@@ -125,11 +125,11 @@ def random_direction(
     gen.manual_seed(spec.seed)
     for _ in range(spec.index):  # advance the stream past the earlier directions
         for _name, w in params:
-            _check(should_cancel)
+            stop_if_cancelled(should_cancel)
             torch.randn(w.shape, generator=gen, dtype=torch.float32)
     out: dict[str, torch.Tensor] = {}
     for name, w in params:
-        _check(should_cancel)
+        stop_if_cancelled(should_cancel)
         g = torch.randn(w.shape, generator=gen, dtype=torch.float32)  # always drawn: keeps the stream
         if is_perturbed(name, w, spec):
             out[name] = normalize(g, w.detach().cpu(), spec.normalization).to(w.device)
@@ -241,7 +241,7 @@ class ReferenceStream:
             gen.set_state(state)
         for k in range(start, self.spec.index):  # advance past the earlier draws, a tensor at a time
             for _name, shape in self.shapes:
-                _check(self.should_cancel)
+                stop_if_cancelled(self.should_cancel)
                 torch.randn(shape, generator=gen, dtype=torch.float32)
             self.positions.put(self.key, self.spec.seed, k + 1, gen.get_state())
         return gen
@@ -271,6 +271,6 @@ def redraw(state: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     gen = torch.Generator(device="cpu")
     gen.set_state(state)
     return torch.randn(shape, generator=gen, dtype=torch.float32)
-def _check(should_cancel: Callable[[], bool]) -> None:
+def stop_if_cancelled(should_cancel: Callable[[], bool]) -> None:
     if should_cancel():
         raise Cancelled("the call was cancelled or its deadline passed; drawing the direction was stopped")

@@ -16,14 +16,14 @@ tensors* differ; the drawing, the selection and the normalisation are :mod:`.gau
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from safety_landscape.server.errors import FailedPrecondition
 
-from .gaussian import is_perturbed, normalize
+from .gaussian import is_perturbed, normalize, stop_if_cancelled
 from .specs import RandomSpec, Stream, Tied
 from .tensors import unique_parameters
 
@@ -59,7 +59,8 @@ def parameter_aliases(model: torch.nn.Module) -> list[Alias]:
 
 
 def reference_tied_direction(
-    params: Sequence[tuple[str, torch.Tensor]], aliases: Sequence[Alias], spec: RandomSpec
+    params: Sequence[tuple[str, torch.Tensor]], aliases: Sequence[Alias], spec: RandomSpec,
+    *, should_cancel: Callable[[], bool] = lambda: False,
 ) -> dict[str, torch.Tensor]:
     """Draw ``spec.index`` of the authors' stream with a draw for every state-dict name.
 
@@ -69,6 +70,7 @@ def reference_tied_direction(
     decided per state-dict name, as the reference does; each draw is normalised to the shared
     weight. FailedPrecondition when the state dict holds buffers: the reference would draw (and
     add) a direction for each of them too, which no parameter direction can reproduce.
+    ``should_cancel`` is checked before every tensor drawn (Cancelled when it says so).
     """
     if spec.tied is not Tied.REFERENCE or spec.stream is not Stream.REFERENCE:
         raise FailedPrecondition("reference_tied_direction serves tied = reference on the reference stream only")
@@ -88,9 +90,11 @@ def reference_tied_direction(
     gen.manual_seed(spec.seed)
     for _ in range(spec.index):  # advance the stream past the earlier directions
         for _name, owner in drawn:
+            stop_if_cancelled(should_cancel)
             torch.randn(weights[owner].shape, generator=gen, dtype=torch.float32)
     sums: dict[str, torch.Tensor] = {}
     for name, owner in drawn:
+        stop_if_cancelled(should_cancel)
         w = weights[owner]
         g = torch.randn(w.shape, generator=gen, dtype=torch.float32)  # always drawn: keeps the stream
         d = normalize(g, w.detach().cpu(), spec.normalization) if is_perturbed(name, w, spec) else torch.zeros_like(g)
