@@ -5,9 +5,11 @@ is a ``Job`` run on this thread, never in a gRPC handler thread, so GPU work is 
 request always runs at the weights it names: the worker applies the job's weight state right
 before the job's work, with nothing in between.
 
-Scheduling: round-robin between tenants (fair: one tenant's backlog cannot starve another), and
-within that, jobs that need the weights already applied go first (grouping saves switches) as
-long as no tenant waits more than ``MAX_SKIPS`` turns. Admission to the queue is a fair share
+Scheduling: round-robin between tenants, the tenant served least recently first (fair: one
+tenant's backlog cannot starve another, and a tenant that queues a job while another floods the
+queue waits behind the running job only, not behind a turn the flooder has already been
+promised), and within that, jobs that need the weights already applied go first (grouping saves
+switches) as long as no tenant waits more than ``MAX_SKIPS`` turns. Admission to the queue is a fair share
 (``fair_share.py``): the queue in all, a per-tenant limit, and a reserve of slots that only a
 tenant with nothing queued may take. A refused job answers RESOURCE_EXHAUSTED with a retry hint;
 a cancelled or expired job is dropped from the queue or stopped at its next check (between
@@ -119,6 +121,8 @@ class ModelHost:
         self._queues: OrderedDict[str, deque[Job[Any]]] = OrderedDict()
         self._cond = threading.Condition()
         self._seq = itertools.count()
+        self._turns: OrderedDict[str, int] = OrderedDict()  # tenant -> the turn it was last served (bounded)
+        self._turn = itertools.count()
         self._share = Share(limits.max_queued_jobs, limits.max_queued_jobs_per_tenant, limits.queue_reserve_effective())
         self._stopping = False
         self._busy_since: float | None = None
@@ -304,7 +308,8 @@ class ModelHost:
 
     def _next_job(self) -> Job[Any] | None:
         """Pick the next job (call with the lock held): fair round-robin, then grouping."""
-        tenants = [t for t, q in self._queues.items() if q]
+        # Least recently served first; a tenant never served (or long ago forgotten) before all others.
+        tenants = sorted((t for t, q in self._queues.items() if q), key=lambda t: self._turns.get(t, -1))
         if not tenants:
             return None
         current = self.engine.weights.current
@@ -322,10 +327,16 @@ class ModelHost:
         # Within a tenant, prefer a queued job at the current weights (grouping), else FIFO.
         pick = next((j for j in queue if j.terms is not None and _same_weights(j.key, current)), queue[0])
         queue.remove(pick)
-        self._queues.move_to_end(chosen)  # round-robin: this tenant goes to the back
+        self._served_turn(chosen)  # round-robin: this tenant goes to the back
         if not queue:
             del self._queues[chosen]
         return pick
+
+    def _served_turn(self, tenant: str) -> None:
+        self._turns[tenant] = next(self._turn)
+        self._turns.move_to_end(tenant)
+        if len(self._turns) > SERVED_HISTORY:  # forgets the tenant served longest ago: it stays first
+            self._turns.popitem(last=False)
 
     def _loop(self) -> None:
         while True:

@@ -1,12 +1,14 @@
 """Fair share of the job queue, proven on a REAL server: one tenant at its limit (or beyond the
-queue's reserve) cannot shut out a tenant with nothing queued, and a per-tenant limit that would
-let one tenant fill the whole queue is refused at start-up.
+queue's reserve) cannot shut out a tenant with nothing queued, a tenant that queues a job while
+another floods the queue waits behind the running job only, and a per-tenant limit that would let
+one tenant fill the whole queue is refused at start-up.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 from serving import running_server, wait_for, worker_held
@@ -14,6 +16,7 @@ from serving import running_server, wait_for, worker_held
 from safety_landscape.client import errors
 from safety_landscape.client.client import generation
 from safety_landscape.server.fair_share import Share, ShareRefusal, check_share
+from safety_landscape.server.host import Job
 from safety_landscape.v1 import landscape_pb2 as pb
 
 TOKENS = "alice:tok-alice,bob:tok-bob,carol:tok-carol,dave:tok-dave"
@@ -45,6 +48,34 @@ def test_a_tenant_at_its_share_leaves_the_reserve_to_newcomers():
         finally:
             for c in clients.values():
                 c.close()
+
+
+def test_a_newcomer_waits_behind_the_running_job_only():
+    # alice's first job runs (held on an event); four more of hers queue behind it; then bob queues
+    # one. The tenant served least recently goes next: bob, although alice's jobs were there first.
+    with running_server() as server:
+        host = server.app.host
+        order: list[str] = []
+        running, release = threading.Event(), threading.Event()
+
+        def job(tenant: str, name: str, *, hold: bool = False) -> Job[None]:
+            def work(engine, cancel) -> None:
+                if hold:
+                    running.set()
+                    release.wait(60)
+                order.append(name)
+
+            return Job(tenant=tenant, terms=None, work=work)
+
+        futures = [host.submit(job("alice", "alice-0", hold=True))]
+        assert running.wait(30)
+        futures += [host.submit(job("alice", f"alice-{i}")) for i in range(1, 5)]
+        futures.append(host.submit(job("bob", "bob-0")))
+        release.set()
+        for f in futures:
+            f.result(30)
+    assert order[:2] == ["alice-0", "bob-0"], order
+    assert sorted(order[2:]) == [f"alice-{i}" for i in range(1, 5)]
 
 
 def test_a_per_tenant_limit_at_the_queue_size_is_a_startup_error():
