@@ -24,7 +24,7 @@ from .directions import DirectionSpec, direction_id
 from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvaluator
 from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, device_capacity, software_facts, tokenizer_facts
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
-from .job_memory import JobMemory, ModelShape, memory_budget
+from .job_memory import JobMemory, memory_budget, model_geometry
 from .memory_plan import MemoryPlan, auto_storage
 from .prompts import PromptSetRegistry
 from .scoring import ScoreOutcome, score_prepared
@@ -106,7 +106,7 @@ class Engine:
             )
         self.evaluator = SafetyEvaluator(self.generator, limits.max_prompt_tokens, judge)
         self.job_memory = JobMemory(
-            ModelShape.of(self.model), memory_budget(limits.max_job_memory_bytes, loaded.device),
+            model_geometry(self.model), memory_budget(limits.max_job_memory_bytes, loaded.device),
             max_batch_size=limits.max_batch_size, max_batch_tokens=limits.max_batch_tokens,
         )
         self.admission = Admission(self.tokenizer, limits, self.prompt_sets, self.job_memory)  # request threads' checks

@@ -32,67 +32,42 @@ import torch
 
 from ..errors import ResourceExhausted
 from .facts import statm_bytes
+from .memory_plan import Geometry, geometry
 
-__all__ = ["JobMemory", "ModelShape", "memory_budget"]
+__all__ = ["JobMemory", "memory_budget", "model_geometry"]
 
 GIB = float(1 << 30)
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    dtype_bytes: int
+def model_geometry(model: Any) -> Geometry:
+    """The shape of a loaded model, as the memory plan reads it."""
+    return geometry(model, model.config, next(model.parameters()).dtype)
 
-    @classmethod
-    def of(cls, model: Any) -> ModelShape:
-        config = model.config
-        config = config.get_text_config() if hasattr(config, "get_text_config") else config
 
-        def first(*names: str, default: int = 0) -> int:
-            return next((int(v) for n in names if isinstance(v := getattr(config, n, None), int)), default)
+def _activations(g: Geometry, tokens: int) -> int:
+    b = g.element_size
+    return tokens * (6 * g.hidden + 3 * g.intermediate) * b + 4 * g.heads * tokens * tokens + tokens * tokens * b
 
-        hidden = first("hidden_size", "n_embd", "d_model", default=1)
-        heads = first("num_attention_heads", "n_head", default=1)
-        return cls(
-            layers=first("num_hidden_layers", "n_layer", default=1),
-            hidden=hidden,
-            intermediate=first("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden),
-            heads=heads,
-            kv_heads=first("num_key_value_heads", default=heads),
-            head_dim=first("head_dim", default=max(1, hidden // heads)),
-            vocab=first("vocab_size", default=1),
-            dtype_bytes=next(model.parameters()).element_size(),
-        )
 
-    def activations(self, tokens: int) -> int:
-        b = self.dtype_bytes
-        return tokens * (6 * self.hidden + 3 * self.intermediate) * b + 4 * self.heads * tokens * tokens + tokens * tokens * b
-
-    def kv_cache(self, tokens: int) -> int:
-        return 2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes * tokens
+def _kv_cache(g: Geometry, tokens: int) -> int:
+    return max(1, len(g.layers)) * g.kv_per_position() * tokens
 
 
 @dataclass(frozen=True)
 class JobMemory:
     """The estimate and the budget; ``*_rows``: sequences per batch, at least 1, or a refusal."""
 
-    shape: ModelShape
+    shape: Geometry
     budget: int
     max_batch_size: int
     max_batch_tokens: int
 
     def generation_row(self, prompt_tokens: int, new_tokens: int) -> int:
-        return (self.shape.kv_cache(prompt_tokens + new_tokens) + self.shape.activations(prompt_tokens)
+        return (_kv_cache(self.shape, prompt_tokens + new_tokens) + _activations(self.shape, prompt_tokens)
                 + 8 * self.shape.vocab)
 
     def score_row(self, tokens: int) -> int:
-        return self.shape.activations(tokens) + tokens * self.shape.vocab * (self.shape.dtype_bytes + 8)
+        return _activations(self.shape, tokens) + tokens * self.shape.vocab * (self.shape.element_size + 8)
 
     def generation_rows(self, longest_prompt: int, new_tokens: int) -> int:
         row = self.generation_row(longest_prompt, new_tokens)
