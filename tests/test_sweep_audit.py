@@ -161,3 +161,16 @@ def test_report_escapes_answers_that_look_like_markup(tmp_path):
     assert "alert(1)</script>" not in html and "<img src=x" not in html
     block = re.search(r'id="completions-data">(.*?)</script>', html, re.S)
     assert json.loads(io.StringIO(block.group(1)).read())["texts"] == [evil]
+
+
+def test_the_report_names_a_model_given_by_path_by_its_last_part(tmp_path):
+    from safety_landscape.client.records import Series
+    from safety_landscape.client.sweep.report_page import sweep_report
+    from safety_landscape.client.sweep.summary import LABELS, SweepData, summarize_sweep
+
+    series = Series("d0", "default")
+    curve = {(a,): v for a, v in ((-0.5, 100.0), (0.0, 10.0), (0.5, 100.0))}
+    data = SweepData("s", {"spec": {"kind": "1d-random"}, "model_name": "runs/aligned"}, {"asr": {series: curve}},
+                     {"asr": {series: list(curve)}})
+    html = sweep_report(tmp_path / "report.html", data, summarize_sweep(data), [], labels=LABELS).read_text()
+    assert "Safety landscape: aligned (s)" in html and "runs/aligned (s)" not in html

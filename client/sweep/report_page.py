@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..figure_labels import model_name
 from ..report import PointCompletions, write_report
 from ..visage import RULES
 
@@ -111,6 +112,6 @@ def sweep_report(path: Path, data: SweepData, summary: Mapping[str, Any], plots:
                   f"{adaptive['assumption']} VISAGE counts the assumed points at 100 %; the plots draw them "
                   "hollow (1D) or crossed (2D).")
     settings = {k: data.meta.get(k) for k in ("spec", "model_name", "model", "servers", "direction_fingerprints", "provenance")}
-    return write_report(path, title=f"Safety landscape: {summary['model_name']} ({data.name})",
+    return write_report(path, title=f"Safety landscape: {model_name(summary['model_name'])} ({data.name})",
                         plots=pngs, visage_rows=table_rows(summary), settings=settings, notes=notes,
                         completions=completion_views(data, summary, store) if store is not None else None)
