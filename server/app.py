@@ -35,6 +35,7 @@ from .service import DirectionServicer, LandscapeServicer
 
 log = structlog.get_logger("safety_landscape.server")
 STOP_SECONDS = 2.0  # after the grace period: for grpc to cancel what is left
+WATCH_NOTICE_SECONDS = 0.5  # open health Watch streams get this long to send NOT_SERVING before they are cancelled
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["LandscapeService"].full_name,
     pb.DESCRIPTOR.services_by_name["DirectionService"].full_name,
@@ -91,6 +92,8 @@ class ServerApp:
         idle = self.gate.wait_idle(deadline)  # health Watch streams are not waited for
         if self.host is not None:
             self.host.stop(timeout=max(0.0, deadline - time.monotonic()))
+        if self.gate.watches_open():
+            time.sleep(min(WATCH_NOTICE_SECONDS, max(0.0, deadline - time.monotonic())))
         self.server.stop(0)  # cancels what is left: Watch streams, calls that overran the grace period
         stopped.wait(STOP_SECONDS)
         self.gate.close()

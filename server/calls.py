@@ -267,6 +267,10 @@ class CallGate(grpc.ServerInterceptor):
         with self._cond:
             return self._calls.total
 
+    def watches_open(self) -> int:
+        with self._cond:
+            return self._watches.total
+
     def wait_idle(self, deadline: float) -> bool:
         """Wait until no work call is in progress or ``deadline`` (time.monotonic()); whether idle."""
         with self._cond:
