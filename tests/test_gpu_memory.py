@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_model_loading import engine_outputs
-from transformers import LlamaConfig, LlamaForCausalLM
+from test_model_loading import engine_outputs, save_bf16_llama
 
 from safety_landscape.server.bootstrap import load_planned, planned_engine
 from safety_landscape.server.config import Limits, ServerConfig
@@ -21,7 +20,6 @@ from safety_landscape.server.engine.engine import Engine, TermRequest
 from safety_landscape.server.engine.generation import GenerationParams
 from safety_landscape.server.engine.weights import WeightManager, model_fingerprint
 from safety_landscape.server.models.loading import load_model, resolve_model
-from safety_landscape.server.models.tiny import build_tiny_tokenizer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -34,13 +32,7 @@ PROMPTS = ["Hello there", "What is the capital of France?", "Tell me a story."]
 def checkpoint(tmp_path_factory) -> Path:
     """A 47M-parameter Llama in bf16 safetensors, with the tiny tokenizer."""
     folder = tmp_path_factory.mktemp("gpu-bf16")
-    tokenizer = build_tiny_tokenizer()
-    config = LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=6,
-                         num_attention_heads=8, num_key_value_heads=4, tie_word_embeddings=False,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    save_bf16_llama(folder, kv_heads=4)
     return folder
 
 

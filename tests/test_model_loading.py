@@ -47,19 +47,25 @@ PEAK_PROBE = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="module")
-def bf16_checkpoint(tmp_path_factory) -> tuple[Path, int]:
-    """A 47M-parameter Llama saved as bf16 safetensors (94 MB: an fp32 copy would be 188 MB)."""
-    folder = tmp_path_factory.mktemp("bf16")
+def save_bf16_llama(folder: Path, *, kv_heads: int) -> int:
+    """A 47M-parameter Llama (seed 0) saved in ``folder`` as bf16 safetensors with the tiny
+    tokenizer; returns the weights' bytes."""
     tokenizer = build_tiny_tokenizer()
     config = LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=6,
-                         num_attention_heads=8, num_key_value_heads=8, tie_word_embeddings=False,
+                         num_attention_heads=8, num_key_value_heads=kv_heads, tie_word_embeddings=False,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    return folder, sum(p.numel() * p.element_size() for p in model.parameters())
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def bf16_checkpoint(tmp_path_factory) -> tuple[Path, int]:
+    """A 47M-parameter Llama saved as bf16 safetensors (94 MB: an fp32 copy would be 188 MB)."""
+    folder = tmp_path_factory.mktemp("bf16")
+    return folder, save_bf16_llama(folder, kv_heads=8)
 
 
 @pytest.fixture(scope="module")
