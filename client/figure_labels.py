@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from .records import Series
 
-__all__ = ["SeriesNames", "direction_name", "model_name", "name_series", "system_names", "system_prompt_name"]
+__all__ = ["SeriesNames", "direction_name", "model_name", "name_series", "name_spec_series", "spec_system_names",
+           "system_names", "system_prompt_name"]
 
 _TEXT_SHOWN = 28  # characters of a custom system prompt shown in a legend
 
@@ -64,6 +65,10 @@ class SeriesNames:
     def title(self, head: str) -> str:
         return f"{head} · system prompt: {self.shared_system}" if self.shared_system else head
 
+    def full(self, label: str) -> str:
+        """``label``'s name on its own (a heading, not a legend): the shared system prompt included."""
+        return f"{self.names[label]}, {self.shared_system}" if self.shared_system else self.names[label]
+
 
 def name_series(labels: Iterable[str], *, systems: Mapping[str, str] | None = None, target: str = "") -> SeriesNames:
     """Readers' names for the store labels ``labels``; ``systems`` maps system labels to names
@@ -79,3 +84,20 @@ def name_series(labels: Iterable[str], *, systems: Mapping[str, str] | None = No
             name += f", {systems.get(series.system, system_prompt_name(series.system))}"
         names[label] = name
     return SeriesNames(names, shared)
+
+
+def name_spec_series(labels: Iterable[str], spec: Mapping[str, object]) -> SeriesNames:
+    """Readers' names for a sweep's store labels, from the spec the store records (``meta["spec"]``):
+    its system prompts' names and an interpolation's target."""
+    grid = spec.get("grid")
+    target = str(grid.get("target", "")) if isinstance(grid, Mapping) else ""
+    return name_series(labels, systems=spec_system_names(spec), target=target)
+
+
+def spec_system_names(spec: Mapping[str, object]) -> dict[str, str]:
+    """:func:`system_names` of the system prompts a sweep's recorded spec lists (presets and texts)."""
+    return system_names([*_strings(spec.get("system_prompts")), *_strings(spec.get("system_prompt_texts"))])
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []

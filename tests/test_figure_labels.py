@@ -6,6 +6,7 @@ from safety_landscape.client.figure_labels import (
     direction_name,
     model_name,
     name_series,
+    name_spec_series,
     system_names,
     system_prompt_name,
 )
@@ -33,3 +34,14 @@ def test_a_shared_system_prompt_moves_to_the_title():
     assert two.shared_system is None and two.title("t") == "t"
     assert list(two.names.values()) == ["direction 1, default", 'direction 1, "Be safe."']
     assert name_series(["d0", "d1"]).names == {"d0": "direction 1", "d1": "direction 2"}  # capability series
+
+
+def test_a_sweeps_series_named_from_its_spec_stand_alone_as_headings():
+    text = "Be safe."
+    spec = {"system_prompts": ["default"], "system_prompt_texts": [text], "grid": {"points": 5}}
+    both = name_spec_series(["d0|default", f"d1|{system_label(text)}"], spec)
+    assert both.full("d0|default") == "direction 1, default" and both.full(f"d1|{system_label(text)}") == 'direction 2, "Be safe."'
+    one = name_spec_series(["d0|default"], {"system_prompts": ["default"]})
+    assert one.names == {"d0|default": "direction 1"} and one.full("d0|default") == "direction 1, default"
+    interp = name_spec_series(["interp|default"], {"grid": {"target": "attack-10"}})
+    assert interp.full("interp|default") == "toward attack-10, default"

@@ -144,6 +144,7 @@ def test_the_report_shows_intervals_and_each_points_answers_offline(swept):
     assert len(data["points"]) == 2 * 5 - 1 + 2 * 5 - 1 + 2  # asr and refusal points, the origin under each series
     assert set(PROMPTS) <= set(data["texts"])
     assert html.count('<details class="cpoint"') == len(data["points"]) and 'id="cq"' in html
+    assert "<summary>direction 1, default (d0|default) · a = +0.000 — ASR " in html  # a reader's name, then the store's
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # nothing fetched
     assert "<script src" not in html and "<link" not in html
     assert (out / "plots" / "asr_1d.png").stat().st_size > 1000

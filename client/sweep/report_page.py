@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..figure_labels import model_name
+from ..figure_labels import model_name, name_spec_series
 from ..report import PointCompletions, write_report
 from ..visage import RULES
 
@@ -71,8 +71,10 @@ def _coords(coords: tuple[float, ...]) -> str:
 
 def completion_views(data: SweepData, summary: Mapping[str, Any], store: ResultStore) -> list[PointCompletions]:
     """Every measured safety point of ``data`` with its completions, ASR (or over-refusal) first,
-    then by series and coordinates."""
+    then by series and coordinates; each heading names its series in a reader's words ("direction 1,
+    default") beside the store's label (``d0|default``, as summary.json keys it)."""
     ci_rows = summary.get("curves_ci95", {})
+    names = name_spec_series({s.label for m in ("asr", "refusal") for s in data.records.get(m, {})}, data.meta["spec"])
     views = []
     for metric in ("asr", "refusal"):
         for series, points in sorted(data.records.get(metric, {}).items()):
@@ -83,7 +85,8 @@ def completion_views(data: SweepData, summary: Mapping[str, Any], store: ResultS
                 jailbroken = record.detail.jailbroken or 0
                 counted = (f"{jailbroken}/{record.total} jailbroken" if metric == "asr"
                            else f"{record.total - jailbroken}/{record.total} refused")
-                heading = (f"{series.label} · {_coords(coords)} — {'ASR' if metric == 'asr' else 'over-refusal'} "
+                rate = "ASR" if metric == "asr" else "over-refusal"
+                heading = (f"{names.full(series.label)} ({series.label}) · {_coords(coords)} — {rate} "
                            f"{record.value:.2f}%{interval} · {counted}")
                 views.append(PointCompletions(heading, store.completions(record.key),
                                               complied="jailbroken" if metric == "asr" else "answered"))

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ValidationError
-from ..figure_labels import SeriesNames, model_name, name_series, system_names
+from ..figure_labels import SeriesNames, model_name, name_spec_series, spec_system_names
 from ..outputs import output_lock, write_atomically
 from ..plots import FIGURE_FORMATS, plot_1d, plot_2d, plot_plane, plot_side_by_side
 from ..records import PointRecord, Series
@@ -381,12 +381,11 @@ def write_plots(out_dir: Path, data: SweepData, summary: dict[str, Any] | None =
     summary = summary if summary is not None else summarize_sweep(data)
     out: list[Path] = []
     spec = data.meta["spec"]
-    systems = system_names([*spec.get("system_prompts", ()), *spec.get("system_prompt_texts", ())])
-    target = str(spec.get("grid", {}).get("target", ""))
+    systems = spec_system_names(spec)
 
     def named(curves: dict[str, Any]) -> tuple[SeriesNames, dict[str, Any]]:
         """The curves keyed by their readers' names (the legend's words)."""
-        names = name_series(curves, systems=systems, target=target)
+        names = name_spec_series(curves, spec)
         return names, {names.names[label]: pts for label, pts in curves.items()}
 
     def ylim(metric: str, values: list[float]) -> tuple[float, float] | None:
