@@ -15,9 +15,9 @@ everyone. ``CallGate`` (an interceptor) gives each kind of call its own threads 
     pool of its own, without waiting for a work thread;
   - a stream whose client has not taken a result for ``stream_send_timeout_seconds`` (its send is
     blocked on HTTP/2 flow control) is cancelled, which frees its thread;
-  - a request whose bytes do not decode answers INVALID_ARGUMENT (grpc itself answers INTERNAL);
-    this covers unary-request methods, which are all of ours (reflection's request stream is
-    grpc's own).
+  - a request whose bytes do not decode answers INVALID_ARGUMENT (grpc itself answers INTERNAL):
+    a unary request before its handler runs, a request stream (reflection's) at its first bad
+    message.
 The decision is made in ``intercept_service``, which grpc runs on its polling thread; a unit is
 given back when the pool finishes the call (``_Accounted``), whether or not its handler ran.
 ``wait_idle`` tells a drain when no work call is left.
@@ -209,26 +209,31 @@ class CallGate(grpc.ServerInterceptor):
                ) -> grpc.RpcMethodHandler:
         """``handler`` run on ``pool``, with undecodable requests refused (and its sends watched)."""
         deserialize = handler.request_deserializer
-        tolerant = None
-        if deserialize is not None and not (handler.stream_unary or handler.stream_stream):
-            tolerant = _tolerant(deserialize)
-        return wrap_handler(handler, self._guard(watched), pool=pool, request_deserializer=tolerant)
+        tolerant = _tolerant(deserialize) if deserialize is not None else None
+        request_stream = bool(handler.stream_unary or handler.stream_stream)
+        return wrap_handler(handler, self._guard(watched, request_stream=request_stream), pool=pool,
+                            request_deserializer=tolerant)
 
     # -- on the call's own thread ---------------------------------------------------------------
 
-    def _guard(self, watched: bool) -> Callable[[Behaviour, bool], Behaviour]:
+    def _guard(self, watched: bool, *, request_stream: bool = False) -> Callable[[Behaviour, bool], Behaviour]:
+        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+            """The request, refused if it did not decode; a request stream, refused at its first bad message."""
+            if request_stream:
+                return _checked_requests(request, context)
+            _refuse_undecodable(request, context)
+            return request
+
         def around(behaviour: Behaviour, streaming: bool) -> Behaviour:
             if not streaming:
 
                 def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                    _refuse_undecodable(request, context)
-                    return behaviour(request, context)
+                    return behaviour(checked(request, context), context)
 
                 return unary
 
             def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                _refuse_undecodable(request, context)
-                responses = behaviour(request, context)
+                responses = behaviour(checked(request, context), context)
                 if not watched:
                     yield from responses
                     return
@@ -321,6 +326,12 @@ def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
             return UNDECODABLE
 
     return parse
+
+
+def _checked_requests(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    for request in requests:
+        _refuse_undecodable(request, context)  # raises inside the handler's loop: the call ends with the status
+        yield request
 
 
 def _refuse_undecodable(request: Any, context: grpc.ServicerContext) -> None:

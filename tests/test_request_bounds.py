@@ -120,6 +120,11 @@ def test_undecodable_bytes_are_invalid_argument(server):
         with pytest.raises(grpc.RpcError) as info:
             list(streaming(b"\xff\xfe\xfd", timeout=10))
         assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        reflection = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+        with pytest.raises(grpc.RpcError) as info:
+            list(reflection(iter([b"\xff\xfe\xfd"]), timeout=10))  # grpc's own handler, a request stream
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert "not a valid message" in info.value.details()
 
 
 def test_every_limit_is_shown_by_get_info_and_visage_info(server, capsys):
