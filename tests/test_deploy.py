@@ -12,7 +12,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from safety_landscape.server.metrics import ServerMetrics  # noqa: E402
+from safety_landscape.server.metrics import REJECT_REASONS, ServerMetrics  # noqa: E402
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 K8S = DEPLOY / "k8s"
@@ -183,6 +183,12 @@ def test_alerts_and_dashboard_use_only_existing_metrics() -> None:
         used = set(METRIC.findall(rule["expr"]))
         assert used, f"alert {rule['alert']} names no visage_ metric"
         assert used <= known, f"alert {rule['alert']}: unknown {sorted(used - known)}"
+    alerted = set()  # the refusal reasons an alert watches: each is one the server counts
+    for rule in rules:
+        for match in re.finditer(r'reason=~?"([^"]+)"', rule["expr"]):
+            alerted |= set(match.group(1).split("|"))
+    assert alerted <= set(REJECT_REASONS), sorted(alerted - set(REJECT_REASONS))
+    assert {"queue_full", "tenant_queue_full", "busy"} <= alerted  # the refusals that mean "saturated"
     dashboard = (DEPLOY / "grafana" / "dashboard.json").read_text()
     used = set(METRIC.findall(dashboard))
     assert used - known == set(), sorted(used - known)
