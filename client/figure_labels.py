@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .records import Series
 
 __all__ = ["SeriesNames", "direction_name", "model_name", "name_series", "name_spec_series", "spec_system_names",
-           "system_names", "system_prompt_name"]
+           "spec_target", "system_names", "system_prompt_name"]
 
 _TEXT_SHOWN = 28  # characters of a custom system prompt shown in a legend
 
@@ -89,14 +89,18 @@ def name_series(labels: Iterable[str], *, systems: Mapping[str, str] | None = No
 def name_spec_series(labels: Iterable[str], spec: Mapping[str, object]) -> SeriesNames:
     """Readers' names for a sweep's store labels, from the spec the store records (``meta["spec"]``):
     its system prompts' names and an interpolation's target."""
-    grid = spec.get("grid")
-    target = str(grid.get("target", "")) if isinstance(grid, Mapping) else ""
-    return name_series(labels, systems=spec_system_names(spec), target=target)
+    return name_series(labels, systems=spec_system_names(spec), target=spec_target(spec))
 
 
 def spec_system_names(spec: Mapping[str, object]) -> dict[str, str]:
     """:func:`system_names` of the system prompts a sweep's recorded spec lists (presets and texts)."""
     return system_names([*_strings(spec.get("system_prompts")), *_strings(spec.get("system_prompt_texts"))])
+
+
+def spec_target(spec: Mapping[str, object]) -> str:
+    """An interpolation's target as the recorded spec names it ("" for other kinds)."""
+    grid = spec.get("grid")
+    return str(grid.get("target", "")) if isinstance(grid, Mapping) else ""
 
 
 def _strings(value: object) -> list[str]:

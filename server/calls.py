@@ -216,7 +216,7 @@ class CallGate(grpc.ServerInterceptor):
 
     # -- on the call's own thread ---------------------------------------------------------------
 
-    def _guard(self, watched: bool, *, request_stream: bool = False) -> Callable[[Behaviour, bool], Behaviour]:
+    def _guard(self, watched: bool, *, request_stream: bool) -> Callable[[Behaviour, bool], Behaviour]:
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
             """The request, refused if it did not decode; a request stream, refused at its first bad message."""
             if request_stream:

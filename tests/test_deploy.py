@@ -179,12 +179,11 @@ def test_alerts_and_dashboard_use_only_existing_metrics() -> None:
     names = {r["alert"] for r in rules}
     assert {"VisageServerDown", "VisageNotServing", "VisageQueueSaturated", "VisageHighErrorRate",
             "VisageNoTokensGenerated", "VisageWeightSwitchSlow", "VisageDeviceMemoryNearLimit"} <= names
+    alerted = set()  # the refusal reasons an alert watches: each is one the server counts
     for rule in rules:
         used = set(METRIC.findall(rule["expr"]))
         assert used, f"alert {rule['alert']} names no visage_ metric"
         assert used <= known, f"alert {rule['alert']}: unknown {sorted(used - known)}"
-    alerted = set()  # the refusal reasons an alert watches: each is one the server counts
-    for rule in rules:
         for match in re.finditer(r'reason=~?"([^"]+)"', rule["expr"]):
             alerted |= set(match.group(1).split("|"))
     assert alerted <= set(REJECT_REASONS), sorted(alerted - set(REJECT_REASONS))

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ValidationError
-from ..figure_labels import SeriesNames, model_name, name_spec_series, spec_system_names
+from ..figure_labels import SeriesNames, model_name, name_series, spec_system_names, spec_target
 from ..outputs import output_lock, write_atomically
 from ..plots import FIGURE_FORMATS, plot_1d, plot_2d, plot_plane, plot_side_by_side
 from ..records import PointRecord, Series
@@ -381,11 +381,11 @@ def write_plots(out_dir: Path, data: SweepData, summary: dict[str, Any] | None =
     summary = summary if summary is not None else summarize_sweep(data)
     out: list[Path] = []
     spec = data.meta["spec"]
-    systems = spec_system_names(spec)
+    systems, target = spec_system_names(spec), spec_target(spec)  # once, for every figure below
 
     def named(curves: dict[str, Any]) -> tuple[SeriesNames, dict[str, Any]]:
         """The curves keyed by their readers' names (the legend's words)."""
-        names = name_spec_series(curves, spec)
+        names = name_series(curves, systems=systems, target=target)
         return names, {names.names[label]: pts for label, pts in curves.items()}
 
     def ylim(metric: str, values: list[float]) -> tuple[float, float] | None:
