@@ -45,6 +45,10 @@ def test_unread_streams_are_bounded_and_cancelled_while_others_are_served():
             grpc.insecure_channel(server.target, options=STUCK_READER) as stuck, server.client(token="tok-victor") as victor:
         hog = pb_grpc.LandscapeServiceStub(stuck)
         streams = [hog.EvaluatePoints(points_request(), timeout=120, metadata=MALLORY) for _ in range(2)]
+        gate = server.app.gate
+        # grpc may hand the server concurrent new calls in any order: the third is sent only once
+        # the server holds the first two, or it could take a slot and one of them be refused.
+        wait_for(lambda: gate.work_in_flight() == 2, 30, "mallory's two streams held by the server")
         third = hog.EvaluatePoints(points_request(), timeout=120, metadata=MALLORY)
         with pytest.raises(grpc.RpcError) as refused:
             next(third)
@@ -52,7 +56,6 @@ def test_unread_streams_are_bounded_and_cancelled_while_others_are_served():
         assert "max_streams_per_tenant" in refused.value.details()
         health = health_pb2_grpc.HealthStub(victor.channel)
         slowest, started = 0.0, time.monotonic()
-        gate = server.app.gate
         while gate.work_in_flight():  # the server cancels both once their sends stall (victor's calls end each turn)
             slowest = max(slowest, timed(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=3)),
                           timed(victor.info), timed(lambda: victor.generate(["Hi"], settings=generation(2), timeout=10)))
