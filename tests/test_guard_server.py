@@ -13,7 +13,7 @@ import pytest
 from serving import ServerProcess, running_server
 
 from safety_landscape.client import client as c
-from safety_landscape.client.errors import FailedPreconditionError, NotFoundError
+from safety_landscape.client.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 
 SETTINGS = {"prompt_set": "harmful-mini", "limit": 3, "max_new_tokens": 6, "judge": "classifier", "return_completions": True}
 
@@ -50,6 +50,9 @@ def test_llama_guard_3_judges_through_evaluate_safety(lg3_dir):
         settings.judge.classifier.name = ""
         settings.judge.classifier.fingerprint = "0" * 64
         with pytest.raises(FailedPreconditionError, match=r"not the 0{64} the request expects"):
+            client.evaluate(settings)
+        settings.judge.classifier.fingerprint = "not-a-sha256"
+        with pytest.raises(InvalidArgumentError, match="must be 64 lower-case hex digits"):
             client.evaluate(settings)
         # The keyword judge is untouched on the same server.
         assert client.evaluate(c.evaluation_settings(prompt_set="harmful-mini", limit=2, max_new_tokens=4)).judge == "keyword"

@@ -8,6 +8,7 @@ classifier judge the server loaded: ``guards/``) and the bookkeeping of tokens s
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from .generation import FINISH_KEYWORD, BatchGenerator, GenerationParams, Genera
 from .guards import ClassifierJudge, GuardVerdict
 from .judges import KeywordJudge, attack_success_rate
 from .prompts import PromptSet
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,8 @@ def check_classifier(classifier: ClassifierJudge, name: str, fingerprint: str) -
             f"unknown classifier judge {name!r}; this server has {classifier.name!r} ({classifier.checkpoint}): "
             "name it, or leave the name empty for the one loaded." + did_you_mean(name, (classifier.name,))
         )
+    if fingerprint and not _SHA256.fullmatch(fingerprint):
+        raise InvalidArgument("judge.classifier.fingerprint must be 64 lower-case hex digits (a sha256), or empty for any")
     if fingerprint and fingerprint != classifier.fingerprint:
         raise FailedPrecondition(
             f"the classifier judge's weights are {classifier.fingerprint}, not the {fingerprint} the request expects: "

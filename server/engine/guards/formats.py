@@ -47,7 +47,8 @@ class GuardFormat:
     builtin: Callable[[str, str], str] | None = None  # the prompt written in prompts.py
     builtin_bos: bool = True  # tokenise the builtin prompt with the tokenizer's special tokens (BOS)
     read: Callable[[str], GuardReading] | None = None  # decision "generate"
-    max_new_tokens: int = 0  # decision "generate"
+    max_new_tokens: int = 0  # decision "generate": as the publishers' model cards (Llama Guard 100, Qwen3Guard 128,
+    # HarmBench 1); a guard stops at its end-of-turn token long before, and a cut answer would read as malformed
     markers: tuple[str, ...] = ()  # all present in a chat template: this family
 
 
@@ -56,22 +57,22 @@ FORMATS: dict[str, GuardFormat] = {
     for f in (
         GuardFormat(
             "llama-guard-2", "llama-guard-2", "Llama Guard 2", "preferred", "generate",
-            builtin=prompts.llama_guard_2_prompt, read=partial(read_llama_guard, category_count=11), max_new_tokens=20,
+            builtin=prompts.llama_guard_2_prompt, read=partial(read_llama_guard, category_count=11), max_new_tokens=100,
             markers=("<BEGIN UNSAFE CONTENT CATEGORIES>", "[INST]", "S11: Sexual Content"),
         ),
         GuardFormat(
             "llama-guard-3", "llama-guard-3", "Llama Guard 3 (8B)", "preferred", "generate",
             builtin=prompts.llama_guard_3_prompt, builtin_bos=False, read=partial(read_llama_guard, category_count=14),
-            max_new_tokens=20, markers=("<BEGIN UNSAFE CONTENT CATEGORIES>", "<|start_header_id|>", "Elections"),
+            max_new_tokens=100, markers=("<BEGIN UNSAFE CONTENT CATEGORIES>", "<|start_header_id|>", "Elections"),
         ),
         GuardFormat(
             "llama-guard-3-1b", "llama-guard-3", "Llama Guard 3 (1B)", "preferred", "generate",
             builtin=partial(prompts.llama_guard_3_prompt, code_interpreter=False), builtin_bos=False,
-            read=partial(read_llama_guard, category_count=14), max_new_tokens=20,
+            read=partial(read_llama_guard, category_count=14), max_new_tokens=100,
         ),
         GuardFormat(
             "qwen3guard-gen", "qwen3guard-gen", "Qwen3Guard-Gen", "required", "generate",
-            read=read_qwen3guard, max_new_tokens=32, markers=("Safety: Controversial",),
+            read=read_qwen3guard, max_new_tokens=128, markers=("Safety: Controversial",),
         ),
         GuardFormat("shieldgemma", "shieldgemma", "ShieldGemma", "ignored", "yes-no", markers=("policy expert",)),
         GuardFormat(
