@@ -8,6 +8,7 @@ judges; these tests say the server asks each guard in its own format and reads i
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import guard_models as gm
@@ -56,7 +57,8 @@ def test_llama_guard_3_template_scripted_answer(guards):
     verdicts = judge.judge([PROMPT, "another"], [COMPLETION, "answer"])
     assert [(v.unsafe, v.label, v.categories, v.raw) for v in verdicts] == [(True, "unsafe", ("S2", "S10"), "unsafe\nS2,S10")] * 2
     assert {(v.judge, v.fingerprint, v.probability) for v in verdicts} == {("llama-guard-3", judge.fingerprint, None)}
-    assert judge.judge_id == f"classifier:llama-guard-3@{judge.fingerprint[:12]}"
+    template_sha = hashlib.sha256(gm.LLAMA_GUARD_3_TEMPLATE.encode()).hexdigest()[:12]
+    assert judge.judge_id == f"classifier:llama-guard-3@{judge.fingerprint[:12]}/template:{template_sha}"
 
 
 def test_llama_guard_3_without_a_template_uses_metas_prompt(guards):
@@ -65,6 +67,7 @@ def test_llama_guard_3_without_a_template_uses_metas_prompt(guards):
     judge = judge_of(guards["lg3-no-template"], "llama-guard-3")
     assert not judge.input.uses_template
     assert judge.input.text(PROMPT, COMPLETION) == llama_guard_3_prompt(PROMPT, COMPLETION)
+    assert judge.judge_id.endswith("/builtin")
     assert judge.judge([PROMPT], [COMPLETION])[0].categories == ("S1",)
 
 

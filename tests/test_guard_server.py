@@ -28,7 +28,7 @@ def test_llama_guard_3_judges_through_evaluate_safety(lg3_dir):
         judge = server.engine.evaluator.classifier
         assert judge is not None and judge.name == "llama-guard-3"
         resp = client.evaluate(c.evaluation_settings(**SETTINGS))
-        assert resp.judge == f"classifier:llama-guard-3@{judge.fingerprint[:12]}"
+        assert resp.judge == judge.judge_id and resp.judge.startswith(f"classifier:llama-guard-3@{judge.fingerprint[:12]}/template:")
         assert resp.total == 3 and resp.jailbroken == 3 and resp.asr == 100.0
         for v in resp.verdicts:
             assert v.jailbroken and v.classifier_output == "unsafe\nS1" and v.completion

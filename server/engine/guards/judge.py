@@ -13,6 +13,7 @@ The guard always runs at its own unperturbed weights.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -124,9 +125,16 @@ class ClassifierJudge:
         self.yes_no = _yes_no_ids(generator.tokenizer, checkpoint) if guard.decision == "yes-no" else (0, 0)
 
     @property
+    def prompt_source(self) -> str:
+        """Where the guard's input comes from: ``template:<first 12 hex of the chat template's sha256>`` or ``builtin``."""
+        if not self.input.uses_template:
+            return "builtin"
+        return "template:" + hashlib.sha256(chat_template_text(self.generator.tokenizer).encode("utf-8")).hexdigest()[:12]
+
+    @property
     def judge_id(self) -> str:
-        """How responses name this judge: ``classifier:<format>@<first 12 hex of the fingerprint>``."""
-        return f"classifier:{self.name}@{self.fingerprint[:12]}"
+        """How responses name this judge: ``classifier:<format>@<first 12 hex of the weights fingerprint>/<prompt source>``."""
+        return f"classifier:{self.name}@{self.fingerprint[:12]}/{self.prompt_source}"
 
     def judge(
         self, prompts: Sequence[str], completions: Sequence[str], should_cancel: Callable[[], bool] = lambda: False
