@@ -108,6 +108,8 @@ def planned_engine(config: ServerConfig, loaded: LoadedModel, plan: MemoryPlan) 
         registry=ModelRegistry.from_file(config.registry) if config.registry else None,
         prompt_sets=PromptSetRegistry(_prompt_sets(config)),
         classifier=classifier,
+        classifier_format=config.judge_format,
+        judge_threshold=config.judge_threshold,
         model_name=config.model_name,
         memory_plan=plan,
     )

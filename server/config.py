@@ -169,7 +169,16 @@ class ServerConfig:
         (), "NAME=PATH[:harmful|benign], repeatable: a prompt file clients may name",
         flag="--prompt-set", env="VISAGE_PROMPT_SETS", item=parse_prompt_set,
     )
-    judge_model: str = setting("", "a second model used as the classifier judge")
+    judge_model: str = setting("", "a guard model for the classifier judge (same forms as --model)")
+    judge_format: str = setting(
+        "auto", "the --judge-model's guard format; auto: told from its chat template (an error when it cannot "
+        "be told, or when a named format does not match the checkpoint)",
+        choices=("auto", "llama-guard-2", "llama-guard-3", "llama-guard-3-1b", "qwen3guard-gen", "shieldgemma",
+                 "harmbench-llama2-cls"),
+    )
+    judge_threshold: float = setting(
+        0.5, "ShieldGemma: an answer is unsafe when P(Yes) reaches this", minimum=0.0, maximum=1.0
+    )
     tokens_file: str = setting("", "TOML file of tenants and token hashes")
     tokens_env: str = setting(
         "", "tenants and tokens as name:token[:admin],...", env="VISAGE_TOKENS", cli=False

@@ -1,5 +1,5 @@
 """EvaluateSafety end to end on a REAL server (tiny-random, gRPC on loopback): exact early stop over
-several perturbations, prompt sets by content hash, the classifier-judge plumbing, over-refusal,
+several perturbations, prompt sets by content hash, the classifier judge's refusals, over-refusal,
 and every bad request answered with a code and a message that says what to change, after which
 the server still serves. Malformed prompt files stop ``visage-server`` at start (exit 2).
 
@@ -18,7 +18,7 @@ from serving import ServerProcess, running_server
 
 from safety_landscape.client import client as c
 from safety_landscape.client.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, ValidationError
-from safety_landscape.server.engine.judges import KeywordJudge, parse_guard_verdict
+from safety_landscape.server.engine.judges import KeywordJudge
 from safety_landscape.v1 import landscape_pb2 as pb
 
 MAX_NEW = 24
@@ -195,20 +195,15 @@ def test_unknown_judge_names(client, tiny_server):
     _assert_still_serving(client)
 
 
-def test_classifier_judge_plumbing_with_tiny_random_as_the_judge():
-    # tiny-random as the classifier: its "verdict" is garbage, so parse_guard_verdict gives None,
-    # which counts as not jailbroken; the raw text comes back for the user to see.
-    with running_server(judge_model="tiny-random:1") as server, server.client() as client:
+def test_classifier_judge_garbage_is_never_counted_safe():
+    # tiny-random as a Llama Guard 2 classifier: its answers are garbage, which fails the call
+    # (quoting the answer) rather than counting as "safe". The guard formats end to end: test_guard_server.py.
+    with running_server(judge_model="tiny-random:1", judge_format="llama-guard-2") as server, server.client() as client:
         s = _settings(limit=2, max_new_tokens=6, judge="classifier", return_completions=True)
-        resp = client.evaluate(s)
-        assert resp.judge == "classifier:tiny-random:1" and resp.total == 2
-        for v in resp.verdicts:
-            assert v.classifier_output and parse_guard_verdict(v.classifier_output) is None
-            assert v.jailbroken is False and v.matched_keyword == "" and v.completion
-        assert resp.asr == 0.0 and resp.tokens_saved == 0
-        assert resp.timings.judge_seconds > 0
+        with pytest.raises(FailedPreconditionError, match="gave answer 0 no verdict: the first line must be 'safe' or 'unsafe'"):
+            client.evaluate(s)
         s.judge.classifier.name = "llama-guard-3"
-        with pytest.raises(NotFoundError, match="unknown classifier judge 'llama-guard-3'; this server has 'tiny-random:1'"):
+        with pytest.raises(NotFoundError, match="unknown classifier judge 'llama-guard-3'; this server has 'llama-guard-2'"):
             client.evaluate(s)
         _assert_still_serving(client)
 

@@ -232,6 +232,7 @@ class Admission:
         """An evaluation's checks; the settings with their prompts encoded and their rows per batch."""
         self.check_keywords(settings.keywords)
         self.check_name(settings.classifier_name, "judge.classifier.name")
+        self.check_name(settings.classifier_fingerprint, "judge.classifier.fingerprint")
         self.check_generation(settings.params)
         encoded = self.encode(settings.prompt_set.prompts, settings.system_prompt, settings.chat_format,
                               should_cancel=should_cancel)
