@@ -35,7 +35,8 @@ from safety_landscape.client.compare import load_run, write_comparison
 from safety_landscape.client.export import export
 from safety_landscape.client.records import Completion, PointDetail, PointRecord
 from safety_landscape.client.store import ResultStore
-from safety_landscape.client.sweep.summary import load_sweep, write_sweep_report
+from safety_landscape.client.sweep.output_folder import write_sweep_report
+from safety_landscape.client.sweep.stored import load_sweep
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "outputs"
 UPDATE = os.environ.get("VISAGE_UPDATE_GOLDEN") == "1"

@@ -25,7 +25,7 @@ from .compare import Comparison, compare
 from .config import Decision, GateConfig, GateConfigError, Thresholds, config_from_dict, load_config, validate
 from .files import write_outputs
 from .measure import STORE_NAME, Measurements, gate_spec, measure, sha256_json
-from .report import EXIT_ERROR, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, error_document, gate_document
+from .verdict import EXIT_ERROR, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, error_document, gate_document
 
 __all__ = [
     "EXIT_ERROR",
