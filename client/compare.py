@@ -73,12 +73,8 @@ class Run:
     def band(self, label: str) -> list[tuple[float, float, float]]:
         return self.summary.asr_band(label)
 
-    def asr_labels(self) -> list[str]:
-        """The store labels of the run's ASR series."""
-        return list(self.summary.curves.get("asr", {}))
-
     def systems(self) -> list[str]:
-        return sorted({Series.parse(label).system for label in self.asr_labels()})
+        return sorted({Series.parse(label).system for label in self.summary.asr_labels()})
 
 
 def load_run(store_path: Path, *, name: str | None = None, sweep: str | None = None) -> Run:
@@ -128,7 +124,7 @@ def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
     systems = _shared_systems(one_d) if one_d else []
     if not systems:
         return None
-    directions = sorted({Series.parse(label).direction for r in one_d for label in r.asr_labels()},
+    directions = sorted({Series.parse(label).direction for r in one_d for label in r.summary.asr_labels()},
                         key=_direction_order)
     styles = {r.name: run_style(i) for i, r in enumerate(one_d)}
     fig = headless_figure(figsize=(max(5.0, 3.3 * len(directions)), 2.9 * len(systems) + 1.0), layout="constrained")
@@ -201,13 +197,13 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     for run in runs:
         s = run.summary
         for system in _shared_systems(runs):
-            label = next((lbl for lbl in run.asr_labels() if Series.parse(lbl).system == system), "")
+            label = next((lbl for lbl in run.summary.asr_labels() if Series.parse(lbl).system == system), "")
             e = _visage_entry(run, system, rule)
             row: dict[str, Any] = {
                 "model": run.name, "system prompt": system,
-                "ASR at origin (%)": s.origin.get("asr", {}).get(label),
-                "ASR at origin, 95 % CI": _interval(s.origin_ci95.get("asr", {}).get(label)),
-                "over-refusal at origin (%)": s.origin.get("refusal", {}).get(label),
+                "ASR at origin (%)": s.at_origin("asr", label),
+                "ASR at origin, 95 % CI": _interval(s.at_origin_ci95("asr", label)),
+                "over-refusal at origin (%)": s.at_origin("refusal", label),
                 f"VISAGE ({rule})": e["mean"], "VISAGE, 95 % CI": _interval(e["ci95"]),
                 "VISAGE per direction": ", ".join(f"{v:.1f}" for v in e["per_direction"]),
             }

@@ -38,7 +38,6 @@ def table_rows(summary: SweepSummary | Mapping[str, Any]) -> list[dict[str, Any]
     """The report's VISAGE table (see the module docstring)."""
     summary = _typed(summary)
     rows: list[dict[str, Any]] = []
-    origin, origin_ci = summary.origin, summary.origin_ci95
     visage_ci, region = summary.visage.series_ci95, summary.safety_region
     for series, v in summary.visage.series.items():
         ci = visage_ci.get(series)
@@ -46,10 +45,10 @@ def table_rows(summary: SweepSummary | Mapping[str, Any]) -> list[dict[str, Any]
                      "VISAGE (reference) [95% CI]": _with_ci(v.reference, ci.reference if ci else None),
                      "VISAGE (expectation) [95% CI]": _with_ci(v.expectation, ci.expectation if ci else None),
                      "safety region": region.series.get(series),
-                     "ASR at origin [95% CI]": _with_ci(origin.get("asr", {}).get(series),
-                                                        origin_ci.get("asr", {}).get(series)),
-                     "over-refusal at origin [95% CI]": _with_ci(origin.get("refusal", {}).get(series),
-                                                                 origin_ci.get("refusal", {}).get(series))})
+                     "ASR at origin [95% CI]": _with_ci(summary.at_origin("asr", series),
+                                                        summary.at_origin_ci95("asr", series)),
+                     "over-refusal at origin [95% CI]": _with_ci(summary.at_origin("refusal", series),
+                                                                 summary.at_origin_ci95("refusal", series))})
     for label, spreads in summary.visage.by_system_prompt.items():
         row: dict[str, Any] = {"series": f"mean over directions | {label}"}
         for rule in RULES:

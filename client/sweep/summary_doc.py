@@ -264,6 +264,18 @@ class SweepSummary(JsonCodec):
     provenance: SummaryProvenance = field(default_factory=SummaryProvenance)
     adaptive: AdaptiveSummary | None = field(default=None, metadata=ABSENT_IF_NONE)
 
+    def at_origin(self, metric: str, label: str) -> float | None:
+        """A series' value of ``metric`` at the origin (None: not measured there)."""
+        return self.origin.get(metric, {}).get(label)
+
+    def at_origin_ci95(self, metric: str, label: str) -> Interval | None:
+        """The 95 % interval of a series' rate at the origin (None: none)."""
+        return self.origin_ci95.get(metric, {}).get(label)
+
+    def asr_labels(self) -> list[str]:
+        """The store labels of the ASR series."""
+        return list(self.curves.get("asr", {}))
+
     def asr_curve(self, label: str) -> list[tuple[float, float]]:
         """A 1D series' ASR curve as (a, value) points ([] if it has none)."""
         return [(r[0], r[1]) for r in self.curves.get("asr", {}).get(label, ())]

@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safety_landscape.common.names import CHAT_FORMATS, PAPER_FAMILIES, STREAMS, TIED_RULES
 
-from .cli import add_connection_args, connect, output_folder, print_json, writes_to_stdout
+from ..store import STORE_NAME
+from .common import add_connection_args, connect, output_folder, print_json, writes_to_stdout
 
-__all__ = ["STORE_NAME", "register"]
+__all__ = ["register"]
 
 if TYPE_CHECKING:
-    from .cli import Subparsers
-    from .store import ResultStore
-    from .sweep.spec import SweepSpec
-    from .sweep.summary_doc import SweepSummary
-
-STORE_NAME = "results.sqlite"
+    from ..store import ResultStore
+    from ..sweep.spec import SweepSpec
+    from ..sweep.summary_doc import SweepSummary
+    from .common import Subparsers
 
 
 def register(sub: Subparsers) -> None:
@@ -149,7 +147,7 @@ _FLAG_KEYS: dict[str, tuple[str, str]] = {
 
 def _base_terms(values: list[str]) -> list[dict[str, Any]]:
     """``--base TERM=COEF`` values as ``[[base]]`` tables."""
-    from .errors import ValidationError
+    from ..errors import ValidationError
 
     terms = []
     for value in values:
@@ -195,8 +193,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _spec_from_args(args: argparse.Namespace) -> SweepSpec:
     """The spec file (or preset) with the flags laid over it, validated once by the spec's rules."""
-    from .errors import ValidationError
-    from .sweep.spec import PRESETS, load_spec_data, merge_spec_data, preset, spec_from_dict
+    from ..errors import ValidationError
+    from ..sweep.spec import PRESETS, load_spec_data, merge_spec_data, preset, spec_from_dict
 
     if bool(args.spec) == bool(args.preset):
         raise ValidationError("give a SPEC.toml or --preset quick|paper|paper-template (one of them)")
@@ -228,11 +226,11 @@ def _visage_lines(summary: SweepSummary) -> list[str]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .store import ResultStore
-    from .sweep.fleet import Fleet
-    from .sweep.output_folder import write_outputs
-    from .sweep.runner import run_sweep
-    from .sweep.summary_doc import SweepSummary
+    from ..store import ResultStore
+    from ..sweep.fleet import Fleet
+    from ..sweep.output_folder import write_outputs
+    from ..sweep.runner import run_sweep
+    from ..sweep.summary_doc import SweepSummary
 
     spec = _spec_from_args(args)
     output_folder(args.out).mkdir(parents=True, exist_ok=True)
@@ -270,8 +268,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> ResultStore:
-    from .errors import ValidationError
-    from .store import ResultStore
+    from ..errors import ValidationError
+    from ..store import ResultStore
 
     path = args.dir / STORE_NAME
     if not path.is_file():
@@ -280,8 +278,8 @@ def _open(args: argparse.Namespace) -> ResultStore:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from .sweep.stored import load_sweep
-    from .sweep.summary import sweep_summary, write_summary
+    from ..sweep.stored import load_sweep
+    from ..sweep.summary import sweep_summary, write_summary
 
     with _open(args) as store:
         data = load_sweep(store, args.sweep)
@@ -296,8 +294,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_replot(args: argparse.Namespace) -> int:
-    from .sweep.figures import write_plots
-    from .sweep.stored import load_sweep
+    from ..sweep.figures import write_plots
+    from ..sweep.stored import load_sweep
 
     with _open(args) as store:
         paths = write_plots(args.dir, load_sweep(store, args.sweep))
@@ -309,9 +307,9 @@ def cmd_replot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .sweep.figures import write_plots
-    from .sweep.output_folder import write_sweep_report
-    from .sweep.stored import load_sweep
+    from ..sweep.figures import write_plots
+    from ..sweep.output_folder import write_sweep_report
+    from ..sweep.stored import load_sweep
 
     with _open(args) as store:
         data = load_sweep(store, args.sweep)
@@ -322,8 +320,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
-    from .sweep.stored import pick_sweep
+    from ..export import export
+    from ..sweep.stored import pick_sweep
 
     with _open(args) as store:
         name = pick_sweep(store, args.sweep) if args.sweep else None  # default: every point of the store
@@ -334,8 +332,3 @@ def cmd_export(args: argparse.Namespace) -> int:
     print_json({"export": path}) if args.json else print(path)
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main(["sweep", *sys.argv[1:]]))
