@@ -9,7 +9,8 @@
   module of a package from outside it runs the package's ``__init__``, so that counts as an
   import of the package too (except the top ``safety_landscape.client``, which only loads names
   on first use);
-- no client module imports one that architecture.md's "Client layers" place above it.
+- no client module imports one that architecture.md's "Client layers" place above it;
+- no client module is longer than 450 lines (split it by concern first).
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def test_every_module_is_named_in_the_architecture():
         named = {n.removeprefix(f"{side}/") for n in _named(_section(text, heading))} | {"__init__.py"}
         missing = [m for m in _modules(side) if m not in named]
         assert not missing, f"docs/architecture.md ({heading}) does not name {side}/ modules: {', '.join(missing)}"
+
+
+def test_no_client_module_is_over_450_lines():
+    long = {rel: n for rel in _modules("client")
+            if (n := len((ROOT / "client" / rel).read_text(encoding="utf-8").splitlines())) > 450}
+    assert not long, f"client modules over 450 lines: {long}"
 
 
 # -- the client's import graph -----------------------------------------------------------------
