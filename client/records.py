@@ -3,7 +3,8 @@
 A :class:`PointRecord` is immutable and JSON-able (``to_dict`` / ``from_dict``); the result store
 (:mod:`safety_landscape.client.store`) keys it by :attr:`PointRecord.key`, the content hash of
 everything that determined the measurement (see ``store.point_key``). Its :class:`PointDetail`
-holds the per-point facts the server reported, and its series label names a :class:`Series`.
+holds the per-point facts the server reported, and its series label names a :class:`Series`
+(direction and :func:`system_label`).
 A :class:`Completion` is one prompt's answer at one point, with its verdict; the store keeps
 them beside the record (compressed, each distinct text once).
 """
@@ -11,17 +12,23 @@ them beside the record (compressed, each distinct text once).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FINISH_REASONS", "METRICS", "Completion", "PointDetail", "PointRecord", "Series"]
+from safety_landscape.common.names import SYSTEM_PROMPT_PRESETS
+
+__all__ = ["CAPABILITY_METRICS", "FINISH_REASONS", "METRICS", "Completion", "PointDetail", "PointRecord", "Series",
+           "system_label"]
 
 #: The metrics a point may carry. ``asr``: attack success rate on the harmful set (0..100);
 #: ``refusal``: over-refusal on the benign set (0..100); ``accuracy``: capability (0..100);
 #: ``perplexity``: fluency (>= 0, unbounded).
 METRICS = ("asr", "refusal", "accuracy", "perplexity")
+#: The capability metrics (scored, not judged; their series carry no system prompt).
+CAPABILITY_METRICS = ("accuracy", "perplexity")
 #: Why a completion stopped, as the server reports it (``""``: not reported, as in stores written
 #: before completions were kept): end of sequence, max_new_tokens, a refusal keyword fixed the
 #: verdict (early stop), the call was cancelled.
@@ -53,6 +60,14 @@ class Series:
 
     def __str__(self) -> str:
         return self.label
+
+
+def system_label(system: str) -> str:
+    """A series' system-prompt label: a preset's name, or ``custom-<sha8>`` for a custom text
+    (series names stay short)."""
+    if system in SYSTEM_PROMPT_PRESETS:
+        return system
+    return "custom-" + hashlib.sha256(system.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

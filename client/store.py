@@ -37,9 +37,12 @@ from .errors import StoreError
 from .provenance import provenance
 from .records import Completion, PointRecord
 
-__all__ = ["CSV_COLUMNS", "PANDAS_COLUMNS", "SCHEMA_VERSION", "ClaimState", "ResultStore", "point_key", "provenance"]
+__all__ = ["CSV_COLUMNS", "PANDAS_COLUMNS", "SCHEMA_VERSION", "STORE_NAME", "ClaimState", "ResultStore", "point_key",
+           "provenance"]
 
 SCHEMA_VERSION = 1
+#: The store's file name in a sweep's (or a gate's) output folder.
+STORE_NAME = "results.sqlite"
 CSV_COLUMNS = ("sweep", "series", "metric", "a", "b", "value", "total", "key", "created_at")
 
 #: What :meth:`ResultStore.claim` found: ``mine`` (claimed: evaluate it), ``done`` (every point is
@@ -416,16 +419,3 @@ class ResultStore:
             raise ImportError("ResultStore.to_pandas needs pandas, which safety-landscape does not install: "
                               "pip install pandas") from None
         return pandas.DataFrame([_pandas_row(r) for r in self.records(sweep)], columns=list(PANDAS_COLUMNS))
-
-    # -- export (see safety_landscape.client.export) -----------------------------------------
-    def export_json(self, path: str | Path, sweep: str | None = None) -> Path:
-        """Write ``{"schema_version", "sweeps": {name: meta}, "points": [record dicts]}``."""
-        from .export import export
-
-        return Path(export(self, path, fmt="json", sweep=sweep))
-
-    def export_csv(self, path: str | Path, sweep: str | None = None) -> Path:
-        """Write one row per point with :data:`CSV_COLUMNS` (``b`` empty for 1D points)."""
-        from .export import export
-
-        return Path(export(self, path, fmt="csv", sweep=sweep))

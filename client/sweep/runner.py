@@ -3,8 +3,10 @@
 :func:`run_sweep` is the one entry point, and the work flows one way: validate the spec, read its
 local files (:func:`~.resolve.resolve`: prompt files and capability inputs, so a bad file fails
 before any RPC), check that the servers agree (model, prompt sets; nothing is evaluated before),
-build the plan, check the direction fingerprints, store the sweep's metadata (spec, servers,
-fingerprints, the plan's point list, provenance), then evaluate only the tasks with a point
+build the plan, check the direction fingerprints, store the sweep's metadata
+(:class:`~..sweep_meta.SweepMeta`: spec, servers, fingerprints, the plan's point list, provenance;
+built once, then stamped with the off-grid points an adaptive sweep adds and with the end time, so
+a running or interrupted sweep can be read back), then evaluate only the tasks with a point
 missing from the store, in rounds: the planner (:mod:`.planner`) names the tasks to evaluate
 next from the values measured so far (the full grid: every missing task in one round; an
 adaptive sweep: the next points of each walk), they are evaluated on the fleet, recorded, and
@@ -31,6 +33,7 @@ from ..errors import VisageError
 from ..provenance import iso_time, provenance, server_provenance
 from ..records import FINISH_REASONS, Completion, PointDetail, PointRecord
 from ..store import ResultStore
+from ..sweep_meta import PlannedPoint, RecordedModel, RecordedSpec, RunProvenance, SweepMeta
 from .claims import DEFAULT_TTL, Claims
 from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
 from .planner import Planner, planner_for
@@ -105,31 +108,46 @@ def completions_for(plan: Plan, point: Point, result: TaskResult) -> list[Comple
             for v in r.verdicts]
 
 
-def _meta(plan: Plan, servers: list[ServerFacts], fingerprints: dict[str, str], started: float) -> dict[str, Any]:
+def _planned(points: Sequence[Point]) -> tuple[PlannedPoint, ...]:
+    return tuple(PlannedPoint(p.key, p.series, p.metric, p.coords) for p in points)
+
+
+def _meta(plan: Plan, servers: list[ServerFacts], fingerprints: dict[str, str], started: float) -> SweepMeta:
     """The sweep's metadata (spec, model, servers, the plan's points) and, under ``provenance``,
     what every record carries: client and server software, seeds, fingerprints, the start time."""
     spec, facts = plan.spec, plan.facts
-    prov = provenance({
+    prov = RunProvenance.from_json(provenance({
         "sweep": spec.name, "model": facts.as_dict(), "model_name": servers[0].model_name,
         "torch_version": servers[0].torch_version, "servers": [s.target for s in servers],
         "server": server_provenance(servers[0]), "direction_fingerprints": fingerprints,
         "seeds": {"direction_seed": spec.direction.seed, "sample_seed": spec.sample_seed},
         "started_at": iso_time(started),
-    })
-    return {
-        "spec": spec.to_dict(), "model": facts.as_dict(), "model_name": servers[0].model_name,
-        "servers": [s.__dict__ for s in servers], "direction_fingerprints": fingerprints,
-        "points": [[p.key, p.series, p.metric, list(p.coords)] for p in plan.points],
-        "provenance": prov,
-    }
+    }))
+    return SweepMeta(spec=RecordedSpec(spec.to_dict()), model=RecordedModel.from_json(facts.as_dict()),
+                     model_name=servers[0].model_name, servers=tuple(dict(s.__dict__) for s in servers),
+                     direction_fingerprints=fingerprints, points=_planned(plan.points), provenance=prov)
 
 
-def _list_refined(store: ResultStore, meta: dict[str, Any], planner: Planner) -> None:
-    """List an adaptive sweep's off-grid edge points in its metadata (before they are evaluated)."""
-    refined = [[p.key, p.series, p.metric, list(p.coords)] for p in planner.refined]
-    if refined != meta.get("refined_points", []):
-        meta["refined_points"] = refined
-        store.put_meta(meta["spec"]["name"], meta)
+class _MetaRecord:
+    """The sweep's metadata in the store: written when the run starts, and again only when it changes
+    (an adaptive sweep's new off-grid points, listed before they are evaluated; the end time)."""
+
+    def __init__(self, store: ResultStore, meta: SweepMeta) -> None:
+        self.store, self.meta = store, meta
+        self._write()
+
+    def _write(self) -> None:
+        self.store.put_meta(self.meta.name, self.meta.to_json())
+
+    def list_refined(self, planner: Planner) -> None:
+        refined = _planned(planner.refined)
+        if refined != (self.meta.refined_points or ()):
+            self.meta = self.meta.with_refined(refined)
+            self._write()
+
+    def finish(self) -> None:
+        self.meta = self.meta.finished(iso_time(time.time()))
+        self._write()
 
 
 class _Measured:
@@ -231,24 +249,23 @@ def run_sweep(
         facts, servers = fleet.agree()
         plan = build_plan(resolved, facts, set_hashes=fleet.check_prompt_sets(resolved.prompt_set_names))
         fingerprints = fleet.check_directions(plan.directions)
-        meta = _meta(plan, servers, fingerprints, started_at)
-        store.put_meta(spec.name, meta)
+        record = _MetaRecord(store, _meta(plan, servers, fingerprints, started_at))
         measured = _Measured(store)
         have = set(measured.keys)
         pbar = bar if isinstance(bar, ProgressBar) else progress_display(0, enabled=bar, servers=len(servers))
         pbar.servers = len(servers)
-        recorder = _Recorder(plan, store, measured, meta["provenance"], pbar, progress, started)
+        recorder = _Recorder(plan, store, measured, (record.meta.provenance or RunProvenance()).to_json(), pbar,
+                             progress, started)
         planner, rounds = planner_for(plan), 0
         with Claims(store, claim_ttl) as claims:
             while todo := planner.next_round(measured):
                 rounds += 1
-                _list_refined(store, meta, planner)
+                record.list_refined(planner)
                 recorder.schedule(todo)
                 _evaluate(fleet, plan, todo, recorder, chunk_size=spec.points_per_call, max_attempts=max_attempts,
                           timeout=timeout, claims=claims)
         pbar.close()
-        meta["provenance"]["finished_at"] = iso_time(time.time())
-        store.put_meta(spec.name, meta)
+        record.finish()
         reused = sum(1 for p in plan.points if p.key in have)
         skipped = sum(1 for p in plan.points if p.key not in measured)
         return SweepResult(plan, servers, recorder.done - recorder.elsewhere, recorder.written, reused,

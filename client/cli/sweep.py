@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safety_landscape.common.names import CHAT_FORMATS, PAPER_FAMILIES, STREAMS, TIED_RULES
 
-from .cli import add_connection_args, connect, output_folder, print_json, writes_to_stdout
+from ..store import STORE_NAME
+from .common import add_connection_args, connect, output_folder, print_json, writes_to_stdout
 
-__all__ = ["STORE_NAME", "register"]
+__all__ = ["register"]
 
 if TYPE_CHECKING:
-    from .cli import Subparsers
-    from .store import ResultStore
-    from .sweep.spec import SweepSpec
-
-STORE_NAME = "results.sqlite"
+    from ..store import ResultStore
+    from ..sweep.spec import SweepSpec
+    from ..sweep.summary_doc import SweepSummary
+    from .common import Subparsers
 
 
 def register(sub: Subparsers) -> None:
@@ -148,7 +147,7 @@ _FLAG_KEYS: dict[str, tuple[str, str]] = {
 
 def _base_terms(values: list[str]) -> list[dict[str, Any]]:
     """``--base TERM=COEF`` values as ``[[base]]`` tables."""
-    from .errors import ValidationError
+    from ..errors import ValidationError
 
     terms = []
     for value in values:
@@ -194,8 +193,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _spec_from_args(args: argparse.Namespace) -> SweepSpec:
     """The spec file (or preset) with the flags laid over it, validated once by the spec's rules."""
-    from .errors import ValidationError
-    from .sweep.spec import PRESETS, load_spec_data, merge_spec_data, preset, spec_from_dict
+    from ..errors import ValidationError
+    from ..sweep.spec import PRESETS, load_spec_data, merge_spec_data, preset, spec_from_dict
 
     if bool(args.spec) == bool(args.preset):
         raise ValidationError("give a SPEC.toml or --preset quick|paper|paper-template (one of them)")
@@ -212,25 +211,26 @@ def _spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return spec_from_dict(merge_spec_data(data, overrides))
 
 
-def _visage_lines(summary: dict[str, Any]) -> list[str]:
+def _visage_lines(summary: SweepSummary) -> list[str]:
     lines = []
-    regions = summary.get("safety_region", {}).get("series", {})
-    for series, v in summary["visage"]["series"].items():
-        ref = "-" if v["reference"] is None else f"{v['reference']:.2f}"
+    regions = summary.safety_region.series
+    for series, v in summary.visage.series.items():
+        ref = "-" if v.reference is None else f"{v.reference:.2f}"
         region = f"  safety region {regions[series]:.2f}" if series in regions else ""
-        lines.append(f"  {series:32s} reference {ref:>7s}  expectation {v['expectation']:.2f}{region}")
-    for label, entry in summary["visage"]["by_system_prompt"].items():
-        parts = [f"{rule} {e['mean']:.2f} ± {e['std']:.2f} (n={e['n']}"
-                 + (f", 95% CI {e['ci95'][0]:.2f} to {e['ci95'][1]:.2f})" if e.get("ci95") else ")") for rule, e in entry.items()]
+        lines.append(f"  {series:32s} reference {ref:>7s}  expectation {v.expectation:.2f}{region}")
+    for label, spreads in summary.visage.by_system_prompt.items():
+        parts = [f"{rule} {e.mean:.2f}" + ("" if e.std is None else f" ± {e.std:.2f}") + f" (n={e.n}"
+                 + (f", 95% CI {e.ci95[0]:.2f} to {e.ci95[1]:.2f})" if e.ci95 else ")") for rule, e in spreads.items()]
         lines.append(f"  mean | {label:25s} " + "; ".join(parts))
     return lines
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .store import ResultStore
-    from .sweep.fleet import Fleet
-    from .sweep.runner import run_sweep
-    from .sweep.summary import write_outputs
+    from ..store import ResultStore
+    from ..sweep.fleet import Fleet
+    from ..sweep.output_folder import write_outputs
+    from ..sweep.runner import run_sweep
+    from ..sweep.summary_doc import SweepSummary
 
     spec = _spec_from_args(args)
     output_folder(args.out).mkdir(parents=True, exist_ok=True)
@@ -239,27 +239,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             result = run_sweep(spec, store, fleet=fleet, bar=False if args.no_progress else None, timeout=args.timeout,
                                claim_ttl=args.claim_ttl)
         paths = write_outputs(args.out, store, spec.name)
-    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))  # as written: no second bootstrap
+    summary = SweepSummary.from_json(json.loads(paths["summary"].read_text(encoding="utf-8")))  # no second bootstrap
     if args.json:
+        adaptive = summary.adaptive.to_json() if summary.adaptive is not None else None
         print_json({"sweep": spec.name, "servers": [s.target for s in result.servers], "evaluated": result.evaluated,
                     "written": result.written, "reused": result.reused, "elsewhere": result.elsewhere,
-                    "seconds": result.seconds, "visage": summary["visage"], "adaptive": summary.get("adaptive"),
+                    "seconds": result.seconds, "visage": summary.visage.to_json(), "adaptive": adaptive,
                     "summary": str(paths["summary"]), "report": str(paths["report"]),
                     "plots": [str(p) for p in paths["plots"]]})
         return 0
     shared = f", {result.elsewhere} done by another client" if result.elsewhere else ""
     print(f"sweep {spec.name!r} on {len(result.servers)} server(s): {result.evaluated} evaluations, "
           f"{result.written} points written, {result.reused} reused{shared}, {result.seconds:.1f} s")
-    if "adaptive" in summary:
-        adaptive = summary["adaptive"]
-        print(f"adaptive: {adaptive['evaluated']} of {adaptive['grid_points']} grid points measured; "
-              f"{adaptive['assumption']}")
+    if summary.adaptive is not None:
+        print(f"adaptive: {summary.adaptive.evaluated} of {summary.adaptive.grid_points} grid points measured; "
+              f"{summary.adaptive.assumption}")
     print("VISAGE (ASR; higher is safer):")
     print("\n".join(_visage_lines(summary)) or "  (no complete series)")
-    for metric, series in summary["capability"]["series"].items():
+    for metric, series in summary.capability.series.items():
         for name, v in series.items():
-            origin = "-" if v["origin"] is None else f"{v['origin']:.2f}"
-            print(f"{metric} {name}: origin {origin}, min {v['min']:.2f}, max {v['max']:.2f}")
+            origin = "-" if v.origin is None else f"{v.origin:.2f}"
+            print(f"{metric} {name}: origin {origin}, min {v.min:.2f}, max {v.max:.2f}")
     print(f"summary: {paths['summary']}\nreport:  {paths['report']}")
     png = [p for p in paths["plots"] if p.suffix == ".png"]
     if png:
@@ -268,8 +268,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> ResultStore:
-    from .errors import ValidationError
-    from .store import ResultStore
+    from ..errors import ValidationError
+    from ..store import ResultStore
 
     path = args.dir / STORE_NAME
     if not path.is_file():
@@ -278,14 +278,15 @@ def _open(args: argparse.Namespace) -> ResultStore:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from .sweep.summary import load_sweep, summarize_sweep, write_summary
+    from ..sweep.stored import load_sweep
+    from ..sweep.summary import sweep_summary, write_summary
 
     with _open(args) as store:
         data = load_sweep(store, args.sweep)
-        path = write_summary(args.dir, data)
-        summary = summarize_sweep(data)
+        summary = sweep_summary(data)
+        path = write_summary(args.dir, data, summary)
     if args.json:
-        print_json({"summary": str(path), "visage": summary["visage"]})
+        print_json({"summary": str(path), "visage": summary.visage.to_json()})
     else:
         print("\n".join(_visage_lines(summary)) or "  (no complete series)")
         print(f"summary: {path}")
@@ -293,7 +294,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_replot(args: argparse.Namespace) -> int:
-    from .sweep.summary import load_sweep, write_plots
+    from ..sweep.figures import write_plots
+    from ..sweep.stored import load_sweep
 
     with _open(args) as store:
         paths = write_plots(args.dir, load_sweep(store, args.sweep))
@@ -305,7 +307,9 @@ def cmd_replot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .sweep.summary import load_sweep, write_plots, write_sweep_report
+    from ..sweep.figures import write_plots
+    from ..sweep.output_folder import write_sweep_report
+    from ..sweep.stored import load_sweep
 
     with _open(args) as store:
         data = load_sweep(store, args.sweep)
@@ -316,8 +320,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
-    from .sweep.summary import pick_sweep
+    from ..export import export
+    from ..sweep.stored import pick_sweep
 
     with _open(args) as store:
         name = pick_sweep(store, args.sweep) if args.sweep else None  # default: every point of the store
@@ -328,8 +332,3 @@ def cmd_export(args: argparse.Namespace) -> int:
     print_json({"export": path}) if args.json else print(path)
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
-
-    sys.exit(main(["sweep", *sys.argv[1:]]))

@@ -16,12 +16,12 @@ from safety_landscape.common.names import (
     TIED_RULES,
 )
 
-from .cli import add_connection_args, connect, message_to_dict, parse_at, print_json
+from .common import add_connection_args, connect, message_to_dict, parse_at, print_json
 
 if TYPE_CHECKING:
     from safety_landscape.v1 import landscape_pb2 as pb
 
-    from .cli import Subparsers
+    from .common import Subparsers
 
 __all__ = ["register"]
 
@@ -122,8 +122,8 @@ def _add_prompting_args(p: argparse.ArgumentParser) -> None:
 
 def _system_prompt(args: argparse.Namespace) -> str | None:
     """The system prompt the flags name (None: the default preset), checked by the spec's rule."""
-    from .errors import ValidationError
-    from .sweep.spec.rules import system_prompt_problem, system_prompt_text_problem
+    from ..errors import ValidationError
+    from ..sweep.spec.rules import system_prompt_problem, system_prompt_text_problem
 
     if args.system_prompt_text is not None:
         problem = system_prompt_text_problem(args.system_prompt_text)
@@ -189,7 +189,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .builders import generation
+    from ..builders import generation
 
     settings = generation(args.max_new_tokens, do_sample=args.sample, seed=args.seed, temperature=args.temperature,
                           top_p=args.top_p)
@@ -207,7 +207,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_direction_create(args: argparse.Namespace) -> int:
-    from .builders import adapter_direction, interpolation_direction, random_direction
+    from ..builders import adapter_direction, interpolation_direction, random_direction
 
     if args.seed is not None:
         spec = random_direction(args.seed, normalization=args.normalization, selection=args.selection,
@@ -261,11 +261,11 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .builders import evaluation_settings
-    from .prompt_files import read_prompts
+    from ..builders import evaluation_settings
+    from ..prompt_files import read_prompts
 
     if args.column and not args.prompts:
-        from .errors import ValidationError
+        from ..errors import ValidationError
 
         raise ValidationError("--column names a column of --prompts FILE; give the file")
     prompts = read_prompts(args.prompts, column=args.column) if args.prompts else None

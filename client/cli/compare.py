@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cli import output_folder, print_json
+from .common import output_folder, print_json
 
 if TYPE_CHECKING:
-    from .cli import Subparsers
+    from .common import Subparsers
 
 __all__ = ["register"]
 
@@ -34,10 +34,10 @@ def register(sub: Subparsers) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .cli_sweep import STORE_NAME
-    from .compare import load_run, write_comparison
-    from .errors import ValidationError
-    from .plots import FIGURE_FORMATS
+    from ..compare import load_run, write_comparison
+    from ..errors import ValidationError
+    from ..plots import FIGURE_FORMATS
+    from ..store import STORE_NAME
 
     if args.label and len(args.label) != len(args.dirs):
         raise ValidationError(f"--label: give one per DIR ({len(args.dirs)}), got {len(args.label)}")

@@ -12,11 +12,11 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from .cli import add_connection_args, output_folder, print_json
+from .common import add_connection_args, connect, output_folder, print_json
 
 if TYPE_CHECKING:
-    from .cli import Subparsers
-    from .client import Client
+    from ..client import Client
+    from .common import Subparsers
 
 __all__ = ["register", "run"]
 
@@ -41,11 +41,9 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .gate import EXIT_ERROR, run_gate
+    from ..gate import EXIT_ERROR, run_gate
 
     def connect_one(target: str) -> Client:
-        from .cli import connect
-
         return connect(args, target)  # --wait: connect waits for the server to be SERVING
 
     try:

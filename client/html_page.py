@@ -1,8 +1,9 @@
-"""The sweep report: one self-contained HTML file (plots, VISAGE table, completions, settings, notes).
+"""An HTML report page: one self-contained file (plots, a table, completions, settings, notes), as the sweep's
+report.html and the comparison's are laid out.
 
 Everything is inside the file: each plot is an ``<img>`` with a base64 ``data:`` URI (PNG or
 SVG; an SVG inside ``<img>`` cannot run scripts), the CSS and the completions' search script are
-inline (:mod:`.report_completions`), nothing is fetched from the network. Every user-provided
+inline (:mod:`.html_completions`), nothing is fetched from the network. Every user-provided
 string (title, notes, table cells, settings, file names, completions) is HTML-escaped. The file
 is replaced atomically.
 """
@@ -17,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .html_completions import CSS as COMPLETIONS_CSS
+from .html_completions import PointCompletions, completions_section
 from .outputs import write_atomically
-from .report_completions import CSS as COMPLETIONS_CSS
-from .report_completions import PointCompletions, completions_section
 
-__all__ = ["PointCompletions", "write_report"]
+__all__ = ["PointCompletions", "write_html_page"]
 
 _MIME = {".png": "image/png", ".svg": "image/svg+xml"}
 
@@ -80,7 +81,7 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
-def write_report(
+def write_html_page(
     path: str | Path,
     *,
     title: str,

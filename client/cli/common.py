@@ -1,25 +1,12 @@
-"""``visage``: the command line over the client library.
-
-Thin by design: parse, build a request with the library's builders, call, print (text, or JSON
-with ``--json``). Heavy imports happen after parsing, so ``--help`` is instant. Each command
-family registers itself from its own module (see ``COMMAND_MODULES``).
-
-Habits every command keeps: ``--json`` and ``-v`` work before or after the command; stdout
-carries only the result (one JSON document with ``--json``, integers as JSON numbers), while
-logs, retry and failover warnings and progress go to stderr; ``--wait SECONDS`` (every command
-that talks to a server) waits for a server that is still loading; an output file named ``-`` is
-stdout.
-
-Exit codes: 0 success; 1 the server refused or failed (the message says why); 2 bad usage or input.
-"""
+"""What every ``visage`` command shares: the exit codes, the connection flags and the client they
+make, ``--at`` terms, JSON on stdout, and output paths (``-`` = stdout). Below the command modules:
+it imports none of them."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,21 +18,17 @@ if TYPE_CHECKING:
 
     from safety_landscape.v1 import landscape_pb2 as pb
 
-    from .client import Client
+    from ..client import Client
 
     #: What ``register(sub)`` of each command module receives.
     Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-__all__ = ["COMMAND_MODULES", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "STDOUT", "add_connection_args", "build_parser",
-           "connect", "main", "message_to_dict", "output_folder", "parse_at", "print_json",
-           "writes_to_stdout"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "STDOUT", "add_connection_args", "connect", "message_to_dict",
+           "output_folder", "parse_at", "print_json", "writes_to_stdout"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: The output file name that means stdout.
 STDOUT = "-"
-# Modules that add subcommands: each has register(subparsers) and sets args.func.
-COMMAND_MODULES = ("safety_landscape.client.cli_basic", "safety_landscape.client.cli_sweep",
-                   "safety_landscape.client.cli_compare", "safety_landscape.client.cli_gate")
 
 
 def add_connection_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -68,8 +51,8 @@ def add_connection_args(p: argparse.ArgumentParser, *, many: bool = False) -> No
 
 def connect(args: argparse.Namespace, target: str | None = None) -> Client:
     """A client of ``target`` (else ``--server``) from the connection flags; with ``--wait``, once it is SERVING."""
-    from .client import Client, Timeouts, TlsConfig
-    from .credentials import resolve_token
+    from ..client import Client, Timeouts, TlsConfig
+    from ..credentials import resolve_token
 
     tls = None
     if args.tls_ca or args.tls_cert:
@@ -89,8 +72,8 @@ def connect(args: argparse.Namespace, target: str | None = None) -> Client:
 def parse_at(values: Sequence[str]) -> pb.Perturbation:
     """--at TERM=COEF terms: TERM is a direction id (d-...), seed:N (a layer-normalised random
     direction), interp:NAME (toward a registered checkpoint) or adapter:NAME."""
-    from .builders import adapter_direction, interpolation_direction, perturbation, random_direction
-    from .errors import ValidationError
+    from ..builders import adapter_direction, interpolation_direction, perturbation, random_direction
+    from ..errors import ValidationError
 
     terms: list[tuple[str | pb.DirectionSpec, float]] = []
     for value in values:
@@ -122,7 +105,7 @@ def print_json(data: Any) -> None:
 
 def message_to_dict(msg: Message) -> dict[str, Any]:
     """A reply as JSON values, its 64-bit integers as numbers (protobuf's JSON mapping writes them as strings)."""
-    from .builders import message_dict
+    from ..builders import message_dict
 
     return _int64_as_numbers(msg, message_dict(msg))
 
@@ -153,100 +136,9 @@ def writes_to_stdout(path: str | Path | None) -> bool:
 
 def output_folder(path: str | Path, *, flag: str = "--out") -> Path:
     """An output folder argument; ``-`` is refused (a folder of files cannot be stdout)."""
-    from .errors import ValidationError
+    from ..errors import ValidationError
 
     if writes_to_stdout(path):
         raise ValidationError(f"{flag} -: this command writes several files into a folder; name one "
                               "(--json prints the result on stdout)")
     return Path(path)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="visage",
-        description="Measure how close a language model sits to the edge of its safety basin: talk to a "
-        "visage-server, evaluate attack success at perturbed weights, sweep landscapes, score VISAGE, gate releases.",
-    )
-    from safety_landscape import __version__
-
-    parser.add_argument("--version", action="version", version=f"visage {__version__}")
-    parser.add_argument("--json", action="store_true", help="machine-readable output (before or after the command)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and progress details (stderr)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # a command family not built yet
-            raise
-        module.register(sub)
-    _global_flags_after_commands(parser)
-    return parser
-
-
-def _global_flags_after_commands(parser: argparse.ArgumentParser) -> None:
-    """``--json`` and ``-v`` also after a (sub)command; SUPPRESS keeps a value given before it."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for command in action.choices.values():
-                command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                                     help="machine-readable output")
-                command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                                     help="log retries and progress details (stderr)")
-                _global_flags_after_commands(command)
-
-
-class _StderrLogger:
-    """structlog's output: each line to the *current* ``sys.stderr`` (never stdout, which is for results)."""
-
-    def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
-
-
-def _log_to_stderr(verbose: bool) -> None:
-    """Logs and warnings (structlog's and the standard library's) go to stderr; -v shows info too."""
-    import logging
-
-    import structlog
-
-    level = logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(name)s: %(message)s")
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="%H:%M:%S"),
-                    structlog.dev.ConsoleRenderer(colors=False)],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=lambda *_: _StderrLogger(),
-        cache_logger_on_first_use=False,
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    from .errors import RpcFailed, ValidationError, VisageError
-
-    _log_to_stderr(args.verbose)
-    try:
-        return int(args.func(args) or EXIT_OK)
-    except ValidationError as exc:
-        print(f"visage: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RpcFailed as exc:
-        print(f"visage: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except VisageError as exc:
-        print(f"visage: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("visage: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The report's completions section: every point's answers, one table per point, searchable offline.
+"""An HTML page's completions section: every point's answers, one table per point, searchable offline.
 
 The data sits in the page as one JSON block (``<script type="application/json">``) in which each
 distinct text (prompt or completion) appears once, so the many points near the origin that answer
