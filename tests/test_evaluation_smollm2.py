@@ -87,7 +87,7 @@ def test_early_stop_equals_full_length_on_smollm2(smollm2):
                 assert early.asr == attack_success_rate([a.jailbroken for a in after])
                 for e, f in zip(early.verdicts, full.verdicts, strict=True):
                     assert f.completion.startswith(e.completion)
-                    if e.finish_reason == pb.FINISH_REASON_KEYWORD:
+                    if e.finish_reason == "keyword":
                         keyword_stops += e.completion_tokens < MAX_NEW
                     else:
                         assert e.completion == f.completion

@@ -40,6 +40,7 @@ from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
 from ..errors import CancelledError, DeadlineExceededError, FleetError, UnavailableError, VisageError
+from ..server_state import ServerInfo
 from .claims import Claims
 from .points import ModelFacts, Plan, Task
 
@@ -96,7 +97,7 @@ class ServerFacts:
     device_name: str = ""
 
     @classmethod
-    def from_info(cls, target: str, info: pb.ModelInfo) -> ServerFacts:
+    def from_info(cls, target: str, info: ServerInfo) -> ServerFacts:
         return cls(target, info.model_name, info.model_fingerprint, info.tokenizer.tokenizer_fingerprint,
                    info.tokenizer.chat_template_sha256, info.dtype, info.device_type, info.torch_version,
                    info.server_version, info.transformers_version, info.cuda_version, info.device, info.device_name)
@@ -421,7 +422,7 @@ class WorkerPool:
             for res in stream:
                 if self._stop.is_set():
                     return
-                self._deliver(todo[sites[res.index]][0], res.result, client.target)
+                self._deliver(todo[sites[res.index]][0], res.result.proto, client.target)
             return
         for site, tasks in todo.items():  # variants of one site back to back: one weight switch
             at = self.plan.perturbation(site)
@@ -433,4 +434,4 @@ class WorkerPool:
                     self._deliver(task, None, client.target, variant.capability.score(client, at))
                     continue
                 response = client.evaluate(variant.evaluation, at=at, timeout=self.timeout)
-                self._deliver(task, response, client.target)
+                self._deliver(task, response.proto, client.target)
