@@ -171,3 +171,18 @@ def test_the_token_comes_from_the_environment(tmp_path, no_env):
     no_env.setenv("VISAGE_TOKEN_FILE", str(tmp_path / "missing"))
     with pytest.raises(ValidationError, match="missing"):
         Client("127.0.0.1:1")
+
+
+def test_the_cli_reads_visage_server_and_a_flag_comes_first(tiny_server, no_env, capsys):
+    from safety_landscape.client.cli import build_parser, main
+
+    no_env.setenv("VISAGE_SERVER", tiny_server.target)
+    assert main(["--json", "info"]) == 0
+    assert tiny_server.engine.fingerprint in capsys.readouterr().out
+    sweep = ["sweep", "--preset", "quick", "--out", "o"]
+    assert build_parser().parse_args(sweep).server == [tiny_server.target]
+    assert build_parser().parse_args([*sweep, "--server", "a:1", "--server", "b:2"]).server == ["a:1", "b:2"]
+    assert build_parser().parse_args(["info", "--server", "a:1"]).server == "a:1"
+    no_env.delenv("VISAGE_SERVER")
+    with pytest.raises(SystemExit):  # required again: argparse says "--server is required"
+        build_parser().parse_args(["info"])
