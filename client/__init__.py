@@ -31,8 +31,9 @@ if TYPE_CHECKING:
         random_direction,
         system_prompt,
     )
+    from .call_results import Evaluation, Generation, PointEvaluation, PromptSetInfo, Scores, WeightState
     from .client import Client, Timeouts, TlsConfig
-    from .compare import load_run, write_comparison
+    from .compare import Run, load_run, write_comparison
     from .errors import (
         CancelledError,
         DeadlineExceededError,
@@ -51,8 +52,10 @@ if TYPE_CHECKING:
         VisageError,
     )
     from .gate import run_gate
+    from .landscape import sweep_landscape
     from .plots import figure_1d, figure_side_by_side, figures_2d, save_figure
     from .records import Completion, PointDetail, PointRecord, Series
+    from .server_state import DirectionInfo, DirectionList, RegistryEntry, ServerInfo
     from .store import ResultStore
     from .sweep import (
         BaseTerm,
@@ -79,12 +82,16 @@ _EXPORTS: dict[str, str] = {
                      "RpcFailed", "StoreError", "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError"),
                    ".errors"),
     **dict.fromkeys(("Completion", "PointDetail", "PointRecord", "Series"), ".records"),
+    **dict.fromkeys(("Evaluation", "Generation", "PointEvaluation", "PromptSetInfo", "Scores", "WeightState"),
+                   ".call_results"),
+    **dict.fromkeys(("DirectionInfo", "DirectionList", "RegistryEntry", "ServerInfo"), ".server_state"),
     "ResultStore": ".store",
     **dict.fromkeys(("BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource", "SpecError", "SweepResult",
                      "SweepSpec", "load_spec", "preset", "run_sweep", "spec_from_dict"), ".sweep"),
     "run_gate": ".gate",
     **dict.fromkeys(("figure_1d", "figure_side_by_side", "figures_2d", "save_figure"), ".plots"),
-    **dict.fromkeys(("load_run", "write_comparison"), ".compare"),
+    **dict.fromkeys(("Run", "load_run", "write_comparison"), ".compare"),
+    "sweep_landscape": ".landscape",
 }
 
 __all__ = [
@@ -94,21 +101,31 @@ __all__ = [
     "Client",
     "Completion",
     "DeadlineExceededError",
+    "DirectionInfo",
+    "DirectionList",
     "DirectionRecipe",
+    "Evaluation",
     "FailedPreconditionError",
     "FleetError",
+    "Generation",
     "Grid",
     "InternalError",
     "InvalidArgumentError",
     "NotFoundError",
     "PermissionDeniedError",
     "PointDetail",
+    "PointEvaluation",
     "PointRecord",
+    "PromptSetInfo",
     "PromptSource",
+    "RegistryEntry",
     "ResourceExhaustedError",
     "ResultStore",
     "RpcFailed",
+    "Run",
+    "Scores",
     "Series",
+    "ServerInfo",
     "SpecError",
     "StoreError",
     "SweepResult",
@@ -119,6 +136,7 @@ __all__ = [
     "UnavailableError",
     "ValidationError",
     "VisageError",
+    "WeightState",
     "adapter_direction",
     "chat_format",
     "evaluation_settings",
@@ -136,6 +154,7 @@ __all__ = [
     "run_sweep",
     "save_figure",
     "spec_from_dict",
+    "sweep_landscape",
     "system_prompt",
     "write_comparison",
 ]

@@ -67,6 +67,7 @@ __all__ = [
     "interpolation_direction",
     "perturbation",
     "random_direction",
+    "server_from_environment",
     "system_prompt",
 ]
 
@@ -106,6 +107,15 @@ class Timeouts:
     info: float = 30.0
     generate: float = 3600.0
     direction: float = 600.0
+
+
+def server_from_environment() -> str:
+    """The server ``VISAGE_SERVER`` names; a ValidationError saying what to do when it is unset."""
+    target = os.environ.get(SERVER_ENV, "").strip()
+    if not target:
+        raise ValidationError(f"no server: give one (Client(\"HOST:PORT\"), server=\"HOST:PORT\") or set "
+                              f"{SERVER_ENV}=HOST:PORT")
+    return target
 
 
 # -- the client ----------------------------------------------------------------------------------
@@ -158,9 +168,7 @@ class Client:
         retries: int = 4,
         options: Sequence[tuple[str, object]] = (),
     ) -> None:
-        target = target or os.environ.get(SERVER_ENV, "").strip()
-        if not target:
-            raise ValidationError(f"no server: give Client(\"HOST:PORT\") or set {SERVER_ENV}=HOST:PORT")
+        target = target or server_from_environment()
         try:
             token = resolve_token(token, token_file)
         except ValueError as exc:  # an unreadable or empty token file

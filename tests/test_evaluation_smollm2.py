@@ -14,7 +14,6 @@ from safety_landscape.client import client as c
 from safety_landscape.server.engine.judges import REFUSAL_KEYWORDS, KeywordJudge, attack_success_rate
 from safety_landscape.server.engine.settle import TextSettler
 from safety_landscape.server.models.loading import resolve_model
-from safety_landscape.v1 import landscape_pb2 as pb
 
 pytestmark = pytest.mark.slow
 
