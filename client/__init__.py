@@ -2,14 +2,20 @@
 builders, errors, sweep specs and the sweep runner, the result store, figures and comparisons,
 and the release gate.
 
-The public API is what this module exports (``__all__``)::
+The public API is what this module exports (``__all__``); every name documents an example. The
+server is the one given, else ``VISAGE_SERVER``; the token the one given, else ``VISAGE_TOKEN``,
+else the file named by ``VISAGE_TOKEN_FILE``.
 
-    from safety_landscape.client import Client, preset, run_sweep, ResultStore
+Example::
+
+    from safety_landscape.client import Client, load_run, sweep_landscape
 
     with Client("127.0.0.1:50051") as c:
         print(c.info().model_name)
-    with ResultStore("out/results.sqlite") as store:
-        run_sweep(preset("quick"), store, targets=["127.0.0.1:50051"])
+        print(c.evaluate(prompt_set="harmful-mini", limit=8, max_new_tokens=32).asr)
+    run = sweep_landscape(server="127.0.0.1:50051", preset="quick", out="runs/quick")
+    points, visage = run.frame(), run.visage        # a DataFrame (pandas), VISAGE
+    run = load_run("runs/quick")                    # the same folder, read back later
 
 Submodules are implementation detail unless they are named here. Names load on first use, so
 ``import safety_landscape.client`` (and ``visage --help``) does not import grpc or matplotlib.
