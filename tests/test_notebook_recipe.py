@@ -1,6 +1,7 @@
 """docs/sweeps.md's notebook recipe runs as written: its code blocks, executed in order against a
 real tiny-random server named by ``VISAGE_SERVER``, sweep the quick preset into runs/quick, read
-it back, evaluate one point and draw the figure, and what they leave behind is what the text says."""
+it back, evaluate one point and draw the figure, and what they leave behind is what the text says;
+a second call resumes without measuring a point."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from safety_landscape.client import Run
+from safety_landscape.client import Run, ValidationError, load_run, sweep_landscape
 from safety_landscape.client.call_results import Evaluation
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "sweeps.md"
@@ -46,3 +47,11 @@ def test_the_notebook_recipe_runs_as_written(tiny_server, tmp_path, monkeypatch,
     assert visage.mean == run.visage.series["d0|default"].reference  # one direction: the mean is its score
     assert isinstance(namespace["r"], Evaluation) and namespace["r"].total == 4
     assert {p.name for p in tmp_path.glob("asr.*")} == {"asr.png", "asr.svg", "asr.pdf"}
+
+    again = sweep_landscape(preset="quick", out=tmp_path / "runs" / "quick")  # resumes: nothing left to measure
+    assert again.result is not None and (again.result.evaluated, again.result.reused) == (0, 14)
+    assert again.visage == run.visage
+    with pytest.raises(ValidationError, match=r"results\.sqlite"):
+        load_run(tmp_path)  # a folder that is not a sweep's says so
+    with pytest.raises(ValidationError, match="preset"):
+        sweep_landscape(out="runs/none")
