@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import ServerConfig
+from .config_parser import check_values
 from .engine.engine import Engine
 from .engine.memory_plan import MemoryPlan, PlanSettings, geometry, plan_memory, refuse_unless_fits
 from .engine.prompts import PromptSet, PromptSetRegistry, builtin_prompt_sets, load_prompt_file
@@ -21,7 +22,6 @@ from .models.loading import LoadedModel, load_model, resolve_device, resolve_dty
 from .models.placement import DEVICE_MAP_STRATEGIES, DeviceSpace, host_space, read_device_map, visible_devices
 from .models.shapes import meta_model, model_config
 from .registry import ModelRegistry
-from .settings import check_values
 
 
 def _prompt_sets(config: ServerConfig) -> list[PromptSet]:

@@ -1,4 +1,4 @@
-"""``visage-server``: read the settings (flags, else ``VISAGE_*`` variables: ``settings.py``), check
+"""``visage-server``: read the settings (flags, else ``VISAGE_*`` variables: ``config_parser.py``), check
 the model, listen, load, serve until SIGTERM/SIGINT, then drain and exit 0.
 
 Exit codes: 0 clean shutdown; 2 a bad flag or variable, settings that contradict each other, an
@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from .config import ServerConfig
-from .settings import SettingError, build_parser, config_from_args
+from .config_parser import SettingError, build_parser, config_from_args
 
 __all__ = [
     "EXIT_BAD_CONFIG", "EXIT_LOAD_FAILED", "EXIT_PLANNED", "EXIT_PLAN_DOES_NOT_FIT", "build_parser", "config_from_args", "main",

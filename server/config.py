@@ -3,7 +3,7 @@
 A field declared with ``setting(default, help, ...)`` is a ``visage-server`` flag (``--field-name``
 unless ``flag`` says otherwise) and a ``VISAGE_*`` environment variable (the flag's name in upper
 case unless ``env`` says otherwise); its type is the field's annotation (int, float, str, bool,
-or a tuple of items read by ``item``). ``settings.py`` builds the parser and reads the environment
+or a tuple of items read by ``item``). ``config_parser.py`` builds the parser and reads the environment
 from these declarations, so adding a setting is one line here. Fields declared without
 ``setting`` (``warmup``) are for code and tests only.
 """

@@ -44,9 +44,9 @@ import structlog
 
 from .config import Limits
 from .context import ANONYMOUS
-from .engine.admission import AdmittedPrompts
+from .engine.admission import AdmittedPrompts, TermRequest
 from .engine.chat import ChatFormat
-from .engine.engine import Engine, TermRequest, weights_key
+from .engine.engine import Engine, weights_key
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .engine.generation import GenerationParams, GenerationStats, SequenceResult
 from .engine.weights import AppliedState

@@ -28,8 +28,8 @@ from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 from . import convert
 from .config import Limits, ServerConfig
 from .context import admin_var, request_id_var, tenant_var
+from .engine.admission import TermRequest
 from .engine.direction_slots import Caller
-from .engine.engine import TermRequest
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .errors import LandscapeError, ResourceExhausted
 from .host import Call, Job, ModelHost

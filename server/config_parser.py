@@ -1,5 +1,5 @@
-"""The settings schema at work: ``visage-server``'s parser and its ``VISAGE_*`` variables, both
-built from the ``setting(...)`` declarations of ``config.py``.
+"""Parsing the settings that ``config.py`` declares: ``visage-server``'s flag parser and its
+``VISAGE_*`` variables, both built from the ``setting(...)`` declarations.
 
 Each setting's value is its flag if given, else its variable if set, else the field's default.
 A value that does not parse, is not one of the choices or is out of bounds is a ``SettingError``
