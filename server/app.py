@@ -134,12 +134,14 @@ def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None)
     config.limits.check()
     metrics = metrics or ServerMetrics()
     auth = _auth_interceptor(config, metrics)
-    gate = CallGate(config.limits, tenant_of=auth.tenant_of, metrics=metrics)
+    gate = CallGate(config.limits, metrics=metrics)
     hard_cap = 4 * config.limits.max_message_bytes  # above our own limit, so we can answer INVALID_ARGUMENT
     server = grpc.server(
         gate.work_pool,
         # Metrics first (it counts the gate's refusals too), then the gate, which picks the call's threads.
-        interceptors=[MetricsInterceptor(metrics, tenant_of=auth.tenant_of), gate, auth, RequestLogInterceptor()],
+        # The auth interceptor decides once per call; the two outside it read its decision from the
+        # call's context (context.decided_tenant) once their continuation has run it.
+        interceptors=[MetricsInterceptor(metrics), gate, auth, RequestLogInterceptor()],
         options=[
             ("grpc.max_receive_message_length", hard_cap),
             ("grpc.max_send_message_length", hard_cap),
