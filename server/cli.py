@@ -10,7 +10,7 @@ does not. Each error is one line on stderr, never a traceback.
 A signal gives the drain ``--grace-seconds``; the process exits at the latest
 ``EXIT_BOUND_SECONDS`` later, whatever still runs (a last resort: the drain itself cancels
 running work, so it normally returns well within that bound). A signal while the model loads
-ends the process at once (exit 0): the model loads on a thread of its own, nothing is served yet.
+ends the process at once (exit 0): nothing is served yet.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import ServerConfig
 from .config_parser import SettingError, build_parser, config_from_args, parse_flags
@@ -42,10 +41,6 @@ SERVER_EXTRA = {
     "torch": "torch", "transformers": "transformers", "safetensors": "safetensors", "accelerate": "accelerate",
     "gguf": "gguf", "prometheus-client": "prometheus_client", "grpcio-reflection": "grpc_reflection",
 }
-
-if TYPE_CHECKING:
-    from .app import ServerApp
-    from .engine.engine import Engine
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,12 +93,13 @@ def _checked_config(argv: list[str] | None) -> ServerConfig | int:
 
 
 def _serve(config: ServerConfig) -> int:
-    """Listen, load the model, serve until a signal, drain. The model loads on a thread of its
-    own, so a signal while it loads ends the process at once (nothing was served yet)."""
+    """Listen, load the model, serve until a signal, drain. A signal while the model loads ends the
+    process at once: nothing is served yet, so there is nothing to drain."""
     import structlog
 
     from .app import create_server
     from .bootstrap import build_engine_factory
+    from .errors import LandscapeError
 
     log = structlog.get_logger("safety_landscape.server")
     try:
@@ -116,28 +112,27 @@ def _serve(config: ServerConfig) -> int:
             handle.write(str(app.port))
     http = app.metrics.start_http(config.metrics_port) if config.metrics_port else None
     log.info("listening", port=app.port, model=config.model, health="NOT_SERVING until loaded")
-    wake = threading.Event()  # a signal, or the end of loading
-    signalled = threading.Event()
+    stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal", signal=signal.Signals(signum).name)
-        signalled.set()
-        wake.set()
+        if not app.ready.is_set():
+            # Python runs this between the loader's bytecodes, or when a blocking call it made
+            # returns EINTR (a stalled read included): the load is abandoned where it stands.
+            log.info("stopped while the model was loading")
+            _exit_now(0)
+        stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    failure: list[BaseException] = []
-    loader = threading.Thread(target=_load, args=(app, build_engine_factory(config), failure, wake), name="model-load",
-                              daemon=True)
-    loader.start()
-    wake.wait()
-    if not app.ready.is_set() and not failure:  # a signal while loading: nothing to drain
-        log.info("stopped while the model was loading")
+    try:
+        app.load(build_engine_factory(config))
+    except (LandscapeError, OSError, ValueError, RuntimeError) as exc:
+        log.error("model failed to load", error=str(exc))
+        print(f"visage-server: the model failed to load: {exc}", file=sys.stderr)
         app.server.stop(0)
-        _exit_now(0)
-    if failure:
-        return _load_failed(app, failure[0], log)
-    signalled.wait()
+        return EXIT_LOAD_FAILED
+    stop.wait()
     _exit_at_the_latest(config.grace_seconds + EXIT_BOUND_SECONDS, log)
     app.drain()
     if http is not None:
@@ -145,26 +140,6 @@ def _serve(config: ServerConfig) -> int:
     log.info("stopped")
     _exit_now(0)
     return 0  # pragma: no cover
-
-
-def _load(app: ServerApp, build: Callable[[], Engine], failure: list[BaseException], done: threading.Event) -> None:
-    """Load the model (on the loader thread); an exception is handed to the main thread."""
-    try:
-        app.load(build)
-    except BaseException as exc:
-        failure.append(exc)
-    finally:
-        done.set()
-
-
-def _load_failed(app: ServerApp, exc: BaseException, log: Any) -> int:
-    from .errors import LandscapeError
-
-    expected = isinstance(exc, LandscapeError | OSError | ValueError | RuntimeError)  # else a defect: traceback logged
-    log.error("model failed to load", error=str(exc), exc_info=None if expected else exc)
-    print(f"visage-server: the model failed to load: {exc if expected else repr(exc)}", file=sys.stderr)
-    app.server.stop(0)
-    return EXIT_LOAD_FAILED
 
 
 def _exit_now(code: int) -> None:
