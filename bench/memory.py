@@ -126,9 +126,9 @@ def probe(folder: str, device: str, storage: str, pristine: str) -> dict:
     """Load ``folder`` and sweep it as the server would; the peaks (run in a fresh process)."""
     from safety_landscape.server.bootstrap import load_planned, plan_for_config, planned_engine
     from safety_landscape.server.config import ServerConfig
+    from safety_landscape.server.engine.admission import TermRequest
     from safety_landscape.server.engine.chat import ChatFormat
     from safety_landscape.server.engine.directions import RandomSpec
-    from safety_landscape.server.engine.engine import TermRequest
     from safety_landscape.server.engine.generation import GenerationParams
 
     torch.set_grad_enabled(False)
