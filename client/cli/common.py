@@ -53,13 +53,21 @@ def connect(args: argparse.Namespace, target: str | None = None) -> Client:
     """A client of ``target`` (else ``--server``) from the connection flags; with ``--wait``, once it is SERVING."""
     from ..client import Client, Timeouts, TlsConfig
     from ..credentials import resolve_token
+    from ..errors import ValidationError
 
     tls = None
     if args.tls_ca or args.tls_cert:
         tls = TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
-    token = resolve_token(args.token, args.token_file)
-    client = Client(target or args.server, token=token, tls=tls,
-                    timeouts=Timeouts(generate=args.timeout, direction=args.timeout))
+    try:  # a token file that is missing, unreadable or empty: a setup error, said as one
+        token = resolve_token(args.token, args.token_file)
+    except ValueError as exc:
+        raise ValidationError(f"{exc}: --token-file (or VISAGE_TOKEN_FILE) must name a readable file that holds "
+                              "your bearer token") from None
+    try:  # a TLS file that is missing or unreadable, or a certificate without its key
+        client = Client(target or args.server, token=token, tls=tls,
+                        timeouts=Timeouts(generate=args.timeout, direction=args.timeout))
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
     if getattr(args, "wait", 0.0) > 0:
         try:
             client.wait_until_serving(args.wait)
