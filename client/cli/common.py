@@ -78,31 +78,27 @@ def connect(args: argparse.Namespace, target: str | None = None) -> Client:
 
 
 def parse_at(values: Sequence[str]) -> pb.Perturbation:
-    """--at TERM=COEF terms: TERM is a direction id (d-...), seed:N (a layer-normalised random
-    direction), interp:NAME (toward a registered checkpoint) or adapter:NAME."""
-    from ..builders import adapter_direction, interpolation_direction, perturbation, random_direction
+    """--at TERM=COEF terms in :mod:`..direction_text`'s grammar (seed:N with its parts, interp:NAME,
+    adapter:NAME, d-<id>). A random direction written without its stream gets a note on stderr: bare
+    ``seed:N`` is the per_tensor stream, a sweep's directions the reference stream."""
+    import sys
+
+    from ..builders import perturbation
+    from ..direction_text import direction_text, parse_term
     from ..errors import ValidationError
 
-    terms: list[tuple[str | pb.DirectionSpec, float]] = []
+    terms = []
     for value in values:
-        term, sep, coef = value.rpartition("=")
-        if not sep or not term:
-            raise ValidationError(f"--at {value!r}: use DIRECTION=COEFFICIENT, e.g. seed:1=0.25 or d-0123abcd=0.5")
         try:
-            c = float(coef)
-        except ValueError:
-            raise ValidationError(f"--at {value!r}: {coef!r} is not a number") from None
-        kind, _, name = term.partition(":")
-        if kind == "seed" and name.isdigit():
-            terms.append((random_direction(int(name)), c))
-        elif kind == "interp" and name:
-            terms.append((interpolation_direction(name), c))
-        elif kind == "adapter" and name:
-            terms.append((adapter_direction(name), c))
-        elif term.startswith("d-"):
-            terms.append((term, c))
-        else:
-            raise ValidationError(f"--at {value!r}: the direction must be d-<id>, seed:N, interp:NAME or adapter:NAME")
+            direction, coefficient = parse_term(value)
+        except ValidationError as exc:
+            raise ValidationError(f"--at {exc}") from None
+        head, *parts = value.rpartition("=")[0].split(",")
+        if head.startswith("seed:") and not any(p.startswith("stream:") for p in parts):
+            print(f"visage: note: --at {value} is {direction_text(direction)} (the per_tensor stream); a sweep's "
+                  f"direction d<I> is the reference stream unless its spec says otherwise: "
+                  f"{head},stream:reference,index:I", file=sys.stderr)
+        terms.append((direction, coefficient))
     return perturbation(terms)
 
 
