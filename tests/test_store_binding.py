@@ -121,3 +121,21 @@ def test_a_store_an_earlier_client_mixed_is_read_one_model_at_a_time(servers, tm
     capsys.readouterr()
     assert sweep(first, tmp_path / "mixed") == 2
     assert "holds sweep 'quick' of tiny-random:1 and the servers hold tiny-random" in capsys.readouterr().err
+
+
+def test_a_tokenizer_or_chat_template_of_its_own_is_another_measurement(tmp_path):
+    """The binding compares every model fact in a point's key, not the weights alone."""
+    from safety_landscape.client.errors import ValidationError
+    from safety_landscape.client.sweep.points import ModelFacts
+    from safety_landscape.client.sweep.runner import check_store_binding
+
+    facts = ModelFacts("m" * 64, "t" * 64, "c" * 64, "float32", "cpu")
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        store.put_meta("s", {"spec": {"name": "s"}, "model": facts.as_dict(), "model_name": "mine", "points": []})
+        check_store_binding(store, "s", facts, "mine")  # the same facts: a resume
+        check_store_binding(store, "other", dataclasses.replace(facts, model_fingerprint="x" * 64), "yours")
+        for field, word in (("tokenizer_fingerprint", "tokenizer"), ("chat_template_sha256", "chat template"),
+                            ("dtype", "dtype")):
+            with pytest.raises(ValidationError, match=f"{word} .* there, .* on the server"):
+                check_store_binding(store, "s", dataclasses.replace(facts, **{field: "bfloat16" if field == "dtype"
+                                                                               else "z" * 64}), "mine")
