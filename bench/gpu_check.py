@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safety_landscape.common.command_line import StrictArgumentParser
+
 ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make `bench` importable from the repo root
     sys.path.insert(0, str(ROOT))
@@ -83,7 +85,7 @@ class StageResult:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="scripts/gpu_check.sh", description=__doc__.splitlines()[0])
+    p = StrictArgumentParser(prog="scripts/gpu_check.sh", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, help="output folder (default: $OUT, else runs/gpu-check)")
     p.add_argument("--points", type=int, default=Workload.points, help="landscape points over [-0.5, 0.5] (default 5)")
     p.add_argument("--new-tokens", type=int, default=Workload.new_tokens, help="landscape new tokens (default 256)")
