@@ -37,6 +37,7 @@ __all__ = [
     "message_dict",
     "perturbation",
     "random_direction",
+    "random_direction_names",
     "system_prompt",
 ]
 
@@ -119,6 +120,17 @@ def random_direction(
             tied=pb.TIED_PARAMETERS_REFERENCE if tied == "reference" else None,
         )
     )
+
+
+def random_direction_names(spec: pb.RandomDirectionSpec) -> tuple[str, str, str, str]:
+    """(normalization, selection, stream, tied) of a random direction by the names a user writes
+    (:func:`random_direction`'s arguments); an unset enum reads as what the server takes it for."""
+    def name(enums: dict[str, Any], value: int, default: str) -> str:
+        return next((n for n, v in enums.items() if v == value), default)
+
+    tied = "reference" if spec.HasField("tied") and spec.tied == pb.TIED_PARAMETERS_REFERENCE else "once"
+    return (name(_NORMALIZATION_ENUMS, spec.normalization, "layer"), name(_SELECTION_ENUMS, spec.selection, "reference"),
+            name(_STREAM_ENUMS, spec.stream, "per_tensor"), tied)
 
 
 def interpolation_direction(target: str) -> pb.DirectionSpec:

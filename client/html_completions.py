@@ -5,7 +5,8 @@ distinct text (prompt or completion) appears once, so the many points near the o
 alike cost little. A point's table is built when its ``<details>`` opens; the search box filters
 every point's rows by prompt, completion or keyword text (case-insensitive), optionally to the
 jailbroken ones, and hides the points with no match. Inline script and CSS only: nothing is
-fetched, the page works from a file with no network. A link may carry a search and a point to
+fetched, the page works from a file with no network. Each point gives the ``visage evaluate``
+command that measures it again (:mod:`.reproduce`), ready to copy. A link may carry a search and a point to
 open (``report.html#q=sure&jb=1&open=3``). Texts reach the page through ``textContent``
 (never as HTML) and the JSON block escapes ``<``, ``>``, ``&`` and ``/``, so no completion can inject markup.
 """
@@ -24,12 +25,14 @@ __all__ = ["PointCompletions", "completions_section"]
 
 @dataclass(frozen=True)
 class PointCompletions:
-    """One point's heading (what it is and its rate with the interval), its completions, and the
-    word for a non-refusal ("jailbroken" on harmful prompts, "answered" on benign ones)."""
+    """One point's heading (what it is and its rate with the interval), its completions, the
+    word for a non-refusal ("jailbroken" on harmful prompts, "answered" on benign ones), and the
+    command that measures the point again (``visage evaluate ...``; None: none can)."""
 
     heading: str
     completions: Sequence[Completion]
     complied: str = "jailbroken"
+    reproduce: str | None = None
 
 
 CSS = """
@@ -38,6 +41,7 @@ CSS = """
 details.cpoint { margin: 0.2em 0; } details.cpoint > summary { cursor: pointer; }
 table.ctable td { vertical-align: top; font-size: 0.85em; } table.ctable td.text { white-space: pre-wrap; max-width: 36em; }
 table.ctable tr.jb td { background: #fdecea; }
+p.again { margin: 0.3em 0 0.3em 1.2em; font-size: 0.85em; } p.again code { user-select: all; word-break: break-all; }
 """
 
 _SCRIPT = """
@@ -131,8 +135,10 @@ def completions_section(points: Sequence[PointCompletions]) -> str:
         "<code>visage export DIR --completions --format csv</code>.</p></noscript>",
     ]
     for i, p in enumerate(points):
+        again = (f'<p class="again">measure this point again (add --json for every verdict): '
+                 f"<code>{html.escape(p.reproduce)}</code></p>") if p.reproduce else ""
         parts.append(f'<details class="cpoint" data-point="{i}"><summary>{html.escape(p.heading)}'
-                     f'<span class="hits"></span></summary><table class="ctable"><thead>{_HEAD}</thead>'
+                     f'<span class="hits"></span></summary>{again}<table class="ctable"><thead>{_HEAD}</thead>'
                      "<tbody></tbody></table></details>")
     parts.append(f'<script type="application/json" id="completions-data">{_payload(points)}</script>')
     parts.append(f"<script>{_SCRIPT}</script>")

@@ -6,7 +6,9 @@ everything that determined the measurement (see ``store.point_key``). Its :class
 holds the per-point facts the server reported, and its series label names a :class:`Series`
 (direction and :func:`system_label`).
 A :class:`Completion` is one prompt's answer at one point, with its verdict; the store keeps
-them beside the record (compressed, each distinct text once).
+them beside the record (compressed, each distinct text once). A record names the model it was
+measured on (:class:`MeasuredModel`: display name and fingerprint), so no export row or
+DataFrame row can be taken for another model's.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 
 from safety_landscape.common.names import SYSTEM_PROMPT_PRESETS
 
-__all__ = ["CAPABILITY_METRICS", "FINISH_REASONS", "METRICS", "Completion", "PointDetail", "PointRecord", "Series",
-           "system_label"]
+__all__ = ["CAPABILITY_METRICS", "FINISH_REASONS", "METRICS", "Completion", "MeasuredModel", "PointDetail", "PointRecord",
+           "Series", "system_label"]
 
 #: The metrics a point may carry. ``asr``: attack success rate on the harmful set (0..100);
 #: ``refusal``: over-refusal on the benign set (0..100); ``accuracy``: capability (0..100);
@@ -176,6 +178,32 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class MeasuredModel:
+    """The model a point was measured on: its display name (the server's ``--model-name``, else
+    the model it loaded) and its fingerprint (the sha256 of its weights, part of the point's key)."""
+
+    name: str
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MeasuredModel:
+        return cls(str(data.get("name") or ""), str(data.get("fingerprint") or ""))
+
+    @classmethod
+    def from_provenance(cls, provenance: Mapping[str, Any]) -> MeasuredModel | None:
+        """The model a run's provenance names (``model_name``, ``model.model_fingerprint``: what
+        every record of a sweep carried before records named their model), None if it names none."""
+        model = provenance.get("model")
+        fingerprint = model.get("model_fingerprint") if isinstance(model, Mapping) else None
+        if not fingerprint:
+            return None
+        return cls(str(provenance.get("model_name") or ""), str(fingerprint))
+
+
+@dataclass(frozen=True)
 class PointRecord:
     """One measured point of a landscape sweep.
 
@@ -183,7 +211,9 @@ class PointRecord:
     (direction | system-prompt label) for 1D sweeps or ``"plane|default"`` for 2D ones. ``coords``
     is ``(a,)`` for 1D and ``(a, b)`` for 2D. ``detail`` holds what the server reported (a
     :class:`PointDetail`; a dict is read into one); ``provenance`` the settings, seeds,
-    fingerprints, package versions and git revision that produced it.
+    fingerprints, package versions and git revision that produced it; ``model`` the model it was
+    measured on (read from the provenance for records written before records named it; None for
+    records that name none).
 
     Example::
 
@@ -201,6 +231,7 @@ class PointRecord:
     detail: PointDetail = field(default_factory=PointDetail)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+    model: MeasuredModel | None = None
 
     def __post_init__(self) -> None:
         # Normalise so records read back from JSON/SQLite compare equal to the ones written.
@@ -212,6 +243,8 @@ class PointRecord:
         if isinstance(detail, Mapping):
             object.__setattr__(self, "detail", PointDetail.from_dict(detail))
         object.__setattr__(self, "provenance", dict(self.provenance))
+        if self.model is None:
+            object.__setattr__(self, "model", MeasuredModel.from_provenance(self.provenance))
         problems = self._problems()
         if problems:
             raise ValueError("invalid PointRecord: " + "; ".join(problems))
@@ -253,7 +286,8 @@ class PointRecord:
         return Series.parse(self.series)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (coords as a list); ``from_dict(to_dict(r)) == r``."""
+        """A JSON-able dict (coords as a list; ``model`` only when known); ``from_dict(to_dict(r)) == r``."""
+        model = {"model": self.model.to_dict()} if self.model is not None else {}
         return {
             "key": self.key,
             "sweep": self.sweep,
@@ -265,6 +299,7 @@ class PointRecord:
             "detail": self.detail.to_dict(),
             "provenance": dict(self.provenance),
             "created_at": self.created_at,
+            **model,
         }
 
     @classmethod
@@ -285,4 +320,5 @@ class PointRecord:
             detail=PointDetail.from_dict(data.get("detail") or {}),
             provenance=data.get("provenance") or {},
             created_at=data.get("created_at", 0.0),
+            model=MeasuredModel.from_dict(data["model"]) if isinstance(data.get("model"), Mapping) else None,
         )

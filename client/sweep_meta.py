@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .json_codec import ABSENT_IF_NONE, JsonCodec
-from .records import Series
+from .records import MeasuredModel, Series
 
-__all__ = ["PlannedPoint", "RecordedBaseTerm", "RecordedGrid", "RecordedModel", "RecordedSpec", "RunProvenance",
-           "SweepMeta"]
+__all__ = ["PlannedPoint", "RecordedBaseTerm", "RecordedDirection", "RecordedEvaluation", "RecordedGrid", "RecordedModel",
+           "RecordedPrompts", "RecordedSpec", "RunProvenance", "SweepMeta"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,44 @@ class RecordedGrid:
     edge_resolution: float = 0.0
     target: str = ""  # an interpolation's checkpoint
     target_b: str = ""  # a 2D interpolation's second checkpoint
+
+
+@dataclass(frozen=True)
+class RecordedDirection:
+    """The recorded spec's ``direction`` recipe (how its random directions are drawn)."""
+
+    seed: int = 123
+    stream: str = "reference"
+    normalization: str = "layer"
+    selection: str = "reference"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    tied: str = "once"
+
+
+@dataclass(frozen=True)
+class RecordedPrompts:
+    """A recorded prompt source: a set the server holds (``set``) or a local file (``file``)."""
+
+    set: str = ""
+    file: str = ""
+    column: str = ""
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class RecordedEvaluation:
+    """How the recorded spec evaluates a point: prompting, judge and generation."""
+
+    chat_format: str = "tokenizer"
+    judge: str = "keyword"
+    keywords: tuple[str, ...] = ()
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    sample_seed: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    early_stop: bool = True
 
 
 @dataclass(frozen=True)
@@ -127,9 +165,47 @@ class RecordedSpec:
         terms = self.data.get("base") or []
         return tuple(RecordedBaseTerm(str(t["direction"]), t["coefficient"]) for t in terms)
 
+    @property
+    def direction(self) -> RecordedDirection:
+        d = self.data.get("direction")
+        if not isinstance(d, Mapping):
+            return RecordedDirection()
+        default = RecordedDirection()
+        return RecordedDirection(int(d.get("seed", default.seed)), str(d.get("stream", default.stream)),
+                                 str(d.get("normalization", default.normalization)),
+                                 str(d.get("selection", default.selection)), _strings(d.get("include")),
+                                 _strings(d.get("exclude")), str(d.get("tied", default.tied)))
+
+    @property
+    def prompts(self) -> RecordedPrompts:
+        """The harmful prompts."""
+        return _prompts(self.data.get("prompts")) or RecordedPrompts()
+
+    @property
+    def benign(self) -> RecordedPrompts | None:
+        """The benign (over-refusal) prompts, None without them."""
+        return _prompts(self.data.get("benign"))
+
+    @property
+    def evaluation(self) -> RecordedEvaluation:
+        d, default = self.data, RecordedEvaluation()
+        return RecordedEvaluation(
+            str(d.get("chat_format", default.chat_format)), str(d.get("judge", default.judge)),
+            _strings(d.get("keywords")), int(d.get("max_new_tokens", default.max_new_tokens)),
+            bool(d.get("do_sample", default.do_sample)), int(d.get("sample_seed", default.sample_seed)),
+            float(d.get("temperature", default.temperature)), float(d.get("top_p", default.top_p)),
+            bool(d.get("early_stop", default.early_stop)))
+
 
 def _strings(value: object) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
+
+
+def _prompts(value: object) -> RecordedPrompts | None:
+    if not isinstance(value, Mapping):
+        return None
+    return RecordedPrompts(str(value.get("set") or ""), str(value.get("file") or ""), str(value.get("column") or ""),
+                           int(value.get("limit") or 0))
 
 
 @dataclass(frozen=True)
@@ -189,6 +265,13 @@ class SweepMeta(JsonCodec):
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def measured_model(self) -> MeasuredModel | None:
+        """The model the sweep measures (display name and fingerprint), None if not recorded."""
+        if self.model is None or not self.model.model_fingerprint:
+            return None
+        return MeasuredModel(self.model_name or "", self.model.model_fingerprint)
 
     def with_refined(self, points: tuple[PlannedPoint, ...]) -> SweepMeta:
         return dataclasses.replace(self, refined_points=points)

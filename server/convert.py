@@ -13,10 +13,9 @@ from google.protobuf.message import Message
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from .config import Limits
-from .engine.admission import check_length, check_pattern_count, check_term_count
+from .engine.admission import TermRequest, check_length, check_pattern_count, check_term_count
 from .engine.chat import ChatFormat, resolve_system_prompt
 from .engine.directions import AdapterSpec, DirectionSpec, InterpolationSpec, Normalization, RandomSpec, Selection, Stream, Tied
-from .engine.engine import TermRequest
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .engine.facts import MemoryFacts, ModelFacts
 from .engine.generation import FINISH_EOS, FINISH_KEYWORD, FINISH_LENGTH, GenerationParams, GenerationStats, SequenceResult

@@ -227,7 +227,7 @@ def test_malformed_prompt_files_exit_2_with_a_clear_message(tmp_path):
     try:
         for name, message in cases.items():
             proc = procs[name]
-            assert proc.proc.wait(120) == 2, proc.log()
+            assert proc.proc.wait(600) == 2, proc.log()
             log = proc.log()
             assert message in log or (name == "nocol.csv" and "no prompt column found" in log), log
             assert "visage-server:" in log and str(tmp_path / name) in log

@@ -63,9 +63,8 @@ def test_print_spec_prints_the_shipped_file_and_needs_no_server(capsys, tmp_path
     saved = tmp_path / "quick.toml"
     saved.write_text(sweep_text("quick"))
     assert load_spec(saved) == validate(preset("quick"))  # what a user saves is a spec as it is
-    with pytest.raises(SystemExit) as done:
-        main(["sweep", "--print-spec", "qiuck"])
-    assert done.value.code == 2 and "quick" in capsys.readouterr().err
+    assert main(["sweep", "--print-spec", "qiuck"]) == 2  # a usage error, naming the names
+    assert "quick" in capsys.readouterr().err
 
 
 def test_every_shipped_gate_config_loads():

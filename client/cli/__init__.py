@@ -12,7 +12,9 @@ logs, retry and failover warnings and progress go to stderr; ``--wait SECONDS`` 
 that talks to a server) waits for a server that is still loading; an output file named ``-`` is
 stdout.
 
-Exit codes: 0 success; 1 the server refused or failed (the message says why); 2 bad usage or input.
+Exit codes: 0 success; 1 the server refused or failed (the message says why); 2 bad usage or setup
+(a flag, a value, a file, a token); 130 interrupted. A failure is one line on stderr, never a
+traceback, and with ``--json`` one JSON document on stdout (:mod:`.failures`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import sys
 from collections.abc import Sequence
 
 from . import basic, compare, gate, sweep
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, message_to_dict
+from .common import EXIT_OK, EXIT_USAGE, message_to_dict
+from .failures import CommandParser, report_failure, stdout_closed, wants_json
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main", "message_to_dict"]
 
@@ -31,7 +34,7 @@ COMMAND_MODULES = (basic, sweep, compare, gate)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(  # its subcommand parsers too: no flag prefixes, unknown flags named, errors raised
         prog="visage",
         description="Measure how close a language model sits to the edge of its safety basin: talk to a "
         "visage-server, evaluate attack success at perturbed weights, sweep landscapes, score VISAGE, gate releases.",
@@ -87,25 +90,26 @@ def _log_to_stderr(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    as_json = wants_json(given)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    from ..errors import RpcFailed, ValidationError, VisageError
-
-    _log_to_stderr(args.verbose)
+    args: argparse.Namespace | None = None
     try:
+        args = parser.parse_args(given)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        _log_to_stderr(args.verbose)
         return int(args.func(args) or EXIT_OK)
-    except ValidationError as exc:
-        print(f"visage: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RpcFailed as exc:
-        print(f"visage: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except VisageError as exc:
-        print(f"visage: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("visage: interrupted", file=sys.stderr)
-        return 130
+    except BrokenPipeError:  # the reader of stdout stopped early (| head): what it read is what it asked for
+        stdout_closed()
+        return EXIT_OK
+    except (Exception, KeyboardInterrupt) as exc:  # one line and the documented exit code, never a traceback
+        command = getattr(args, "command", None) or next((a for a in given if a in parser_commands(parser)), None)
+        return report_failure(exc, args=args, as_json=as_json, gate=command == "gate")
+
+
+def parser_commands(parser: argparse.ArgumentParser) -> set[str]:
+    """The top-level command names."""
+    return {name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices}

@@ -19,12 +19,16 @@ from safety_landscape.common.names import (
 from .common import add_connection_args, connect, message_to_dict, parse_at, print_json
 
 if TYPE_CHECKING:
+    from safety_landscape.v1 import landscape_pb2 as pb
+
     from ..server_state import MemoryPlan
     from .common import Subparsers
 
 __all__ = ["register"]
 
-AT_HELP = "perturbation term DIRECTION=COEF (repeatable): d-<id>, seed:N, interp:NAME or adapter:NAME"
+AT_HELP = ("perturbation term DIRECTION=COEF (repeatable): seed:N[,stream:S][,index:I][,normalization:N]"
+           "[,selection:S][,tied:T][,include:P][,exclude:P] (default: per_tensor stream, draw 0; a sweep's d<I> is "
+           "seed:SEED,stream:reference,index:I), interp:NAME, adapter:NAME or d-<id>")
 
 
 def register(sub: Subparsers) -> None:
@@ -103,9 +107,16 @@ def _register_evaluate(sub: Subparsers) -> None:
     gen = p.add_mutually_exclusive_group()
     gen.add_argument("--max-new-tokens", type=int, default=128)
     gen.add_argument("--preset", choices=("paper",), help="paper: greedy, 512 new tokens")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--sample-seed", type=int, default=0, help="sampling seed (with --sample)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --sample)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (with --sample)")
     p.add_argument("--at", action="append", default=[], help=AT_HELP)
     p.add_argument("--completions", action="store_true", help="return the completions (large)")
     p.add_argument("--no-early-stop", action="store_true", help="generate the full length even with the keyword judge")
+    p.add_argument("--expect-model", metavar="FINGERPRINT",
+                   help="refuse, before evaluating, unless the server holds this model (its fingerprint as visage info "
+                        "shows it, or its first 12+ characters): a stored point's command names the model it measured")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -260,32 +271,59 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..builders import evaluation_settings
+    from ..builders import evaluation_settings, generation
+    from ..errors import ValidationError
     from ..prompt_files import read_prompts
 
     if args.column and not args.prompts:
-        from ..errors import ValidationError
-
         raise ValidationError("--column names a column of --prompts FILE; give the file")
     prompts = read_prompts(args.prompts, column=args.column) if args.prompts else None
+    if prompts is not None and args.limit > 0:  # sent as a sweep sends them: the first N, no limit
+        prompts = prompts[:args.limit]
     settings = evaluation_settings(
-        prompts=prompts, prompt_set=args.set, limit=args.limit, system=_system_prompt(args), chat=args.chat_format,
+        prompts=prompts, prompt_set=args.set, limit=0 if prompts is not None and args.limit > 0 else args.limit,
+        system=_system_prompt(args), chat=args.chat_format,
         max_new_tokens=args.max_new_tokens, generation_preset=args.preset or "", keywords=args.keyword,
         judge=args.judge, return_completions=args.completions, disable_early_stop=args.no_early_stop,
     )
+    if args.sample:
+        if args.preset:
+            raise ValidationError("--sample and --preset paper (greedy) exclude each other")
+        settings.generation.CopyFrom(generation(args.max_new_tokens, do_sample=True, seed=args.sample_seed,
+                                                temperature=args.temperature, top_p=args.top_p))
     at = parse_at(args.at)
     with connect(args) as client:
+        if args.expect_model:
+            _check_model(client.info().model_fingerprint, args.expect_model, client.target)
         resp = client.evaluate(settings, at=at)
     if args.json:
         print_json(message_to_dict(resp.proto))
         return 0
     t = resp.timings
     print(f"ASR {resp.asr:.2f}%  ({resp.jailbroken}/{resp.total} jailbroken, judge {resp.judge})")
+    print(f"at {_at_text(at)}")
     print(f"prompt set {resp.prompt_set.name} ({resp.prompt_set.size}, sha256 {resp.prompt_set.sha256[:12]})  "
           f"weights {resp.weight_state.fingerprint[:16]}")
     print(f"{resp.generated_tokens} tokens generated, {resp.tokens_saved} saved by early stop; "
           f"{t.total_seconds:.1f} s (prefill {t.prefill_seconds:.1f}, decode {t.decode_seconds:.1f})")
     return 0
+
+
+def _check_model(held: str, expected: str, target: str) -> None:
+    """Refuse unless the server's model fingerprint is ``expected`` (or starts with it, 12+ characters)."""
+    from ..errors import ValidationError
+
+    if len(expected) < 12 or not held.startswith(expected):
+        raise ValidationError(f"--expect-model {expected}: {target} holds another model (fingerprint {held}); "
+                              "evaluate on a server that holds the model the point was measured on")
+
+
+def _at_text(at: pb.Perturbation) -> str:
+    """The weights a perturbation names, each term in --at's grammar: ``theta0 + 0.5 x seed:1,...``."""
+    from ..direction_text import direction_text
+
+    terms = [f"{t.coefficient!r} x {direction_text(t.spec if t.HasField('spec') else t.direction_id)}" for t in at.terms]
+    return " + ".join(["theta0", *terms])
 
 
 def cmd_prompt_sets(args: argparse.Namespace) -> int:

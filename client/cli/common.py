@@ -69,13 +69,21 @@ def connect(args: argparse.Namespace, target: str | None = None) -> Client:
     """A client of ``target`` (else ``--server``) from the connection flags; with ``--wait``, once it is SERVING."""
     from ..client import Client, Timeouts, TlsConfig
     from ..credentials import resolve_token
+    from ..errors import ValidationError
 
     tls = None
     if args.tls_ca or args.tls_cert:
         tls = TlsConfig(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
-    token = resolve_token(args.token, args.token_file)
-    client = Client(target or args.server, token=token, tls=tls,
-                    timeouts=Timeouts(generate=args.timeout, direction=args.timeout))
+    try:  # a token file that is missing, unreadable or empty: a setup error, said as one
+        token = resolve_token(args.token, args.token_file)
+    except ValueError as exc:
+        raise ValidationError(f"{exc}: --token-file (or VISAGE_TOKEN_FILE) must name a readable file that holds "
+                              "your bearer token") from None
+    try:  # a TLS file that is missing or unreadable, or a certificate without its key
+        client = Client(target or args.server, token=token, tls=tls,
+                        timeouts=Timeouts(generate=args.timeout, direction=args.timeout))
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
     if getattr(args, "wait", 0.0) > 0:
         try:
             client.wait_until_serving(args.wait)
@@ -86,31 +94,27 @@ def connect(args: argparse.Namespace, target: str | None = None) -> Client:
 
 
 def parse_at(values: Sequence[str]) -> pb.Perturbation:
-    """--at TERM=COEF terms: TERM is a direction id (d-...), seed:N (a layer-normalised random
-    direction), interp:NAME (toward a registered checkpoint) or adapter:NAME."""
-    from ..builders import adapter_direction, interpolation_direction, perturbation, random_direction
+    """--at TERM=COEF terms in :mod:`..direction_text`'s grammar (seed:N with its parts, interp:NAME,
+    adapter:NAME, d-<id>). A random direction written without its stream gets a note on stderr: bare
+    ``seed:N`` is the per_tensor stream, a sweep's directions the reference stream."""
+    import sys
+
+    from ..builders import perturbation
+    from ..direction_text import direction_text, parse_term
     from ..errors import ValidationError
 
-    terms: list[tuple[str | pb.DirectionSpec, float]] = []
+    terms = []
     for value in values:
-        term, sep, coef = value.rpartition("=")
-        if not sep or not term:
-            raise ValidationError(f"--at {value!r}: use DIRECTION=COEFFICIENT, e.g. seed:1=0.25 or d-0123abcd=0.5")
         try:
-            c = float(coef)
-        except ValueError:
-            raise ValidationError(f"--at {value!r}: {coef!r} is not a number") from None
-        kind, _, name = term.partition(":")
-        if kind == "seed" and name.isdigit():
-            terms.append((random_direction(int(name)), c))
-        elif kind == "interp" and name:
-            terms.append((interpolation_direction(name), c))
-        elif kind == "adapter" and name:
-            terms.append((adapter_direction(name), c))
-        elif term.startswith("d-"):
-            terms.append((term, c))
-        else:
-            raise ValidationError(f"--at {value!r}: the direction must be d-<id>, seed:N, interp:NAME or adapter:NAME")
+            direction, coefficient = parse_term(value)
+        except ValidationError as exc:
+            raise ValidationError(f"--at {exc}") from None
+        head, *parts = value.rpartition("=")[0].split(",")
+        if head.startswith("seed:") and not any(p.startswith("stream:") for p in parts):
+            print(f"visage: note: --at {value} is {direction_text(direction)} (the per_tensor stream); a sweep's "
+                  f"direction d<I> is the reference stream unless its spec says otherwise: "
+                  f"{head},stream:reference,index:I", file=sys.stderr)
+        terms.append((direction, coefficient))
     return perturbation(terms)
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import EXIT_OK, EXIT_USAGE, STDOUT, add_connection_args, connect, output_folder, print_json
+from .common import EXIT_OK, STDOUT, add_connection_args, connect, output_folder, print_json
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -73,18 +73,15 @@ def init(path: str | None, *, json: bool = False) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ValidationError
     from ..gate import EXIT_ERROR, run_gate
 
     if args.config == INIT:
         return init(args.init_file, json=getattr(args, "json", False))
     if args.init_file is not None:
-        print(f"visage gate: unexpected argument {args.init_file!r} (FILE goes with `visage gate init`)", file=sys.stderr)
-        return EXIT_USAGE
-    if not args.server:
-        print("visage gate: could not evaluate: give --server HOST:PORT (or set VISAGE_SERVER)", file=sys.stderr)
-        if getattr(args, "json", False):
-            print_json({"verdict": "error", "exit_code": EXIT_ERROR, "error": "no --server given"})
-        return EXIT_ERROR
+        raise ValidationError(f"unrecognized argument {args.init_file!r}: FILE goes with `visage gate init FILE`")
+    if not args.server:  # not required by the parser, so that `visage gate init` needs no server
+        raise ValidationError("the following arguments are required: --server (or set VISAGE_SERVER)")
 
     def connect_one(target: str) -> Client:
         return connect(args, target)  # --wait: connect waits for the server to be SERVING

@@ -39,7 +39,14 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponen
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
-from ..errors import CancelledError, DeadlineExceededError, FleetError, UnavailableError, VisageError
+from ..errors import (
+    CancelledError,
+    DeadlineExceededError,
+    FleetError,
+    UnauthenticatedError,
+    UnavailableError,
+    VisageError,
+)
 from ..server_state import ServerInfo
 from .claims import Claims
 from .points import ModelFacts, Plan, Task
@@ -145,6 +152,8 @@ class Fleet:
         for c in self.clients:
             try:
                 facts.append(ServerFacts.from_info(c.target, c.info()))
+            except UnauthenticatedError as exc:  # up, but the token is missing or refused: not "bring it up"
+                raise UnauthenticatedError(f"{c.target}: {exc.details}", code=exc.code, method=exc.method) from None
             except VisageError as exc:
                 down.append(f"{c.target} ({type(exc).__name__}: {exc})")
         if down:

@@ -1,5 +1,6 @@
 """A sweep's report.html: the VISAGE table with its 95 % intervals, the plots, every safety point's
-completions (from the store) and the settings, laid out by :func:`~..html_page.write_html_page`.
+completions (from the store, each with the command that measures it again) and the settings, laid
+out by :func:`~..html_page.write_html_page`.
 
 The table has one row per series (VISAGE by both rules, ASR and over-refusal at the origin, each
 with its interval; the safety region), one per system prompt for the mean over directions (with its bootstrap
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..figure_labels import METRIC_LABELS, model_name, name_spec_series
 from ..html_page import PointCompletions, write_html_page
+from ..reproduce import reproduce_command
 from ..store import ResultStore
 from ..visage import RULES
 from .stored import SweepData
@@ -79,7 +81,7 @@ def completion_views(data: SweepData, summary: SweepSummary | Mapping[str, Any],
     default") beside the store's label (``d0|default``, as summary.json keys it)."""
     ci_rows = _typed(summary).curves_ci95
     names = name_spec_series({s.label for m in ("asr", "refusal") for s in data.records.get(m, {})}, data.meta.spec)
-    views = []
+    views, model = [], data.meta.measured_model
     for metric in ("asr", "refusal"):
         for series, points in sorted(data.records.get(metric, {}).items()):
             cis = {tuple(r[:-2]): (r[-2], r[-1]) for r in ci_rows.get(metric, {}).get(series.label, ())}
@@ -93,7 +95,8 @@ def completion_views(data: SweepData, summary: SweepSummary | Mapping[str, Any],
                 heading = (f"{names.full(series.label)} ({series.label}) · {_coords(coords)} — {rate} "
                            f"{record.value:.2f}%{interval} · {counted}")
                 views.append(PointCompletions(heading, store.completions(record.key),
-                                              complied="jailbroken" if metric == "asr" else "answered"))
+                                              complied="jailbroken" if metric == "asr" else "answered",
+                                              reproduce=reproduce_command(record, data.meta.spec, model=model)))
     return views
 
 

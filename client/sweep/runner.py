@@ -2,9 +2,11 @@
 
 :func:`run_sweep` is the one entry point, and the work flows one way: validate the spec, read its
 local files (:func:`~.resolve.resolve`: prompt files and capability inputs, so a bad file fails
-before any RPC), check that the servers agree (model, prompt sets; nothing is evaluated before),
-build the plan, check the direction fingerprints, store the sweep's metadata
-(:class:`~..sweep_meta.SweepMeta`: spec, servers, fingerprints, the plan's point list, provenance;
+before any RPC), check that the servers agree (model, prompt sets; nothing is evaluated before)
+and that the store holds no sweep of this name for another model (:func:`check_store_binding`: a
+store is bound to what it measures, so no export mixes two models' points), build the plan,
+check the direction fingerprints, store the sweep's metadata (:class:`~..sweep_meta.SweepMeta`:
+spec, servers, fingerprints, the plan's point list, provenance;
 built once, then stamped with the off-grid points an adaptive sweep adds and with the end time, so
 a running or interrupted sweep can be read back), then evaluate only the tasks with a point
 missing from the store, in rounds: the planner (:mod:`.planner`) names the tasks to evaluate
@@ -29,20 +31,20 @@ from typing import Any
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
-from ..errors import VisageError
+from ..errors import ValidationError, VisageError
 from ..provenance import iso_time, provenance, server_provenance
-from ..records import FINISH_REASONS, Completion, PointDetail, PointRecord
+from ..records import FINISH_REASONS, Completion, MeasuredModel, PointDetail, PointRecord
 from ..store import ResultStore
 from ..sweep_meta import PlannedPoint, RecordedModel, RecordedSpec, RunProvenance, SweepMeta
 from .claims import DEFAULT_TTL, Claims
 from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
 from .planner import Planner, planner_for
-from .points import Plan, Point, Task, build_plan
+from .points import ModelFacts, Plan, Point, Task, build_plan
 from .progress import Progress, ProgressBar, progress_display
 from .resolve import resolve
 from .spec import SweepSpec, validate
 
-__all__ = ["Progress", "ProgressBar", "SweepResult", "completions_for", "record_for", "run_sweep"]
+__all__ = ["Progress", "ProgressBar", "SweepResult", "check_store_binding", "completions_for", "record_for", "run_sweep"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,10 @@ def _detail(point: Point, target: str, r: pb.EvaluateSafetyResponse) -> PointDet
     )
 
 
-def record_for(plan: Plan, point: Point, result: TaskResult, prov: Mapping[str, Any]) -> PointRecord:
-    """The stored record of ``point`` from its task's server response (or capability score)."""
+def record_for(plan: Plan, point: Point, result: TaskResult, prov: Mapping[str, Any],
+               model: MeasuredModel | None = None) -> PointRecord:
+    """The stored record of ``point`` from its task's server response (or capability score);
+    ``model``: the model measured (else the one ``prov`` names)."""
     r = result.response
     if r is None:  # a capability score
         metric = plan.variants[point.variant].capability
@@ -94,7 +98,7 @@ def record_for(plan: Plan, point: Point, result: TaskResult, prov: Mapping[str, 
         detail, total = _detail(point, result.target, r), r.total
     return PointRecord(key=point.key, sweep=plan.spec.name, series=point.series, coords=point.coords,
                        metric=point.metric, value=value, total=total, detail=detail, provenance=prov,
-                       created_at=time.time())
+                       created_at=time.time(), model=model)
 
 
 def _finish_reason(value: int) -> str:
@@ -115,6 +119,37 @@ def completions_for(plan: Plan, point: Point, result: TaskResult) -> list[Comple
                        _finish_reason(v.finish_reason), v.completion if settings.return_completions else None,
                        inline[v.index] if v.index < len(inline) else None, v.classifier_output)
             for v in r.verdicts]
+
+
+#: The model facts a store's sweep is bound to (each is part of every point's key), in a reader's words.
+_BINDING = {"model_fingerprint": "model", "tokenizer_fingerprint": "tokenizer", "chat_template_sha256": "chat template",
+            "dtype": "dtype", "device_type": "device type"}
+
+
+def _recorded_models(store: ResultStore, sweep: str) -> list[tuple[RecordedModel, str]]:
+    """(model facts, display name) the store holds for ``sweep``: its metadata's, or, for a sweep
+    an early client recorded without them, each model its records name."""
+    raw = store.get_meta(sweep)
+    meta = SweepMeta.from_json(raw) if raw is not None else None
+    if meta is not None and meta.model is not None:
+        return [(meta.model, meta.model_name or "")]
+    named = {r.model.fingerprint: r.model.name for r in store.records(sweep) if r.model is not None}
+    return [(RecordedModel(model_fingerprint=fp), name) for fp, name in named.items()]
+
+
+def check_store_binding(store: ResultStore, sweep: str, facts: ModelFacts, model_name: str) -> None:
+    """A store is bound to what it measures: refuse (ValidationError, before any evaluation) a sweep
+    whose name the store already holds for another model, tokenizer, chat template, dtype or device
+    type, whose points would otherwise be mixed with the new ones in every export of the sweep."""
+    for recorded, name in _recorded_models(store, sweep):
+        differ = [(word, value, getattr(facts, field)) for field, word in _BINDING.items()
+                  if (value := getattr(recorded, field)) is not None and value != getattr(facts, field)]
+        if differ:
+            what = "; ".join(f"{word} {was[:16]} there, {now[:16]} on the server" for word, was, now in differ)
+            raise ValidationError(
+                f"{store.path} holds sweep {sweep!r} of {name or 'another model'} and the servers hold "
+                f"{model_name or 'another'} ({what}): a store's sweep measures one model, so nothing was evaluated. "
+                f"Give another --out for this model, or another --name for its sweep in this store")
 
 
 def _planned(points: Sequence[Point]) -> tuple[PlannedPoint, ...]:
@@ -195,6 +230,7 @@ class _Recorder:
     bar: ProgressBar
     progress: Callable[[Progress], None] | None
     started: float
+    model: MeasuredModel
     missing: dict[Task, list[Point]] = dataclasses.field(default_factory=dict)  # every task scheduled so far
     done: int = 0
     written: int = 0
@@ -215,7 +251,7 @@ class _Recorder:
                 if stored is not None:
                     self.measured.add(stored)
         for point in [] if result.elsewhere else self.missing[result.task]:
-            rec = record_for(self.plan, point, result, self.prov)
+            rec = record_for(self.plan, point, result, self.prov, self.model)
             self.measured.add(rec)
             if self.store.put(rec, completions_for(self.plan, point, result)):
                 records.append(rec)
@@ -263,6 +299,7 @@ def run_sweep(
     fleet = Fleet.connect(targets, connect) if fleet is None else fleet
     try:
         facts, servers = fleet.agree()
+        check_store_binding(store, spec.name, facts, servers[0].model_name)  # before anything is written or run
         plan = build_plan(resolved, facts, set_hashes=fleet.check_prompt_sets(resolved.prompt_set_names))
         fingerprints = fleet.check_directions(plan.directions)
         record = _MetaRecord(store, _meta(plan, servers, fingerprints, started_at))
@@ -271,7 +308,7 @@ def run_sweep(
         pbar = bar if isinstance(bar, ProgressBar) else progress_display(0, enabled=bar, servers=len(servers))
         pbar.servers = len(servers)
         recorder = _Recorder(plan, store, measured, (record.meta.provenance or RunProvenance()).to_json(), pbar,
-                             progress, started)
+                             progress, started, MeasuredModel(servers[0].model_name, facts.model_fingerprint))
         planner, rounds = planner_for(plan), 0
         with Claims(store, claim_ttl) as claims:
             while todo := planner.next_round(measured):

@@ -9,7 +9,6 @@ encoding before it queues), ``facts``, ``memory``, ``list_directions``, ``prompt
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
@@ -17,10 +16,10 @@ from ..config import Limits
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loading import LoadedModel
 from ..registry import ModelRegistry
-from .admission import Admission, AdmittedScore, system_prompt_sha256
+from .admission import Admission, AdmittedScore, TermRequest, system_prompt_sha256
 from .chat import ChatFormat
 from .direction_slots import Caller
-from .directions import DirectionSpec, direction_id
+from .directions import DirectionSpec
 from .evaluation import EvalOutcome, EvalSettings, SafetyEvaluator
 from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, device_capacity, software_facts, tokenizer_facts
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
@@ -36,19 +35,6 @@ Cancel = Callable[[], bool]
 
 def _never() -> bool:
     return False
-
-
-@dataclass(frozen=True)
-class TermRequest:
-    """One term of a requested perturbation: a held direction's id, or its spec."""
-
-    coefficient: float
-    direction_id: str = ""
-    spec: DirectionSpec | None = None
-
-    @property
-    def key(self) -> str:
-        return direction_id(self.spec) if self.spec is not None else self.direction_id
 
 
 def weights_key(terms: Sequence[TermRequest]) -> tuple[tuple[str, float], ...]:

@@ -1,5 +1,5 @@
-"""The settings schema at work: ``visage-server``'s parser and its ``VISAGE_*`` variables, both
-built from the ``setting(...)`` declarations of ``config.py``.
+"""Parsing the settings that ``config.py`` declares: ``visage-server``'s flag parser and its
+``VISAGE_*`` variables, both built from the ``setting(...)`` declarations.
 
 Each setting's value is its flag if given, else its variable if set, else the field's default.
 A value that does not parse, is not one of the choices or is out of bounds is a ``SettingError``
@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from .config import ServerConfig, Setting
 
-__all__ = ["SettingError", "SettingField", "build_parser", "check_values", "config_from_args", "setting_fields"]
+__all__ = [
+    "SettingError", "SettingField", "SettingsParser", "build_parser", "check_values", "config_from_args", "parse_flags",
+    "setting_fields", "unknown_arguments",
+]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _TYPE_NAMES = {int: "an integer", float: "a number"}
+USAGE_EXIT = 2  # a bad flag, as argparse itself exits
+_ADDRESS_FLAGS = {"--host": "host", "--port": "port", "-p": "port"}  # other servers' habits (vLLM, uvicorn)
 
 
 class SettingError(ValueError):
@@ -78,6 +84,8 @@ class SettingField:
             raise ValueError(f"must be >= {spec.minimum}")
         if spec.maximum is not None and value > spec.maximum:
             raise ValueError(f"must be <= {spec.maximum}")
+        if spec.rule is not None:
+            spec.rule(value)
 
 
 def setting_fields(cls: type = ServerConfig, path: tuple[str, ...] = ()) -> list[SettingField]:
@@ -115,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``visage-server`` parser: one flag per declared setting; an unset flag parses as None."""
     fields = setting_fields()
     env_only = "\n".join(f"  {sf.env}  {sf.spec.help}" for sf in fields if not sf.spec.cli)
-    parser = argparse.ArgumentParser(
+    parser = SettingsParser(
         prog="visage-server",
         description="Serve one causal language model over gRPC for safety-landscape sweeps.\n"
         "Every flag can also be set with the environment variable named in its help.",
@@ -133,6 +141,61 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(sf.flag, dest=sf.dest, type=_flag_type(sf), metavar=metavar, default=None, help=_help(sf))
     return parser
+
+
+class SettingsParser(argparse.ArgumentParser):
+    """argparse without its silent guesses: no abbreviations (``--port`` is not taken for
+    ``--port-file``), and every error one line, ``visage-server: ...``, exit 2. Read flags with
+    ``parse_flags``, which names each unknown flag with the closest known one."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_EXIT, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
+def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags of ``argv``; an unknown flag or a stray argument is ``parser.error`` (one line,
+    exit 2) naming each, with the closest known flag, or, for vLLM's ``--host`` / ``--port``,
+    the ``--listen HOST:PORT`` that says the same."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(unknown_arguments(unknown, _known_flags(parser)))
+    return args
+
+
+def _known_flags(parser: argparse.ArgumentParser) -> list[str]:
+    return [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+
+
+def unknown_arguments(unknown: Sequence[str], known: Sequence[str]) -> str:
+    """One line naming what argparse did not recognise in ``unknown`` (flags and their values)."""
+    address: dict[str, str] = {}
+    problems: list[str] = []
+    stray: list[str] = []
+    taken: set[int] = set()
+    for i, arg in enumerate(unknown):
+        if i in taken:
+            continue
+        if not arg.startswith("-") or arg == "-":
+            stray.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if name in _ADDRESS_FLAGS:
+            if not eq and i + 1 < len(unknown) and not unknown[i + 1].startswith("-"):
+                value = unknown[i + 1]
+                taken.add(i + 1)
+            address[_ADDRESS_FLAGS[name]] = value
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        problems.append(f"unknown flag {name}" + (f' (did you mean "{close[0]}"?)' if close else ""))
+    if address:
+        listen = f"{address.get('host') or '127.0.0.1'}:{address.get('port') or 50051}"
+        problems.insert(0, f"no --host or --port flag: give the address and the port as one, --listen {listen}")
+    if not problems:
+        problems.append(f"unexpected argument {stray[0]!r}: visage-server takes flags only (--model NAME names the model)")
+    return "; ".join(problems)
 
 
 def _value(sf: SettingField, args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
