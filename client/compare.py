@@ -32,13 +32,15 @@ from .figure_labels import direction_name, model_name
 from .html_page import write_html_page
 from .plots import FIGURE_FORMATS, draw_curves, headless_figure, legend_below, save_figure
 from .records import Series
-from .store import ResultStore
+from .store import STORE_NAME, ResultStore
 from .sweep.stored import load_sweep
 from .sweep.summary import sweep_summary
-from .sweep.summary_doc import SweepSummary
+from .sweep.summary_doc import SweepSummary, VisageSummary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from .sweep.runner import SweepResult
 
 __all__ = ["Comparison", "Run", "comparison_rows", "differences", "figure_compare_curves", "figure_compare_visage",
            "load_run", "run_style", "visage_rule", "write_comparison"]
@@ -50,13 +52,24 @@ _SAME = ("kind", "prompts.set", "prompts.limit", "grid.range", "grid.points", "g
 
 @dataclass(frozen=True)
 class Run:
-    """One sweep to compare: its reader's ``name``, where it came from, its summary and its recorded
-    spec (``SweepSpec.to_dict``'s dict, compared setting by setting)."""
+    """One sweep read back from its output folder: its reader's ``name``, the ``folder``, its
+    summary (VISAGE, curves, intervals; :attr:`visage`), its recorded spec (``SweepSpec.to_dict``'s
+    dict, compared setting by setting) and, when it was just measured, what the run did
+    (``result``: points evaluated, reused, seconds). :meth:`frame` gives its points as a DataFrame.
+
+    Example::
+
+        run = load_run("runs/quick")              # a `visage sweep --out` folder
+        print(run.visage.by_system_prompt)        # VISAGE per system prompt, with its spread
+        points = run.frame()                      # pandas: one row per point
+        asr = points[points.metric == "asr"]
+    """
 
     name: str
     folder: Path
     summary: SweepSummary  # summary.json's document (a dict) is read into one
     spec: dict[str, Any]
+    result: SweepResult | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         summary: object = self.summary
@@ -66,6 +79,22 @@ class Run:
     @property
     def two_d(self) -> bool:
         return self.summary.kind.startswith("2d")
+
+    @property
+    def visage(self) -> VisageSummary:
+        """VISAGE per series (both rules) and per system prompt (mean over directions, spread, 95 % interval)."""
+        return self.summary.visage
+
+    @property
+    def report(self) -> Path:
+        """The sweep's report.html (``visage report`` writes it when it is missing)."""
+        return self.folder / "report.html"
+
+    def frame(self) -> Any:
+        """The sweep's points as a ``pandas.DataFrame`` (:meth:`ResultStore.to_pandas`; pandas is
+        optional: without it an ImportError says how to install it)."""
+        with ResultStore(self.folder / STORE_NAME) as store:
+            return store.to_pandas(self.summary.sweep)
 
     def curve(self, label: str) -> list[tuple[float, float]]:
         return self.summary.asr_curve(label)
@@ -77,11 +106,19 @@ class Run:
         return sorted({Series.parse(label).system for label in self.summary.asr_labels()})
 
 
-def load_run(store_path: Path, *, name: str | None = None, sweep: str | None = None) -> Run:
-    """The sweep ``sweep`` (else the store's only one) of ``store_path``, named ``name`` (else its
-    model's name, the last part of its path)."""
+def load_run(path: str | Path, *, name: str | None = None, sweep: str | None = None) -> Run:
+    """The sweep ``sweep`` (else the store's only one) of ``path``, the ``--out`` folder of a
+    ``visage sweep`` (or its results.sqlite), named ``name`` (else its model's name).
+
+    Example::
+
+        run = load_run("runs/quick")
+        print(run.name, run.visage.series)
+    """
+    path = Path(path)
+    store_path = path / STORE_NAME if path.is_dir() else path
     if not store_path.is_file():
-        raise ValidationError(f"{store_path} does not exist: give the --out folder of a visage sweep")
+        raise ValidationError(f"{path} holds no {STORE_NAME}: give the --out folder of a visage sweep")
     with ResultStore(store_path) as store:
         data = load_sweep(store, sweep)
     summary = sweep_summary(data)
@@ -247,7 +284,14 @@ class Comparison:
 
 
 def write_comparison(runs: Sequence[Run], out_dir: Path, *, formats: Sequence[str] = FIGURE_FORMATS) -> Comparison:
-    """Figures, table (JSON, CSV) and report.html of ``runs`` in ``out_dir`` (see the module docstring)."""
+    """Figures, table (JSON, CSV) and report.html of ``runs`` in ``out_dir`` (see the module docstring).
+
+    Example::
+
+        runs = [load_run("runs/original"), load_run("runs/tuned")]
+        result = write_comparison(runs, Path("runs/compare"))
+        print(result.report, result.rows)
+    """
     if len(runs) < 2:
         raise ValidationError("compare: give two or more sweep folders")
     runs = _distinct_names(runs)

@@ -46,6 +46,11 @@ class Series:
     (a 2D grid); ``system`` is a preset name or ``custom-<sha8>``, and ``""`` for capability
     series, which do not depend on the system prompt. Stored as its :attr:`label`
     (``"d0|default"``, or ``"d0"`` for capability); :meth:`parse` reads a label back.
+
+    Example::
+
+        s = Series.parse("d0|default")
+        print(s.direction, s.system, s.label)   # d0 default d0|default
     """
 
     direction: str
@@ -82,6 +87,11 @@ class PointDetail:
     judge, ``seconds`` and the ``system_prompt`` as given. A capability point records ``inputs``
     (the content hashes it was scored on). Keys this client does not know are kept in ``extra``,
     so a record written by another version reads back unchanged.
+
+    Example::
+
+        for record in store.records("quick"):
+            print(record.a, record.value, record.detail.jailbroken, record.detail.weight_state[:12])
     """
 
     server: str | None = None
@@ -140,6 +150,12 @@ class Completion:
     prompt's text when the client sent it inline, ``None`` for a set the server holds (then
     ``index`` names it within the set whose sha256 the point's detail records). Token counts are
     ``None`` when not reported.
+
+    Example::
+
+        for record in store.records("quick"):
+            for c in store.completions(record.key):
+                print(record.a, c.index, c.jailbroken, (c.text or "")[:60])
     """
 
     index: int
@@ -198,6 +214,11 @@ class PointRecord:
     fingerprints, package versions and git revision that produced it; ``model`` the model it was
     measured on (read from the provenance for records written before records named it; None for
     records that name none).
+
+    Example::
+
+        with ResultStore("runs/quick/results.sqlite") as store:
+            asr = [(r.a, r.value) for r in store.records("quick") if r.metric == "asr"]
     """
 
     key: str

@@ -142,7 +142,13 @@ def _from_verdicts(record: PointRecord) -> list[Completion]:
 
 class ResultStore:
     """Point records, their completions, sweep metadata and claims in one SQLite file; a context
-    manager, thread-safe. Opening a file that is not a readable store raises :class:`StoreError`."""
+    manager, thread-safe. Opening a file that is not a readable store raises :class:`StoreError`.
+
+    Example::
+
+        with ResultStore("runs/quick/results.sqlite") as store:
+            points = store.to_pandas()          # a DataFrame, a row per point (pandas is optional)
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

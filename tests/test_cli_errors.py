@@ -157,5 +157,5 @@ def test_exit_codes_and_json_failures_as_documented(capsys, tiny_server, tmp_pat
         assert code == 2 and json.loads(out)["exit_code"] == 2 and err.startswith("visage: "), argv
     # The gate's usage error keeps the gate's document.
     code, out, _ = run(capsys, "--json", "gate", "config.toml")
-    assert code == 2 and json.loads(out) == {"error": "the following arguments are required: --server",
-                                             "exit_code": 2, "verdict": "error"}
+    assert code == 2 and json.loads(out) == {"error": "the following arguments are required: --server (or set "
+                                                      "VISAGE_SERVER)", "exit_code": 2, "verdict": "error"}

@@ -79,13 +79,13 @@ def test_early_stop_gives_the_same_verdicts_as_full_length_at_every_point(client
         for e, f in zip(early.verdicts, full.verdicts, strict=True):
             assert f.completion.startswith(e.completion)  # the same tokens, cut short
             assert judge.judge(f.completion).matched_keyword == f.matched_keyword  # judged on the full text
-            assert f.finish_reason != pb.FINISH_REASON_KEYWORD
-            if e.finish_reason == pb.FINISH_REASON_KEYWORD:
+            assert f.finish_reason != "keyword"
+            if e.finish_reason == "keyword":
                 stopped_mid += e.completion_tokens < MAX_NEW
             else:
                 assert e.completion == f.completion
         assert full.tokens_saved == 0
-        assert early.tokens_saved == sum(MAX_NEW - v.completion_tokens for v in early.verdicts if v.finish_reason == pb.FINISH_REASON_KEYWORD)
+        assert early.tokens_saved == sum(MAX_NEW - v.completion_tokens for v in early.verdicts if v.finish_reason == "keyword")
         assert early.generated_tokens <= full.generated_tokens
         assert early.judge == full.judge == "keyword"
     assert len(fingerprints) == len(POINTS)  # four distinct weight states
@@ -121,7 +121,7 @@ def test_paper_generation_preset_is_greedy_512(client):
     # saved count shows the preset's 512-token budget without generating 512 tokens.
     every = tuple(chr(i) for i in range(33, 127))
     resp = client.evaluate(_settings(limit=2, generation_preset="paper", keywords=every))
-    stopped = [v for v in resp.verdicts if v.finish_reason == pb.FINISH_REASON_KEYWORD]
+    stopped = [v for v in resp.verdicts if v.finish_reason == "keyword"]
     assert stopped and resp.tokens_saved == sum(512 - v.completion_tokens for v in stopped)
     assert resp.asr == 0.0
 

@@ -21,6 +21,7 @@ from .common import add_connection_args, connect, message_to_dict, parse_at, pri
 if TYPE_CHECKING:
     from safety_landscape.v1 import landscape_pb2 as pb
 
+    from ..server_state import MemoryPlan
     from .common import Subparsers
 
 __all__ = ["register"]
@@ -150,7 +151,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     with connect(args) as client:
         info = client.info()
     if args.json:
-        print_json(message_to_dict(info))
+        print_json(message_to_dict(info.proto))
         return 0
     print(f"model        {info.model_name} ({info.architecture}, {info.parameter_count:,} parameters)")
     print(f"device       {info.device} {info.dtype}   torch {info.torch_version}")
@@ -175,7 +176,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_memory_plan(plan: pb.MemoryPlan) -> None:
+def _print_memory_plan(plan: MemoryPlan) -> None:
     """The server's memory plan, a line per device (GiB)."""
     if not plan.devices:
         return
@@ -206,7 +207,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     with connect(args) as client:
         resp = client.generate(args.prompt, system=system, chat=args.chat_format, settings=settings, at=at)
     if args.json:
-        print_json(message_to_dict(resp))
+        print_json(message_to_dict(resp.proto))
         return 0
     for prompt, completion in zip(args.prompt, resp.completions, strict=False):
         print(f"> {prompt}\n{completion.text}\n")
@@ -229,7 +230,7 @@ def cmd_direction_create(args: argparse.Namespace) -> int:
     with connect(args) as client:
         d = client.create_direction(spec)
     if args.json:
-        print_json(message_to_dict(d))
+        print_json(message_to_dict(d.proto))
     else:
         state = "created" if d.created else "already held"
         print(f"{d.id}  {state}  fingerprint {d.fingerprint[:16]}  norm {d.norm:.4g}  "
@@ -241,7 +242,7 @@ def cmd_direction_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
         resp = client.list_directions()
     if args.json:
-        print_json(message_to_dict(resp))
+        print_json(message_to_dict(resp.proto))
         return 0
     for d in resp.directions:
         print(f"{d.id}  {d.spec.WhichOneof('kind')}  fingerprint {d.fingerprint[:16]}  {d.bytes_held / 2**20:.1f} MiB")
@@ -263,7 +264,7 @@ def cmd_set(args: argparse.Namespace) -> int:
     with connect(args) as client:
         state = client.set_coefficients(at, verify=args.verify)
     if args.json:
-        print_json(message_to_dict(state))
+        print_json(message_to_dict(state.proto))
     else:
         print(f"weights {state.fingerprint}" + (f"\nsha256  {state.weights_sha256}" if state.weights_sha256 else ""))
     return 0
@@ -296,7 +297,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             _check_model(client.info().model_fingerprint, args.expect_model, client.target)
         resp = client.evaluate(settings, at=at)
     if args.json:
-        print_json(message_to_dict(resp))
+        print_json(message_to_dict(resp.proto))
         return 0
     t = resp.timings
     print(f"ASR {resp.asr:.2f}%  ({resp.jailbroken}/{resp.total} jailbroken, judge {resp.judge})")
@@ -329,7 +330,7 @@ def cmd_prompt_sets(args: argparse.Namespace) -> int:
     with connect(args) as client:
         sets = client.list_prompt_sets()
     if args.json:
-        print_json([message_to_dict(s) for s in sets])
+        print_json([message_to_dict(s.proto) for s in sets])
     else:
         for s in sets:
             print(f"{s.name:20s} {s.kind:8s} {s.size:5d}  {s.source_format:18s} {s.sha256[:12]}")
@@ -340,7 +341,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
     with connect(args) as client:
         entries = client.list_registry()
     if args.json:
-        print_json([message_to_dict(e) for e in entries])
+        print_json([message_to_dict(e.proto) for e in entries])
     else:
         for e in entries:
             print(f"{e.name:24s} {e.kind}")

@@ -31,13 +31,29 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDOUT = "-"
 
 
-def add_connection_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+class _AppendOverEnvironment(argparse._AppendAction):
+    """``--server`` repeated: the first one given replaces the default from ``VISAGE_SERVER``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is self.default:
+            setattr(namespace, self.dest, None)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_connection_args(p: argparse.ArgumentParser, *, many: bool = False, required: bool = True) -> None:
+    """The connection flags; ``--server`` defaults to ``VISAGE_SERVER`` (required when that is unset,
+    unless ``required`` is False: the command then checks it)."""
     g = p.add_argument_group("connection")
+    env = os.environ.get("VISAGE_SERVER", "").strip()
     if many:
-        g.add_argument("--server", action="append", required=True, metavar="HOST:PORT",
-                       help="a server; repeat for several, or one dns:///name:port that resolves to many")
+        g.add_argument("--server", action=_AppendOverEnvironment, default=[env] if env else None,
+                       required=required and not env, metavar="HOST:PORT",
+                       help="a server; repeat for several, or one dns:///name:port that resolves to many "
+                            "[VISAGE_SERVER]")
     else:
-        g.add_argument("--server", required=True, metavar="HOST:PORT", help="the server, e.g. 127.0.0.1:50051")
+        g.add_argument("--server", default=env or None, required=required and not env, metavar="HOST:PORT",
+                       help="the server, e.g. 127.0.0.1:50051 [VISAGE_SERVER]")
     g.add_argument("--token", default=None, help="bearer token (else --token-file, VISAGE_TOKEN, VISAGE_TOKEN_FILE)")
     g.add_argument("--token-file", default=None, help="file holding the bearer token")
     g.add_argument("--tls-ca", default=os.environ.get("VISAGE_TLS_CA"), help="CA certificate: use TLS [VISAGE_TLS_CA]")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safety_landscape.common.names import CHAT_FORMATS, PAPER_FAMILIES, STREAMS, TIED_RULES
 
+from ..examples import sweep_examples, sweep_text
 from ..store import STORE_NAME
 from .common import add_connection_args, connect, output_folder, print_json, writes_to_stdout
 
@@ -30,7 +32,10 @@ if TYPE_CHECKING:
 def register(sub: Subparsers) -> None:
     p = sub.add_parser("sweep", help="measure a safety landscape on one or many servers (resumable)",
                        description="Run a landscape sweep from a TOML spec or a preset; flags override the spec.")
-    p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="a sweep spec (see examples/sweeps/)")
+    p.add_argument("spec", nargs="?", metavar="SPEC.toml",
+                   help="a sweep spec (visage sweep --print-spec quick > quick.toml gives one to edit)")
+    p.add_argument("--print-spec", action=_PrintSpec, metavar="NAME",
+                   help="print a shipped spec as TOML to edit, then exit: " + ", ".join(sweep_examples()))
     p.add_argument("--preset", choices=("quick", "paper", "paper-template"),
                    help="quick: 1 direction x 7 points, mini sets, 48 tokens; paper: the reference's configuration "
                         "for --family (3 x 21 points, 512 tokens, the family's literal format and system prompt); "
@@ -51,6 +56,18 @@ def register(sub: Subparsers) -> None:
                         "stops (crash, kill); default 30")
     p.set_defaults(func=cmd_sweep)
     _register_store_commands(sub)
+
+
+class _PrintSpec(argparse.Action):
+    """``--print-spec NAME``: print the shipped spec NAME (comments included) and exit, as ``--help`` does."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        names = sweep_examples()
+        if values not in names:
+            parser.error(f"--print-spec {values!r}: use one of {', '.join(names)}")
+        sys.stdout.write(sweep_text(str(values)))
+        parser.exit(0)
 
 
 def _add_prompt_args(o: argparse._ArgumentGroup) -> None:

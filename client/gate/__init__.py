@@ -70,6 +70,11 @@ def run_gate(
 
     ``baseline`` / ``checkpoint`` override the config's. Returns ``(exit_code, gate document)``;
     never raises for a failure to evaluate (that is exit 2, with ``document["error"]``).
+
+    Example::
+
+        code, doc = run_gate("gate.toml", Client, ["127.0.0.1:50051"], out_dir="visage-gate")
+        print(doc["verdict"], [c["name"] for c in doc["checks"]])   # visage gate init writes gate.toml
     """
     config: GateConfig | None = None
     config_sha, started = "", time.time()

@@ -47,6 +47,7 @@ from ..errors import (
     UnavailableError,
     VisageError,
 )
+from ..server_state import ServerInfo
 from .claims import Claims
 from .points import ModelFacts, Plan, Task
 
@@ -103,7 +104,7 @@ class ServerFacts:
     device_name: str = ""
 
     @classmethod
-    def from_info(cls, target: str, info: pb.ModelInfo) -> ServerFacts:
+    def from_info(cls, target: str, info: ServerInfo) -> ServerFacts:
         return cls(target, info.model_name, info.model_fingerprint, info.tokenizer.tokenizer_fingerprint,
                    info.tokenizer.chat_template_sha256, info.dtype, info.device_type, info.torch_version,
                    info.server_version, info.transformers_version, info.cuda_version, info.device, info.device_name)
@@ -430,7 +431,7 @@ class WorkerPool:
             for res in stream:
                 if self._stop.is_set():
                     return
-                self._deliver(todo[sites[res.index]][0], res.result, client.target)
+                self._deliver(todo[sites[res.index]][0], res.result.proto, client.target)
             return
         for site, tasks in todo.items():  # variants of one site back to back: one weight switch
             at = self.plan.perturbation(site)
@@ -442,4 +443,4 @@ class WorkerPool:
                     self._deliver(task, None, client.target, variant.capability.score(client, at))
                     continue
                 response = client.evaluate(variant.evaluation, at=at, timeout=self.timeout)
-                self._deliver(task, response, client.target)
+                self._deliver(task, response.proto, client.target)

@@ -49,6 +49,15 @@ __all__ = ["Progress", "ProgressBar", "SweepResult", "check_store_binding", "com
 
 @dataclass(frozen=True)
 class SweepResult:
+    """What one :func:`run_sweep` did: the plan, the servers, the tasks it evaluated, the points it
+    wrote and those it found stored (reused), and its seconds.
+
+    Example::
+
+        result = run_sweep(preset("quick"), store, targets=["127.0.0.1:50051"])
+        print(f"{result.evaluated} evaluated, {result.reused} reused in {result.seconds:.0f} s")
+    """
+
     plan: Plan
     servers: list[ServerFacts]
     evaluated: int  # server evaluations (tasks) this run
@@ -276,7 +285,14 @@ def run_sweep(
     progress lines elsewhere (:func:`~.progress.progress_display`).
     ``timeout``: deadline per point evaluation (None: the clients' own). ``claim_ttl``: how long
     this run's claims on its tasks outlive it if it crashes (another process sweeping into the
-    same store waits that long before taking them over)."""
+    same store waits that long before taking them over).
+
+    Example::
+
+        with ResultStore("runs/quick/results.sqlite") as store:
+            run_sweep(preset("quick"), store, targets=["127.0.0.1:50051"])
+            write_outputs(Path("runs/quick"), store)    # summary.json, plots/, report.html
+    """
     started, started_at = time.monotonic(), time.time()
     resolved = resolve(validate(spec))
     own = fleet is None
