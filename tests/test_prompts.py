@@ -249,3 +249,11 @@ def test_an_operator_set_named_like_a_built_in_one_replaces_it(tmp_path):
     # two operator sets of one name are still an error, built-in name or not
     with pytest.raises(errors.InvalidArgument, match="already registered"):
         PromptSetRegistry(server_prompt_sets([same, same])[0])
+
+
+def test_a_changed_builtin_advbench_file_is_refused(monkeypatch):
+    from safety_landscape.server.engine import prompts
+
+    monkeypatch.setattr(prompts, "ADVBENCH_FILE_SHA256", "0" * 64)  # as if the shipped file had been edited
+    with pytest.raises(errors.FailedPrecondition, match="not the file this package shipped"):
+        prompts.builtin_prompt_sets()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -104,8 +105,14 @@ def builtin_prompt_sets() -> dict[str, PromptSet]:
         text = data.joinpath(filename).read_text(encoding="utf-8")
         with _domain_errors():
             out[name] = PromptSet.of(common.text_prompt_set(name, text, kind=kind, where=f"built-in {filename}"))
-    with resources.as_file(data.joinpath(*ADVBENCH_FILE.split("/"))) as advbench, _domain_errors():
-        out["advbench"] = PromptSet.of(common.load_prompt_file(advbench, name="advbench", fmt="advbench-csv"))
+    advbench = data.joinpath(*ADVBENCH_FILE.split("/"))
+    if hashlib.sha256(advbench.read_bytes()).hexdigest() != ADVBENCH_FILE_SHA256:
+        raise errors.FailedPrecondition(
+            f"the built-in {ADVBENCH_FILE} is not the file this package shipped (its sha256 differs); "
+            "reinstall the package, and serve another AdvBench file with --prompt-set advbench=FILE"
+        )
+    with resources.as_file(advbench) as path, _domain_errors():
+        out["advbench"] = PromptSet.of(common.load_prompt_file(path, name="advbench", fmt="advbench-csv"))
     return out
 
 
