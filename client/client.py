@@ -30,12 +30,14 @@ from .builders import (
     evaluation_settings,
     generation,
     interpolation_direction,
+    judge_request,
     perturbation,
     random_direction,
     system_prompt,
 )
 from .credentials import channel_credentials, with_token
 from .errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError, ValidationError, from_rpc
+from .verdicts import JudgeResult, JudgeRow
 
 __all__ = [
     "SYSTEM_PROMPT_PRESETS",
@@ -47,6 +49,7 @@ __all__ = [
     "evaluation_settings",
     "generation",
     "interpolation_direction",
+    "judge_request",
     "perturbation",
     "random_direction",
     "system_prompt",
@@ -236,6 +239,16 @@ class Client:
         )
         return self._call(self._landscape.Score, request, pb.ScoreResponse, timeout=timeout or self.timeouts.generate,
                           name="Score")
+
+    def judge(self, rows: Sequence[JudgeRow], *, judge: str = "keyword", keywords: Sequence[str] = (),
+              max_new_tokens: int = 0, timeout: float | None = None) -> JudgeResult:
+        """Judge given answers at theta0 (nothing is generated): each row's refusal, the classifier's
+        verdict when ``judge="classifier"``, the referee's coherence and the outcome. Rows beyond the
+        server's ``max_prompts_per_request`` must be split over several calls."""
+        request = judge_request(rows, judge=judge, keywords=keywords, max_new_tokens=max_new_tokens)
+        response = self._call(self._landscape.Judge, request, pb.JudgeResponse, timeout=timeout or self.timeouts.generate,
+                              name="Judge")
+        return JudgeResult.from_pb(response)
 
     # -- directions (admin) --------------------------------------------------------------------
 

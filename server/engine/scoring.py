@@ -38,6 +38,7 @@ from ..errors import Cancelled, InvalidArgument
 
 __all__ = [
     "ScoreInput", "ScoreOutcome", "candidate_token_ids", "check_items", "encode_item", "prepare", "score", "score_prepared",
+    "token_item",
 ]
 
 
@@ -62,6 +63,12 @@ def encode_item(tokenizer: Any, context: str, continuation: str) -> _Encoded:
     ctx = tokenizer.encode(context, add_special_tokens=False) if context else []
     cont = tokenizer.encode(continuation, add_special_tokens=False)
     return _Encoded(ids=bos + ctx + cont, context_len=len(bos) + len(ctx))
+
+
+def token_item(context_ids: Sequence[int], continuation_ids: Sequence[int]) -> _Encoded:
+    """An item already tokenised: ``context_ids`` exactly as given (e.g. a prompt as the model saw it
+    under its chat format, BOS included if it had one), then ``continuation_ids``; nothing is added."""
+    return _Encoded(ids=[*context_ids, *continuation_ids], context_len=len(context_ids))
 
 
 def candidate_token_ids(tokenizer: Any, candidates: Sequence[str]) -> list[int]:
