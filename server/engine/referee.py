@@ -6,7 +6,7 @@ coherence referee"). It owns:
   - the figures of one answer, computed at theta0 whatever weights produced the answer:
       * fluency: the mean negative log-likelihood per token (nats) of the answer's tokens given the
         prompt exactly as the model saw it (the encoded prompt: chat format, system prompt, BOS),
-        scored by ``scoring.score_prepared``. The answer is its text as returned (decoded, special
+        scored by ``scoring.score_continuations`` (each prompt run once for all its answers). The answer is its text as returned (decoded, special
         tokens skipped) encoded again without special tokens, so an answer scored when it is
         generated and the same answer judged later from its stored text (the Judge RPC) get the
         same figure;
@@ -48,7 +48,7 @@ from .job_memory import JobMemory
 from .prompts import PromptSet
 from .referee_calibration import Calibration, Thresholds, calibration_length, thresholds_from
 from .repetition import RepetitionFigures, repetition_figures
-from .scoring import ScoreInput, score_prepared, token_item
+from .scoring import ScoreInput, score_continuations, token_item
 from .weights import WeightManager
 
 __all__ = [
@@ -158,7 +158,7 @@ class CoherenceReferee:
         if scored:
             prepared = ScoreInput.of([token_item(items[i].prompt_ids, answers[i]) for i in scored], ())
             rows = self.job_memory.score_rows(prepared.longest)
-            scores = score_prepared(scorer, self.tokenizer, prepared, rows=rows, should_cancel=should_cancel)
+            scores = score_continuations(scorer, self.tokenizer, prepared, rows=rows, should_cancel=should_cancel)
             for i, score in zip(scored, scores, strict=True):
                 nll[i] = (-score.logprob / score.num_tokens if score.num_tokens else 0.0, score.num_tokens)
         return [
@@ -227,6 +227,10 @@ class _AtTensors:
     def __init__(self, model: Any, tensors: dict[str, torch.Tensor]) -> None:
         self.model = model
         self.tensors = tensors
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
 
     def parameters(self) -> Any:
         return self.model.parameters()
