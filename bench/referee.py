@@ -128,8 +128,8 @@ def advbench(client: c.Client, args: argparse.Namespace) -> dict[str, Any] | Non
         return None
     s = c.evaluation_settings(prompt_set="advbench", limit=80, max_new_tokens=args.max_new_tokens, return_completions=True)
     resp = client.evaluate(s)
-    bad = [{"index": v.index, "outcome": outcome_name(v.outcome), "failed": [pb.CoherenceTest.Name(t) for t in v.coherence.failed],
-            "nll": round(v.coherence.nll, 3), "text": v.completion} for v in resp.verdicts if not v.coherence.coherent]
+    bad = [{"index": v.index, "outcome": outcome_name(v.outcome), "nll": round(v.coherence.nll, 3), "text": v.completion,
+            "failed": [pb.CoherenceTest.Name(t) for t in v.coherence.failed]} for v in resp.verdicts if not v.coherence.coherent]
     return {"answers": resp.total, "jailbroken": resp.jailbroken, "incoherent": resp.incoherent, "not_coherent": bad}
 
 
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     adv = os.environ.get("ADV", "")
     config = ServerConfig(model=args.model, listen="127.0.0.1:0", device="cpu", log_format="json", grace_seconds=5.0,
                           prompt_sets=(("advbench", adv),) if adv else (),
-                          limits=Limits(max_batch_size=max(64, args.limit)))
+                          limits=Limits(max_batch_size=max(64, args.limit), max_prompt_tokens=256,
+                                        max_new_tokens=max(256, args.max_new_tokens)))
     app = create_server(config)
     app.load(build_engine_factory(config))
     coefs = grid(args.points)

@@ -145,7 +145,8 @@ def test_loops_and_runs_are_measured_and_decided_by_the_reported_thresholds(clie
     judged = client.judge([JudgeRow(loop, prompt="When?"), JudgeRow(run, prompt="Will you?")], max_new_tokens=MAX_NEW)
     looped, repeated = judged.rows
     assert looped.coherence.repeated_ngram_fraction == pytest.approx(20 / 22)
-    assert ("repetition" in looped.coherence.failed) == (20 / 22 > t.max_repetition)
+    above = looped.coherence.repeated_ngram_fraction > t.max_repetition
+    assert ("repetition" in looped.coherence.failed) == above
     assert repeated.coherence.longest_word_run == t.max_run + 2
     assert "run" in repeated.coherence.failed and repeated.outcome == "incoherent"
 
@@ -189,9 +190,8 @@ def bounded():
 
 
 def _judge_status(server, request: pb.JudgeRequest) -> tuple[grpc.StatusCode, str]:
-    with grpc.insecure_channel(server.target) as channel:
-        with pytest.raises(grpc.RpcError) as info:
-            pb_grpc.LandscapeServiceStub(channel).Judge(request, timeout=60)
+    with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as info:
+        pb_grpc.LandscapeServiceStub(channel).Judge(request, timeout=60)
     return info.value.code(), info.value.details()
 
 
@@ -258,9 +258,8 @@ def test_a_judge_call_queues_like_any_job_and_its_deadline_holds(tiny_server):
     host = tiny_server.app.host
     with tiny_server.client() as client:
         client.judge([JudgeRow("warm", prompt="p")], max_new_tokens=MAX_NEW)  # calibrated: one job left
-        with worker_held(host):
-            with pytest.raises(DeadlineExceededError):
-                client.judge([JudgeRow("late", prompt="p")], max_new_tokens=MAX_NEW, timeout=0.5)
+        with worker_held(host), pytest.raises(DeadlineExceededError):
+            client.judge([JudgeRow("late", prompt="p")], max_new_tokens=MAX_NEW, timeout=0.5)
         assert client.judge([JudgeRow("after", prompt="p")], max_new_tokens=MAX_NEW).rows
 
 
@@ -290,7 +289,7 @@ def test_with_theta0_in_a_checkpoint_the_referee_switches_to_it_and_agrees(check
                 (v.outcome, v.coherence.nll) for v in got_b[i].verdicts]
             assert got_b[i].referee.mode == "switch"
         # a calibration job at theta0, the points, then one referee pass at theta0 (key ())
-        assert [j.key for j in jobs][0] == () and jobs[-1].key == () and len(jobs) == len(points) + 2
+        assert jobs[0].key == () and jobs[-1].key == () and len(jobs) == len(points) + 2
         with pytest.raises(FailedPreconditionError):
             b.evaluate(_settings(judge="classifier"))
 

@@ -6,9 +6,10 @@ coherence referee"). It owns:
   - the figures of one answer, computed at theta0 whatever weights produced the answer:
       * fluency: the mean negative log-likelihood per token (nats) of the answer's tokens given the
         prompt exactly as the model saw it (the encoded prompt: chat format, system prompt, BOS),
-        scored by ``scoring.score_continuations`` (each prompt run once for all its answers). The answer is its text as returned (decoded, special
-        tokens skipped) encoded again without special tokens, so an answer scored when it is
-        generated and the same answer judged later from its stored text (the Judge RPC) get the
+        scored by ``scoring.score_continuations`` (each prompt run once for all its answers). The
+        answer is its text as returned (decoded, special tokens skipped) encoded again without
+        special tokens, so an answer scored when it is generated and the same answer judged later
+        from its stored text (the Judge RPC) get the
         same figure;
       * repetition: ``repetition.py``'s figures of the same text and tokens;
   - the verdict: incoherent when the answer has no word in it (``empty``: nothing was said), or a
