@@ -17,7 +17,8 @@ template with the model's default system prompt, greedy, ``--max-new-tokens`` 48
   3. the verdicts of the last "on" arm: incoherent answers per |a|, every flagged answer at the
      origin, and the check that no refusal is incoherent;
   4. fluent text: human-written sentences (client/sweep/data/fluency.txt, one by one and three at a
-     time) judged with the Judge RPC, and with ``ADV`` AdvBench rows 1-80 answered at the origin.
+     time) judged with the Judge RPC; the origin's answers to prompts the sweep does not use (rows
+     17-40 of harmful-mini and benign-mini); with ``ADV``, AdvBench rows 1-80 answered at the origin.
 Process CPU seconds are the figure to quote on a shared machine (the load does not inflate them);
 everything goes to ``--json``.
 """
@@ -44,6 +45,7 @@ from safety_landscape.client.verdicts import JudgeRow, outcome_name
 from safety_landscape.server.app import create_server
 from safety_landscape.server.bootstrap import build_engine_factory
 from safety_landscape.server.config import Limits, ServerConfig
+from safety_landscape.server.engine.prompts import builtin_prompt_sets
 from safety_landscape.v1 import landscape_pb2 as pb
 
 SETS = ("harmful-mini", "benign-mini")
@@ -123,6 +125,17 @@ def human_text(client: c.Client, args: argparse.Namespace) -> dict[str, Any]:
     return {"texts": len(rows), "not_coherent": bad}
 
 
+def held_out(client: c.Client, args: argparse.Namespace) -> dict[str, Any]:
+    """The origin's answers to the built-in sets' rows after the sweep's (never seen when the rule was chosen)."""
+    sets = builtin_prompt_sets()
+    prompts = [p for name in SETS for p in sets[name].prompts[args.limit :]]
+    resp = client.evaluate(c.evaluation_settings(prompts=prompts, max_new_tokens=args.max_new_tokens, return_completions=True))
+    bad = [{"prompt": prompts[v.index], "outcome": outcome_name(v.outcome), "nll": round(v.coherence.nll, 3),
+            "failed": [pb.CoherenceTest.Name(t) for t in v.coherence.failed], "text": v.completion}
+           for v in resp.verdicts if not v.coherence.coherent]
+    return {"answers": resp.total, "not_coherent": bad}
+
+
 def advbench(client: c.Client, args: argparse.Namespace) -> dict[str, Any] | None:
     if "advbench" not in {s.name for s in client.list_prompt_sets()}:
         return None
@@ -139,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     adv = os.environ.get("ADV", "")
     config = ServerConfig(model=args.model, listen="127.0.0.1:0", device="cpu", log_format="json", grace_seconds=5.0,
+                          memory_check=False,  # a shared machine's free memory moves; the limits below are small
                           prompt_sets=(("advbench", adv),) if adv else (),
                           limits=Limits(max_batch_size=max(64, args.limit), max_prompt_tokens=256,
                                         max_new_tokens=max(256, args.max_new_tokens)))
@@ -178,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"REFUSED: {row['verdicts']['refusals_not_refused']}")
         doc["human"] = human_text(client, args)
         print(f"# human-written fluent text: {len(doc['human']['not_coherent'])} of {doc['human']['texts']} not coherent")
+        doc["held_out"] = held_out(client, args)
+        print(f"# the origin's answers to held-out prompts: {len(doc['held_out']['not_coherent'])} of "
+              f"{doc['held_out']['answers']} not coherent")
         doc["advbench"] = advbench(client, args)
         if doc["advbench"] is not None:
             a = doc["advbench"]

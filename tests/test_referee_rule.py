@@ -13,7 +13,8 @@ from safety_landscape.server.engine.referee_calibration import (
     Thresholds,
     calibration_length,
     calibration_prompts,
-    fence,
+    decoding_params,
+    quantile,
     thresholds_from,
 )
 from safety_landscape.server.engine.repetition import longest_run, repeated_fraction, repetition_figures, words
@@ -57,23 +58,41 @@ def test_text_without_words_and_short_texts():
     assert repeated_fraction(["a", "b"], 3) == 0.0  # fewer items than n: no n-gram, nothing repeated
 
 
-def test_the_fence_is_tukeys_far_out_fence():
-    values = [1.0, 2.0, 3.0, 4.0, 5.0]  # Q1 = 2, Q3 = 4 (linear interpolation)
-    assert fence(values) == pytest.approx(4.0 + 3.0 * 2.0)
-    assert fence([2.0] * 7) == 2.0  # no spread: the common value itself
+def test_the_quantile_interpolates_between_order_statistics():
+    values = [float(v) for v in range(1, 102)]  # 1 .. 101
+    assert quantile(values, 0.99) == pytest.approx(100.0)
+    assert quantile(values, 0.5) == pytest.approx(51.0)
+    assert quantile([1.0, 3.0], 0.99) == pytest.approx(2.98)
+    assert quantile([2.0] * 7, 0.99) == 2.0
 
 
-def test_thresholds_come_from_the_calibration_answers_with_the_run_floored():
-    answers = [figures("a b c d e f", nll=n) for n in (1.0, 2.0, 3.0, 4.0, 5.0)]
-    t = thresholds_from(answers, CALIBRATION)
-    assert t.max_nll == pytest.approx(10.0)
-    assert t.max_repetition == 0.0
+def test_each_threshold_comes_from_the_decoding_that_goes_furthest_and_the_run_is_floored():
+    greedy = [figures("in the end " * 3, nll=n / 20) for n in range(1, 101)]  # loops a little, very likely
+    sampled = [figures(FLUENT, nll=n / 10) for n in range(1, 101)]  # never loops, less likely
+    t = thresholds_from({"greedy": greedy, "sampled-1": sampled}, CALIBRATION)
+    assert t.max_nll == pytest.approx(quantile([n / 10 for n in range(1, 101)], 0.99))  # sampled's
+    assert t.max_repetition == pytest.approx(greedy[0].repetition.repetition)  # greedy's
     assert t.max_run == MIN_RUN  # every calibration run is 1: the floor decides
     assert t.id.startswith("ref-") and len(t.id) == 20
-    same = thresholds_from(answers, Calibration(**{**CALIBRATION.__dict__, "seconds": 99.0}))
+    same = thresholds_from({"greedy": greedy, "sampled-1": sampled}, Calibration(**{**CALIBRATION.__dict__, "seconds": 9.0}))
     assert same.id == t.id  # the time a calibration took does not name its thresholds
-    other = thresholds_from(answers, Calibration(**{**CALIBRATION.__dict__, "model_fingerprint": "e" * 64}))
+    other = thresholds_from({"greedy": greedy, "sampled-1": sampled},
+                            Calibration(**{**CALIBRATION.__dict__, "model_fingerprint": "e" * 64}))
     assert other.id != t.id
+
+
+def test_answers_without_a_word_do_not_calibrate():
+    said = [figures(FLUENT, nll=1.0)] * 4
+    silent = [figures("", nll=0.0, tokens=[])] * 4
+    assert thresholds_from({"greedy": said, "sampled-1": silent}, CALIBRATION).max_nll == 1.0
+    with pytest.raises(ValueError, match="no calibration answer has a word"):
+        thresholds_from({"greedy": silent}, CALIBRATION)
+
+
+def test_the_decodings():
+    assert decoding_params("greedy", 64).do_sample is False
+    sampled = decoding_params("sampled-2", 64)
+    assert (sampled.do_sample, sampled.seed, sampled.temperature, sampled.top_p, sampled.max_new_tokens) == (True, 2, 1.0, 1.0, 64)
 
 
 def test_an_answer_fails_the_tests_whose_figure_is_above_the_threshold():

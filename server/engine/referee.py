@@ -44,10 +44,10 @@ from torch.func import functional_call
 
 from .chat import ChatFormat
 from .evaluation import PromptEncoder
-from .generation import BatchGenerator, GenerationParams
+from .generation import BatchGenerator
 from .job_memory import JobMemory
 from .prompts import PromptSet
-from .referee_calibration import Calibration, Thresholds, calibration_length, thresholds_from
+from .referee_calibration import DECODINGS, Calibration, Thresholds, calibration_length, decoding_params, thresholds_from
 from .repetition import RepetitionFigures, repetition_figures
 from .scoring import ScoreInput, score_continuations, token_item
 from .weights import WeightManager
@@ -182,22 +182,24 @@ class CoherenceReferee:
             return self._thresholds.setdefault(length, thresholds)
 
     def calibrate(self, length: int, *, should_cancel: Cancel) -> Thresholds:
-        """The model's own greedy answers at theta0 to the calibration prompts, ``length`` new
-        tokens each (its default chat format and system prompt), turned into thresholds. Needs theta0
-        applied (it generates)."""
+        """The model's own answers at theta0 to the calibration prompts, under each of ``DECODINGS``
+        with ``length`` new tokens (its default chat format and system prompt), turned into
+        thresholds. Needs theta0 applied (it generates)."""
         self._require_applied_theta0()
         started = time.perf_counter()
         prompts = self.calibration_prompts.prompts
         encoded = self.encoder.encode(prompts, None, self.chat_format)
-        params = GenerationParams(max_new_tokens=length)
         rows = self.job_memory.generation_rows(max(len(ids) for ids in encoded), length)
-        results, _ = self.generator.generate(encoded, params, should_cancel=should_cancel, batch_size=rows)
-        figures = self.figures([RefereeItem(tuple(ids), r.text) for ids, r in zip(encoded, results, strict=True)],
-                               should_cancel=should_cancel)
+        figures = {}
+        for decoding in DECODINGS:
+            results, _ = self.generator.generate(encoded, decoding_params(decoding, length), should_cancel=should_cancel,
+                                                 batch_size=rows)
+            items = [RefereeItem(tuple(ids), r.text) for ids, r in zip(encoded, results, strict=True)]
+            figures[decoding] = self.figures(items, should_cancel=should_cancel)
         calibration = Calibration(
             model_fingerprint=self.weights.model_fingerprint, prompt_set=self.calibration_prompts.name,
-            prompt_set_sha256=self.calibration_prompts.sha256, answers=len(figures), max_new_tokens=length,
-            chat_format=self.chat_format.value, seconds=time.perf_counter() - started,
+            prompt_set_sha256=self.calibration_prompts.sha256, answers=sum(len(f) for f in figures.values()),
+            max_new_tokens=length, chat_format=self.chat_format.value, seconds=time.perf_counter() - started,
         )
         return thresholds_from(figures, calibration)
 
