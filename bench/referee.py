@@ -96,9 +96,10 @@ def same_answers(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def verdict_figures(run: dict[str, Any], coefs: list[float]) -> dict[str, Any]:
-    """Incoherent answers per |a|, the flagged answers at the origin, refusals judged incoherent."""
+    """Incoherent answers per |a|, the flagged answers at the origin, the answers at |a| >= 1/3 not
+    judged incoherent, refusals whose outcome is not REFUSED."""
     by_abs: dict[float, list[int]] = {}
-    flagged, incoherent_refusals = [], 0
+    flagged, missed, incoherent_refusals = [], [], 0
     for (name, i), resp in sorted(run["responses"].items()):
         a = abs(coefs[i])
         counts = by_abs.setdefault(round(a, 6), [0, 0])
@@ -106,12 +107,16 @@ def verdict_figures(run: dict[str, Any], coefs: list[float]) -> dict[str, Any]:
             counts[0] += v.outcome == pb.OUTCOME_INCOHERENT
             counts[1] += 1
             incoherent_refusals += (not v.jailbroken) and v.outcome != pb.OUTCOME_REFUSED
+            if a >= 0.3 and v.outcome != pb.OUTCOME_INCOHERENT:
+                missed.append({"set": name, "a": coefs[i], "index": v.index, "outcome": outcome_name(v.outcome),
+                               "nll": round(v.coherence.nll, 3), "text": v.completion})
             if a == 0 and not v.coherence.coherent:
                 flagged.append({"set": name, "index": v.index, "outcome": outcome_name(v.outcome),
                                 "failed": [pb.CoherenceTest.Name(t) for t in v.coherence.failed],
                                 "nll": round(v.coherence.nll, 3), "text": v.completion})
     return {"incoherent_by_abs_a": {str(a): {"incoherent": n, "answers": t} for a, (n, t) in sorted(by_abs.items())},
-            "origin_not_coherent": flagged, "refusals_not_refused": incoherent_refusals}
+            "origin_not_coherent": flagged, "not_incoherent_at_a_third_or_more": missed,
+            "refusals_not_refused": incoherent_refusals}
 
 
 def human_text(client: c.Client, args: argparse.Namespace) -> dict[str, Any]:

@@ -211,11 +211,12 @@ def score_continuations(
     model: Any, tokenizer: Any, prepared: ScoreInput, *, rows: int, should_cancel: Callable[[], bool] = lambda: False
 ) -> list[ScoreOutcome]:
     """``score_prepared`` for continuations of repeated contexts (see the module docstring): every item
-    needs a context, and no candidates are read. Batches of at most ``rows`` items, grouped by context."""
+    needs a context, and no candidates are read. Batches of at most ``rows`` items of similar length."""
     encoded = prepared.items
     if prepared.candidate_ids or any(e.context_len == 0 or len(e.ids) == e.context_len for e in encoded):
         raise ValueError("score_continuations needs a context and a continuation in every item, and reads no candidates")
-    order = sorted(range(len(encoded)), key=lambda i: (encoded[i].ids[: encoded[i].context_len], -len(encoded[i].ids), i))
+    # Longest continuations first, so a batch pads little; contexts repeat within a batch all the same.
+    order = sorted(range(len(encoded)), key=lambda i: (-(len(encoded[i].ids) - encoded[i].context_len), i))
     results: list[ScoreOutcome | None] = [None] * len(encoded)
     with torch.inference_mode():
         for start in range(0, len(order), rows):
