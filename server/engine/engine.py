@@ -27,7 +27,7 @@ from .generation import BatchGenerator, GenerationParams, GenerationStats, Seque
 from .job_memory import JobMemory, memory_budget, model_geometry
 from .memory_plan import MemoryPlan, auto_storage
 from .prompts import PromptSetRegistry
-from .referee import CoherenceReferee, RefereeItem, RefereeResult
+from .referee import RESIDENT, CoherenceReferee, RefereeItem, RefereeResult
 from .referee_calibration import calibration_prompts
 from .scoring import ScoreOutcome, score_prepared
 from .weights import AppliedState, HeldDirection, Terms, WeightManager, model_fingerprint
@@ -206,7 +206,7 @@ class Engine:
     def referee_terms(self) -> list[TermRequest] | None:
         """The weights a referee pass needs applied: none in particular when theta0 is resident
         (it scores with theta0's tensors in place), else theta0 (an empty perturbation)."""
-        return None if self.referee.mode == "resident" else []
+        return None if self.referee.mode == RESIDENT else []
 
     def calibrate_referee(self, max_new_tokens: int, *, should_cancel: Cancel = _never) -> None:
         """The referee's thresholds for ``max_new_tokens``, calibrated now if they are not yet (at theta0)."""
