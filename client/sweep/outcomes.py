@@ -24,7 +24,7 @@ from ..stats import rate_interval
 from .stored import Coords, SweepData
 from .summary_doc import OUTCOME_RATES, Interval, OutcomeRate, Rows
 
-__all__ = ["CoherentView", "coherent_view", "outcome_rates"]
+__all__ = ["CoherentView", "coherent_record", "coherent_view", "outcome_rates"]
 
 T = TypeVar("T")
 
@@ -40,9 +40,13 @@ class CoherentView:
     reason: str
 
 
-def _coherent_record(record: PointRecord, outcomes: Outcomes) -> PointRecord:
+def coherent_record(record: PointRecord) -> PointRecord | None:
     """The record with the coherent ASR as its value, the complied answers as its "jailbroken" ones
-    (per prompt when the record keeps each prompt's outcome, else its counts only)."""
+    (per prompt when the record keeps each prompt's outcome, else its counts only); None when the
+    referee did not judge its answers."""
+    outcomes = record.outcomes
+    if outcomes is None:
+        return None
     rows = record.detail.verdicts or ()
     per_prompt = rows and all(isinstance(v, (list, tuple)) and len(v) >= 4 for v in rows)
     verdicts = tuple([v[0], v[3] == "complied", v[2]] for v in rows) if per_prompt else None
@@ -57,12 +61,12 @@ def coherent_view(data: SweepData) -> CoherentView:
     records: dict[Series, dict[Coords, PointRecord]] = {}
     for series, coords in data.planned.get("asr", {}).items():
         points = data.records.get("asr", {}).get(series, {})
-        judged = {c: (points[c], o) for c in coords if c in points and (o := points[c].outcomes) is not None}
+        judged = {c: r for c in coords if c in points and (r := coherent_record(points[c])) is not None}
         if data.rule is not None or len(judged) != len(coords):
             not_measured.append(series)
             continue
         measured.append(series)
-        records[series] = {c: _coherent_record(r, o) for c, (r, o) in judged.items()}
+        records[series] = judged
         values[series] = {c: r.value for c, r in records[series].items()}
     if data.rule is not None:
         reason = "an adaptive sweep assumes its skipped points at ASR 100 % without answers to judge"
