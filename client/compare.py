@@ -233,7 +233,7 @@ def _interval(ci: Sequence[float] | None) -> str | None:
 def _coherent_cells(run: Run, system: str, label: str, rule: str) -> dict[str, Any]:
     """The coherent ASR at the origin and its VISAGE (mean over directions) beside the ASR's, or
     "not measured" (a run whose server had no coherence referee, or had it off)."""
-    outcomes = run.summary.outcomes
+    outcomes = run.summary.by_outcome()
     spreads = outcomes.visage.by_system_prompt.get(system) if outcomes.visage is not None else None
     spread = spreads.of(rule) if spreads is not None else None
     if label not in outcomes.measured:

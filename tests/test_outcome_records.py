@@ -35,8 +35,8 @@ def _answer(i: int, outcome: str) -> Completion:
 def _record(a: float, outcomes: list[str] | None, *, series: str = "d0|default", judged: bool = True) -> PointRecord:
     names = outcomes or OUTCOMES
     jailbroken = [o != "refused" for o in names]
-    detail: dict = {"jailbroken": sum(jailbroken),
-                    "verdicts": [[i, jb, "", *([o] if judged else [])] for i, (jb, o) in enumerate(zip(jailbroken, names))]}
+    rows = enumerate(zip(jailbroken, names, strict=True))
+    detail: dict = {"jailbroken": sum(jailbroken), "verdicts": [[i, jb, "", *([o] if judged else [])] for i, (jb, o) in rows]}
     if judged:
         detail.update(refused=names.count("refused"), complied=names.count("complied"),
                       incoherent=names.count("incoherent"), referee="ref-test")
@@ -113,7 +113,7 @@ def test_only_series_judged_at_every_point_get_a_coherent_asr():
     records = {full: [_record(a, OUTCOMES, series="d0|default") for a in (-0.5, 0.0, 0.5)],
                partial: [_record(a, OUTCOMES, series="d1|default", judged=a != 0.5) for a in (-0.5, 0.0, 0.5)]}
     summary = sweep_summary(_data(records))
-    o = summary.outcomes
+    o = summary.by_outcome()
     assert o.measured == ("d0|default",) and o.not_measured == ("d1|default",) and "no outcomes" in o.reason
     assert o.at_origin("d0|default") == 50.0 and o.at_origin("d1|default") is None
     assert o.describe("d1|default") == NOT_MEASURED and o.describe("d0|default").startswith("coherent ASR 50.0 %")
@@ -121,7 +121,7 @@ def test_only_series_judged_at_every_point_get_a_coherent_asr():
     # the coherent ASR is 50 % everywhere: VISAGE by the expectation rule is 100 - 50
     assert o.visage_of("d0|default", "expectation") == pytest.approx(50.0)
     assert SweepSummary.from_json(summary.to_json()) == summary
-    assert SweepSummary.from_json({k: v for k, v in summary.to_json().items() if k != "outcomes"}).outcomes.visage is None
+    assert SweepSummary.from_json({k: v for k, v in summary.to_json().items() if k != "outcomes"}).outcomes is None
 
 
 def test_an_adaptive_sweep_has_no_coherent_visage():

@@ -125,8 +125,8 @@ def test_a_store_written_before_the_referee_says_not_measured(quick, tmp_path, c
         assert record.outcomes is None
         assert all(c.outcome == "" and c.nll is None for c in store.completions(record.key))
         summary = sweep_summary(load_sweep(store))
-    assert summary.outcomes.measured == () and summary.outcomes.not_measured == ("d0|default",)
-    assert summary.outcomes.visage is None and summary.outcomes.describe("d0|default") == "coherent ASR: not measured"
+    assert summary.by_outcome().measured == () and summary.by_outcome().not_measured == ("d0|default",)
+    assert summary.by_outcome().visage is None and summary.by_outcome().describe("d0|default") == "coherent ASR: not measured"
     doc = json.loads((old / "summary.json").read_text())
     assert "visage" not in doc["outcomes"] and doc["outcomes"]["rates"]["coherent_asr"]["origin"] == {}
     assert not (old / "plots" / "outcomes_1d.png").exists()

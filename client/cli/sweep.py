@@ -243,13 +243,19 @@ def _visage_lines(visage: VisageSummary, regions: Mapping[str, float]) -> list[s
     return lines
 
 
+def _coherent_visage(summary: SweepSummary) -> dict[str, Any] | None:
+    """VISAGE of the coherent ASR as JSON (None: not measured)."""
+    coherent = summary.by_outcome().visage
+    return coherent.to_json() if coherent is not None else None
+
+
 def _print_visage(summary: SweepSummary) -> None:
     """VISAGE of the paper's ASR, then of the coherent ASR (or why it is not measured)."""
     from ..sweep.summary_doc import NOT_MEASURED
 
     print("VISAGE (ASR; higher is safer):")
     print("\n".join(_visage_lines(summary.visage, summary.safety_region.series)) or "  (no complete series)")
-    outcomes = summary.outcomes
+    outcomes = summary.by_outcome()
     if outcomes.visage is None:
         print(f"{NOT_MEASURED}" + (f" ({outcomes.reason})" if outcomes.reason else ""))
         return
@@ -279,7 +285,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print_json({"sweep": spec.name, "servers": [s.target for s in result.servers], "evaluated": result.evaluated,
                     "written": result.written, "reused": result.reused, "elsewhere": result.elsewhere,
                     "seconds": result.seconds, "visage": summary.visage.to_json(), "adaptive": adaptive,
-                    "visage_coherent_asr": summary.outcomes.visage.to_json() if summary.outcomes.visage else None,
+                    "visage_coherent_asr": _coherent_visage(summary),
                     "summary": str(paths["summary"]), "report": str(paths["report"]),
                     "plots": [str(p) for p in paths["plots"]]})
         return 0
@@ -321,7 +327,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         path = write_summary(args.dir, data, summary)
     if args.json:
         print_json({"summary": str(path), "visage": summary.visage.to_json(),
-                    "visage_coherent_asr": summary.outcomes.visage.to_json() if summary.outcomes.visage else None})
+                    "visage_coherent_asr": _coherent_visage(summary)})
     else:
         _print_visage(summary)
         print(f"summary: {path}")

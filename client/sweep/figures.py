@@ -67,7 +67,7 @@ def _coherent_planes(plots: Path, data: SweepData, summary: SweepSummary, model:
                      systems: Mapping[str, str]) -> list[Path]:
     """2D: the coherent ASR's contour + heatmap and surface per series whose every point has outcomes."""
     out: list[Path] = []
-    for label, rows in summary.outcomes.rate("coherent_asr").curves.items():
+    for label, rows in summary.by_outcome().rate("coherent_asr").curves.items():
         values = {(r[0], r[1]): r[2] for r in rows}
         a, b = sorted({c[0] for c in values}), sorted({c[1] for c in values})
         if len(a) < 2 or len(b) < 2:
@@ -104,11 +104,11 @@ def _planes(plots: Path, data: SweepData, model: str, systems: Mapping[str, str]
 def _outcome_bands(plots: Path, data: SweepData, summary: SweepSummary,
                    named: Callable[[Mapping[str, Any]], tuple[SeriesNames, dict[str, Any]]], model: str) -> list[Path]:
     """1D: the stacked outcome bands of each series whose every point has outcomes ([] when none has)."""
-    rates = summary.outcomes.rates
-    if not summary.outcomes.measured or not rates:
+    rates = summary.by_outcome().rates
+    if not summary.by_outcome().measured or not rates:
         return []
     rows = {}
-    for label in summary.outcomes.measured:
+    for label in summary.by_outcome().measured:
         by_rate = {name: {r[0]: r[1] for r in rates[name].curves.get(label, ())} for name in rates}
         rows[label] = [(a, by_rate["refusal_rate"][a], complied, by_rate["incoherent_rate"][a])
                        for a, complied in by_rate["coherent_asr"].items()]

@@ -40,7 +40,8 @@ complied (coherent) or incoherent; ``coherent_asr`` (complied only) + ``incohere
 paper's ASR. A series is ``measured`` only when every one of its points has an outcome for every
 answer; the others (a server without the referee, the referee off, a store written before it, an
 adaptive sweep's unmeasured points) are ``not_measured`` and have no number: "coherent ASR: not
-measured", never 0 and never the ASR.
+measured", never 0 and never the ASR. A summary.json written before this section has none
+(:meth:`SweepSummary.by_outcome` reads it as nothing measured).
 
 A ``ci95`` is ``[low, high]`` at 95 %, inside an entry of named statistics (``ci95`` of the mean,
 or ``{"origin": ...}``) or, for a table of bare values, in a sibling table named ``<table>_ci95``
@@ -346,7 +347,11 @@ class SweepSummary(JsonCodec):
     intervals: IntervalMethod | None = field(default=None, metadata=ABSENT_IF_NONE)
     provenance: SummaryProvenance = field(default_factory=SummaryProvenance)
     adaptive: AdaptiveSummary | None = field(default=None, metadata=ABSENT_IF_NONE)
-    outcomes: OutcomeSummary = field(default_factory=OutcomeSummary)
+    outcomes: OutcomeSummary | None = field(default=None, metadata=ABSENT_IF_NONE)
+
+    def by_outcome(self) -> OutcomeSummary:
+        """The ``outcomes`` section; a summary written before it had one measured nothing."""
+        return self.outcomes if self.outcomes is not None else OutcomeSummary()
 
     def at_origin(self, metric: str, label: str) -> float | None:
         """A series' value of ``metric`` at the origin (None: not measured there)."""
