@@ -128,3 +128,21 @@ def test_an_adaptive_sweep_has_no_coherent_visage():
     s = Series("d0", "default")
     view = coherent_view(_data({s: [_record(a, OUTCOMES) for a in (-0.5, 0.0, 0.5)]}, adaptive=True))
     assert view.data is None and view.not_measured == (s,) and "adaptive" in view.reason
+
+
+def test_a_2d_sweep_with_outcomes_draws_a_plane_of_the_coherent_asr(tmp_path):
+    from safety_landscape.client.sweep.figures import write_plots
+
+    s = Series("plane", "default")
+    coords = [(a, b) for a in (-0.5, 0.0, 0.5) for b in (-0.5, 0.0, 0.5)]
+    records = [PointRecord(key=point_key(c=c), sweep="s", series="plane|default", coords=c, metric="asr",
+                           value=75.0, total=4, detail=_record(0.0, OUTCOMES).detail) for c in coords]
+    meta = SweepMeta.from_json({"spec": {"name": "s", "kind": "2d-random", "grid": {"points": 3}}, "points": []})
+    data = SweepData("s", meta, {"asr": {s: {r.coords: r.value for r in records}}}, {"asr": {s: coords}}, {},
+                     {"asr": {s: {r.coords: r for r in records}}})
+    summary = sweep_summary(data)
+    assert summary.by_outcome().measured == ("plane|default",)
+    assert summary.by_outcome().visage_of("plane|default", "expectation") == pytest.approx(50.0)
+    assert summary.by_outcome().visage_of("plane|default", "reference") is None  # the reference rule is 1D only
+    names = {p.name for p in write_plots(tmp_path, data, summary)}
+    assert "coherent_asr_2d_plane_default.png" in names and "asr_2d_plane_default.png" in names
