@@ -14,8 +14,12 @@
 - A file that is not a readable store (damaged, truncated, another kind of file) raises
   :class:`~safety_landscape.client.errors.StoreError` naming the file and what to do.
 
+The prompts of a set the server holds are kept once per set (``prompt_texts``, by the set's
+content hash, :meth:`ResultStore.put_prompt_texts`): a completion stored without its prompt text
+reads it from there through its record's ``prompt_set_sha256``, so reports and exports show it.
+
 Schema: ``schema_version`` counts incompatible changes (still 1). Tables added since (``texts``,
-``completions``, ``claims``) are created when a store is opened, keeping every existing row, and
+``completions``, ``claims``, ``prompt_texts``) are created when a store is opened, keeping every existing row, and
 clients that predate them ignore them; a point stored without completions reads its verdicts back
 from its record.
 """
@@ -33,6 +37,8 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
+
+from safety_landscape.common.prompt_files import PromptSet
 
 from .errors import StoreError
 from .point_rows import CSV_COLUMNS, PANDAS_COLUMNS, PointRow, point_rows
@@ -82,6 +88,10 @@ CREATE TABLE IF NOT EXISTS completions (
     PRIMARY KEY (key, prompt_index)
 );
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS prompt_texts (
+    set_sha256 TEXT NOT NULL, prompt_index INTEGER NOT NULL, text_sha256 TEXT NOT NULL,
+    PRIMARY KEY (set_sha256, prompt_index)
+);
 """
 
 _WHAT_TO_DO = ("move it aside (mv {path} {path}.broken) and re-run to start a new store, or restore it "
@@ -304,20 +314,22 @@ class ResultStore:
     def sweeps(self) -> list[str]:
         """Names of the sweeps with points or metadata, sorted."""
         with self._sql() as db:
-            rows = db.execute(
-                "SELECT sweep FROM points UNION SELECT sweep FROM sweep_meta ORDER BY sweep"
-            ).fetchall()
+            rows = db.execute("SELECT sweep FROM points UNION SELECT sweep FROM sweep_meta ORDER BY sweep").fetchall()
         return [r[0] for r in rows]
 
     # -- completions -----------------------------------------------------------------------
     def completions(self, key: str) -> list[Completion]:
         """The point's completions by prompt index; for a point stored without them, its
         verdicts (text and token counts None). [] for an unknown key or a capability point."""
-        with self._sql() as db:
+        with self._sql() as db:  # a prompt not stored with its completion: its set's text, if the store has it
             rows = db.execute(
                 "SELECT c.prompt_index, c.jailbroken, c.matched_keyword, c.prompt_tokens, c.completion_tokens,"
-                " c.finish_reason, t.zlib, p.zlib, c.classifier_output FROM completions c"
+                " c.finish_reason, t.zlib, COALESCE(p.zlib, s.zlib), c.classifier_output FROM completions c"
                 " LEFT JOIN texts t ON t.sha256 = c.text_sha256 LEFT JOIN texts p ON p.sha256 = c.prompt_sha256"
+                " LEFT JOIN points r ON r.key = c.key AND c.prompt_sha256 IS NULL"
+                " LEFT JOIN prompt_texts ps ON ps.prompt_index = c.prompt_index"
+                " AND ps.set_sha256 = json_extract(r.record, '$.detail.prompt_set_sha256')"
+                " LEFT JOIN texts s ON s.sha256 = ps.text_sha256"
                 " WHERE c.key = ? ORDER BY c.prompt_index", (key,)).fetchall()
         if not rows:
             record = self.get(key)
@@ -333,6 +345,17 @@ class ResultStore:
         except (zlib.error, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path} holds a damaged completion text ({exc}): "
                              + _WHAT_TO_DO.format(path=self.path)) from None
+
+    def put_prompt_texts(self, prompts: Sequence[str]) -> str:
+        """Keep the texts of a prompt set the server holds (in its order), under the set's content
+        hash (as the server computes it); returns the hash. Kept once: a second put is a no-op."""
+        sha = PromptSet("texts", tuple(prompts), "", "harmful").sha256
+        shas = [_text_sha(p) for p in prompts]
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO texts (sha256, zlib) VALUES (?, ?)",
+                           [(t, zlib.compress(p.encode("utf-8"), 6)) for t, p in zip(shas, prompts, strict=True)])
+            db.executemany("INSERT OR IGNORE INTO prompt_texts VALUES (?, ?, ?)", [(sha, i, t) for i, t in enumerate(shas)])
+        return sha
 
     def text_stats(self) -> dict[str, int]:
         """``{"completions": rows, "texts": distinct texts, "compressed_bytes": their zlib size}``."""
@@ -381,11 +404,8 @@ class ResultStore:
         """Record (or replace) a sweep's spec and provenance; must be JSON-able."""
         text = json.dumps(dict(meta), sort_keys=True)
         with self._write() as db:
-            db.execute(
-                "INSERT INTO sweep_meta (sweep, meta) VALUES (?, ?)"
-                " ON CONFLICT (sweep) DO UPDATE SET meta = excluded.meta",
-                (sweep, text),
-            )
+            db.execute("INSERT INTO sweep_meta (sweep, meta) VALUES (?, ?) ON CONFLICT (sweep) DO UPDATE"
+                       " SET meta = excluded.meta", (sweep, text))
 
     def get_meta(self, sweep: str) -> dict[str, Any] | None:
         with self._sql() as db:
