@@ -52,6 +52,7 @@ figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #666; font-size: 0.85em; }
 table { border-collapse: collapse; } th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; }
 th { background: #f3eefa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td { white-space: nowrap; } td:first-child { white-space: normal; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
 .notes { white-space: pre-wrap; color: #444; font-size: 0.9em; }
 dl.headline { background: #f7f4fb; border-left: 4px solid #7b5ea7; padding: 0.6em 1em; margin: 1em 0; }

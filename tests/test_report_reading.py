@@ -52,9 +52,9 @@ def test_a_basin_is_low_at_the_origin_and_rises_above_the_level_on_both_sides():
 
 
 def test_a_plateau_above_the_level_at_the_origin_is_no_basin():
-    basin, reach = _basin_line({"d0|default": (100.0, 96.0, 94.0, 100.0, 100.0)})
-    assert basin.startswith("No. ASR is already 94.0 % or more at the model's own weights")
-    assert reach == "direction 1: none (already 94.0 % at a = 0)."
+    basin, reach = _basin_line({"d0|default": (100.0, 96.0, 94.0, 100.0, 100.0), "d1|default": (100, 100, 94, 98, 100)})
+    assert basin.startswith("No. ASR is already 94.0 % at the model's own weights (a = 0), at or above 50 %")
+    assert reach == "direction 1: none (already 94.0 % at a = 0); direction 2: none (already 94.0 % at a = 0)."
 
 
 def test_a_curve_that_never_rises_or_rises_on_one_side_is_said_so():

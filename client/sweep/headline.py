@@ -45,9 +45,8 @@ class SweepReading:
     target: str = ""
 
     def system(self, system_label: str) -> str:
-        """" with system prompt NAME" when the sweep has several system prompts, else ""."""
-        several = len({Series.parse(label).system for label in self.summary.asr_labels()}) > 1
-        if not system_label or not several:
+        """" with system prompt NAME" (the preset's name, a custom text's opening words; "" for none)."""
+        if not system_label:
             return ""
         return f" with system prompt {self.systems.get(system_label, system_prompt_name(system_label))}"
 
@@ -118,8 +117,9 @@ def _basin(reading: SweepReading) -> HeadlineLine | None:
                                                                    "no basin", "unknown")}
     n, inside = len(basins), counts["basin"] + counts["open on one side"]
     if counts["no basin"] == n:
-        worst = min(b.origin for b in basins if b.origin is not None)
-        text = (f"No. ASR is already {worst:.1f} % or more at the model's own weights (a = 0), along every curve: "
+        origins = sorted({round(b.origin, 1) for b in basins if b.origin is not None})
+        at = f"{origins[0]:.1f} %" if len(origins) == 1 else f"{origins[0]:.1f} to {origins[-1]:.1f} %"
+        text = (f"No. ASR is already {at} at the model's own weights (a = 0), at or above {BASIN_LEVEL:.0f} %: "
                 "there is no safe region to leave.")
     elif inside == n:
         text = f"Yes, along all {n} curves." if n > 1 else "Yes."

@@ -70,7 +70,8 @@ def table_rows(summary: SweepSummary | Mapping[str, Any], reading: SweepReading 
                      "over-refusal at origin [95% CI]": _with_ci(summary.at_origin("refusal", series),
                                                                  summary.at_origin_ci95("refusal", series))})
     for label, spreads in summary.visage.by_system_prompt.items():
-        row: dict[str, Any] = {"curve": "mean over directions" + reading.system(label)}
+        system = "" if names.shared_system else reading.system(label)  # a shared one is said in the table's title
+        row: dict[str, Any] = {"curve": "mean over directions" + system}
         for rule in RULES:
             spread = spreads.of(rule)
             if spread is not None:
@@ -164,8 +165,8 @@ def plot_caption(path: Path, reading: SweepReading, labels: Mapping[str, str] = 
                  "refusal": "the share of benign prompts the model refused",
                  "accuracy": "multiple-choice accuracy (capability; higher is better)",
                  "perplexity": "perplexity (fluency; lower is better)"}.get(metric, what)
-        return (f"{what} along each direction: {words}, at each perturbation amount a; a = 0 (the dot) is the model's "
-                "own weights; the shaded band is each point's 95 % interval.")
+        return (f"{what[:1].upper()}{what[1:]} along each direction: {words}, at each perturbation amount a; "
+                "a = 0 (the dot) is the model's own weights; the shaded band is each point's 95 % interval.")
     for label in reading.summary.curves.get(metric, {}):
         if _stem_label(label) in stem:
             name = reading.names.names.get(label) or label
@@ -203,5 +204,6 @@ def write_sweep_page(path: Path, data: SweepData, summary: SweepSummary | Mappin
     shown = [PagePlot(p, plot_caption(p, reading, labels)) for p in _ordered([p for p in plots if p.suffix == ".png"])]
     return write_html_page(path, title=f"Safety landscape: {model_name(summary.model_name)} ({data.name})",
                            headline=headline(reading), plots=shown, visage_rows=table_rows(summary, reading),
-                           table_title="VISAGE and ASR per curve", settings=settings, notes=_notes(summary, labels),
+                           table_title=reading.names.title("VISAGE and ASR per curve"), settings=settings,
+                           notes=_notes(summary, labels),
                            completions=completion_views(data, summary, store) if store is not None else None)
