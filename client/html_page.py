@@ -50,9 +50,10 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; 
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #666; font-size: 0.85em; }
-table { border-collapse: collapse; } th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; }
+table { border-collapse: collapse; font-size: 0.9em; } th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; }
+div.table { overflow-x: auto; }
 th { background: #f3eefa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td { white-space: nowrap; } td:first-child { white-space: normal; }
+td { white-space: nowrap; } td:first-child { white-space: normal; min-width: 9em; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
 .notes { white-space: pre-wrap; color: #444; font-size: 0.9em; }
 dl.headline { background: #f7f4fb; border-left: 4px solid #7b5ea7; padding: 0.6em 1em; margin: 1em 0; }
@@ -104,7 +105,7 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
         + "</tr>"
         for row in rows
     )
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    return f'<div class="table"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>'
 
 
 def write_html_page(
