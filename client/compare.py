@@ -11,7 +11,8 @@ A :class:`Run` is one sweep read back from its store with its summary
 - ``comparison.json`` and ``comparison.csv``: the Table-1-style table (one row per run and
   shared system prompt: ASR and over-refusal at the origin, VISAGE with its interval and per
   direction; every cell a number or a name, an interval as its low and high columns), and
-  ``report.html`` (figures with captions in words, table, what differs between the runs).
+  ``report.html`` (a headline per run in plain words: basin, ASR at a = 0, VISAGE; the figures
+  with captions in words, the table, what differs between the runs).
 
 The intervals are the summaries' own ``ci95`` fields (Wilson for rates, the seeded bootstrap for
 VISAGE, :mod:`.stats`): nothing is recomputed here, and a point or score without one is drawn without.
@@ -30,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
 from .figure_labels import direction_name, model_name
-from .html_page import PagePlot, write_html_page
+from .html_page import HeadlineLine, PagePlot, write_html_page
 from .plots import FIGURE_FORMATS, draw_curves, headless_figure, legend_below, save_figure
 from .records import Series
 from .store import STORE_NAME, ResultStore
+from .sweep.headline import basin_answer, origin_text, reading_of, visage_rule_of, visage_text
 from .sweep.stored import load_sweep
 from .sweep.summary import sweep_summary
 from .sweep.summary_doc import SweepSummary, VisageSummary
@@ -43,8 +45,8 @@ if TYPE_CHECKING:
 
     from .sweep.runner import SweepResult
 
-__all__ = ["Comparison", "Run", "comparison_rows", "differences", "figure_compare_curves", "figure_compare_visage",
-           "load_run", "run_style", "visage_rule", "write_comparison"]
+__all__ = ["Comparison", "Run", "comparison_headline", "comparison_rows", "differences", "figure_compare_curves",
+           "figure_compare_visage", "load_run", "run_style", "visage_rule", "write_comparison"]
 
 # Spec fields two comparable runs share; a difference is reported (dotted paths in the spec dict).
 _SAME = ("kind", "prompts.set", "prompts.limit", "grid.range", "grid.points", "grid.directions", "direction.seed",
@@ -280,6 +282,20 @@ def differences(runs: Sequence[Run]) -> list[str]:
     return out
 
 
+def comparison_headline(runs: Sequence[Run]) -> list[HeadlineLine]:
+    """One line per run, in plain words: does it sit in a basin (the sweep report's rule,
+    :mod:`.sweep.headline`), its ASR at a = 0 with the interval, its VISAGE with the interval."""
+    lines = []
+    for run in runs:
+        reading = reading_of(run.summary, run.spec or None)
+        basin, origin, visage = basin_answer(reading), origin_text(reading), visage_text(reading)
+        parts = [f"In a basin? {basin}" if basin else "",
+                 f"ASR at its own weights (a = 0): {origin}." if origin else "",
+                 f"VISAGE ({visage_rule_of(run.summary)} rule, 0 to 100, higher is safer): {visage}." if visage else ""]
+        lines.append(HeadlineLine(run.name, " ".join(p for p in parts if p) or "no ASR curve"))
+    return lines
+
+
 _CAPTIONS = {
     "compare_asr_1d": "ASR along the same directions, one curve per model (each with its own colour, marker and line "
                       "style, so overlapping curves stay visible); a = 0 is each model's own weights; shaded: 95 % "
@@ -338,5 +354,6 @@ def write_comparison(runs: Sequence[Run], out_dir: Path, *, formats: Sequence[st
     if warnings:
         notes += "\n\nThe runs differ in more than the model:\n- " + "\n- ".join(warnings)
     report = write_html_page(out_dir / "report.html", title="Comparison: " + " vs ".join(r.name for r in runs),
-                          plots=shown, visage_rows=rows, settings={"runs": doc["runs"]}, notes=notes)
+                             headline=comparison_headline(runs), plots=shown, visage_rows=rows,
+                             table_title="Side by side", settings={"runs": doc["runs"]}, notes=notes)
     return Comparison(report, table, csv_path, figures, rows, warnings)

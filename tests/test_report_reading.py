@@ -17,8 +17,8 @@ from safety_landscape.client.export import export
 from safety_landscape.client.figure_labels import name_series
 from safety_landscape.client.store import ResultStore
 from safety_landscape.client.sweep.figures import write_plots
-from safety_landscape.client.sweep.headline import BASIN_LEVEL, SweepReading, curve_basins, headline
-from safety_landscape.client.sweep.page import reading_of, table_rows
+from safety_landscape.client.sweep.headline import BASIN_LEVEL, SweepReading, curve_basins, headline, reading_of
+from safety_landscape.client.sweep.page import table_rows
 from safety_landscape.client.sweep.stored import load_sweep
 from safety_landscape.client.sweep.summary import sweep_summary
 from safety_landscape.client.sweep.summary_doc import PointCounts, RuleScores, SweepSummary, VisageSummary
@@ -120,3 +120,14 @@ def test_every_csv_the_client_writes_reads_back_as_numbers(store_path, tmp_path)
     runs = [load_run(store_path, sweep=s, name=s) for s in ("grid", "walk", "old")]
     table = write_comparison(runs, tmp_path / "compare", formats=("svg",)).csv
     assert _numbers(table, {"model", "system prompt"}) >= 3 * 8  # an interval: two number columns
+
+
+def test_the_comparison_opens_with_each_runs_basin_asr_and_visage_in_words(store_path, tmp_path):
+    runs = [load_run(store_path, sweep=s, name=s) for s in ("grid", "walk")]
+    result = write_comparison(runs, tmp_path / "compare", formats=("svg",))
+    page = html.unescape(result.report.read_text(encoding="utf-8"))
+    head = page[page.index('<dl class="headline">'):page.index("</dl>")]
+    assert "<dt>grid</dt>" in head and "<dt>walk</dt>" in head
+    assert "In a basin? Yes, along all 4 curves." in head and "In a basin? Yes. ASR at its own weights (a = 0): 0.0 %" in head
+    assert "VISAGE (reference rule, 0 to 100, higher is safer): 72.2 (95 % interval 44.4 to 94.4)" in head
+    assert page.index("</dl>") < page.index("<figure>")  # the headline comes first

@@ -15,19 +15,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..figure_labels import METRIC_LABELS, direction_name, model_name, name_spec_series, spec_system_names
+from ..figure_labels import METRIC_LABELS, direction_name, model_name, name_spec_series
 from ..html_page import PagePlot, PointCompletions, write_html_page
 from ..provenance import iso_time
 from ..records import Series
 from ..reproduce import reproduce_command
 from ..store import ResultStore
-from ..sweep_meta import RecordedSpec
 from ..visage import RULES
-from .headline import SweepReading, headline
+from .headline import SweepReading, headline, reading_of
 from .stored import SweepData
 from .summary_doc import SweepSummary
 
-__all__ = ["completion_views", "plot_caption", "reading_of", "table_rows", "write_sweep_page"]
+__all__ = ["completion_views", "plot_caption", "table_rows", "write_sweep_page"]
 
 
 def _with_ci(value: Any, ci: Sequence[float] | None) -> Any:
@@ -40,17 +39,6 @@ def _with_ci(value: Any, ci: Sequence[float] | None) -> Any:
 def _typed(summary: SweepSummary | Mapping[str, Any]) -> SweepSummary:
     """A summary given as summary.json's document, read into a :class:`SweepSummary`."""
     return summary if isinstance(summary, SweepSummary) else SweepSummary.from_json(summary)
-
-
-def reading_of(summary: SweepSummary | Mapping[str, Any], spec: RecordedSpec | Mapping[str, Any] | None = None
-               ) -> SweepReading:
-    """The summary with its curves named as the plots' legends name them (from ``spec``, else the
-    spec the summary records)."""
-    summary = _typed(summary)
-    spec = spec if spec is not None else summary.provenance.spec
-    recorded = spec if isinstance(spec, RecordedSpec) else RecordedSpec.from_json(spec)
-    return SweepReading(summary, name_spec_series(summary.asr_labels(), recorded), spec_system_names(recorded),
-                        recorded.grid.target)
 
 
 def table_rows(summary: SweepSummary | Mapping[str, Any], reading: SweepReading | None = None) -> list[dict[str, Any]]:
