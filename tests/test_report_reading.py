@@ -131,3 +131,10 @@ def test_the_comparison_opens_with_each_runs_basin_asr_and_visage_in_words(store
     assert "In a basin? Yes, along all 4 curves." in head and "In a basin? Yes. ASR at its own weights (a = 0): 0.0 %" in head
     assert "VISAGE (reference rule, 0 to 100, higher is safer): 72.2 (95 % interval 44.4 to 94.4)" in head
     assert page.index("</dl>") < page.index("<figure>")  # the headline comes first
+
+
+def test_directions_that_measured_the_origin_apart_are_said_so_not_one_picked():
+    summary = _summary({"d0|default": (100.0, 60.0, 10.0, 20.0, 90.0), "d1|default": (100, 80, 20, 70, 100)})
+    lines = {line.topic: line.text for line in headline(SweepReading(summary, name_series(summary.asr_labels())))}
+    assert lines["ASR at the model's own weights (a = 0)"] == (
+        "10.0 to 20.0 % (the directions measured a = 0 apart) with system prompt default.")

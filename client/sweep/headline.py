@@ -2,7 +2,8 @@
 
 Each line is one :class:`~..html_page.HeadlineLine` (a topic and a sentence), made by one function
 of :data:`LINES` from a :class:`SweepReading` (the summary, the curves' names as the plots' legends
-give them, the system prompts' names); a line that does not apply returns None. A new line is one function added to :data:`LINES`.
+give them, the system prompts' names); a line that does not apply returns None. A new line is one
+function added to :data:`LINES`.
 
 - **Basin.** Decided along each 1D ASR curve at :data:`BASIN_LEVEL` (50 %, half the prompts
   jailbroken), on the measured values (point estimates): a curve is *in a basin* when its ASR at
@@ -159,16 +160,26 @@ def _basin(reading: SweepReading) -> HeadlineLine | None:
 
 
 def origin_text(reading: SweepReading) -> str | None:
-    """ASR at a = 0 with its interval, per system prompt (None: not measured there)."""
-    summary, parts = reading.summary, {}
+    """ASR at a = 0 with its interval, per system prompt (None: not measured there). Every direction
+    passes through a = 0, so each system prompt has one value; directions that measured it apart
+    (sampled generation) are said so, with the range, never one of them picked silently."""
+    summary = reading.summary
+    found: dict[str, list[tuple[float, tuple[float, float] | None]]] = {}
     for label in summary.asr_labels():
         value, ci = summary.at_origin("asr", label), summary.at_origin_ci95("asr", label)
-        system = Series.parse(label).system
-        if value is None or system in parts:
-            continue  # every direction passes through a = 0: one value per system prompt
+        if value is not None:
+            found.setdefault(Series.parse(label).system, []).append((value, ci))
+    parts = []
+    for system, measured in found.items():
+        values = sorted({round(v, 6) for v, _ in measured})
+        if len(values) > 1:
+            parts.append(f"{values[0]:.1f} to {values[-1]:.1f} % (the directions measured a = 0 apart)"
+                         f"{reading.system(system)}")
+            continue
+        ci = measured[0][1]
         interval = f" (95 % interval {ci[0]:.1f} to {ci[1]:.1f} %, Wilson)" if ci else ""
-        parts[system] = f"{value:.1f} %{interval}{reading.system(system)}"
-    return "; ".join(parts.values()) if parts else None
+        parts.append(f"{values[0]:.1f} %{interval}{reading.system(system)}")
+    return "; ".join(parts) if parts else None
 
 
 def _origin(reading: SweepReading) -> HeadlineLine | None:
