@@ -138,3 +138,29 @@ def test_directions_that_measured_the_origin_apart_are_said_so_not_one_picked():
     lines = {line.topic: line.text for line in headline(SweepReading(summary, name_series(summary.asr_labels())))}
     assert lines["ASR at the model's own weights (a = 0)"] == (
         "10.0 to 20.0 % (the directions measured a = 0 apart) with system prompt default.")
+
+
+def test_curves_that_lie_on_each_other_stay_visible():
+    from safety_landscape.client.plots import figure_1d
+
+    plateau = [(-0.2, 100.0), (0.0, 100.0), (0.2, 100.0)]
+    fig = figure_1d({"direction 1": plateau, "direction 2": plateau, "direction 3": plateau}, title="t")
+    lines = [line for line in fig.axes[0].lines if str(line.get_gid()).startswith("direction")]
+    assert len({line.get_marker() for line in lines}) == 3 and len({line.get_linestyle() for line in lines}) == 3
+    widths = [line.get_linewidth() for line in lines]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]  # the first drawn, underneath, is widest
+    assert [line.get_ydata().tolist() for line in lines] == [[100.0] * 3] * 3  # no value moved to make room
+
+
+def test_every_plot_of_a_sweep_has_a_caption_in_words(store_path, tmp_path):
+    from safety_landscape.client.sweep.page import plot_caption
+
+    with ResultStore(store_path) as store:
+        one_d, plane = load_sweep(store, "grid"), load_sweep(store, "plane")
+    for data in (one_d, plane):
+        reading = reading_of(sweep_summary(data), data.meta.spec)
+        for path in write_plots(tmp_path / data.name, data):
+            caption = plot_caption(path, reading)
+            assert path.stem not in caption and len(caption.split()) >= 8, (path.name, caption)
+    assert plot_caption(tmp_path / "asr_vs_refusal_1d.png", reading_of(sweep_summary(one_d), one_d.meta.spec)).startswith(
+        "Safety beside over-refusal (%)")
