@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         random_direction,
         system_prompt,
     )
-    from .call_results import Evaluation, Generation, PointEvaluation, PromptSetInfo, Scores, WeightState
+    from .call_results import Evaluation, Generation, PointEvaluation, PromptSetInfo, PromptSetPage, Scores, WeightState
     from .client import Client, Timeouts, TlsConfig
     from .compare import Run, load_run, write_comparison
     from .errors import (
@@ -88,7 +88,8 @@ _EXPORTS: dict[str, str] = {
                      "RpcFailed", "StoreError", "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError"),
                    ".errors"),
     **dict.fromkeys(("Completion", "PointDetail", "PointRecord", "Series"), ".records"),
-    **dict.fromkeys(("Evaluation", "Generation", "PointEvaluation", "PromptSetInfo", "Scores", "WeightState"),
+    **dict.fromkeys(("Evaluation", "Generation", "PointEvaluation", "PromptSetInfo", "PromptSetPage", "Scores",
+                     "WeightState"),
                    ".call_results"),
     **dict.fromkeys(("DirectionInfo", "DirectionList", "RegistryEntry", "ServerInfo"), ".server_state"),
     "ResultStore": ".store",
@@ -123,6 +124,7 @@ __all__ = [
     "PointEvaluation",
     "PointRecord",
     "PromptSetInfo",
+    "PromptSetPage",
     "PromptSource",
     "RegistryEntry",
     "ResourceExhaustedError",

@@ -14,7 +14,7 @@ from .proto_reply import ProtoReply
 from .verdicts import Coherence, RefereeReport
 
 __all__ = ["AppliedTerm", "ClassifierVerdict", "Evaluation", "GeneratedText", "Generation", "PointEvaluation",
-           "PromptSetInfo", "ScoreResult", "Scores", "Timings", "Verdict", "WeightState"]
+           "PromptSetInfo", "PromptSetPage", "ScoreResult", "Scores", "Timings", "Verdict", "WeightState"]
 
 
 # -- weights and timings ------------------------------------------------------------------------
@@ -123,6 +123,27 @@ class PromptSetInfo(ProtoReply):
     source_format: str
     kind: str
     proto: pb.PromptSetInfo = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class PromptSetPage(ProtoReply):
+    """Prompts of a named set the server holds: ``prompts`` are the set's prompts from position
+    ``offset`` on, ``next_offset`` the position after them (``info.size`` once the set is read to its
+    end); ``info`` describes the whole set. What :meth:`Client.get_prompt_set` returns (one page) and
+    :meth:`Client.prompt_texts` (every page, checked against ``info.sha256``).
+
+    Example::
+
+        page = c.get_prompt_set("harmful-mini", limit=3)
+        print(page.info.size, page.prompts[0])
+    """
+
+    message_type = pb.GetPromptSetResponse
+    info: PromptSetInfo
+    offset: int
+    prompts: tuple[str, ...]
+    next_offset: int
+    proto: pb.GetPromptSetResponse = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)

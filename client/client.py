@@ -34,6 +34,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from safety_landscape.common.prompt_files import PromptSet as CommonPromptSet
 from safety_landscape.v1 import landscape_pb2 as pb
 from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
@@ -49,7 +50,7 @@ from .builders import (
     random_direction,
     system_prompt,
 )
-from .call_results import Evaluation, Generation, PointEvaluation, PromptSetInfo, Scores, WeightState
+from .call_results import Evaluation, Generation, PointEvaluation, PromptSetInfo, PromptSetPage, Scores, WeightState
 from .credentials import channel_credentials, resolve_token, with_token
 from .errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError, ValidationError, from_rpc
 from .request_options import GENERATION_DEFAULTS, At, evaluation, one_of, to_perturbation
@@ -257,6 +258,28 @@ class Client:
         resp = self._call(self._landscape.ListPromptSets, pb.ListPromptSetsRequest(), pb.ListPromptSetsResponse,
                           timeout=self.timeouts.info, name="ListPromptSets")
         return [PromptSetInfo.from_proto(s) for s in resp.sets]
+
+    def get_prompt_set(self, name: str, *, offset: int = 0, limit: int = 0) -> PromptSetPage:
+        """One page of the named set's prompts: ``limit`` of them from ``offset`` (0, or more than
+        the server's ``max_prompt_set_page``: that many). An unknown name: NotFoundError with
+        "did you mean"."""
+        request = pb.GetPromptSetRequest(name=name, offset=offset, limit=limit)
+        return PromptSetPage.from_proto(self._call(self._landscape.GetPromptSet, request, pb.GetPromptSetResponse,
+                                                   timeout=self.timeouts.info, name="GetPromptSet"))
+
+    def prompt_texts(self, name: str) -> PromptSetPage:
+        """Every prompt of the named set, read page by page and checked against the set's
+        ``sha256`` (a set that changed while it was read is an error, never a mixed list)."""
+        first = page = self.get_prompt_set(name)
+        prompts = list(page.prompts)
+        while page.next_offset < page.info.size and page.prompts:
+            page = self.get_prompt_set(name, offset=page.next_offset)
+            prompts += page.prompts
+        read = CommonPromptSet(name, tuple(prompts), first.info.source_format, first.info.kind)
+        if len(prompts) != first.info.size or read.sha256 != first.info.sha256 or page.info.sha256 != first.info.sha256:
+            raise ValidationError(f"prompt set {name!r} changed on {self.target} while it was read: read it again")
+        whole = pb.GetPromptSetResponse(info=first.info.proto, offset=0, prompts=prompts, next_offset=len(prompts))
+        return PromptSetPage.from_proto(whole)
 
     def list_registry(self) -> list[RegistryEntry]:
         """The checkpoints and adapters the server's operator registered."""

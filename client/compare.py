@@ -10,9 +10,12 @@ A :class:`Run` is one sweep read back from its store with its summary
   directions as a bar with its 95 % interval, each direction as a dot;
 - ``comparison.json`` and ``comparison.csv``: the Table-1-style table (one row per run and
   shared system prompt: ASR and over-refusal at the origin, VISAGE with its interval and per
-  direction; beside them the coherent ASR at the origin and VISAGE on the coherent ASR, or "not
-  measured" for a run without the coherence referee's outcomes), and ``report.html`` (figures,
-  table, what differs between the runs).
+  direction; beside them the coherent ASR at the origin and VISAGE on the coherent ASR, with a
+  ``coherent ASR`` column saying "not measured" and empty cells for a run without the coherence
+  referee's outcomes; every
+  cell a number or a name, an interval as its low and high columns), and ``report.html`` (a headline
+  per run in plain words: basin, ASR at a = 0, VISAGE; the figures with captions in words, the table,
+  what differs between the runs).
 
 The intervals are the summaries' own ``ci95`` fields (Wilson for rates, the seeded bootstrap for
 VISAGE, :mod:`.stats`): nothing is recomputed here, and a point or score without one is drawn without.
@@ -31,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
 from .figure_labels import direction_name, model_name
-from .html_page import write_html_page
+from .html_page import HeadlineLine, PagePlot, write_html_page
 from .plots import FIGURE_FORMATS, draw_curves, headless_figure, legend_below, save_figure
 from .records import Series
 from .store import STORE_NAME, ResultStore
+from .sweep.headline import basin_answer, origin_text, reading_of, visage_rule_of, visage_text
 from .sweep.stored import load_sweep
 from .sweep.summary import sweep_summary
 from .sweep.summary_doc import SweepSummary, VisageSummary
@@ -44,8 +48,8 @@ if TYPE_CHECKING:
 
     from .sweep.runner import SweepResult
 
-__all__ = ["Comparison", "Run", "comparison_rows", "differences", "figure_compare_curves", "figure_compare_visage",
-           "load_run", "run_style", "visage_rule", "write_comparison"]
+__all__ = ["Comparison", "Run", "comparison_headline", "comparison_rows", "differences", "figure_compare_curves",
+           "figure_compare_visage", "load_run", "run_style", "visage_rule", "write_comparison"]
 
 # Spec fields two comparable runs share; a difference is reported (dotted paths in the spec dict).
 _SAME = ("kind", "prompts.set", "prompts.limit", "grid.range", "grid.points", "grid.directions", "direction.seed",
@@ -189,7 +193,7 @@ def _visage_entry(run: Run, system: str, rule: str) -> dict[str, Any]:
     """mean, ci95 (or None) and the per-direction values of ``rule`` for ``system``."""
     spreads = run.summary.visage.by_system_prompt.get(system)
     spread = spreads.of(rule) if spreads is not None else None
-    per = [score for label, v in sorted(run.summary.visage.series.items())
+    per = [(Series.parse(label).direction, score) for label, v in sorted(run.summary.visage.series.items())
            if Series.parse(label).system == system and (score := v.of(rule)) is not None]
     return {"mean": spread.mean if spread else None, "ci95": spread.ci95 if spread else None, "per_direction": per}
 
@@ -212,8 +216,9 @@ def figure_compare_visage(runs: Sequence[Run]) -> Figure:
             ax.bar(x, e["mean"], width * 0.9, color=f"C{i % 10}", alpha=0.85, label=run.name if g == 0 else None)
             if ci:  # the whisker spans the interval itself (a bootstrap interval need not centre on the mean)
                 ax.errorbar(x, (ci[0] + ci[1]) / 2, yerr=(ci[1] - ci[0]) / 2, fmt="none", ecolor="black", capsize=4)
-            ax.scatter([x] * len(e["per_direction"]), e["per_direction"], color="black", s=14, zorder=3)
-            top = max([e["mean"], *(ci or []), *e["per_direction"]])  # above the bar, its whisker and its dots
+            per = [v for _, v in e["per_direction"]]
+            ax.scatter([x] * len(per), per, color="black", s=14, zorder=3)
+            top = max([e["mean"], *(ci or []), *per])  # above the bar, its whisker and its dots
             ax.annotate(f"{e['mean']:.1f}", (x, top), textcoords="offset points", xytext=(0, 5), ha="center",
                         fontsize=9, fontweight="bold")
     ax.set_xticks(range(len(systems)), [f"system prompt: {s}" for s in systems])
@@ -226,26 +231,30 @@ def figure_compare_visage(runs: Sequence[Run]) -> Figure:
     return fig
 
 
-def _interval(ci: Sequence[float] | None) -> str | None:
-    return f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else None
+def _interval(what: str, ci: Sequence[float] | None) -> dict[str, float | None]:
+    """An interval as two number columns, ``<what>, 95 % low`` and ``<what>, 95 % high`` (None: none)."""
+    return {f"{what}, 95 % low": ci[0] if ci else None, f"{what}, 95 % high": ci[1] if ci else None}
 
 
 def _coherent_cells(run: Run, system: str, label: str, rule: str) -> dict[str, Any]:
-    """The coherent ASR at the origin and its VISAGE (mean over directions) beside the ASR's, or
-    "not measured" (a run whose server had no coherence referee, or had it off)."""
+    """The coherent ASR at the origin and its VISAGE (mean over directions) beside the ASR's. The
+    ``coherent ASR`` column says "measured" or "not measured" (a run whose server had no coherence
+    referee, or had it off); the number columns of a run not measured are empty, never 0."""
     outcomes = run.summary.by_outcome()
     spreads = outcomes.visage.by_system_prompt.get(system) if outcomes.visage is not None else None
     spread = spreads.of(rule) if spreads is not None else None
     if label not in outcomes.measured:
-        return {"coherent ASR at origin (%)": "not measured", "coherent ASR at origin, 95 % CI": None,
-                f"VISAGE on coherent ASR ({rule})": "not measured"}
-    return {"coherent ASR at origin (%)": outcomes.at_origin(label),
-            "coherent ASR at origin, 95 % CI": _interval(outcomes.rate("coherent_asr").origin_ci95.get(label)),
-            f"VISAGE on coherent ASR ({rule})": spread.mean if spread is not None else "not measured"}
+        return {"coherent ASR": "not measured", "coherent ASR at origin (%)": None,
+                **_interval("coherent ASR at origin", None), f"VISAGE on coherent ASR ({rule})": None}
+    return {"coherent ASR": "measured", "coherent ASR at origin (%)": outcomes.at_origin(label),
+            **_interval("coherent ASR at origin", outcomes.rate("coherent_asr").origin_ci95.get(label)),
+            f"VISAGE on coherent ASR ({rule})": spread.mean if spread is not None else None}
 
 
 def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """The Table-1-style table: one row per run and shared system prompt."""
+    """The Table-1-style table: one row per run and shared system prompt. Every cell is a number or
+    a name (an interval is two columns, its low and high end; each direction's VISAGE its own
+    column), so the CSV reads back as numbers."""
     rule, rows = visage_rule(runs), []
     for run in runs:
         s = run.summary
@@ -254,17 +263,21 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             e = _visage_entry(run, system, rule)
             row: dict[str, Any] = {
                 "model": run.name, "system prompt": system,
-                "ASR at origin (%)": s.at_origin("asr", label),
-                "ASR at origin, 95 % CI": _interval(s.at_origin_ci95("asr", label)),
+                "ASR at origin (%)": s.at_origin("asr", label), **_interval("ASR at origin", s.at_origin_ci95("asr", label)),
                 "over-refusal at origin (%)": s.at_origin("refusal", label),
-                f"VISAGE ({rule})": e["mean"], "VISAGE, 95 % CI": _interval(e["ci95"]),
-                "VISAGE per direction": ", ".join(f"{v:.1f}" for v in e["per_direction"]),
+                f"VISAGE ({rule})": e["mean"], **_interval("VISAGE", e["ci95"]),
             }
             if rule == "reference":
                 row["VISAGE (expectation)"] = _visage_entry(run, system, "expectation")["mean"]
             row.update(_coherent_cells(run, system, label, rule))
+            row.update({f"VISAGE, {direction_name(d)}": v for d, v in e["per_direction"]})
             rows.append(row)
     return rows
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every row's keys, in first-seen order (runs may have different numbers of directions)."""
+    return list(dict.fromkeys(k for row in rows for k in row)) or ["model"]
 
 
 def _get(spec: dict[str, Any], dotted: str) -> Any:
@@ -286,6 +299,29 @@ def differences(runs: Sequence[Run]) -> list[str]:
     if not _shared_systems(runs):
         out.append("the runs share no system prompt: nothing to put side by side")
     return out
+
+
+def comparison_headline(runs: Sequence[Run]) -> list[HeadlineLine]:
+    """One line per run, in plain words: does it sit in a basin (the sweep report's rule,
+    :mod:`.sweep.headline`), its ASR at a = 0 with the interval, its VISAGE with the interval."""
+    lines = []
+    for run in runs:
+        reading = reading_of(run.summary, run.spec or None)
+        basin, origin, visage = basin_answer(reading), origin_text(reading), visage_text(reading)
+        parts = [f"In a basin? {basin}" if basin else "",
+                 f"ASR at its own weights (a = 0): {origin}." if origin else "",
+                 f"VISAGE ({visage_rule_of(run.summary)} rule, 0 to 100, higher is safer): {visage}." if visage else ""]
+        lines.append(HeadlineLine(run.name, " ".join(p for p in parts if p) or "no ASR curve"))
+    return lines
+
+
+_CAPTIONS = {
+    "compare_asr_1d": "ASR along the same directions, one curve per model (each with its own colour, marker and line "
+                      "style, so overlapping curves stay visible); a = 0 is each model's own weights; shaded: 95 % "
+                      "interval.",
+    "compare_visage": "VISAGE per model (higher is safer): the bar is the mean over directions, the whisker its 95 % "
+                      "interval, each dot one direction.",
+}
 
 
 @dataclass
@@ -327,14 +363,16 @@ def write_comparison(runs: Sequence[Run], out_dir: Path, *, formats: Sequence[st
     table.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     csv_path = out_dir / "comparison.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["model"])
+        writer = csv.DictWriter(fh, fieldnames=_columns(rows))
         writer.writeheader()
         writer.writerows(rows)
-    shown = [p for p in figures if p.suffix == ".png"] or [p for p in figures if p.suffix == ".svg"]
+    shown = [PagePlot(p, _CAPTIONS.get(p.stem, p.stem)) for p in
+             ([p for p in figures if p.suffix == ".png"] or [p for p in figures if p.suffix == ".svg"])]
     notes = ("VISAGE: higher is safer. Bars: the mean over directions, whiskers its 95 % interval (bootstrap over "
              "prompts and directions), dots the single directions. Bands: each ASR point's 95 % Wilson interval.")
     if warnings:
         notes += "\n\nThe runs differ in more than the model:\n- " + "\n- ".join(warnings)
     report = write_html_page(out_dir / "report.html", title="Comparison: " + " vs ".join(r.name for r in runs),
-                          plots=shown, visage_rows=rows, settings={"runs": doc["runs"]}, notes=notes)
+                             headline=comparison_headline(runs), plots=shown, visage_rows=rows,
+                             table_title="Side by side", settings={"runs": doc["runs"]}, notes=notes)
     return Comparison(report, table, csv_path, figures, rows, warnings)

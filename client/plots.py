@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURE_FORMATS", "draw_curves", "figure_1d", "figure_side_by_side", "figures_2d", "headless_figure",
-           "legend_below", "plot_1d", "plot_2d", "plot_plane", "plot_side_by_side", "save_figure"]
+__all__ = ["FIGURE_FORMATS", "curve_style", "draw_curves", "figure_1d", "figure_side_by_side", "figures_2d",
+           "headless_figure", "legend_below", "plot_1d", "plot_2d", "plot_plane", "plot_side_by_side", "save_figure"]
 
 #: Every format :func:`save_figure` writes.
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -161,19 +161,29 @@ def figure_1d(
     return fig
 
 
+def curve_style(i: int, n: int) -> dict[str, Any]:
+    """The line keywords of the ``i``-th of ``n`` curves on one axis: its own marker and line style,
+    and the earlier (drawn underneath) a little wider, so curves that overlap (two directions on one
+    plateau) stay visible, none hidden under another; no value is moved."""
+    wider = n - 1 - i
+    return {"marker": "osD^v"[i % 5], "linestyle": ("-", "--", "-.", ":")[i % 4],
+            "markersize": 3.0 + 1.2 * min(wider, 4), "linewidth": 1.4 + 0.5 * min(wider, 4)}
+
+
 def draw_curves(ax: Any, series: Mapping[str, Sequence[tuple[float, float]]], *,
                 visage: Mapping[str, float | None] | None = None, bands: Mapping[str, Band] | None = None,
                 styles: Mapping[str, Mapping[str, Any]] | None = None) -> list[Any]:
     """Draw ``series`` on ``ax`` as :func:`figure_1d` does (the origin line and dots, bands, a
-    grid); ``styles`` gives a series its own line keywords (colour, marker, line style: the same
-    model alike in every panel, and told apart where curves overlap). Returns the lines."""
+    grid); each curve has its own marker and line style (:func:`curve_style`), and ``styles`` gives a
+    series its own line keywords (colour, marker, line style: the same model alike in every panel).
+    Returns the lines."""
     ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1, zorder=1)
     handles = []
-    for name, points in series.items():
+    for i, (name, points) in enumerate(series.items()):
         xs, ys = _sorted_points(name, points)
         score = visage.get(name) if visage is not None else None
         label = name if score is None else f"{name} (VISAGE {score:.2f})"
-        style = {"marker": "o", "markersize": 3, "linewidth": 1.6, **(styles or {}).get(name, {})}
+        style = {**curve_style(i, len(series)), **(styles or {}).get(name, {})}
         (line,) = ax.plot(xs, ys, label=label, zorder=2, gid=name, **style)
         handles.append(line)
         if bands and bands.get(name):
@@ -397,14 +407,15 @@ def figure_side_by_side(
     ax.axvline(0.0, color="0.5", linestyle="--", linewidth=1)
     handles = []
     # Distinct colours for every line: solid = safety (left axis), dashed = capability (right).
+    # Curves that overlap (two directions on one plateau) stay visible: the earlier ones drawn wider.
     for i, (name, points) in enumerate(safety.items()):
         xs, ys = _sorted_points(name, points)
-        handles += ax.plot(xs, ys, color=f"C{i % 10}", marker="o", markersize=3,
-                           label=f"{name}: {safety_label}")
-    for i, (name, points) in enumerate(capability.items(), start=len(safety)):
+        handles += ax.plot(xs, ys, color=f"C{i % 10}", label=f"{name}: {safety_label}",
+                           **{**curve_style(i, len(safety)), "linestyle": "-"})
+    for j, (name, points) in enumerate(capability.items()):
         xs, ys = _sorted_points(name, points)
-        handles += ax2.plot(xs, ys, color=f"C{i % 10}", linestyle="--", marker="s", markersize=3,
-                            label=f"{name}: {capability_label}")
+        handles += ax2.plot(xs, ys, color=f"C{(j + len(safety)) % 10}", label=f"{name}: {capability_label}",
+                            **{**curve_style(j, len(capability)), "linestyle": "--"})
     _style_ylim(ax, (0.0, 100.0))
     _style_ylim(ax2, capability_ylim)
     ax.set(title=title, xlabel=xlabel, ylabel=safety_label)

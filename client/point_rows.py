@@ -20,13 +20,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .provenance import iso_time
 from .records import MeasuredModel, PointRecord
 from .reproduce import reproduce_command
 from .sweep_meta import SweepMeta
 
 __all__ = ["CSV_COLUMNS", "PANDAS_COLUMNS", "PointRow", "point_rows"]
 
-#: The points CSV's columns: which sweep and model, the point, and the command that measures it again.
+#: The points CSV's columns: which sweep and model, the point (numbers; ``created_at`` ISO-8601 UTC), and the
+#: command that measures it again.
 CSV_COLUMNS = ("sweep", "model", "model_fingerprint", "series", "metric", "a", "b", "value", "total", "key",
                "created_at", "reproduce", "refused", "complied", "incoherent", "coherent_asr", "incoherent_rate")
 #: The columns of ``ResultStore.to_pandas``.
@@ -62,12 +64,13 @@ class PointRow:
                 "coherent_asr": o.coherent_asr, "incoherent_rate": o.incoherent_rate}
 
     def csv_cells(self) -> list[Any]:
-        """The cells of :data:`CSV_COLUMNS` (floats written exactly, ``repr``; missing values empty)."""
+        """The cells of :data:`CSV_COLUMNS` (floats written exactly, ``repr``; ``created_at`` as ISO-8601
+        UTC; missing values empty)."""
         r = self.record
         judged = [("" if v is None else repr(v) if isinstance(v, float) else v) for v in self.outcomes().values()]
         return [r.sweep, self.model_name or "", self.model_fingerprint or "", r.series, r.metric, repr(r.a),
-                "" if r.b is None else repr(r.b), repr(r.value), r.total, r.key, repr(r.created_at), self.reproduce or "",
-                *judged]
+                "" if r.b is None else repr(r.b), repr(r.value), r.total, r.key, iso_time(r.created_at),
+                self.reproduce or "", *judged]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON export's point: the record's dict, with its model, the command and the outcome rates."""

@@ -14,9 +14,13 @@
 - A file that is not a readable store (damaged, truncated, another kind of file) raises
   :class:`~safety_landscape.client.errors.StoreError` naming the file and what to do.
 
+The prompts of a set the server holds are kept once per set (``prompt_texts``, by the set's
+content hash, :meth:`ResultStore.put_prompt_texts`, :mod:`.store_prompts`): a completion stored without its prompt text
+reads it from there through its record's ``prompt_set_sha256``, so reports and exports show it.
+
 Schema: ``schema_version`` counts incompatible changes (still 1). Tables added since (``texts``,
-``completions``, ``claims``, the referee's ``referee_verdicts``: :mod:`.store_outcomes`) are created
-when a store is opened, keeping every existing row, and clients that predate them ignore them; a
+``completions``, ``claims``, ``prompt_texts``, the referee's ``referee_verdicts``: :mod:`.store_outcomes`) are
+created when a store is opened, keeping every existing row, and clients that predate them ignore them; a
 point stored without completions reads its verdicts back from its record, and an answer stored
 without a referee verdict reads back as not judged (outcome ``""``).
 """
@@ -43,6 +47,9 @@ from .store_outcomes import COLUMNS as OUTCOME_COLUMNS
 from .store_outcomes import JOIN as OUTCOME_JOIN
 from .store_outcomes import SCHEMA as OUTCOME_SCHEMA
 from .store_outcomes import completion_fields, put_outcomes
+from .store_prompts import JOIN as PROMPT_TEXT_JOIN
+from .store_prompts import SCHEMA as PROMPT_TEXT_SCHEMA
+from .store_prompts import put_prompt_texts, text_sha256
 from .sweep_meta import SweepMeta
 
 __all__ = ["CSV_COLUMNS", "PANDAS_COLUMNS", "SCHEMA_VERSION", "STORE_NAME", "ClaimState", "ResultStore", "point_key",
@@ -129,10 +136,6 @@ def point_key(**parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _text_sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _from_verdicts(record: PointRecord) -> list[Completion]:
     """The per-prompt verdicts a record holds, as completions without text (points stored before
     completions were kept): ``[index, jailbroken, matched_keyword]`` entries, or bare booleans
@@ -179,7 +182,7 @@ class ResultStore:
             if check != [("ok",)]:
                 raise StoreError(f"{self.path} is damaged (integrity check: {check[0][0]}): "
                                  + _WHAT_TO_DO.format(path=self.path))
-            db.executescript(_SCHEMA + OUTCOME_SCHEMA)
+            db.executescript(_SCHEMA + OUTCOME_SCHEMA + PROMPT_TEXT_SCHEMA)
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -264,7 +267,7 @@ class ResultStore:
         for c in completions:
             shas = []
             for text in (c.text, c.prompt):
-                sha = None if text is None else _text_sha(text)
+                sha = None if text is None else text_sha256(text)
                 if text is not None and sha is not None:
                     texts[sha] = text
                 shas.append(sha)
@@ -312,21 +315,20 @@ class ResultStore:
     def sweeps(self) -> list[str]:
         """Names of the sweeps with points or metadata, sorted."""
         with self._sql() as db:
-            rows = db.execute(
-                "SELECT sweep FROM points UNION SELECT sweep FROM sweep_meta ORDER BY sweep"
-            ).fetchall()
+            rows = db.execute("SELECT sweep FROM points UNION SELECT sweep FROM sweep_meta ORDER BY sweep").fetchall()
         return [r[0] for r in rows]
 
     # -- completions -----------------------------------------------------------------------
     def completions(self, key: str) -> list[Completion]:
         """The point's completions by prompt index; for a point stored without them, its
         verdicts (text and token counts None). [] for an unknown key or a capability point."""
-        with self._sql() as db:
+        with self._sql() as db:  # a prompt not stored with its completion: its set's text, if the store has it
             rows = db.execute(
                 "SELECT c.prompt_index, c.jailbroken, c.matched_keyword, c.prompt_tokens, c.completion_tokens,"
-                f" c.finish_reason, t.zlib, p.zlib, c.classifier_output, {OUTCOME_COLUMNS} FROM completions c"
+                f" c.finish_reason, t.zlib, COALESCE(p.zlib, s.zlib), c.classifier_output, {OUTCOME_COLUMNS}"
+                " FROM completions c"
                 " LEFT JOIN texts t ON t.sha256 = c.text_sha256 LEFT JOIN texts p ON p.sha256 = c.prompt_sha256"
-                f"{OUTCOME_JOIN} WHERE c.key = ? ORDER BY c.prompt_index", (key,)).fetchall()
+                f"{PROMPT_TEXT_JOIN}{OUTCOME_JOIN} WHERE c.key = ? ORDER BY c.prompt_index", (key,)).fetchall()
         if not rows:
             record = self.get(key)
             return _from_verdicts(record) if record is not None else []
@@ -342,6 +344,12 @@ class ResultStore:
         except (zlib.error, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path} holds a damaged completion text ({exc}): "
                              + _WHAT_TO_DO.format(path=self.path)) from None
+
+    def put_prompt_texts(self, prompts: Sequence[str]) -> str:
+        """Keep the texts of a prompt set the server holds (in its order), under the set's content
+        hash (as the server computes it); returns the hash (:mod:`.store_prompts`)."""
+        with self._write() as db:
+            return put_prompt_texts(db, prompts)
 
     def text_stats(self) -> dict[str, int]:
         """``{"completions": rows, "texts": distinct texts, "compressed_bytes": their zlib size}``."""
@@ -390,11 +398,8 @@ class ResultStore:
         """Record (or replace) a sweep's spec and provenance; must be JSON-able."""
         text = json.dumps(dict(meta), sort_keys=True)
         with self._write() as db:
-            db.execute(
-                "INSERT INTO sweep_meta (sweep, meta) VALUES (?, ?)"
-                " ON CONFLICT (sweep) DO UPDATE SET meta = excluded.meta",
-                (sweep, text),
-            )
+            db.execute("INSERT INTO sweep_meta (sweep, meta) VALUES (?, ?) ON CONFLICT (sweep) DO UPDATE"
+                       " SET meta = excluded.meta", (sweep, text))
 
     def get_meta(self, sweep: str) -> dict[str, Any] | None:
         with self._sql() as db:

@@ -122,6 +122,7 @@ class Limits:
         30.0, "a stream whose client has not taken a result for this long is cancelled", minimum=0.1
     )
     max_health_watches: int = setting(16, "open health Watch streams", minimum=1)
+    max_prompt_set_page: int = setting(1024, "prompts one GetPromptSet call returns at most", minimum=1)
 
     def queue_reserve_effective(self) -> int:
         return self.queue_reserve or max(1, self.max_queued_jobs // 8)

@@ -276,6 +276,12 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
     def ListPromptSets(self, request: pb.ListPromptSetsRequest, context: grpc.ServicerContext) -> pb.ListPromptSetsResponse:
         return pb.ListPromptSetsResponse(sets=[convert.prompt_set_to_pb(ps) for ps in self.host().engine.prompt_sets.list()])
 
+    @_rpc
+    def GetPromptSet(self, request: pb.GetPromptSetRequest, context: grpc.ServicerContext) -> pb.GetPromptSetResponse:
+        prompt_set, start, end = self.host().admission.prompt_page(request.name, request.offset, request.limit)
+        return pb.GetPromptSetResponse(info=convert.prompt_set_to_pb(prompt_set), offset=start,
+                                       prompts=prompt_set.prompts[start:end], next_offset=end)
+
 
 class DirectionServicer(_Base, pb_grpc.DirectionServiceServicer):
     @_rpc

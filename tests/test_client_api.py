@@ -15,7 +15,7 @@ EXPORTS = [
     "BaseTerm", "CancelledError", "Capability", "Client", "Completion", "DeadlineExceededError", "DirectionInfo",
     "DirectionList", "DirectionRecipe", "Evaluation", "FailedPreconditionError", "FleetError", "Generation", "Grid",
     "InternalError", "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "PointDetail",
-    "PointEvaluation", "PointRecord", "PromptSetInfo", "PromptSource", "RegistryEntry", "ResourceExhaustedError",
+    "PointEvaluation", "PointRecord", "PromptSetInfo", "PromptSetPage", "PromptSource", "RegistryEntry", "ResourceExhaustedError",
     "ResultStore", "RpcFailed", "Run", "Scores", "Series", "ServerInfo", "SpecError", "StoreError", "SweepResult",
     "SweepSpec", "Timeouts", "TlsConfig", "UnauthenticatedError", "UnavailableError", "ValidationError",
     "VisageError", "WeightState", "adapter_direction", "chat_format", "evaluation_settings", "figure_1d",

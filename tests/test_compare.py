@@ -45,9 +45,15 @@ def test_compare_two_real_stores_writes_figures_table_and_report(two_stores, cap
     assert [r["model"] for r in doc["rows"]] == ["tiny-random", "tiny-random:1"] and doc["warnings"] == []
     row = doc["rows"][0]
     assert row["system prompt"] == "default" and 0.0 <= row["VISAGE (reference)"] <= 100.0
-    assert len(row["VISAGE per direction"].split(", ")) == 2 and row["over-refusal at origin (%)"] is not None
+    assert row["over-refusal at origin (%)"] is not None
+    assert [k for k in row if k.startswith("VISAGE, direction")] == ["VISAGE, direction 1", "VISAGE, direction 2"]
     with open(out / "comparison.csv", newline="") as fh:
-        assert [r["model"] for r in csv.DictReader(fh)] == ["tiny-random", "tiny-random:1"]
+        read = list(csv.DictReader(fh))
+    assert [r["model"] for r in read] == ["tiny-random", "tiny-random:1"]
+    for r in read:  # every cell but the names reads as a number: no "[lo, hi]" or "a, b" strings
+        for column, cell in r.items():
+            if column not in ("model", "system prompt", "coherent ASR") and cell != "":
+                float(cell)
     table = json.loads((out / "comparison.json").read_text())
     assert [r["model_name"] for r in table["runs"]] == ["tiny-random", "tiny-random:1"]
     assert table["runs"][0]["model_fingerprint"] != table["runs"][1]["model_fingerprint"]
@@ -104,5 +110,6 @@ def test_intervals_in_the_summaries_become_bands_whiskers_and_table_cells(tmp_pa
     assert len(visage.patches) == 2 and len(whiskers) == 2
     assert sorted(seg[:, 1].tolist() for seg in whiskers[1].lines[2][0].get_segments()) == [[50.0, 70.0]]
     rows = comparison_rows(runs)
-    assert rows[0]["VISAGE, 95 % CI"] == "[50.0, 70.0]" and rows[1]["ASR at origin, 95 % CI"] == "[4.0, 20.0]"
+    assert (rows[0]["VISAGE, 95 % low"], rows[0]["VISAGE, 95 % high"]) == (50.0, 70.0)
+    assert (rows[1]["ASR at origin, 95 % low"], rows[1]["ASR at origin, 95 % high"]) == (4.0, 20.0)
     assert rows[1]["VISAGE (reference)"] == 40.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from safety_landscape.client.html_page import write_html_page
+from safety_landscape.client.html_page import HeadlineLine, PagePlot, write_html_page
 from safety_landscape.client.plots import plot_1d, plot_2d, plot_side_by_side
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -130,9 +130,15 @@ def test_report(tmp_path):
     ]
     settings = {"model": "tiny", "system_prompt": "<script>alert('x')</script>", "seed": 123,
                 "path": tmp_path}
-    out = write_html_page(tmp_path / "rep" / "report.html", title="Report & <title>", plots=plots,
-                       visage_rows=rows, settings=settings, notes="first line\n<i>note</i>")
+    shown = [PagePlot(p, f"plot {i}: <b>ASR</b> along a direction") for i, p in enumerate(plots)]
+    out = write_html_page(tmp_path / "rep" / "report.html", title="Report & <title>", plots=shown,
+                          visage_rows=rows, settings=settings, notes="first line\n<i>note</i>",
+                          headline=[HeadlineLine("Basin?", "Yes <i>along</i> both")])
     html_text = out.read_text(encoding="utf-8")
+    assert html_text.index("Basin?") < html_text.index("<table>") < html_text.index("<figure>")  # the headline first
+    assert "plot 0: &lt;b&gt;ASR&lt;/b&gt; along a direction</figcaption>" in html_text
+    assert not any(f"{p.name}</figcaption>" in html_text for p in plots)  # captions in words, never file names
+    assert '<details class="settings">' in html_text  # the settings folded away
 
     parser = _Collector()
     parser.feed(html_text)
@@ -154,7 +160,7 @@ def test_report_rejects_unknown_plot_type(tmp_path):
     bad = tmp_path / "x.pdf"
     bad.write_bytes(b"%PDF")
     with pytest.raises(ValueError, match=r"png or \.svg"):
-        write_html_page(tmp_path / "r.html", title="t", plots=[bad], visage_rows=[], settings={})
+        write_html_page(tmp_path / "r.html", title="t", plots=[PagePlot(bad, "a PDF")], visage_rows=[], settings={})
 
 
 def test_figure_functions_return_figures_and_write_nothing(tmp_path, monkeypatch):

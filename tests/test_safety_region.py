@@ -71,9 +71,9 @@ def test_summary_and_report_rows_carry_the_safety_region_beside_visage():
     assert region["by_system_prompt"]["default"]["mean"] == pytest.approx((expected + 75.0) / 2)
     assert region["by_system_prompt"]["empty"]["n"] == 1
     assert set(summary["visage"]["series"]["d0|default"]) == {"reference", "expectation"}  # VISAGE as it was
-    rows = {r["series"]: r for r in table_rows(summary)}
-    assert rows["d0|default"]["safety region"] == pytest.approx(expected)
-    assert rows["mean over directions | default"]["safety region"] == pytest.approx((expected + 75.0) / 2)
+    rows = {r["curve"]: r for r in table_rows(summary)}  # each curve named as the plots' legends name it
+    assert rows["direction 1, default"]["safety region"] == pytest.approx(expected)
+    assert rows["mean over directions with system prompt default"]["safety region"] == pytest.approx((expected + 75.0) / 2)
 
 
 def test_incomplete_and_2d_series_have_no_safety_region():

@@ -134,7 +134,7 @@ def test_export_json_and_csv(tmp_path):
         assert float(by_sweep["s2"]["b"]) == -0.3 and float(by_sweep["s2"]["value"]) == 100.0
         assert by_sweep["s1"]["total"] == "80" and by_sweep["s1"]["metric"] == "asr"
         assert by_sweep["s1"]["key"] == store.records("s1")[0].key
-        assert float(by_sweep["s1"]["created_at"]) == 1700000000.5
+        assert by_sweep["s1"]["created_at"] == "2023-11-14T22:13:20.500Z"  # a time, in ISO-8601 UTC
         c2 = Path(export(store, tmp_path / "s1.csv", fmt="csv", sweep="s1"))
         assert len(c2.read_text().splitlines()) == 2
 

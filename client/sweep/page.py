@@ -1,6 +1,8 @@
-"""A sweep's report.html: the VISAGE table with its 95 % intervals, the plots, every safety point's
-completions (from the store, each with the command that measures it again) and the settings, laid
-out by :func:`~..html_page.write_html_page`.
+"""A sweep's report.html: the headline in plain words (:mod:`.headline`), the VISAGE table with its
+95 % intervals, the plots with captions in words, every safety point's completions (from the
+store, each with the command that measures it again) and the settings folded away, laid out by
+:func:`~..html_page.write_html_page`. Curves are named as the plots' legends name them
+(:mod:`..figure_labels`), in the table as in the headline; times are ISO-8601 UTC.
 
 The table has one row per series (VISAGE by both rules, ASR and over-refusal at the origin, each
 with its interval; the safety region), one per system prompt for the mean over directions (with its bootstrap
@@ -13,15 +15,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..figure_labels import METRIC_LABELS, model_name, name_spec_series
-from ..html_page import PointCompletions, write_html_page
+from ..figure_labels import METRIC_LABELS, direction_name, model_name, name_spec_series
+from ..html_page import PagePlot, PointCompletions, write_html_page
+from ..provenance import iso_time
+from ..records import Series
 from ..reproduce import reproduce_command
 from ..store import ResultStore
 from ..visage import RULES
+from .headline import SweepReading, headline, reading_of
 from .stored import SweepData
 from .summary_doc import SweepSummary
 
-__all__ = ["completion_views", "table_rows", "write_sweep_page"]
+__all__ = ["completion_views", "plot_caption", "table_rows", "write_sweep_page"]
 
 
 def _with_ci(value: Any, ci: Sequence[float] | None) -> Any:
@@ -36,14 +41,15 @@ def _typed(summary: SweepSummary | Mapping[str, Any]) -> SweepSummary:
     return summary if isinstance(summary, SweepSummary) else SweepSummary.from_json(summary)
 
 
-def table_rows(summary: SweepSummary | Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The report's VISAGE table (see the module docstring)."""
-    summary = _typed(summary)
+def table_rows(summary: SweepSummary | Mapping[str, Any], reading: SweepReading | None = None) -> list[dict[str, Any]]:
+    """The report's VISAGE table (see the module docstring); each curve named as in the plots' legends."""
+    reading = reading if reading is not None else reading_of(summary)
+    summary, names = reading.summary, reading.names
     rows: list[dict[str, Any]] = []
     visage_ci, region = summary.visage.series_ci95, summary.safety_region
     for series, v in summary.visage.series.items():
         ci = visage_ci.get(series)
-        rows.append({"series": series,
+        rows.append({"curve": names.names.get(series, series),
                      "VISAGE (reference) [95% CI]": _with_ci(v.reference, ci.reference if ci else None),
                      "VISAGE (expectation) [95% CI]": _with_ci(v.expectation, ci.expectation if ci else None),
                      "safety region": region.series.get(series),
@@ -55,7 +61,8 @@ def table_rows(summary: SweepSummary | Mapping[str, Any]) -> list[dict[str, Any]
                      "over-refusal at origin [95% CI]": _with_ci(summary.at_origin("refusal", series),
                                                                  summary.at_origin_ci95("refusal", series))})
     for label, spreads in summary.visage.by_system_prompt.items():
-        row: dict[str, Any] = {"series": f"mean over directions | {label}"}
+        system = "" if names.shared_system else reading.system(label)  # a shared one is said in the table's title
+        row: dict[str, Any] = {"curve": "mean over directions" + system}
         for rule in RULES:
             spread = spreads.of(rule)
             if spread is not None:
@@ -66,7 +73,8 @@ def table_rows(summary: SweepSummary | Mapping[str, Any]) -> list[dict[str, Any]
         rows.append(row)
     for metric in summary.capability.metrics:
         for series, stats in summary.capability.series.get(metric, {}).items():
-            rows.append({"series": f"{series} | {metric}",
+            name = direction_name(Series.parse(series).direction, target=reading.target)
+            rows.append({"curve": f"{name} · {METRIC_LABELS.get(metric, metric)}",
                          f"{metric} at origin": _with_ci(stats.origin, stats.ci95.origin if stats.ci95 else None),
                          f"{metric} min": stats.min, f"{metric} max": stats.max})
     return rows
@@ -126,17 +134,67 @@ def _notes(summary: SweepSummary, labels: Mapping[str, str]) -> str:
     return notes
 
 
+_PLOT_ORDER = ("asr_1d", "asr_vs_", "asr_2d", "refusal", "accuracy", "perplexity")
+
+
+def _stem_label(label: str) -> str:
+    """A series label as a 2D plot's file name holds it (figures.py writes ``<metric>_2d_<label>``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
+
+
+def plot_caption(path: Path, reading: SweepReading, labels: Mapping[str, str] = METRIC_LABELS) -> str:
+    """What one of the sweep's plots shows, in words (its file name only tells which one it is)."""
+    stem = path.stem
+    metric = stem.split("_", 1)[0]
+    what = labels.get(metric, metric)
+    if stem.startswith("asr_vs_"):
+        other = stem.removeprefix("asr_vs_").removesuffix("_1d")
+        return (f"Safety beside {labels.get(other, other)}: ASR (solid, left axis) and {labels.get(other, other)} "
+                "(dashed, right axis) along the same directions.")
+    if stem.endswith("_1d"):
+        words = {"asr": "the share of harmful prompts the model answered (jailbroken)",
+                 "refusal": "the share of benign prompts the model refused",
+                 "accuracy": "multiple-choice accuracy (capability; higher is better)",
+                 "perplexity": "perplexity (fluency; lower is better)"}.get(metric, what)
+        return (f"{what[:1].upper()}{what[1:]} along each direction: {words}, at each perturbation amount a; "
+                "a = 0 (the dot) is the model's own weights; the shaded band is each point's 95 % interval.")
+    for label in reading.summary.curves.get(metric, {}):
+        if _stem_label(label) in stem:
+            name = reading.names.names.get(label) or label
+            view = "as a 3D surface" if stem.endswith("_surface") else "as a contour and a heatmap"
+            return f"{what} over the plane (a, b), {name}, {view}: dark = safe, yellow = fully broken."
+    return what
+
+
+def _ordered(plots: Sequence[Path]) -> list[Path]:
+    """ASR first (the headline's figure), then safety beside the rest, then the others."""
+    def rank(p: Path) -> tuple[int, str]:
+        return next((i for i, start in enumerate(_PLOT_ORDER) if p.stem.startswith(start)), len(_PLOT_ORDER)), p.stem
+    return sorted(plots, key=rank)
+
+
+def _iso_times(provenance: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run's provenance with its POSIX ``time`` written as ISO-8601 UTC, like every time on the page."""
+    if provenance is not None and isinstance(provenance.get("time"), (int, float)):
+        provenance = {**provenance, "time": iso_time(provenance["time"])}
+        provenance.pop("time_iso", None)
+    return provenance
+
+
 def write_sweep_page(path: Path, data: SweepData, summary: SweepSummary | Mapping[str, Any], plots: list[Path], *,
                      labels: Mapping[str, str] = METRIC_LABELS, store: ResultStore | None = None) -> Path:
     """Write the report of ``data`` to ``path``; with ``store``, its completions section."""
     summary = _typed(summary)
-    pngs = [p for p in plots if p.suffix == ".png"]
+    reading = reading_of(summary, data.meta.spec)
     meta = data.meta
     settings = {"spec": meta.spec.to_json(), "model_name": meta.model_name,
                 "model": None if meta.model is None else meta.model.to_json(),
                 "servers": None if meta.servers is None else [dict(s) for s in meta.servers],
                 "direction_fingerprints": meta.direction_fingerprints,
-                "provenance": None if meta.provenance is None else meta.provenance.to_json()}
+                "provenance": _iso_times(None if meta.provenance is None else meta.provenance.to_json())}
+    shown = [PagePlot(p, plot_caption(p, reading, labels)) for p in _ordered([p for p in plots if p.suffix == ".png"])]
     return write_html_page(path, title=f"Safety landscape: {model_name(summary.model_name)} ({data.name})",
-                           plots=pngs, visage_rows=table_rows(summary), settings=settings, notes=_notes(summary, labels),
+                           headline=headline(reading), plots=shown, visage_rows=table_rows(summary, reading),
+                           table_title=reading.names.title("VISAGE and ASR per curve"), settings=settings,
+                           notes=_notes(summary, labels),
                            completions=completion_views(data, summary, store) if store is not None else None)

@@ -5,8 +5,10 @@ local files (:func:`~.resolve.resolve`: prompt files and capability inputs, so a
 before any RPC), check that the servers agree (model, prompt sets; nothing is evaluated before)
 and that the store holds no sweep of this name for another model (:func:`check_store_binding`: a
 store is bound to what it measures, so no export mixes two models' points), build the plan,
-check the direction fingerprints, store the sweep's metadata (:class:`~..sweep_meta.SweepMeta`:
-spec, servers, fingerprints, the plan's point list, provenance;
+keep the texts of the prompt sets the server holds (:func:`keep_prompt_texts`, read once with
+``GetPromptSet``: reports and exports show each prompt), check the direction fingerprints,
+store the sweep's metadata (:class:`~..sweep_meta.SweepMeta`: spec, servers, fingerprints, the
+plan's point list, provenance;
 built once, then stamped with the off-grid points an adaptive sweep adds and with the end time, so
 a running or interrupted sweep can be read back), then evaluate only the tasks with a point
 missing from the store, in rounds: the planner (:mod:`.planner`) names the tasks to evaluate
@@ -28,10 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+import structlog
+
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
-from ..errors import ValidationError, VisageError
+from ..errors import FleetError, RpcFailed, ValidationError, VisageError
 from ..provenance import iso_time, provenance, server_provenance
 from ..records import FINISH_REASONS, Completion, MeasuredModel, PointDetail, PointRecord
 from ..store import ResultStore
@@ -42,10 +47,13 @@ from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
 from .planner import Planner, planner_for
 from .points import ModelFacts, Plan, Point, Task, build_plan
 from .progress import Progress, ProgressBar, progress_display
-from .resolve import resolve
+from .resolve import ResolvedSpec, resolve
 from .spec import SweepSpec, validate
 
-__all__ = ["Progress", "ProgressBar", "SweepResult", "check_store_binding", "completions_for", "record_for", "run_sweep"]
+__all__ = ["Progress", "ProgressBar", "SweepResult", "check_store_binding", "completions_for", "keep_prompt_texts",
+           "record_for", "run_sweep"]
+
+log = structlog.get_logger("safety_landscape.client.sweep")
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,27 @@ def check_store_binding(store: ResultStore, sweep: str, facts: ModelFacts, model
                 f"{store.path} holds sweep {sweep!r} of {name or 'another model'} and the servers hold "
                 f"{model_name or 'another'} ({what}): a store's sweep measures one model, so nothing was evaluated. "
                 f"Give another --out for this model, or another --name for its sweep in this store")
+
+
+def keep_prompt_texts(store: ResultStore, client: Client, resolved: ResolvedSpec, set_hashes: Mapping[str, str]) -> None:
+    """Read the texts of each set the server holds that the spec names (once, from one server: the
+    fleet agreed on their content) and keep the part the sweep uses in the store, so its report and
+    exports show each prompt. A server that predates ``GetPromptSet`` leaves them out, with a warning."""
+    for metric, source in resolved.sources:
+        if not source.set:
+            continue
+        try:
+            page = client.prompt_texts(source.set)
+        except RpcFailed as exc:
+            if exc.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            log.warning("prompt_texts_unavailable", server=client.target, prompt_set=source.set,
+                        hint="the server predates GetPromptSet: reports show prompt numbers, not texts")
+            return
+        if page.info.sha256 != set_hashes.get(source.set):
+            raise FleetError(f"prompt set {source.set!r} changed on {client.target} during the sweep's checks: run again")
+        store.put_prompt_texts(page.prompts[: source.limit] if source.limit > 0 else page.prompts)
+        log.debug("prompt_texts_kept", prompt_set=source.set, metric=metric, prompts=len(page.prompts))
 
 
 def _planned(points: Sequence[Point]) -> tuple[PlannedPoint, ...]:
@@ -319,7 +348,9 @@ def run_sweep(
     try:
         facts, servers = fleet.agree()
         check_store_binding(store, spec.name, facts, servers[0].model_name)  # before anything is written or run
-        plan = build_plan(resolved, facts, set_hashes=fleet.check_prompt_sets(resolved.prompt_set_names))
+        set_hashes = fleet.check_prompt_sets(resolved.prompt_set_names)
+        plan = build_plan(resolved, facts, set_hashes=set_hashes)
+        keep_prompt_texts(store, fleet.clients[0], resolved, set_hashes)
         fingerprints = fleet.check_directions(plan.directions)
         record = _MetaRecord(store, _meta(plan, servers, fingerprints, started_at))
         measured = _Measured(store)

@@ -213,6 +213,17 @@ class Admission:
         self.check_prompt_count(len(prompt_set.prompts))
         return prompt_set
 
+    def prompt_page(self, set_name: str, offset: int, limit: int) -> tuple[PromptSet, int, int]:
+        """The registered set ``set_name`` and the ``[start, end)`` of a page of it: ``limit``
+        prompts from ``offset`` (0, or more than ``max_prompt_set_page``: that bound)."""
+        self.check_name(set_name, "name")
+        if offset < 0 or limit < 0:
+            raise InvalidArgument(f"offset {offset} and limit {limit}: use 0 or more (limit 0: a full page)")
+        prompt_set = self.prompt_sets.get(set_name)
+        page = self.limits.max_prompt_set_page
+        start = min(offset, len(prompt_set.prompts))
+        return prompt_set, start, min(len(prompt_set.prompts), start + (min(limit, page) if limit else page))
+
     def encode(
         self, prompts: Sequence[str], system_prompt: str | None, chat_format: ChatFormat, *, should_cancel: Cancel = _never
     ) -> list[list[int]]:

@@ -212,7 +212,7 @@ class TokenizerInfo(_message.Message):
     def __init__(self, tokenizer_class: _Optional[str] = ..., vocab_size: _Optional[int] = ..., has_chat_template: _Optional[bool] = ..., chat_template_sha256: _Optional[str] = ..., default_system_prompt: _Optional[str] = ..., eos_token: _Optional[str] = ..., pad_token: _Optional[str] = ..., tokenizer_fingerprint: _Optional[str] = ...) -> None: ...
 
 class ServerLimits(_message.Message):
-    __slots__ = ("max_batch_size", "max_new_tokens", "max_prompts_per_request", "max_prompt_tokens", "max_message_bytes", "max_directions", "max_abs_coefficient", "direction_storage", "max_queued_jobs_per_tenant", "max_queued_jobs", "max_directions_per_tenant", "max_points_per_request", "max_text_chars", "max_score_tokens", "max_score_candidates", "max_keywords", "max_keyword_bytes", "max_terms", "max_direction_patterns", "max_reference_index", "max_name_chars", "max_job_memory_bytes", "max_batch_tokens", "queue_reserve", "tenant_direction_slots", "max_streams", "max_streams_per_tenant", "stream_send_timeout_seconds", "max_health_watches")
+    __slots__ = ("max_batch_size", "max_new_tokens", "max_prompts_per_request", "max_prompt_tokens", "max_message_bytes", "max_directions", "max_abs_coefficient", "direction_storage", "max_queued_jobs_per_tenant", "max_queued_jobs", "max_directions_per_tenant", "max_points_per_request", "max_text_chars", "max_score_tokens", "max_score_candidates", "max_keywords", "max_keyword_bytes", "max_terms", "max_direction_patterns", "max_reference_index", "max_name_chars", "max_job_memory_bytes", "max_batch_tokens", "queue_reserve", "tenant_direction_slots", "max_streams", "max_streams_per_tenant", "stream_send_timeout_seconds", "max_health_watches", "max_prompt_set_page")
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_PROMPTS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +242,7 @@ class ServerLimits(_message.Message):
     MAX_STREAMS_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
     STREAM_SEND_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_HEALTH_WATCHES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROMPT_SET_PAGE_FIELD_NUMBER: _ClassVar[int]
     max_batch_size: int
     max_new_tokens: int
     max_prompts_per_request: int
@@ -271,7 +272,8 @@ class ServerLimits(_message.Message):
     max_streams_per_tenant: int
     stream_send_timeout_seconds: float
     max_health_watches: int
-    def __init__(self, max_batch_size: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., max_prompts_per_request: _Optional[int] = ..., max_prompt_tokens: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_directions: _Optional[int] = ..., max_abs_coefficient: _Optional[float] = ..., direction_storage: _Optional[str] = ..., max_queued_jobs_per_tenant: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_directions_per_tenant: _Optional[int] = ..., max_points_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_score_tokens: _Optional[int] = ..., max_score_candidates: _Optional[int] = ..., max_keywords: _Optional[int] = ..., max_keyword_bytes: _Optional[int] = ..., max_terms: _Optional[int] = ..., max_direction_patterns: _Optional[int] = ..., max_reference_index: _Optional[int] = ..., max_name_chars: _Optional[int] = ..., max_job_memory_bytes: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., queue_reserve: _Optional[int] = ..., tenant_direction_slots: _Optional[int] = ..., max_streams: _Optional[int] = ..., max_streams_per_tenant: _Optional[int] = ..., stream_send_timeout_seconds: _Optional[float] = ..., max_health_watches: _Optional[int] = ...) -> None: ...
+    max_prompt_set_page: int
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., max_prompts_per_request: _Optional[int] = ..., max_prompt_tokens: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_directions: _Optional[int] = ..., max_abs_coefficient: _Optional[float] = ..., direction_storage: _Optional[str] = ..., max_queued_jobs_per_tenant: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_directions_per_tenant: _Optional[int] = ..., max_points_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_score_tokens: _Optional[int] = ..., max_score_candidates: _Optional[int] = ..., max_keywords: _Optional[int] = ..., max_keyword_bytes: _Optional[int] = ..., max_terms: _Optional[int] = ..., max_direction_patterns: _Optional[int] = ..., max_reference_index: _Optional[int] = ..., max_name_chars: _Optional[int] = ..., max_job_memory_bytes: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., queue_reserve: _Optional[int] = ..., tenant_direction_slots: _Optional[int] = ..., max_streams: _Optional[int] = ..., max_streams_per_tenant: _Optional[int] = ..., stream_send_timeout_seconds: _Optional[float] = ..., max_health_watches: _Optional[int] = ..., max_prompt_set_page: _Optional[int] = ...) -> None: ...
 
 class MemoryReport(_message.Message):
     __slots__ = ("model_bytes", "pristine_bytes", "directions_bytes", "device_bytes_in_use")
@@ -894,3 +896,25 @@ class JudgeResponse(_message.Message):
     weight_state: WeightState
     timings: Timings
     def __init__(self, rows: _Optional[_Iterable[_Union[JudgedRow, _Mapping]]] = ..., judge: _Optional[str] = ..., referee: _Optional[_Union[RefereeReport, _Mapping]] = ..., weight_state: _Optional[_Union[WeightState, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+
+class GetPromptSetRequest(_message.Message):
+    __slots__ = ("name", "offset", "limit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    offset: int
+    limit: int
+    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class GetPromptSetResponse(_message.Message):
+    __slots__ = ("info", "offset", "prompts", "next_offset")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    info: PromptSetInfo
+    offset: int
+    prompts: _containers.RepeatedScalarFieldContainer[str]
+    next_offset: int
+    def __init__(self, info: _Optional[_Union[PromptSetInfo, _Mapping]] = ..., offset: _Optional[int] = ..., prompts: _Optional[_Iterable[str]] = ..., next_offset: _Optional[int] = ...) -> None: ...

@@ -73,6 +73,11 @@ class LandscapeServiceStub:
                 request_serializer=safety__landscape_dot_v1_dot_landscape__pb2.JudgeRequest.SerializeToString,
                 response_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.JudgeResponse.FromString,
                 _registered_method=True)
+        self.GetPromptSet = channel.unary_unary(
+                '/safety_landscape.v1.LandscapeService/GetPromptSet',
+                request_serializer=safety__landscape_dot_v1_dot_landscape__pb2.GetPromptSetRequest.SerializeToString,
+                response_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.GetPromptSetResponse.FromString,
+                _registered_method=True)
 
 
 class LandscapeServiceServicer:
@@ -132,6 +137,13 @@ class LandscapeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPromptSet(self, request, context):
+        """A page of a named prompt set's texts (bounded by limits.max_prompt_set_page).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LandscapeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +181,11 @@ def add_LandscapeServiceServicer_to_server(servicer, server):
                     servicer.Judge,
                     request_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.JudgeRequest.FromString,
                     response_serializer=safety__landscape_dot_v1_dot_landscape__pb2.JudgeResponse.SerializeToString,
+            ),
+            'GetPromptSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPromptSet,
+                    request_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.GetPromptSetRequest.FromString,
+                    response_serializer=safety__landscape_dot_v1_dot_landscape__pb2.GetPromptSetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -364,6 +381,33 @@ class LandscapeService:
             '/safety_landscape.v1.LandscapeService/Judge',
             safety__landscape_dot_v1_dot_landscape__pb2.JudgeRequest.SerializeToString,
             safety__landscape_dot_v1_dot_landscape__pb2.JudgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPromptSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/safety_landscape.v1.LandscapeService/GetPromptSet',
+            safety__landscape_dot_v1_dot_landscape__pb2.GetPromptSetRequest.SerializeToString,
+            safety__landscape_dot_v1_dot_landscape__pb2.GetPromptSetResponse.FromString,
             options,
             channel_credentials,
             insecure,
