@@ -109,7 +109,9 @@ def test_exports_figures_report_and_compare_carry_the_coherent_asr(quick, tmp_pa
         points = list(csv.DictReader(fh))
     assert all(p["coherent_asr"] for p in points if p["metric"] == "asr")
     assert (out / "plots" / "outcomes_1d.png").stat().st_size > 1000
-    assert "coherent ASR at origin" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "coherent ASR at origin" in page
+    assert "Coherent ASR (jailbroken and coherent)" in page and "% at a = 0" in page  # the headline says it in words
     row = comparison_rows([load_run(out)])[0]
     assert row["coherent ASR at origin (%)"] == json.loads((out / "summary.json").read_text())[
         "outcomes"]["rates"]["coherent_asr"]["origin"]["d0|default"]
