@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         client.create_direction(direction)
         cpu = time.process_time()
         judged = client.judge([JudgeRow("Hello there.", prompt="Hello")], max_new_tokens=args.max_new_tokens)
-        doc["calibration"] = {"cpu_s": time.process_time() - cpu, "thresholds": judged.thresholds.__dict__}
+        t = judged.thresholds
+        doc["calibration"] = {"cpu_s": time.process_time() - cpu, "thresholds": {
+            "id": t.id, "max_nll": t.max_nll, "max_repetition": t.max_repetition, "max_run": t.max_run}}
         print(f"# calibration: {doc['calibration']['cpu_s']:.1f} CPU s (once per server and length); thresholds "
               f"max_nll {judged.thresholds.max_nll:.3f}, max_repetition {judged.thresholds.max_repetition:.3f}, "
               f"max_run {judged.thresholds.max_run} ({judged.thresholds.id})")
