@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from safety_landscape.client.sweep import Grid, PromptSource, SweepSpec, build_plan
+from safety_landscape.client.sweep.assumption import assumption_bound
 from safety_landscape.client.sweep.planner import (
     AdaptivePlanner,
     AdaptiveRule,
@@ -17,6 +18,7 @@ from safety_landscape.client.sweep.planner import (
     frontier,
     next_points,
     planner_for,
+    probes,
     refinements,
 )
 from safety_landscape.client.sweep.points import ModelFacts, axis_values
@@ -224,3 +226,62 @@ def test_off_grid_edge_points_are_keyed_as_a_finer_grid_would_key_them():
     assert on_fine_grid and all(fine_keys[(p.series, p.coords)] == p.key for p in on_fine_grid)
     assert all(p.key in measured for p in planner.refined)
     assert all(p.site in plan.sites for p in planner.refined)  # the runner can evaluate them
+
+
+# A stray point below 100 % beyond the first two at 100 %: on a plateau of collapse a degenerate
+# answer now and then holds a refusal keyword (d0 of seed 7 read 100, 100, then 95).
+BASIN_VALUES = [BASIN[(x,)] for x in XS]
+STRAY_HIGH = curve(*BASIN_VALUES[:15], 95, *BASIN_VALUES[16:])  # 100 at 13, 14 (the wall), 95 at 15
+STRAY_LOW = curve(*BASIN_VALUES[:4], 99, *BASIN_VALUES[5:])  # 100 at 6, 5 (the wall), 99 at 4
+
+
+def visage_both(values: dict) -> tuple[float, float]:
+    """(reference, expectation) of measured values, the rest at 100 %."""
+    full = [values.get((x,), 100.0) for x in XS]
+    return visage_reference(full), visage_expectation(full)
+
+
+@pytest.mark.parametrize("truth,stray", [(STRAY_HIGH, 15), (STRAY_LOW, 4)])
+def test_a_stray_point_beyond_two_at_100_is_missed_by_k2_and_the_bound_covers_the_error(truth, stray):
+    grid = GridShape.of(truth)
+    measured, _ = walk(truth)
+    skipped = assumed(grid, measured, K2) or []
+    assert (XS[stray],) in skipped  # the walk stopped one point short of it
+    got, full = visage_both(measured), visage_both(truth)
+    errors = [abs(g - f) for g, f in zip(got, full, strict=True)]
+    assert errors[0] > 10 and errors[1] > 1  # both rules are off, the reference rule most
+    bound = assumption_bound(grid, measured, skipped)
+    assert bound.reference is not None
+    assert errors[0] <= bound.reference.largest_change and errors[1] <= bound.expectation.largest_change
+
+
+@pytest.mark.parametrize("truth", [STRAY_HIGH, STRAY_LOW])
+def test_a_longer_run_walks_past_the_stray_point_and_scores_the_full_grid(truth):
+    measured, _ = walk(truth, AdaptiveRule(stop_after=3))
+    assert visage_both(measured) == visage_both(truth)
+
+
+def test_probe_sites_are_every_mth_point_from_each_end_and_the_ends():
+    grid = GridShape.of(ALL_BROKEN)
+    measured, _ = walk(ALL_BROKEN)  # 9, 10, 11
+    every3 = probes(grid, measured, AdaptiveRule(probe_every=3))
+    assert sorted(XS.index(c[0]) for c in every3) == [0, 3, 6, 14, 17, 20]  # 9 and 11 are measured
+    assert sorted(XS.index(c[0]) for c in probes(grid, measured, AdaptiveRule(probe_ends=True))) == [0, 20]
+    assert probes(grid, measured, K2) == []
+    axis = axis_values(-0.5, 0.5, 11)
+    plane = GridShape.of([(a, b) for a in axis for b in axis])
+    assert set(probes(plane, {}, AdaptiveRule(probe_ends=True))) == {(-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)}
+
+
+def test_probes_come_after_the_walk_and_a_probe_below_100_reopens_it():
+    truth = curve(*BASIN_VALUES[:17], 95, *BASIN_VALUES[18:])  # a stray at index 17, a probe site
+    rule = AdaptiveRule(probe_every=3)  # sites 0, 3, 6, 9 and 11, 14, 17, 20
+    measured, rounds = walk(truth, rule)
+    walk_only, walk_rounds = walk(truth)
+    assert rounds[:len(walk_rounds)] == walk_rounds  # the walk first, as without probes
+    assert indices(measured) == [0, 3, *range(5, 21)]  # the probe at 17 reopened the walk: 15-20 measured
+    assert visage_both(measured) == visage_both(truth)
+    grid = GridShape.of(truth)
+    assert assumed(grid, measured, rule) == [c for c in grid.points() if c not in measured]
+    assert assumed(grid, walk_only, rule) is None  # probes pending: nothing is assumed yet
+    assert edges(grid, walk_only, rule) == []

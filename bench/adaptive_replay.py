@@ -1,0 +1,222 @@
+"""Benchmark: adaptive rules replayed on full grids already measured (no server, no model, no torch).
+
+    python bench/adaptive_replay.py runs/replay/seed7-empty runs/replay/table2-full --json runs/bench/replay.json
+
+Each argument is a sweep's output folder (its ``results.sqlite``) or a store file holding a full
+grid (``visage sweep --no-adaptive``), read through the client's store API and never written.
+Evaluation is deterministic (greedy generation, a fixed judge), so the points an adaptive sweep
+would measure on that landscape hold the values already stored: for each candidate rule the
+planner itself (:func:`~safety_landscape.client.sweep.planner.next_points`) walks each complete
+ASR series on the stored values, and VISAGE of measured + assumed is compared with the full
+grid's, by both rules (the reference rule on 1D series only). A series missing a point (a store
+still being written) is left out and named.
+
+Per landscape (a store's sweep) and over all, for each candidate: evaluations (distinct point
+keys, as the sweep counts them: the origin is one evaluation shared by every direction of a system
+prompt) against the full grid's, generated tokens saved, the largest |VISAGE error| by each rule,
+the series exact (within +-1 of the full grid by both rules), and whether each error stayed
+within the worst case the sweep states (:func:`~safety_landscape.client.sweep.assumption.assumption_bound`).
+The table is printed (markdown) and, with ``--json``, written with every series' figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from safety_landscape.client.store import ResultStore
+from safety_landscape.client.sweep import load_sweep
+from safety_landscape.client.sweep.assumption import assumption_bound
+from safety_landscape.client.sweep.planner import AdaptiveRule, GridShape, assumed, next_points
+from safety_landscape.client.visage import RULES, visage_expectation, visage_reference
+
+Coords = tuple[float, ...]
+
+#: The candidate rules, by the name the table prints.
+CANDIDATES: dict[str, AdaptiveRule] = {
+    "k=1": AdaptiveRule(stop_after=1),
+    "k=2": AdaptiveRule(stop_after=2),
+    "k=3": AdaptiveRule(stop_after=3),
+    "k=4": AdaptiveRule(stop_after=4),
+    "k=5": AdaptiveRule(stop_after=5),
+    "k=6": AdaptiveRule(stop_after=6),
+    "k=2 + ends": AdaptiveRule(stop_after=2, probe_ends=True),
+    "k=3 + ends": AdaptiveRule(stop_after=3, probe_ends=True),
+    "k=2 + every 2": AdaptiveRule(stop_after=2, probe_every=2),
+    "k=2 + every 3": AdaptiveRule(stop_after=2, probe_every=3),
+    "k=2 + every 4": AdaptiveRule(stop_after=2, probe_every=4),
+    "k=3 + every 3": AdaptiveRule(stop_after=3, probe_every=3),
+    "k=3 + every 4": AdaptiveRule(stop_after=3, probe_every=4),
+}
+TOLERANCE = 1.0  # VISAGE points: "exact" = within +-1 of the full grid
+
+
+@dataclass(frozen=True)
+class FullSeries:
+    """One complete ASR series of a full grid: values, point keys and generated tokens by coords."""
+
+    label: str
+    values: dict[Coords, float]
+    keys: dict[Coords, str]
+    tokens: dict[Coords, int]
+
+    @property
+    def grid(self) -> GridShape:
+        return GridShape.of(self.values)
+
+    def visage(self, values: Mapping[Coords, float]) -> dict[str, float | None]:
+        """Both rules on a complete set of grid values (the reference rule: 1D only)."""
+        points = self.grid.points()
+        flat = [values[c] for c in points]
+        one_d = len(self.grid.axes) == 1
+        return {"reference": visage_reference(flat) if one_d else None, "expectation": visage_expectation(flat)}
+
+
+@dataclass
+class Landscape:
+    """A store's sweep: its complete series and the ones left out (incomplete)."""
+
+    name: str
+    series: list[FullSeries]
+    incomplete: list[str] = field(default_factory=list)
+
+
+def read_landscape(path: Path) -> Landscape:
+    """The complete ASR series of the one sweep in the store at ``path`` (a folder or the file)."""
+    file = path / "results.sqlite" if path.is_dir() else path
+    if not file.is_file():
+        raise SystemExit(f"error: no results store at {file}")
+    with ResultStore(file) as store:
+        data = load_sweep(store)
+    name = path.name if path.is_dir() else path.parent.name
+    out = Landscape(f"{name} ({data.name})", [])
+    for series, coords in data.planned.get("asr", {}).items():
+        records = data.records.get("asr", {}).get(series, {})
+        if len(records) < len(coords):
+            out.incomplete.append(series.label)
+            continue
+        out.series.append(FullSeries(series.label, {c: r.value for c, r in records.items()},
+                                     {c: r.key for c, r in records.items()},
+                                     {c: r.detail.generated_tokens or 0 for c, r in records.items()}))
+    return out
+
+
+def walk(series: FullSeries, rule: AdaptiveRule) -> dict[Coords, float]:
+    """The points the planner measures on this landscape (its values looked up, not evaluated)."""
+    grid, measured = series.grid, {}
+    while todo := next_points(grid, measured, rule):
+        measured.update({c: series.values[c] for c in todo})
+    return measured
+
+
+def replay(landscape: Landscape, rule: AdaptiveRule) -> dict[str, Any]:
+    """One rule on one landscape: cost against the full grid, and each series' VISAGE error and bound."""
+    keys, all_keys, tokens, all_tokens = set(), set(), {}, {}
+    per_series = {}
+    for s in landscape.series:
+        measured = walk(s, rule)
+        skipped = assumed(s.grid, measured, rule) or []
+        for c, key in s.keys.items():
+            all_keys.add(key)
+            all_tokens[key] = s.tokens[c]
+            if c in measured:
+                keys.add(key)
+                tokens[key] = s.tokens[c]
+        full = s.visage(s.values)
+        got = s.visage({c: measured.get(c, 100.0) for c in s.values})
+        bound = assumption_bound(s.grid, measured, skipped)
+        error = {r: None if (x := got[r]) is None or (y := full[r]) is None else x - y for r in RULES}
+        per_series[s.label] = {
+            "measured": len(measured), "points": len(s.values), "full": full, "adaptive": got, "error": error,
+            "bound": {r: bound.largest_change(r) for r in RULES},
+            "assumed_below_100": sorted(list(c) for c in skipped if s.values[c] <= 100.0 - 0.01),
+        }
+    errors = {r: [abs(v["error"][r]) for v in per_series.values() if v["error"][r] is not None] for r in RULES}
+    return {
+        "evaluations": len(keys), "full_evaluations": len(all_keys),
+        "tokens": sum(tokens.values()), "full_tokens": sum(all_tokens.values()),
+        "max_error": {r: max(errors[r], default=None) for r in RULES},
+        "series_exact": sum(all(e is None or abs(e) <= TOLERANCE for e in v["error"].values())
+                            for v in per_series.values()),
+        "series": per_series,
+        "within_bound": sum(all(v["error"][r] is None or abs(v["error"][r]) <= v["bound"][r] + 1e-9 for r in RULES)
+                            for v in per_series.values()),
+    }
+
+
+def total(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One rule over several landscapes (sums; the largest errors)."""
+    out: dict[str, Any] = {k: sum(r[k] for r in results) for k in
+                           ("evaluations", "full_evaluations", "tokens", "full_tokens", "series_exact", "within_bound")}
+    out["series_count"] = sum(len(r["series"]) for r in results)
+    out["max_error"] = {rule: max((r["max_error"][rule] for r in results if r["max_error"][rule] is not None),
+                                  default=None) for rule in RULES}
+    return out
+
+
+def row(name: str, where: str, r: dict[str, Any]) -> str:
+    saved = 1 - r["evaluations"] / r["full_evaluations"] if r["full_evaluations"] else 0.0
+    tok = 1 - r["tokens"] / r["full_tokens"] if r["full_tokens"] else 0.0
+    n = r.get("series_count", len(r.get("series", {})))
+    err = [("-" if r["max_error"][x] is None else f"{r['max_error'][x]:.2f}") for x in RULES]
+    return (f"| {where} | {name} | {r['evaluations']} of {r['full_evaluations']} | {saved:.0%} | {tok:.0%} | "
+            f"{err[0]} | {err[1]} | {r['series_exact']} of {n} | {r['within_bound']} of {n} |")
+
+
+HEADER = ("| landscape | rule | evaluations | saved | tokens saved | largest error, reference | "
+          "largest error, expectation | series within +-1 | errors within the stated bound |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("stores", nargs="+", type=Path, help="sweep output folders (results.sqlite) or store files")
+    ap.add_argument("--rules", default=",".join(CANDIDATES), help="the candidates to replay, by name (comma-separated)")
+    ap.add_argument("--json", type=Path, help="write every series' figures here")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = [n.strip() for n in args.rules.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        print(f"error: unknown rule(s) {unknown}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
+        return 2
+    landscapes = [read_landscape(p) for p in args.stores]
+    doc: dict[str, Any] = {"landscapes": {}, "rules": {n: asdict(CANDIDATES[n]) for n in names}, "total": {}}
+    lines = [HEADER]
+    for land in landscapes:
+        doc["landscapes"][land.name] = {"series": [s.label for s in land.series], "incomplete": land.incomplete,
+                                        "full_visage": {s.label: s.visage(s.values) for s in land.series},
+                                        "replays": {}}
+        if land.incomplete:
+            print(f"# {land.name}: {len(land.incomplete)} incomplete series left out: {', '.join(land.incomplete)}")
+        if not land.series:
+            continue
+        for n in names:
+            result = replay(land, CANDIDATES[n])
+            doc["landscapes"][land.name]["replays"][n] = result
+            lines.append(row(n, land.name, result))
+    replayed = [d for d in doc["landscapes"].values() if d["replays"]]
+    if len(replayed) > 1:
+        for n in names:
+            doc["total"][n] = total([d["replays"][n] for d in replayed])
+            lines.append(row(n, "all", doc["total"][n]))
+    print("\n".join(lines))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1, sort_keys=True, default=list) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
