@@ -18,7 +18,7 @@ from safety_landscape.client.sweep.points import axis_values
 
 XS = axis_values(-0.5, 0.5, 21)
 BASIN = [100] * 7 + [97.5, 40, 5, 18.75, 40, 78.75] + [100] * 8
-STRAY = BASIN[:15] + [95] + BASIN[16:]  # 100 at indices 13, 14, then 95 at 15
+STRAY = [*BASIN[:15], 95, *BASIN[16:]]  # 100 at indices 13, 14, then 95 at 15
 
 
 def load_script():
