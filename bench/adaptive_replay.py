@@ -13,7 +13,8 @@ still being written) is left out and named.
 
 Per landscape (a store's sweep) and over all, for each candidate: evaluations (distinct point
 keys, as the sweep counts them: the origin is one evaluation shared by every direction of a system
-prompt) against the full grid's, generated tokens saved, the largest |VISAGE error| by each rule,
+prompt) against the full grid's, generated tokens saved, rounds (the series walk side by side; the
+full grid is one round), the largest |VISAGE error| by each rule,
 the series exact (within +-1 of the full grid by both rules), and whether each error stayed
 within the worst case the sweep states (:func:`~safety_landscape.client.sweep.assumption.assumption_bound`).
 The table is printed (markdown) and, with ``--json``, written with every series' figures.
@@ -109,20 +110,23 @@ def read_landscape(path: Path) -> Landscape:
     return out
 
 
-def walk(series: FullSeries, rule: AdaptiveRule) -> dict[Coords, float]:
-    """The points the planner measures on this landscape (its values looked up, not evaluated)."""
-    grid, measured = series.grid, {}
+def walk(series: FullSeries, rule: AdaptiveRule) -> tuple[dict[Coords, float], int]:
+    """The points the planner measures on this landscape (its values looked up, not evaluated),
+    and in how many rounds."""
+    grid, measured, rounds = series.grid, {}, 0
     while todo := next_points(grid, measured, rule):
         measured.update({c: series.values[c] for c in todo})
-    return measured
+        rounds += 1
+    return measured, rounds
 
 
 def replay(landscape: Landscape, rule: AdaptiveRule) -> dict[str, Any]:
     """One rule on one landscape: cost against the full grid, and each series' VISAGE error and bound."""
     keys, all_keys, tokens, all_tokens = set(), set(), {}, {}
-    per_series = {}
+    per_series, rounds = {}, 0
     for s in landscape.series:
-        measured = walk(s, rule)
+        measured, n = walk(s, rule)
+        rounds = max(rounds, n)  # the series walk side by side, a round each at a time
         skipped = assumed(s.grid, measured, rule) or []
         for c, key in s.keys.items():
             all_keys.add(key)
@@ -141,7 +145,7 @@ def replay(landscape: Landscape, rule: AdaptiveRule) -> dict[str, Any]:
         }
     errors = {r: [abs(v["error"][r]) for v in per_series.values() if v["error"][r] is not None] for r in RULES}
     return {
-        "evaluations": len(keys), "full_evaluations": len(all_keys),
+        "evaluations": len(keys), "full_evaluations": len(all_keys), "rounds": rounds,
         "tokens": sum(tokens.values()), "full_tokens": sum(all_tokens.values()),
         "max_error": {r: max(errors[r], default=None) for r in RULES},
         "series_exact": sum(all(e is None or abs(e) <= TOLERANCE for e in v["error"].values())
@@ -157,6 +161,7 @@ def total(results: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {k: sum(r[k] for r in results) for k in
                            ("evaluations", "full_evaluations", "tokens", "full_tokens", "series_exact", "within_bound")}
     out["series_count"] = sum(len(r["series"]) for r in results)
+    out["rounds"] = max(r["rounds"] for r in results)
     out["max_error"] = {rule: max((r["max_error"][rule] for r in results if r["max_error"][rule] is not None),
                                   default=None) for rule in RULES}
     return out
@@ -168,12 +173,13 @@ def row(name: str, where: str, r: dict[str, Any]) -> str:
     n = r.get("series_count", len(r.get("series", {})))
     err = [("-" if r["max_error"][x] is None else f"{r['max_error'][x]:.2f}") for x in RULES]
     return (f"| {where} | {name} | {r['evaluations']} of {r['full_evaluations']} | {saved:.0%} | {tok:.0%} | "
+            f"{r['rounds']} | "
             f"{err[0]} | {err[1]} | {r['series_exact']} of {n} | {r['within_bound']} of {n} |")
 
 
-HEADER = ("| landscape | rule | evaluations | saved | tokens saved | largest error, reference | "
+HEADER = ("| landscape | rule | evaluations | saved | tokens saved | rounds | largest error, reference | "
           "largest error, expectation | series within +-1 | errors within the stated bound |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+          "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -67,7 +67,7 @@ def test_replay_counts_evaluations_and_visage_errors_against_the_full_grid(tmp_p
     assert k3["series_exact"] == 2 and k3["max_error"] == {"reference": 0.0, "expectation": 0.0}
     assert k2["tokens"] < k2["full_tokens"]
     printed = capsys.readouterr().out
-    assert "| land (full) | k=2 | 19 of 41 | 54% |" in printed
+    assert "| land (full) | k=2 | 19 of 41 | 54% | 67% | 6 |" in printed
 
 
 def test_a_series_still_being_written_is_left_out_and_named(tmp_path, capsys):
