@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from safety_landscape.client.sweep.assumption import assumption_bound
+from safety_landscape.client.sweep.assumption import assumption_bound, assumption_bounds
 from safety_landscape.client.sweep.planner import GridShape
 from safety_landscape.client.visage import visage_expectation, visage_reference
 
@@ -94,3 +94,10 @@ def test_an_unfinished_walk_or_a_point_both_measured_and_assumed_is_refused():
         assumption_bound(grid, measured, [*skipped, (0.0,)])
     with pytest.raises(ValueError, match="unknown VISAGE rule"):
         assumption_bound(grid, measured, skipped).largest_change("mean")
+
+
+def test_every_finished_series_gets_its_bound_and_an_unfinished_one_none():
+    grid, measured, skipped = series([100, 100, 100, 50, 20, 50, 100, 100, 100], {0, 1, 7, 8})
+    planned = {"d0": grid.points(), "d1": grid.points()}
+    bounds = assumption_bounds(planned, {"d0": measured, "d1": {}}, {"d0": skipped, "d1": None})
+    assert list(bounds) == ["d0"] and bounds["d0"] == assumption_bound(grid, measured, skipped)

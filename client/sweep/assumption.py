@@ -24,14 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..visage import visage_expectation, visage_reference
 from .planner import PLATEAU_MARGIN, GridShape
 
-__all__ = ["AssumptionBound", "RuleBound", "assumption_bound"]
+__all__ = ["AssumptionBound", "RuleBound", "assumption_bound", "assumption_bounds"]
 
 Coords = tuple[float, ...]
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,15 @@ def assumption_bound(grid: GridShape, measured: Mapping[Coords, float], assumed:
     rules = ["expectation"] + (["reference"] if len(grid.axes) == 1 else [])
     out = {rule: _rule_bound(rule, values, [index[c] for c in skipped], points, s_max) for rule in rules}
     return AssumptionBound(skipped, out["expectation"], out.get("reference"))
+
+
+def assumption_bounds(planned: Mapping[K, Sequence[Coords]], measured: Mapping[K, Mapping[Coords, float]],
+                      assumed: Mapping[K, Sequence[Coords] | None], s_max: float = 100.0) -> dict[K, AssumptionBound]:
+    """:func:`assumption_bound` of every finished series (``assumed[s]`` not None), by series:
+    ``planned`` each series' grid points, ``measured`` its measured values, ``assumed`` its assumed
+    points (the shapes of a sweep's ASR series as :mod:`.summary` reads them from the store)."""
+    return {s: assumption_bound(GridShape.of(coords), measured.get(s, {}), skipped, s_max)
+            for s, coords in planned.items() if (skipped := assumed.get(s)) is not None}
 
 
 def _rule_bound(rule: str, values: list[float], skipped: list[int], points: list[Coords], s_max: float) -> RuleBound:
