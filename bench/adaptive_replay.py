@@ -17,7 +17,9 @@ prompt) against the full grid's, generated tokens saved, rounds (the series walk
 full grid is one round), the largest |VISAGE error| by each rule,
 the series exact (within +-1 of the full grid by both rules), and whether each error stayed
 within the worst case the sweep states (:func:`~safety_landscape.client.sweep.assumption.assumption_bound`).
-The table is printed (markdown) and, with ``--json``, written with every series' figures.
+Per series, the least ``stop_after`` whose walk reaches every point below 100 % (the longest run
+of 100 % points between two such points, walking out from the centre, plus one). The table is
+printed (markdown) and, with ``--json``, written with every series' figures.
 """
 
 from __future__ import annotations
@@ -120,6 +122,17 @@ def walk(series: FullSeries, rule: AdaptiveRule) -> tuple[dict[Coords, float], i
     return measured, rounds
 
 
+def stop_after_needed(series: FullSeries) -> int:
+    """The least ``stop_after`` whose walk measures every point below 100 % of the series (no
+    probes): 1 + the longest run of 100 % points the walk has to cross to reach one."""
+    k = 1
+    while True:
+        measured, _ = walk(series, AdaptiveRule(stop_after=k))
+        if all(c in measured for c, v in series.values.items() if v <= 100.0 - 0.01):
+            return k
+        k += 1
+
+
 def replay(landscape: Landscape, rule: AdaptiveRule) -> dict[str, Any]:
     """One rule on one landscape: cost against the full grid, and each series' VISAGE error and bound."""
     keys, all_keys, tokens, all_tokens = set(), set(), {}, {}
@@ -203,11 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     for land in landscapes:
         doc["landscapes"][land.name] = {"series": [s.label for s in land.series], "incomplete": land.incomplete,
                                         "full_visage": {s.label: s.visage(s.values) for s in land.series},
+                                        "stop_after_needed": {s.label: stop_after_needed(s) for s in land.series},
                                         "replays": {}}
         if land.incomplete:
             print(f"# {land.name}: {len(land.incomplete)} incomplete series left out: {', '.join(land.incomplete)}")
         if not land.series:
             continue
+        needed = doc["landscapes"][land.name]["stop_after_needed"]
+        print(f"# {land.name}: the least stop_after that measures every point below 100 %, per series: "
+              + ", ".join(f"{label} {k}" for label, k in needed.items()))
         for n in names:
             result = replay(land, CANDIDATES[n])
             doc["landscapes"][land.name]["replays"][n] = result

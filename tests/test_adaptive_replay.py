@@ -86,3 +86,11 @@ def test_unknown_rules_and_missing_stores_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="no results store"):
         replay.main([str(tmp_path / "nowhere")])
     assert not (tmp_path / "nowhere").exists()  # never created by reading
+
+
+def test_the_run_each_series_needs_is_one_more_than_its_longest_run_of_100_before_a_drop(tmp_path):
+    replay = load_script()
+    far = [*BASIN[:17], 90, *BASIN[18:]]  # 100 at 13-16, then 90 at 17: a run of 4
+    full_grid_store(tmp_path / "s.sqlite", {"d0": BASIN, "d1": STRAY, "d2": far})
+    land = replay.read_landscape(tmp_path / "s.sqlite")
+    assert [replay.stop_after_needed(s) for s in land.series] == [1, 3, 5]
