@@ -35,6 +35,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from safety_landscape.client.errors import ValidationError
 from safety_landscape.client.store import ResultStore
 from safety_landscape.client.sweep import load_sweep
 from safety_landscape.client.sweep.assumption import assumption_bound
@@ -92,14 +93,20 @@ class Landscape:
     incomplete: list[str] = field(default_factory=list)
 
 
-def read_landscape(path: Path) -> Landscape:
-    """The complete ASR series of the one sweep in the store at ``path`` (a folder or the file)."""
+def read_landscape(path: Path, sweep: str | None = None) -> Landscape:
+    """The complete ASR series of the sweep (``sweep``, else the only one) in the store at ``path``
+    (a folder or the file); a store with no sweep yet gives no series."""
     file = path / "results.sqlite" if path.is_dir() else path
     if not file.is_file():
         raise SystemExit(f"error: no results store at {file}")
-    with ResultStore(file) as store:
-        data = load_sweep(store)
     name = path.name if path.is_dir() else path.parent.name
+    with ResultStore(file) as store:
+        if sweep is None and all(store.get_meta(n) is None for n in store.sweeps()):
+            return Landscape(f"{name} (no sweep yet)", [])
+        try:
+            data = load_sweep(store, sweep)
+        except ValidationError as exc:
+            raise SystemExit(f"error: {exc}") from None
     out = Landscape(f"{name} ({data.name})", [])
     for series, coords in data.planned.get("asr", {}).items():
         records = data.records.get("asr", {}).get(series, {})
@@ -198,6 +205,7 @@ HEADER = ("| landscape | rule | evaluations | saved | tokens saved | rounds | la
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stores", nargs="+", type=Path, help="sweep output folders (results.sqlite) or store files")
+    ap.add_argument("--sweep", help="the sweep to read, where a store holds several")
     ap.add_argument("--rules", default=",".join(CANDIDATES), help="the candidates to replay, by name (comma-separated)")
     ap.add_argument("--json", type=Path, help="write every series' figures here")
     return ap.parse_args(argv)
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown rule(s) {unknown}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
         return 2
-    landscapes = [read_landscape(p) for p in args.stores]
+    landscapes = [read_landscape(p, args.sweep) for p in args.stores]
     doc: dict[str, Any] = {"landscapes": {}, "rules": {n: asdict(CANDIDATES[n]) for n in names}, "total": {}}
     lines = [HEADER]
     for land in landscapes:
@@ -221,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if land.incomplete:
             print(f"# {land.name}: {len(land.incomplete)} incomplete series left out: {', '.join(land.incomplete)}")
         if not land.series:
+            print(f"# {land.name}: no complete series yet")
             continue
         needed = doc["landscapes"][land.name]["stop_after_needed"]
         print(f"# {land.name}: the least stop_after that measures every point below 100 %, per series: "

@@ -94,3 +94,10 @@ def test_the_run_each_series_needs_is_one_more_than_its_longest_run_of_100_befor
     full_grid_store(tmp_path / "s.sqlite", {"d0": BASIN, "d1": STRAY, "d2": far})
     land = replay.read_landscape(tmp_path / "s.sqlite")
     assert [replay.stop_after_needed(s) for s in land.series] == [1, 3, 5]
+
+
+def test_a_store_with_no_sweep_yet_replays_nothing(tmp_path, capsys):
+    replay = load_script()
+    ResultStore(tmp_path / "new.sqlite").close()
+    assert replay.main([str(tmp_path / "new.sqlite"), "--rules", "k=2"]) == 0
+    assert "(no sweep yet): no complete series yet" in capsys.readouterr().out
