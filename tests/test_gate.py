@@ -23,7 +23,7 @@ from serving import running_server
 from safety_landscape.client.cli import main
 from safety_landscape.client.gate import BaselineError, GateConfigError, config_from_dict, load_baseline, sha256_json
 from safety_landscape.client.gate.measure import gate_spec
-from safety_landscape.client.gate.report import _attest
+from safety_landscape.client.gate.verdict import _attest
 from safety_landscape.client.sweep.planner import FullGrid, planner_for
 from safety_landscape.client.sweep.points import ModelFacts, build_plan
 
