@@ -23,6 +23,7 @@ from safety_landscape.client.sweep import (
 from safety_landscape.client.sweep.fleet import expand_targets
 from safety_landscape.client.sweep.points import ModelFacts, axis_values, interpolation_values, prompts_sha256
 from safety_landscape.client.sweep.runner import ProgressBar
+from safety_landscape.client.sweep.spec.schema import DEFAULT_STOP_AFTER
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "sweeps"
 FACTS = ModelFacts("m" * 64, "t" * 64, "c" * 64, "float32", "cpu")
@@ -244,4 +245,6 @@ def test_adaptive_grid_fields_are_validated_and_read_from_toml(tmp_path):
     with pytest.raises(SpecError, match="edges are refined on 1D grids only"):
         validate(plane)
     with pytest.raises(SpecError, match=r"only meaningful with grid\.adaptive = true"):
-        validate(preset("quick").replace(grid=Grid(stop_after=3)))
+        validate(preset("quick").replace(grid=Grid(stop_after=4)))
+    for recorded in (2, DEFAULT_STOP_AFTER):  # what a spec written out by this or an earlier client holds
+        validate(preset("quick").replace(grid=Grid(stop_after=recorded)))

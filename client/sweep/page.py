@@ -19,7 +19,7 @@ from ..reproduce import reproduce_command
 from ..store import ResultStore
 from ..visage import RULES
 from .stored import SweepData
-from .summary_doc import SweepSummary
+from .summary_doc import WORST_CASE_MEANING, AdaptiveSummary, SweepSummary
 
 __all__ = ["completion_views", "table_rows", "write_sweep_page"]
 
@@ -120,7 +120,14 @@ def _notes(summary: SweepSummary, labels: Mapping[str, str]) -> str:
         notes += (f" ADAPTIVE sweep: {adaptive.evaluated} of {adaptive.grid_points} grid points measured; "
                   f"{adaptive.assumption} VISAGE counts the assumed points at 100 %; the plots draw them "
                   "hollow (1D) or crossed (2D).")
+        notes += _worst_case_note(adaptive)
     return notes
+
+
+def _worst_case_note(adaptive: AdaptiveSummary) -> str:
+    """The adaptive sweep's stated worst case, one sentence ('' when nothing was assumed)."""
+    lines = adaptive.worst_case_lines()
+    return f" Worst case of the assumption, {WORST_CASE_MEANING}: {'; '.join(lines)}." if lines else ""
 
 
 def write_sweep_page(path: Path, data: SweepData, summary: SweepSummary | Mapping[str, Any], plots: list[Path], *,

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 from ..errors import VisageError
 from ..records import Series
 from .points import Plan, Point, Task, off_grid_point
+from .spec.schema import DEFAULT_STOP_AFTER
 
 __all__ = ["AdaptivePlanner", "AdaptiveRule", "Edge", "FullGrid", "GridShape", "Measured", "Planner", "assumed",
            "edges", "frontier", "next_points", "planner_for", "probes", "refinements"]
@@ -65,7 +66,7 @@ class AdaptiveRule:
     with ``probe_ends``) and how finely an edge is located off the grid (``edge_resolution``,
     coefficient units; 0 = not)."""
 
-    stop_after: int = 2
+    stop_after: int = DEFAULT_STOP_AFTER
     edge_resolution: float = 0.0
     s_max: float = 100.0
     probe_every: int = 0
@@ -75,7 +76,7 @@ class AdaptiveRule:
     def of_grid(cls, grid: Mapping[str, Any] | Any) -> AdaptiveRule:
         """The rule of a spec's grid (a :class:`~.spec.Grid` or its stored dict)."""
         get = grid.get if isinstance(grid, Mapping) else lambda name, default: getattr(grid, name, default)
-        return cls(int(get("stop_after", 2)), float(get("edge_resolution", 0.0)))
+        return cls(int(get("stop_after", DEFAULT_STOP_AFTER)), float(get("edge_resolution", 0.0)))
 
     def on_plateau(self, value: float) -> bool:
         return value > self.s_max - PLATEAU_MARGIN
