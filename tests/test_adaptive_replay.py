@@ -68,6 +68,9 @@ def test_replay_counts_evaluations_and_visage_errors_against_the_full_grid(tmp_p
     assert k2["tokens"] < k2["full_tokens"]
     printed = capsys.readouterr().out
     assert "| land (full) | k=2 | 19 of 41 | 54% | 67% | 6 |" in printed
+    assert doc["default"] == "k=3" and "| land (full) | k=3 (default) |" in printed  # the code's default is marked
+    assert doc["exact_everywhere"] == ["k=3"]
+    assert "every series replayed, fewest evaluations first: k=3 (default)" in printed
 
 
 def test_a_series_still_being_written_is_left_out_and_named(tmp_path, capsys):
@@ -100,4 +103,5 @@ def test_a_store_with_no_sweep_yet_replays_nothing(tmp_path, capsys):
     replay = load_script()
     ResultStore(tmp_path / "new.sqlite").close()
     assert replay.main([str(tmp_path / "new.sqlite"), "--rules", "k=2"]) == 0
-    assert "(no sweep yet): no complete series yet" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "(no sweep yet): no complete series yet" in printed and "none: the full grid" in printed
