@@ -3,7 +3,9 @@
     python bench/adaptive_replay.py runs/replay/seed7-empty runs/replay/table2-full --json runs/bench/replay.json
 
 Each argument is a sweep's output folder (its ``results.sqlite``) or a store file holding a full
-grid (``visage sweep --no-adaptive``), read through the client's store API and never written.
+grid (``visage sweep --no-adaptive``; ``PATH@SWEEP`` where it holds several), read through the
+client's store API and never written. A series whose points (content keys) an earlier argument's
+series already holds is the same landscape and is replayed once.
 Evaluation is deterministic (greedy generation, a fixed judge), so the points an adaptive sweep
 would measure on that landscape hold the values already stored: for each candidate rule the
 planner itself (:func:`~safety_landscape.client.sweep.planner.next_points`) walks each complete
@@ -93,6 +95,7 @@ class Landscape:
     name: str
     series: list[FullSeries]
     incomplete: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # series replayed already, under another landscape
 
 
 def read_landscape(path: Path, sweep: str | None = None) -> Landscape:
@@ -119,6 +122,29 @@ def read_landscape(path: Path, sweep: str | None = None) -> Landscape:
                                      {c: r.key for c, r in records.items()},
                                      {c: r.detail.generated_tokens or 0 for c, r in records.items()}))
     return out
+
+
+def store_and_sweep(arg: Path, sweep: str | None) -> tuple[Path, str | None]:
+    """``PATH@SWEEP`` names the sweep of one store (where a store holds several); else ``--sweep``."""
+    path, at, name = str(arg).rpartition("@")
+    return (Path(path), name) if at and path else (arg, sweep)
+
+
+def distinct(landscapes: list[Landscape]) -> list[Landscape]:
+    """Each landscape's series less those whose points (keys) an earlier one already holds (a sweep
+    that reused another's points measures the same landscape: replayed once), named as left out."""
+    seen: dict[frozenset[str], str] = {}
+    for land in landscapes:
+        kept = []
+        for s in land.series:
+            keys = frozenset(s.keys.values())
+            if keys in seen:
+                land.duplicates.append(f"{s.label} (the points of {seen[keys]})")
+            else:
+                seen[keys] = f"{land.name} {s.label}"
+                kept.append(s)
+        land.series = kept
+    return landscapes
 
 
 def walk(series: FullSeries, rule: AdaptiveRule) -> tuple[dict[Coords, float], int]:
@@ -206,8 +232,9 @@ HEADER = ("| landscape | rule | evaluations | saved | tokens saved | rounds | la
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stores", nargs="+", type=Path, help="sweep output folders (results.sqlite) or store files")
-    ap.add_argument("--sweep", help="the sweep to read, where a store holds several")
+    ap.add_argument("stores", nargs="+", type=Path,
+                    help="sweep output folders (results.sqlite) or store files; PATH@SWEEP picks one sweep of a store")
+    ap.add_argument("--sweep", help="the sweep to read, where a store holds several (PATH@SWEEP: per store)")
     ap.add_argument("--rules", default=",".join(CANDIDATES), help="the candidates to replay, by name (comma-separated)")
     ap.add_argument("--json", type=Path, help="write every series' figures here")
     return ap.parse_args(argv)
@@ -232,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown rule(s) {unknown}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
         return 2
-    landscapes = [read_landscape(p, args.sweep) for p in args.stores]
+    landscapes = distinct([read_landscape(*store_and_sweep(p, args.sweep)) for p in args.stores])
     doc: dict[str, Any] = {"landscapes": {}, "rules": {n: asdict(CANDIDATES[n]) for n in names}, "total": {}}
     lines = [HEADER]
     for land in landscapes:
@@ -240,8 +267,11 @@ def main(argv: list[str] | None = None) -> int:
                                         "full_visage": {s.label: s.visage(s.values) for s in land.series},
                                         "stop_after_needed": {s.label: stop_after_needed(s) for s in land.series},
                                         "replays": {}}
+        doc["landscapes"][land.name]["duplicates"] = land.duplicates
         if land.incomplete:
             print(f"# {land.name}: {len(land.incomplete)} incomplete series left out: {', '.join(land.incomplete)}")
+        if land.duplicates:
+            print(f"# {land.name}: {len(land.duplicates)} series already replayed left out: {', '.join(land.duplicates)}")
         if not land.series:
             print(f"# {land.name}: no complete series yet")
             continue

@@ -105,3 +105,24 @@ def test_a_store_with_no_sweep_yet_replays_nothing(tmp_path, capsys):
     assert replay.main([str(tmp_path / "new.sqlite"), "--rules", "k=2"]) == 0
     printed = capsys.readouterr().out
     assert "(no sweep yet): no complete series yet" in printed and "none: the full grid" in printed
+
+
+def test_a_sweep_is_picked_per_store_and_a_landscape_reused_by_another_sweep_is_replayed_once(tmp_path, capsys):
+    replay = load_script()
+    full_grid_store(tmp_path / "a.sqlite", {"d0": BASIN, "d1": STRAY})
+    with ResultStore(tmp_path / "a.sqlite") as store:  # a second sweep that reused d0's points, plus its own d2
+        points = [[r.key, r.series, "asr", list(r.coords)] for r in store.records() if r.series == "d0|default"]
+        for i, (a, v) in enumerate(zip(XS, STRAY, strict=True)):
+            key = "origin" if a == 0 else f"d2@{i}"
+            points.append([key, "d2|default", "asr", [a]])
+            store.put(PointRecord(key=key, sweep="again", series="d2|default", coords=(a,), metric="asr", value=v,
+                                  total=80, detail={"generated_tokens": 10}))
+        store.put_meta("again", {"spec": {"kind": "1d-random", "grid": {"points": 21}}, "points": points})
+    out = tmp_path / "r.json"
+    assert replay.main([f"{tmp_path / 'a.sqlite'}@full", f"{tmp_path / 'a.sqlite'}@again", "--rules", "k=3",
+                        "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    again = doc["landscapes"]["tmp_path (again)".replace("tmp_path", tmp_path.name)]
+    assert again["series"] == ["d2|default"] and again["duplicates"] == [f"d0|default (the points of {tmp_path.name} (full) d0|default)"]
+    assert doc["total"]["k=3"]["series_count"] == 3
+    assert "1 series already replayed left out" in capsys.readouterr().out
