@@ -45,6 +45,7 @@ from safety_landscape.client.sweep import load_sweep
 from safety_landscape.client.sweep.assumption import assumption_bound
 from safety_landscape.client.sweep.planner import AdaptiveRule, GridShape, assumed, next_points
 from safety_landscape.client.visage import RULES, visage_expectation, visage_reference
+from safety_landscape.common.command_line import StrictArgumentParser
 
 Coords = tuple[float, ...]
 
@@ -231,7 +232,7 @@ HEADER = ("| landscape | rule | evaluations | saved | tokens saved | rounds | la
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = StrictArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stores", nargs="+", type=Path,
                     help="sweep output folders (results.sqlite) or store files; PATH@SWEEP picks one sweep of a store")
     ap.add_argument("--sweep", help="the sweep to read, where a store holds several (PATH@SWEEP: per store)")
