@@ -49,32 +49,11 @@ from ..json_codec import ABSENT_IF_NONE, JsonCodec
 from ..sweep_meta import RecordedModel
 from ..visage import RULES
 
-__all__ = [
-    "WORST_CASE_MEANING",
-    "AdaptiveSummary",
-    "BootstrapMethod",
-    "CapabilityStats",
-    "CapabilitySummary",
-    "ClientSoftware",
-    "Edge",
-    "Interval",
-    "IntervalMethod",
-    "OriginInterval",
-    "OverRefusal",
-    "OverRefusalSummary",
-    "PointCounts",
-    "RuleIntervals",
-    "RuleScores",
-    "RuleSpreads",
-    "SafetyRegion",
-    "ScoreSpread",
-    "SeriesWorstCase",
-    "Spread",
-    "SummaryProvenance",
-    "SweepSummary",
-    "VisageSummary",
-    "WorstCase",
-]
+__all__ = ["WORST_CASE_MEANING", "AdaptiveSummary", "BootstrapMethod", "CapabilityStats", "CapabilitySummary",
+           "ClientSoftware", "Edge", "Interval", "IntervalMethod", "OriginInterval", "OverRefusal",
+           "OverRefusalSummary", "PointCounts", "RuleIntervals", "RuleScores", "RuleSpreads", "SafetyRegion",
+           "ScoreSpread", "SeriesWorstCase", "Spread", "SummaryProvenance", "SweepSummary", "VisageSummary",
+           "WorstCase"]
 
 #: A 95 % interval, ``[low, high]`` in the JSON.
 Interval = tuple[float, float]

@@ -15,23 +15,12 @@ from typing import Any
 
 from ...errors import ValidationError
 
-__all__ = [
-    "BASE_KINDS",
-    "BENIGN_AT",
-    "DEFAULT_STOP_AFTER",
-    "KINDS",
-    "BaseTerm",
-    "Capability",
-    "DirectionRecipe",
-    "Grid",
-    "PromptSource",
-    "SpecError",
-    "SweepSpec",
-]
+__all__ = ["BASE_KINDS", "BENIGN_AT", "DEFAULT_STOP_AFTER", "KINDS", "BaseTerm", "Capability", "DirectionRecipe",
+           "Grid", "PromptSource", "SpecError", "SweepSpec"]
 
 #: An adaptive sweep's default ``stop_after``: the least k whose walk, replayed on every full grid
 #: measured so far, gives VISAGE within +-1 of the full grid by both rules on every series
-#: (docs/performance.md, "Adaptive sweeps: the rule replayed on full grids"). k = 2, the default
+#: (docs/performance.md, "Adaptive sweeps replayed on full grids"). k = 2, the default
 #: before, stopped one point short of a stray point below 100 % and was off by 14 points.
 DEFAULT_STOP_AFTER = 3
 
