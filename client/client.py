@@ -44,6 +44,7 @@ from .builders import (
     evaluation_settings,
     generation,
     interpolation_direction,
+    judge_request,
     perturbation,
     random_direction,
     system_prompt,
@@ -53,6 +54,7 @@ from .credentials import channel_credentials, resolve_token, with_token
 from .errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError, ValidationError, from_rpc
 from .request_options import GENERATION_DEFAULTS, At, evaluation, one_of, to_perturbation
 from .server_state import DirectionInfo, DirectionList, RegistryEntry, ServerInfo
+from .verdicts import JudgeResult, JudgeRow
 
 __all__ = [
     "SERVER_ENV",
@@ -65,6 +67,7 @@ __all__ = [
     "evaluation_settings",
     "generation",
     "interpolation_direction",
+    "judge_request",
     "perturbation",
     "random_direction",
     "server_from_environment",
@@ -372,6 +375,17 @@ class Client:
         )
         return Scores.from_proto(self._call(self._landscape.Score, request, pb.ScoreResponse,
                                             timeout=timeout or self.timeouts.generate, name="Score"))
+
+    def judge(self, rows: Sequence[JudgeRow], *, judge: str = "keyword", keywords: Sequence[str] = (),
+              classifier: str = "", max_new_tokens: int = 0, timeout: float | None = None) -> JudgeResult:
+        """Judge given answers at theta0 (nothing is generated): each row's refusal, the classifier's
+        verdict when ``judge="classifier"``, the referee's coherence and the outcome. Rows beyond the
+        server's ``max_prompts_per_request`` must be split over several calls."""
+        request = judge_request(rows, judge=judge, keywords=keywords, classifier=classifier,
+                                max_new_tokens=max_new_tokens)
+        response = self._call(self._landscape.Judge, request, pb.JudgeResponse, timeout=timeout or self.timeouts.generate,
+                              name="Judge")
+        return JudgeResult.from_proto(response)
 
     # -- directions (admin) --------------------------------------------------------------------
 
