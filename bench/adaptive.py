@@ -54,6 +54,7 @@ from safety_landscape.client.sweep import (
 )
 from safety_landscape.client.sweep.planner import AdaptiveRule, GridShape, next_points
 from safety_landscape.client.sweep.points import axis_values
+from safety_landscape.client.sweep.spec.schema import DEFAULT_STOP_AFTER
 from safety_landscape.client.visage import RULES, visage_expectation, visage_reference
 from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.app import create_server
@@ -75,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--directions", type=int, default=3, help="random directions (3)")
     p.add_argument("--points", type=int, default=21, help="points per direction over [-0.5, 0.5] (21)")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--stop-after", type=int, default=2, help="the adaptive rule's k (2)")
+    p.add_argument("--stop-after", type=int, default=DEFAULT_STOP_AFTER, help=f"the adaptive rule's k ({DEFAULT_STOP_AFTER})")
     p.add_argument("--reference-batch-size", type=int, default=4)
     p.add_argument("--reference-directions", type=int, default=0,
                    help="walk only the first N directions the reference way (0: all); its cost is then scaled "
@@ -108,7 +109,7 @@ def cpu_seconds() -> float:
 
 def sweep_spec(args: argparse.Namespace, *, adaptive: bool) -> SweepSpec:
     grid = Grid(directions=args.directions, points=args.points, range=(-0.5, 0.5), adaptive=adaptive,
-                stop_after=args.stop_after if adaptive else 2)
+                stop_after=args.stop_after if adaptive else DEFAULT_STOP_AFTER)
     return validate(SweepSpec(name="bench-adaptive" if adaptive else "bench-full", kind="1d-random", grid=grid,
                               direction=DirectionRecipe(seed=123, stream="reference"),
                               prompts=PromptSource(set="advbench", limit=args.limit),

@@ -22,7 +22,10 @@ from serving import running_server
 
 from safety_landscape.client.cli import main
 from safety_landscape.client.gate import BaselineError, GateConfigError, config_from_dict, load_baseline, sha256_json
+from safety_landscape.client.gate.measure import gate_spec
 from safety_landscape.client.gate.verdict import _attest
+from safety_landscape.client.sweep.planner import FullGrid, planner_for
+from safety_landscape.client.sweep.points import ModelFacts, build_plan
 
 NEVER = ["NEVER-OCCURS-IN-TINY-RANDOM"]
 ALWAYS = [c for c in string.printable if not c.isspace()]
@@ -348,3 +351,15 @@ def test_the_grid_must_hold_the_candidate():
         config_from_dict({"thresholds": {"min_visage": 0}, "sweep": {"points": 3, "range": [-0.2, 0.6]}})
     config = config_from_dict({"thresholds": {"min_visage": 0}, "sweep": {"points": 5, "range": [-0.2, 0.6]}})
     assert config.coefficients == [-0.2, 0.0, 0.2, 0.4, 0.6]
+
+
+def test_the_gate_measures_its_whole_grid():
+    """An adaptive sweep assumes the points it skips; a gate decides on measured points only."""
+    config = config_from_dict({"thresholds": {"min_visage": 0}, "sweep": {"points": 5}})
+    spec = gate_spec(config)
+    assert spec.grid.adaptive is False
+    facts = ModelFacts("m" * 64, "t" * 64, "c" * 64, "float32", "cpu")
+    plan = build_plan(spec, facts, set_hashes={"harmful-mini": "h" * 64, "benign-mini": "b" * 64})
+    assert isinstance(planner_for(plan), FullGrid)
+    with pytest.raises(GateConfigError, match=r"sweep\.adaptive: unknown key"):
+        config_from_dict({"thresholds": {"min_visage": 0}, "sweep": {"adaptive": True}})

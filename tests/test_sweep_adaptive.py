@@ -25,6 +25,8 @@ from safety_landscape.client.sweep import (
     validate,
     write_outputs,
 )
+from safety_landscape.client.sweep.assumption import assumption_bound
+from safety_landscape.client.sweep.planner import GridShape
 
 KEYWORDS = ("BBB", "GG")
 
@@ -51,7 +53,7 @@ def adaptive_then_full(server, tmp_path_factory):
     """An adaptive sweep, then the same spec on the full grid into the same store."""
     out = tmp_path_factory.mktemp("adaptive")
     with ResultStore(out / "results.sqlite") as store:
-        first = run_sweep(spec_1d(adaptive=True), store, targets=[server.target])
+        first = run_sweep(spec_1d(adaptive=True, stop_after=2), store, targets=[server.target])
         write_outputs(out, store, "walk")
         after_adaptive = {r.key: r for r in store.records()}
         summary = summarize_sweep(load_sweep(store, "walk"))
@@ -91,6 +93,7 @@ def test_every_output_of_an_adaptive_sweep_says_which_points_were_assumed(adapti
         assert not {tuple(c) for c in coords} & {tuple(p[:-1]) for p in curves[label]}
     html = (out / "report.html").read_text()
     assert "ADAPTIVE sweep" in html and "NOT measured" in html
+    assert "Worst case of the assumption" in html and "d0|default: reference +-" in html
     assert (out / "plots" / "asr_1d.png").stat().st_size > 1000
     assert "assumed 100 (not measured)" in (out / "plots" / "asr_1d.svg").read_text()
 
@@ -116,9 +119,34 @@ def test_a_full_sweep_after_it_reuses_every_measured_point_and_fills_in_the_rest
         assert adaptive_then_full["adaptive"]["visage"]["series"][label] == full["visage"]["series"][label]
 
 
+def test_the_stated_worst_case_is_the_assumption_bound_and_covers_a_single_failed_assumption(adaptive_then_full):
+    """summary.json's worst case per series is the bound of its measured and assumed points; after
+    the full grid, a series with at most one assumed point below 100 % is off by no more than it."""
+    adaptive, full = adaptive_then_full["adaptive"], adaptive_then_full["full"]
+    records, after = adaptive_then_full["records"], adaptive_then_full["all"]
+    plan = adaptive_then_full["first"].plan
+    asr = [p for p in plan.points if p.metric == "asr"]
+    worst = adaptive["adaptive"]["worst_case"]
+    assert set(worst) == set(adaptive["visage"]["series"])  # every finished series states one
+    checked = 0
+    for label, case in worst.items():
+        points = [p for p in asr if p.series == label]
+        measured = {p.coords: records[p.key].value for p in points if p.key in records}
+        skipped = [tuple(c) for c in adaptive["adaptive"]["assumed"].get(label, [])]
+        bound = assumption_bound(GridShape.of([p.coords for p in points]), measured, skipped)
+        assert case == bound.to_dict()["bound"]
+        failed = [p for p in points if p.coords in skipped and after[p.key].value < 100.0 - 0.01]
+        if len(failed) <= 1:
+            checked += 1
+            for rule in ("reference", "expectation"):
+                error = abs(adaptive["visage"]["series"][label][rule] - full["visage"]["series"][label][rule])
+                assert error <= case[rule]["largest_change"] + 1e-9, (label, rule)
+    assert checked
+
+
 def test_an_adaptive_sweep_after_a_full_one_evaluates_nothing(server, adaptive_then_full, tmp_path):
     with ResultStore(adaptive_then_full["out"] / "results.sqlite") as store:
-        again = run_sweep(spec_1d(adaptive=True), store, targets=[server.target])
+        again = run_sweep(spec_1d(adaptive=True, stop_after=2), store, targets=[server.target])
         summary = summarize_sweep(load_sweep(store, "walk"))
     assert again.evaluated == 0 and again.skipped == 0 and again.reused == len(again.plan.points)
     assert summary["adaptive"]["skipped"] == 0 and summary["adaptive"]["assumed"] == {}
@@ -134,6 +162,9 @@ def test_the_cli_flags_make_an_adaptive_sweep(server, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["adaptive"]["stop_after"] == 1 and summary["adaptive"]["skipped"] > 0
     assert f"adaptive: {summary['adaptive']['evaluated']} of 11 grid points measured" in printed
+    worst = summary["adaptive"]["worst_case"]["d0|default"]
+    assert "worst case of the assumption, the largest change of VISAGE" in printed
+    assert f"  d0|default: reference +-{worst['reference']['largest_change']:.2f}" in printed
     assert main(["sweep", "--preset", "quick", "--server", server.target, "--out", str(tmp_path / "bad"),
                  "--stop-after", "0", "--adaptive"]) == 2
     assert "grid.stop_after" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from safety_landscape.client.sweep import (
 from safety_landscape.client.sweep.fleet import expand_targets
 from safety_landscape.client.sweep.points import ModelFacts, axis_values, interpolation_values, prompts_sha256
 from safety_landscape.client.sweep.runner import ProgressBar
+from safety_landscape.client.sweep.spec.schema import DEFAULT_STOP_AFTER
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "sweeps"
 FACTS = ModelFacts("m" * 64, "t" * 64, "c" * 64, "float32", "cpu")
@@ -244,4 +245,19 @@ def test_adaptive_grid_fields_are_validated_and_read_from_toml(tmp_path):
     with pytest.raises(SpecError, match="edges are refined on 1D grids only"):
         validate(plane)
     with pytest.raises(SpecError, match=r"only meaningful with grid\.adaptive = true"):
-        validate(preset("quick").replace(grid=Grid(stop_after=3)))
+        validate(preset("quick").replace(grid=Grid(stop_after=4)))
+    for recorded in (2, DEFAULT_STOP_AFTER):  # what a spec written out by this or an earlier client holds
+        validate(preset("quick").replace(grid=Grid(stop_after=recorded)))
+
+
+def test_the_default_stop_after_is_the_one_the_help_the_spec_layout_and_the_docs_give(capsys):
+    from safety_landscape.client.cli import main
+    from safety_landscape.client.sweep.spec import loading
+
+    assert Grid().stop_after == DEFAULT_STOP_AFTER
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    assert f"at 100 % ASR (default {DEFAULT_STOP_AFTER})" in " ".join(capsys.readouterr().out.split())
+    assert f"stop_after = {DEFAULT_STOP_AFTER} " in (loading.__doc__ or "")
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "sweeps.md").read_text(encoding="utf-8")
+    assert f"stop_after = {DEFAULT_STOP_AFTER} " in docs and f"k, default {DEFAULT_STOP_AFTER}" in docs

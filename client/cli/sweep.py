@@ -124,7 +124,7 @@ def _add_grid_args(o: argparse._ArgumentGroup) -> None:
                    help="measure each series from its centre outward, skipping the broken plateau (ASR 100 %%, "
                         "assumed, not measured; docs/sweeps.md); --no-adaptive: the full grid")
     o.add_argument("--stop-after", type=int, metavar="K", help="adaptive: stop a side after K consecutive points "
-                   "at 100 %% ASR (default 2)")
+                   "at 100 %% ASR (default 3)")
     o.add_argument("--edge-resolution", type=float, metavar="R", help="adaptive, 1D: bisect each basin edge off "
                    "the grid until it is at most R wide (default 0: no)")
 
@@ -270,7 +270,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..sweep.fleet import Fleet
     from ..sweep.output_folder import write_outputs
     from ..sweep.runner import run_sweep
-    from ..sweep.summary_doc import SweepSummary
+    from ..sweep.summary_doc import WORST_CASE_MEANING, SweepSummary
 
     spec = _spec_from_args(args)
     output_folder(args.out).mkdir(parents=True, exist_ok=True)
@@ -295,6 +295,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if summary.adaptive is not None:
         print(f"adaptive: {summary.adaptive.evaluated} of {summary.adaptive.grid_points} grid points measured; "
               f"{summary.adaptive.assumption}")
+        worst = summary.adaptive.worst_case_lines()
+        if worst:
+            print(f"worst case of the assumption, {WORST_CASE_MEANING}:")
+            print("\n".join(f"  {line}" for line in worst))
     _print_visage(summary)
     for metric, series in summary.capability.series.items():
         for name, v in series.items():

@@ -24,7 +24,7 @@ from ..store import ResultStore
 from ..visage import RULES
 from .headline import SweepReading, headline, reading_of
 from .stored import SweepData
-from .summary_doc import SweepSummary
+from .summary_doc import WORST_CASE_MEANING, AdaptiveSummary, SweepSummary
 
 __all__ = ["completion_views", "plot_caption", "table_rows", "write_sweep_page"]
 
@@ -131,6 +131,7 @@ def _notes(summary: SweepSummary, labels: Mapping[str, str]) -> str:
         notes += (f" ADAPTIVE sweep: {adaptive.evaluated} of {adaptive.grid_points} grid points measured; "
                   f"{adaptive.assumption} VISAGE counts the assumed points at 100 %; the plots draw them "
                   "hollow (1D) or crossed (2D).")
+        notes += _worst_case_note(adaptive)
     return notes
 
 
@@ -179,6 +180,12 @@ def _iso_times(provenance: dict[str, Any] | None) -> dict[str, Any] | None:
         provenance = {**provenance, "time": iso_time(provenance["time"])}
         provenance.pop("time_iso", None)
     return provenance
+
+
+def _worst_case_note(adaptive: AdaptiveSummary) -> str:
+    """The adaptive sweep's stated worst case, one sentence ('' when nothing was assumed)."""
+    lines = adaptive.worst_case_lines()
+    return f" Worst case of the assumption, {WORST_CASE_MEANING}: {'; '.join(lines)}." if lines else ""
 
 
 def write_sweep_page(path: Path, data: SweepData, summary: SweepSummary | Mapping[str, Any], plots: list[Path], *,

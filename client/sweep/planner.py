@@ -18,12 +18,20 @@ graph (1D: a line; 2D: the 4-neighbour lattice), and
   such neighbours in a row, a spike, does not stop it); in 2D growth stops at a wall of plateau
   points k steps thick. Every grid point left unmeasured is **assumed** on the plateau (ASR
   100 %), never measured: the summary, plots and VISAGE say so.
+- with **probes** (``probe_every`` m > 0, ``probe_ends``), the assumption is tested before it is
+  made: once the walk is done, every unmeasured probe site is measured, the sites being the
+  points whose index on every axis is a multiple of m counted from that axis' end on its side of
+  the centre (the ends included), and with ``probe_ends`` the ends themselves (1D: the grid's two
+  outermost points; 2D: its corners). A probe below 100 % has depth 0, so the walk reopens
+  around it; the sweep stops only when the walk is done and every probe site is measured (every
+  probe still assumed-looking reads 100 %).
 - with ``edge_resolution`` r > 0 (1D only), each side's edge, between the last grid point below
   100 % and the first of the k that stopped the side, is then bisected off the grid until its two
   ends are at most r apart; those points are measured (keyed like grid points would be) and only
   locate the edge: VISAGE stays a grid score.
 
-The grid functions (:func:`frontier`, :func:`assumed`, :func:`edges`, :func:`refinements`) are
+The grid functions (:func:`frontier`, :func:`probes`, :func:`assumed`, :func:`edges`,
+:func:`refinements`) are
 pure over (grid, measured values). :class:`AdaptivePlanner` applies them to a
 :class:`~.points.Plan`; benign and capability points follow the ASR walk (measured at every site
 where an ASR point is; nothing is assumed about them).
@@ -40,9 +48,10 @@ from typing import Any, Protocol
 from ..errors import VisageError
 from ..records import Series
 from .points import Plan, Point, Task, off_grid_point
+from .spec.schema import DEFAULT_STOP_AFTER
 
 __all__ = ["AdaptivePlanner", "AdaptiveRule", "Edge", "FullGrid", "GridShape", "Measured", "Planner", "assumed",
-           "edges", "frontier", "next_points", "planner_for", "refinements"]
+           "edges", "frontier", "next_points", "planner_for", "probes", "refinements"]
 
 Coords = tuple[float, ...]
 
@@ -52,18 +61,22 @@ PLATEAU_MARGIN = 0.01
 
 @dataclass(frozen=True)
 class AdaptiveRule:
-    """When a side stops (``stop_after`` consecutive plateau points) and how finely its edge is
-    located off the grid (``edge_resolution``, coefficient units; 0 = not)."""
+    """When a side stops (``stop_after`` consecutive plateau points), which skipped points are
+    probed before they are assumed (every ``probe_every``-th from each end, 0 = none; the ends
+    with ``probe_ends``) and how finely an edge is located off the grid (``edge_resolution``,
+    coefficient units; 0 = not)."""
 
-    stop_after: int = 2
+    stop_after: int = DEFAULT_STOP_AFTER
     edge_resolution: float = 0.0
     s_max: float = 100.0
+    probe_every: int = 0
+    probe_ends: bool = False
 
     @classmethod
     def of_grid(cls, grid: Mapping[str, Any] | Any) -> AdaptiveRule:
         """The rule of a spec's grid (a :class:`~.spec.Grid` or its stored dict)."""
         get = grid.get if isinstance(grid, Mapping) else lambda name, default: getattr(grid, name, default)
-        return cls(int(get("stop_after", 2)), float(get("edge_resolution", 0.0)))
+        return cls(int(get("stop_after", DEFAULT_STOP_AFTER)), float(get("edge_resolution", 0.0)))
 
     def on_plateau(self, value: float) -> bool:
         return value > self.s_max - PLATEAU_MARGIN
@@ -148,9 +161,29 @@ def frontier(grid: GridShape, measured: Mapping[Coords, float], rule: AdaptiveRu
     return sorted(out, key=lambda c: (grid.steps_from_centre(c), c))
 
 
+def _probe_indices(n: int, centre: int, rule: AdaptiveRule) -> set[int]:
+    """The probe sites' indices on an axis of ``n`` points whose centre is index ``centre``."""
+    out = {0, n - 1} if rule.probe_ends else set()
+    if rule.probe_every > 0:  # counted from the axis' end on the index's side of the centre
+        out |= {i for i in range(n) if (i if i < centre else n - 1 - i) % rule.probe_every == 0}
+    return out
+
+
+def probes(grid: GridShape, measured: Mapping[Coords, float], rule: AdaptiveRule) -> list[Coords]:
+    """The probe sites not measured yet (see the module docstring), nearest the centre first;
+    [] = none, or the rule probes nothing. Asked for once the walk is done (:func:`next_points`)."""
+    if rule.probe_every <= 0 and not rule.probe_ends:
+        return []
+    centre = grid.index(grid.centre) or ()
+    per_axis = [sorted(_probe_indices(len(axis), mid, rule)) for axis, mid in zip(grid.axes, centre, strict=True)]
+    sites = (tuple(axis[i] for axis, i in zip(grid.axes, idx, strict=True)) for idx in itertools.product(*per_axis))
+    return sorted((c for c in sites if c not in measured), key=lambda c: (grid.steps_from_centre(c), c))
+
+
 def assumed(grid: GridShape, measured: Mapping[Coords, float], rule: AdaptiveRule) -> list[Coords] | None:
-    """The grid points assumed on the plateau (the unmeasured ones) once the walk is done; None before."""
-    if frontier(grid, measured, rule):
+    """The grid points assumed on the plateau (the unmeasured ones) once the walk and its probes
+    are done; None before."""
+    if frontier(grid, measured, rule) or probes(grid, measured, rule):
         return None
     return [c for c in grid.points() if c not in measured]
 
@@ -199,7 +232,7 @@ def _side_edge(axis: tuple[float, ...], measured: Mapping[Coords, float], rule: 
 
 def edges(grid: GridShape, measured: Mapping[Coords, float], rule: AdaptiveRule) -> list[Edge]:
     """The basin's edges of a finished 1D walk (none for 2D grids or before the walk is done)."""
-    if len(grid.axes) != 1 or frontier(grid, measured, rule):
+    if len(grid.axes) != 1 or frontier(grid, measured, rule) or probes(grid, measured, rule):
         return []
     found = (_side_edge(grid.axes[0], measured, rule, step) for step in (-1, 1))
     return [e for e in found if e is not None]
@@ -223,8 +256,9 @@ def refinements(grid: GridShape, measured: Mapping[Coords, float], rule: Adaptiv
 
 
 def next_points(grid: GridShape, measured: Mapping[Coords, float], rule: AdaptiveRule) -> list[Coords]:
-    """The walk's next grid points, then (once it is done) the edge refinements; [] = done."""
-    return frontier(grid, measured, rule) or refinements(grid, measured, rule)
+    """The walk's next grid points, then (once it is done) its probes, then the edge refinements;
+    [] = done."""
+    return frontier(grid, measured, rule) or probes(grid, measured, rule) or refinements(grid, measured, rule)
 
 
 # -- applied to a plan ------------------------------------------------------------------------

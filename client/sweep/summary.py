@@ -18,7 +18,9 @@ ASR by both rules with the same bootstrap; series without outcomes are listed as
 An adaptive sweep (``grid.adaptive``, :mod:`.planner`) is scored on its measured points plus the
 stated assumption: the ASR points it skipped are on the plateau (100 %), never measured
 (:func:`~safety_landscape.client.visage.fill_assumed`). A series whose walk is not finished
-(an interrupted sweep) is incomplete. The ``adaptive`` section says which points were assumed.
+(an interrupted sweep) is incomplete. The ``adaptive`` section says which points were assumed
+and, per finished series, the worst case of the assumption (:mod:`.assumption`: the largest change
+of VISAGE by each rule were one assumed point below 100 %).
 Its off-grid edge points (``refined_points`` in the metadata) join the ASR curves, not VISAGE.
 """
 
@@ -35,6 +37,7 @@ from ..records import CAPABILITY_METRICS, Series
 from ..stats import DEFAULT_BOOTSTRAP, Bootstrap
 from ..sweep_meta import RecordedModel, SweepMeta
 from ..visage import RULES, fill_assumed, safety_region, visage_expectation, visage_reference
+from .assumption import AssumptionBound, RuleBound, assumption_bounds
 from .intervals import SweepIntervals, method, sweep_intervals
 from .outcomes import coherent_view, outcome_rates
 from .planner import GridShape, edges
@@ -57,10 +60,12 @@ from .summary_doc import (
     RuleSpreads,
     SafetyRegion,
     ScoreSpread,
+    SeriesWorstCase,
     Spread,
     SummaryProvenance,
     SweepSummary,
     VisageSummary,
+    WorstCase,
 )
 
 __all__ = ["summarize_sweep", "sweep_summary", "write_summary"]
@@ -139,7 +144,16 @@ def _adaptive(data: SweepData) -> AdaptiveSummary:
         edges={s.label: tuple(Edge(e.side, e.inside, e.outside) for e in es) for s, es in found.items() if es},
         refined=sum(len(p) for p in data.refined.values()),
         unfinished=tuple(s.label for s, cs in by_series.items() if cs is None),
+        worst_case={s.label: _worst_case(b) for s, b in assumption_bounds(
+            data.planned.get("asr", {}), {s: data.asr_measured(s) for s in by_series}, by_series, rule.s_max).items()},
     )
+
+
+def _worst_case(bound: AssumptionBound) -> SeriesWorstCase:
+    def one(b: RuleBound) -> WorstCase:
+        return WorstCase(b.visage, b.low, b.high, b.largest_change, b.worst_point)
+
+    return SeriesWorstCase(None if bound.reference is None else one(bound.reference), one(bound.expectation))
 
 
 def _spread(values: list[float]) -> tuple[float, float, int]:

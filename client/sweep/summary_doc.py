@@ -27,7 +27,9 @@ The file (keys sorted, two-space indent)::
                     "device", "device_name", ...}, "servers", "spec", "seeds", "started_at", "finished_at"},
      "adaptive": {"evaluated", "grid_points", "skipped", "assumption",  # adaptive sweeps only
                   "assumed": {"d0|default": [[a], ...]}, "stop_after", "edge_resolution",
-                  "edges": {"d0|default": [{"side", "inside", "outside"}]}, "refined", "unfinished"},
+                  "edges": {"d0|default": [{"side", "inside", "outside"}]}, "refined", "unfinished",
+                  "worst_case": {"d0|default": {"reference": {"visage", "low", "high", "largest_change",
+                                                              "worst_point": [a]}, "expectation": {...}}}},
      "outcomes": {"measured": ["d0|default", ...], "not_measured": [...], "reason": "...",  # ASR series
                   "rates": {"coherent_asr": {"origin": {"d0|default": 3.1}, "origin_ci95": {...},
                                              "curves": {"d0|default": [[a, value], ...]},
@@ -61,33 +63,11 @@ from ..json_codec import ABSENT_IF_NONE, JsonCodec
 from ..sweep_meta import RecordedModel
 from ..visage import RULES
 
-__all__ = [
-    "NOT_MEASURED",
-    "OUTCOME_RATES",
-    "AdaptiveSummary",
-    "BootstrapMethod",
-    "CapabilityStats",
-    "CapabilitySummary",
-    "ClientSoftware",
-    "Edge",
-    "Interval",
-    "IntervalMethod",
-    "OriginInterval",
-    "OutcomeRate",
-    "OutcomeSummary",
-    "OverRefusal",
-    "OverRefusalSummary",
-    "PointCounts",
-    "RuleIntervals",
-    "RuleScores",
-    "RuleSpreads",
-    "SafetyRegion",
-    "ScoreSpread",
-    "Spread",
-    "SummaryProvenance",
-    "SweepSummary",
-    "VisageSummary",
-]
+__all__ = ["NOT_MEASURED", "OUTCOME_RATES", "WORST_CASE_MEANING", "AdaptiveSummary", "BootstrapMethod",
+           "CapabilityStats", "CapabilitySummary", "ClientSoftware", "Edge", "Interval", "IntervalMethod",
+           "OriginInterval", "OutcomeRate", "OutcomeSummary", "OverRefusal", "OverRefusalSummary", "PointCounts",
+           "RuleIntervals", "RuleScores", "RuleSpreads", "SafetyRegion", "ScoreSpread", "SeriesWorstCase", "Spread",
+           "SummaryProvenance", "SweepSummary", "VisageSummary", "WorstCase"]
 
 #: A 95 % interval, ``[low, high]`` in the JSON.
 Interval = tuple[float, float]
@@ -259,8 +239,39 @@ class Edge(JsonCodec):
 
 
 @dataclass(frozen=True)
+class WorstCase(JsonCodec):
+    """One VISAGE rule's worst case of a series' assumption: ``visage`` as scored (assumed points at
+    100 %), ``low`` / ``high`` its extremes were one assumed point below 100 % (any value, the others
+    at 100 %), ``largest_change`` the larger distance to them, ``worst_point`` the assumed point that
+    moves it most (null: none moves it, or nothing is assumed). :mod:`.assumption` computes it."""
+
+    visage: float
+    low: float
+    high: float
+    largest_change: float
+    worst_point: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class SeriesWorstCase(JsonCodec):
+    """A finished adaptive series' worst case by each rule (reference: None for a 2D grid)."""
+
+    reference: WorstCase | None
+    expectation: WorstCase
+
+    def of(self, rule: str) -> WorstCase | None:
+        return self.reference if rule == "reference" else self.expectation
+
+
+#: What the worst case means, said once for summary.json, the report and the CLI.
+WORST_CASE_MEANING = ("the largest change of VISAGE one assumed point below 100 % could cause (the others at "
+                      "100 %), by each rule")
+
+
+@dataclass(frozen=True)
 class AdaptiveSummary(JsonCodec):
-    """An adaptive sweep's account of what it measured and what it assumed."""
+    """An adaptive sweep's account of what it measured and what it assumed; ``worst_case``: per
+    finished series, how far VISAGE could move were one assumed point below 100 % (by each rule)."""
 
     evaluated: int
     grid_points: int
@@ -272,6 +283,19 @@ class AdaptiveSummary(JsonCodec):
     edges: Mapping[str, tuple[Edge, ...]]
     refined: int
     unfinished: tuple[str, ...]
+    worst_case: Mapping[str, SeriesWorstCase] = field(default_factory=dict)
+
+    def worst_case_lines(self) -> list[str]:
+        """One line per series with assumed points: its largest VISAGE change by each rule, and where."""
+        lines = []
+        for label, case in self.worst_case.items():
+            if not self.assumed.get(label):
+                continue
+            parts = [f"{rule} +-{c.largest_change:.2f}" + ("" if c.worst_point is None else
+                                                           f" (at {', '.join(f'{x:g}' for x in c.worst_point)})")
+                     for rule in RULES if (c := case.of(rule)) is not None]
+            lines.append(f"{label}: " + ", ".join(parts))
+        return lines
 
 
 #: What every output says of a coherent ASR it does not have.

@@ -15,7 +15,7 @@ Layout (every table and key optional except what the kind needs; see ``examples/
     steps = 10                # interpolation: s; a in linspace(-e/s, 1+e/s, s+2e+1)
     extra = 2                 # interpolation: e
     adaptive = false          # true: from the centre outward, skipping the broken plateau (docs/sweeps.md)
-    stop_after = 2            # adaptive: a side stops after this many consecutive points at 100 % ASR
+    stop_after = 3            # adaptive: a side stops after this many consecutive points at 100 % ASR
     edge_resolution = 0.0     # adaptive, 1D: bisect each edge off the grid to this width (0 = no)
     [direction]
     seed = 123

@@ -21,7 +21,18 @@ from safety_landscape.common.names import (
 
 from ...capability import MC_FORMATS
 from ...validation import is_finite_number, is_int
-from .schema import BASE_KINDS, BENIGN_AT, KINDS, BaseTerm, Capability, DirectionRecipe, PromptSource, SpecError, SweepSpec
+from .schema import (
+    BASE_KINDS,
+    BENIGN_AT,
+    DEFAULT_STOP_AFTER,
+    KINDS,
+    BaseTerm,
+    Capability,
+    DirectionRecipe,
+    PromptSource,
+    SpecError,
+    SweepSpec,
+)
 
 __all__ = ["check_capability", "parse_base_direction", "problems_of", "system_prompt_problem",
            "system_prompt_text_problem", "validate"]
@@ -184,7 +195,8 @@ def _check_adaptive(spec: SweepSpec, p: list[str]) -> None:
         p.append(f"grid.edge_resolution: must be a number >= 0 (0 = no edge refinement), got {g.edge_resolution!r}")
     elif g.edge_resolution and spec.two_d:
         p.append("grid.edge_resolution: edges are refined on 1D grids only; remove it for a 2D kind")
-    if adaptive is False and (g.stop_after != 2 or g.edge_resolution != 0):
+    # 2: the default an earlier client recorded in every spec it wrote out, adaptive or not
+    if adaptive is False and (g.stop_after not in (DEFAULT_STOP_AFTER, 2) or g.edge_resolution != 0):
         p.append("grid.stop_after/edge_resolution: only meaningful with grid.adaptive = true")
 
 

@@ -15,8 +15,14 @@ from typing import Any
 
 from ...errors import ValidationError
 
-__all__ = ["BASE_KINDS", "BENIGN_AT", "KINDS", "BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource",
-           "SpecError", "SweepSpec"]
+__all__ = ["BASE_KINDS", "BENIGN_AT", "DEFAULT_STOP_AFTER", "KINDS", "BaseTerm", "Capability", "DirectionRecipe",
+           "Grid", "PromptSource", "SpecError", "SweepSpec"]
+
+#: An adaptive sweep's default ``stop_after``: the least k whose walk, replayed on every full grid
+#: measured so far, gives VISAGE within +-1 of the full grid by both rules on every series
+#: (docs/performance.md, "Adaptive sweeps replayed on full grids"). k = 2, the default
+#: before, stopped one point short of a stray point below 100 % and was off by 14 points.
+DEFAULT_STOP_AFTER = 3
 
 KINDS = ("1d-random", "2d-random", "1d-interpolation", "2d-interpolation-random", "2d-interpolation")
 BENIGN_AT = ("all", "origin")
@@ -64,7 +70,7 @@ class Grid:
     steps: int = 10
     extra: int = 0
     adaptive: bool = False
-    stop_after: int = 2
+    stop_after: int = DEFAULT_STOP_AFTER
     edge_resolution: float = 0.0
     target_b: str = ""
 
