@@ -171,5 +171,5 @@ def test_direction_fingerprints_must_agree(two_servers, tmp_path):
 
 def test_missing_prompt_set_is_refused_naming_the_server(two_servers, tmp_path):
     a, b = two_servers
-    with ResultStore(tmp_path / "z.sqlite") as store, pytest.raises(FleetError, match="prompt set 'advbench' is missing"):
-        run_sweep(spec_1d(prompts=PromptSource(set="advbench")), store, targets=[a.target, b.target])
+    with ResultStore(tmp_path / "z.sqlite") as store, pytest.raises(FleetError, match="prompt set 'team-private' is missing"):
+        run_sweep(spec_1d(prompts=PromptSource(set="team-private")), store, targets=[a.target, b.target])
