@@ -119,6 +119,7 @@ class Client:
         # The generated service stubs carry no type hints: each call below names its reply type.
         self._landscape: Any = pb_grpc.LandscapeServiceStub(self.channel)
         self._directions: Any = pb_grpc.DirectionServiceStub(self.channel)
+        self._candidates: Any = pb_grpc.CandidateServiceStub(self.channel)
         self._health: Any = health_pb2_grpc.HealthStub(self.channel)
 
     def __enter__(self) -> Client:
@@ -255,3 +256,47 @@ class Client:
     def set_coefficients(self, at: pb.Perturbation, *, verify: bool = False) -> pb.WeightState:
         return self._call(self._directions.SetCoefficients, pb.SetCoefficientsRequest(perturbation=at, verify=verify),
                           pb.WeightState, timeout=self.timeouts.direction, name="SetCoefficients")
+
+    # -- candidates (checkpoints and adapters registered at run time) ----------------------------
+
+    def add_candidate(self, name: str, source: str, *, kind: str = "") -> pb.Candidate:
+        """Register ``source`` (an absolute path on the server, or ORG/NAME[@REV] in its Hub cache)
+        as ``name``; ``kind`` "checkpoint", "adapter" or "" (read from the folder). Answers at once
+        with state LOADING: ``wait_for_candidate`` waits for READY. Not retried (a second try
+        after a lost answer would meet ALREADY_EXISTS)."""
+        kinds = {"": pb.CANDIDATE_KIND_UNSPECIFIED, "checkpoint": pb.CANDIDATE_KIND_CHECKPOINT,
+                 "adapter": pb.CANDIDATE_KIND_ADAPTER}
+        if kind not in kinds:
+            raise ValidationError(f"candidate kind {kind!r}: use checkpoint, adapter or leave it empty")
+        request = pb.AddCandidateRequest(name=name, source=source, kind=kinds[kind])
+        return self._call(self._candidates.AddCandidate, request, pb.Candidate, timeout=self.timeouts.info,
+                          name="AddCandidate", retry=False)
+
+    def list_candidates(self, *, fingerprint: str = "") -> pb.ListCandidatesResponse:
+        """The candidates this caller sees (``fingerprint``: only those with that content)."""
+        return self._call(self._candidates.ListCandidates, pb.ListCandidatesRequest(fingerprint=fingerprint),
+                          pb.ListCandidatesResponse, timeout=self.timeouts.info, name="ListCandidates")
+
+    def remove_candidate(self, name: str, *, wait: bool = False, owner: str = "", timeout: float | None = None) -> bool:
+        """Unregister ``name``; with ``wait``, wait (up to ``timeout``) for the calls using it
+        instead of FAILED_PRECONDITION; ``owner``: another tenant's (admins only)."""
+        request = pb.RemoveCandidateRequest(name=name, wait=wait, owner=owner)
+        resp = self._call(self._candidates.RemoveCandidate, request, pb.RemoveCandidateResponse,
+                          timeout=timeout or self.timeouts.direction, name="RemoveCandidate", retry=False)
+        return resp.removed
+
+    def wait_for_candidate(self, name: str, *, timeout: float = 600.0, poll: float = 0.5) -> pb.Candidate:
+        """The candidate ``name`` once it is no longer LOADING (READY or FAILED: check ``state``);
+        UnavailableError if it still loads after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [c for c in self.list_candidates().candidates if c.name == name]
+            if found and found[0].state != pb.CANDIDATE_STATE_LOADING:
+                return found[0]
+            if not found:
+                raise ValidationError(f"no candidate named {name!r} on {self.target}")
+            if time.monotonic() > deadline:
+                raise DeadlineExceededError(f"candidate {name!r} still loading after {timeout:.0f} s",
+                                            code=grpc.StatusCode.DEADLINE_EXCEEDED, method="ListCandidates")
+            time.sleep(poll)
+

@@ -6,7 +6,8 @@
     ├── FleetError                   servers disagree (model or direction fingerprints) or none is usable
     └── RpcFailed                    the server answered with a status
         ├── InvalidArgumentError     fix the request (the message says what)
-        ├── NotFoundError            an unknown name (prompt set, preset, direction, registry entry)
+        ├── NotFoundError            an unknown name (prompt set, preset, direction, registry entry, candidate)
+        ├── AlreadyExistsError       a name already taken (a candidate's)
         ├── FailedPreconditionError  the server cannot do this in its state
         ├── ResourceExhaustedError   a limit or a full queue; .retry_after_seconds when the server hinted
         ├── UnavailableError         down, loading or draining (retried automatically)
@@ -23,7 +24,7 @@ import contextlib
 
 import grpc
 
-__all__ = ["CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError", "InternalError",
+__all__ = ["AlreadyExistsError", "CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError", "InternalError",
            "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError", "RpcFailed", "StoreError",
            "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError", "from_rpc"]
 
@@ -67,6 +68,10 @@ class NotFoundError(RpcFailed):
     pass
 
 
+class AlreadyExistsError(RpcFailed):
+    pass
+
+
 class FailedPreconditionError(RpcFailed):
     pass
 
@@ -102,6 +107,7 @@ class InternalError(RpcFailed):
 _BY_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .candidates.roots import CandidateRoots
 from .config import ServerConfig
 from .engine.engine import Engine
 from .engine.memory_plan import MemoryPlan, PlanSettings, geometry, plan_memory, refuse_unless_fits
@@ -20,7 +21,7 @@ from .models.host_memory import return_large_frees
 from .models.loading import LoadedModel, load_model, resolve_device, resolve_dtype, resolve_model
 from .models.placement import DEVICE_MAP_STRATEGIES, DeviceSpace, host_space, read_device_map, visible_devices
 from .models.shapes import meta_model, model_config
-from .registry import ModelRegistry
+from .registry import ModelRegistry, RegistryFile
 from .settings import check_values
 
 
@@ -37,7 +38,7 @@ def _prompt_sets(config: ServerConfig) -> list[PromptSet]:
 
 def check_config(config: ServerConfig) -> None:
     """Everything that can fail before listening: the settings' bounds, the model and judge names,
-    the registry, the prompt files, TLS, the memory plan; raises a ``LandscapeError`` or
+    the registry, the candidate roots, the prompt files, TLS, the memory plan; raises a ``LandscapeError`` or
     ``ValueError`` saying which."""
     check_values(config)
     resolve_model(config.model)
@@ -45,6 +46,7 @@ def check_config(config: ServerConfig) -> None:
         resolve_model(config.judge_model)
     if config.registry:
         ModelRegistry.from_file(config.registry)
+    CandidateRoots(config.candidates.roots)  # each root must be a folder
     PromptSetRegistry(_prompt_sets(config))
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ValueError("TLS needs both --tls-cert and --tls-key")
@@ -105,11 +107,12 @@ def planned_engine(config: ServerConfig, loaded: LoadedModel, plan: MemoryPlan) 
         limits=config.limits,
         direction_storage=plan.storage,
         pristine=plan.pristine,
-        registry=ModelRegistry.from_file(config.registry) if config.registry else None,
+        registry=RegistryFile(config.registry) if config.registry else None,
         prompt_sets=PromptSetRegistry(_prompt_sets(config)),
         classifier=classifier,
         model_name=config.model_name,
         memory_plan=plan,
+        candidates=config.candidates,
     )
 
 

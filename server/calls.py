@@ -48,6 +48,7 @@ log = structlog.get_logger("safety_landscape.calls")
 _LANDSCAPE, _DIRECTIONS = "/safety_landscape.v1.LandscapeService/", "/safety_landscape.v1.DirectionService/"
 INFO_METHODS = frozenset({
     _LANDSCAPE + "GetInfo", _LANDSCAPE + "ListPromptSets", _DIRECTIONS + "ListDirections", _DIRECTIONS + "ListRegistry",
+    "/safety_landscape.v1.CandidateService/ListCandidates",
 }) | REFLECTION_METHODS
 STREAM_METHODS = frozenset({_LANDSCAPE + "EvaluatePoints"})
 WATCH_METHOD = "/grpc.health.v1.Health/Watch"

@@ -50,6 +50,20 @@ class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISH_REASON_LENGTH: _ClassVar[FinishReason]
     FINISH_REASON_KEYWORD: _ClassVar[FinishReason]
     FINISH_REASON_CANCELLED: _ClassVar[FinishReason]
+
+class CandidateKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANDIDATE_KIND_UNSPECIFIED: _ClassVar[CandidateKind]
+    CANDIDATE_KIND_CHECKPOINT: _ClassVar[CandidateKind]
+    CANDIDATE_KIND_ADAPTER: _ClassVar[CandidateKind]
+
+class CandidateState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANDIDATE_STATE_UNSPECIFIED: _ClassVar[CandidateState]
+    CANDIDATE_STATE_LOADING: _ClassVar[CandidateState]
+    CANDIDATE_STATE_READY: _ClassVar[CandidateState]
+    CANDIDATE_STATE_FAILED: _ClassVar[CandidateState]
+    CANDIDATE_STATE_REMOVING: _ClassVar[CandidateState]
 NORMALIZATION_UNSPECIFIED: Normalization
 NORMALIZATION_LAYER: Normalization
 NORMALIZATION_FILTER: Normalization
@@ -76,6 +90,14 @@ FINISH_REASON_EOS: FinishReason
 FINISH_REASON_LENGTH: FinishReason
 FINISH_REASON_KEYWORD: FinishReason
 FINISH_REASON_CANCELLED: FinishReason
+CANDIDATE_KIND_UNSPECIFIED: CandidateKind
+CANDIDATE_KIND_CHECKPOINT: CandidateKind
+CANDIDATE_KIND_ADAPTER: CandidateKind
+CANDIDATE_STATE_UNSPECIFIED: CandidateState
+CANDIDATE_STATE_LOADING: CandidateState
+CANDIDATE_STATE_READY: CandidateState
+CANDIDATE_STATE_FAILED: CandidateState
+CANDIDATE_STATE_REMOVING: CandidateState
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
@@ -686,3 +708,85 @@ class ScoreResponse(_message.Message):
     weight_state: WeightState
     timings: Timings
     def __init__(self, results: _Optional[_Iterable[_Union[ScoreResult, _Mapping]]] = ..., weight_state: _Optional[_Union[WeightState, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+
+class AddCandidateRequest(_message.Message):
+    __slots__ = ("name", "source", "kind")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    kind: CandidateKind
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[CandidateKind, str]] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("name", "source", "kind", "state", "reason", "owner", "operator", "size_bytes", "memory_bytes", "fingerprint", "created_unix", "last_used_unix", "dtype", "in_use", "expires_unix")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    kind: CandidateKind
+    state: CandidateState
+    reason: str
+    owner: str
+    operator: bool
+    size_bytes: int
+    memory_bytes: int
+    fingerprint: str
+    created_unix: float
+    last_used_unix: float
+    dtype: str
+    in_use: int
+    expires_unix: float
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[CandidateKind, str]] = ..., state: _Optional[_Union[CandidateState, str]] = ..., reason: _Optional[str] = ..., owner: _Optional[str] = ..., operator: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., fingerprint: _Optional[str] = ..., created_unix: _Optional[float] = ..., last_used_unix: _Optional[float] = ..., dtype: _Optional[str] = ..., in_use: _Optional[int] = ..., expires_unix: _Optional[float] = ...) -> None: ...
+
+class ListCandidatesRequest(_message.Message):
+    __slots__ = ("fingerprint",)
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    def __init__(self, fingerprint: _Optional[str] = ...) -> None: ...
+
+class ListCandidatesResponse(_message.Message):
+    __slots__ = ("candidates", "max_candidates", "max_candidates_per_tenant", "max_candidate_bytes", "max_candidate_bytes_per_tenant", "idle_seconds")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATES_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATE_BYTES_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    max_candidates: int
+    max_candidates_per_tenant: int
+    max_candidate_bytes: int
+    max_candidate_bytes_per_tenant: int
+    idle_seconds: float
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., max_candidates: _Optional[int] = ..., max_candidates_per_tenant: _Optional[int] = ..., max_candidate_bytes: _Optional[int] = ..., max_candidate_bytes_per_tenant: _Optional[int] = ..., idle_seconds: _Optional[float] = ...) -> None: ...
+
+class RemoveCandidateRequest(_message.Message):
+    __slots__ = ("name", "wait", "owner")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    wait: bool
+    owner: str
+    def __init__(self, name: _Optional[str] = ..., wait: _Optional[bool] = ..., owner: _Optional[str] = ...) -> None: ...
+
+class RemoveCandidateResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
