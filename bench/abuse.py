@@ -114,7 +114,7 @@ class ServerUnderTest:
         self.exited_at: float | None = None
         self.peak_rss = 0
 
-    def wait_serving(self, timeout: float = 120) -> str | None:
+    def wait_serving(self, timeout: float = 300) -> str | None:
         """The address once it serves; None if it exited first (a start-up refusal)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -188,6 +188,8 @@ class Row:
 
 
 def run_attack(attack: Attack, grace: float) -> Row:
+    if attack.prepare is not None:
+        attack.prepare()
     server = ServerUnderTest(attack, grace)
     try:
         address = server.wait_serving()

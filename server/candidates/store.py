@@ -206,9 +206,9 @@ class CandidateStore:
         held = sum(c.memory_bytes for c in self._records.values())
         if held + needed > self.room_bytes:
             raise ResourceExhausted(
-                f"the candidate holds {_gib(needed)} in host memory (its LoRA factors in fp32); the memory plan leaves "
-                f"{_gib(self.room_bytes)} for candidates and {_gib(held)} are held: remove a candidate "
-                "(`visage-server --memory-plan` shows the plan)", limit="memory_plan",
+                f"the candidate holds {_gib(needed)} in host memory (its LoRA factors in fp32); the memory plan "
+                f"(memory_plan) leaves {_gib(self.room_bytes)} of host memory free and candidates hold {_gib(held)}: "
+                "remove a candidate (`visage-server --memory-plan` shows the plan)", limit="memory_plan",
             )
 
     # -- finding and leasing (any thread) ------------------------------------------------------
@@ -404,4 +404,6 @@ def _check_name(name: str) -> None:
 
 
 def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
