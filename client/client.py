@@ -290,7 +290,7 @@ class Client:
         UnavailableError if it still loads after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            found = [c for c in self.list_candidates().candidates if c.name == name]
+            found: list[pb.Candidate] = [c for c in self.list_candidates().candidates if c.name == name]
             if found and found[0].state != pb.CANDIDATE_STATE_LOADING:
                 return found[0]
             if not found:
