@@ -404,6 +404,7 @@ class WeightManager:
 
 
 Component = torch.Tensor | Callable[[], torch.Tensor]
+ACC_CHUNK = 1 << 20  # elements of the fp32 accumulator alive at once when one term is written
 
 
 def _write_sum(param: torch.Tensor, base: torch.Tensor, components: Sequence[tuple[float, Component]]) -> None:
@@ -418,6 +419,11 @@ def _write_sum(param: torch.Tensor, base: torch.Tensor, components: Sequence[tup
     input and of its result first (2.5 tensors of scratch, measured). A component may be a call
     that produces it: it is made just before its add and dropped after, so at most one is alive
     beside the accumulator. The pristine tensor is never written.
+
+    One term (a 1D sweep, the common case) needs no whole accumulator: theta0 is cast, the term
+    added and the sum cast back ``ACC_CHUNK`` elements at a time, elementwise the same operations
+    (so the same bits, tested), with one chunk of fp32 scratch instead of the whole tensor's: a
+    model's largest tensor (an embedding) no longer costs its fp32 size twice over at a switch.
     """
 
     def made(d: Component) -> torch.Tensor:
@@ -426,6 +432,13 @@ def _write_sum(param: torch.Tensor, base: torch.Tensor, components: Sequence[tup
     if len(components) == 1 and base.dtype == param.dtype == torch.float32:
         coef, d = components[0]
         torch.add(base, made(d), alpha=coef, out=param)
+        return
+    if len(components) == 1 and param.numel() > ACC_CHUNK and param.is_contiguous() and base.is_contiguous():
+        coef, d = components[0]
+        flat_d, flat_base, flat_param = made(d).reshape(-1), base.reshape(-1), param.view(-1)
+        for start in range(0, flat_param.numel(), ACC_CHUNK):
+            chunk = slice(start, start + ACC_CHUNK)
+            flat_param[chunk].copy_(flat_base[chunk].to(torch.float32).add_(flat_d[chunk], alpha=coef))
         return
     acc = base.to(torch.float32, copy=True)
     for coef, d in components:
