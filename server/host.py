@@ -54,6 +54,7 @@ from .engine.weights import AppliedState
 from .errors import Cancelled, DeadlineExceeded, ResourceExhausted, Unavailable
 from .fair_share import Share, ShareRefusal, check_share
 from .metrics import ServerMetrics
+from .models.host_memory import trim_heap
 
 __all__ = ["MAX_SKIPS", "SERVED_HISTORY", "Call", "HostSlot", "Job", "ModelHost", "ServedJob"]
 
@@ -389,6 +390,7 @@ class ModelHost:
         finally:
             self._busy_since = None
             self._running = None
+            trim_heap()  # what the job freed goes back to the system (models/host_memory.py)
 
     def _record(self, job: Job[Any], outcome: str) -> None:
         switched = bool(job.state is not None and job.state.switched)
