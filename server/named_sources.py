@@ -77,6 +77,10 @@ class NamedSources:
             raise AlreadyExists(f"{name!r} names an entry of the operator's registry (see ListRegistry); choose another name")
         return self.candidates.add(name, source, kind, caller)
 
+    def candidates_bytes(self) -> int:
+        """Host memory the candidates hold (0 when candidates are off)."""
+        return self._candidates.memory_bytes() if self._candidates is not None else 0
+
     def close(self) -> None:
         if self._candidates is not None:
             self._candidates.close()

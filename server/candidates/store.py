@@ -254,6 +254,11 @@ class CandidateStore:
                     return c
         raise NotFound(f"candidate {name!r} was removed; register it again")
 
+    def memory_bytes(self) -> int:
+        """Host memory held by every candidate (adapters' factors)."""
+        with self._lock:
+            return sum(c.memory_bytes for c in self._records.values())
+
     def names(self, caller: Caller, kind: str) -> list[str]:
         with self._lock:
             return [c.name for c in self._records.values() if c.kind == kind and _visible(c, caller)]

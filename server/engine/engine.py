@@ -258,7 +258,7 @@ class Engine:
         w = self.weights
         return MemoryFacts(
             model=w.model_bytes(), pristine=w.pristine_bytes(), directions=w.directions_bytes(),
-            device=device_bytes_in_use(self.loaded.device),
+            device=device_bytes_in_use(self.loaded.device), candidates=self.sources.candidates_bytes(),
         )
 
     def facts(self) -> ModelFacts:

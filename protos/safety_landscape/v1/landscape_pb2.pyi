@@ -270,16 +270,18 @@ class ServerLimits(_message.Message):
     def __init__(self, max_batch_size: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., max_prompts_per_request: _Optional[int] = ..., max_prompt_tokens: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_directions: _Optional[int] = ..., max_abs_coefficient: _Optional[float] = ..., direction_storage: _Optional[str] = ..., max_queued_jobs_per_tenant: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_directions_per_tenant: _Optional[int] = ..., max_points_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_score_tokens: _Optional[int] = ..., max_score_candidates: _Optional[int] = ..., max_keywords: _Optional[int] = ..., max_keyword_bytes: _Optional[int] = ..., max_terms: _Optional[int] = ..., max_direction_patterns: _Optional[int] = ..., max_reference_index: _Optional[int] = ..., max_name_chars: _Optional[int] = ..., max_job_memory_bytes: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., queue_reserve: _Optional[int] = ..., tenant_direction_slots: _Optional[int] = ..., max_streams: _Optional[int] = ..., max_streams_per_tenant: _Optional[int] = ..., stream_send_timeout_seconds: _Optional[float] = ..., max_health_watches: _Optional[int] = ...) -> None: ...
 
 class MemoryReport(_message.Message):
-    __slots__ = ("model_bytes", "pristine_bytes", "directions_bytes", "device_bytes_in_use")
+    __slots__ = ("model_bytes", "pristine_bytes", "directions_bytes", "device_bytes_in_use", "candidates_bytes")
     MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
     PRISTINE_BYTES_FIELD_NUMBER: _ClassVar[int]
     DIRECTIONS_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_BYTES_IN_USE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_BYTES_FIELD_NUMBER: _ClassVar[int]
     model_bytes: int
     pristine_bytes: int
     directions_bytes: int
     device_bytes_in_use: int
-    def __init__(self, model_bytes: _Optional[int] = ..., pristine_bytes: _Optional[int] = ..., directions_bytes: _Optional[int] = ..., device_bytes_in_use: _Optional[int] = ...) -> None: ...
+    candidates_bytes: int
+    def __init__(self, model_bytes: _Optional[int] = ..., pristine_bytes: _Optional[int] = ..., directions_bytes: _Optional[int] = ..., device_bytes_in_use: _Optional[int] = ..., candidates_bytes: _Optional[int] = ...) -> None: ...
 
 class Term(_message.Message):
     __slots__ = ("direction_id", "spec", "coefficient")
