@@ -30,26 +30,24 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 
 import structlog
 
 from ..config import CandidateSettings
 from ..engine.direction_slots import Caller
-from ..errors import (
-    AlreadyExists,
-    Cancelled,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    LandscapeError,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-)
-from .inspection import Checked, ServedModel, check, locate
+from ..errors import Cancelled, DeadlineExceeded, FailedPrecondition, InvalidArgument, LandscapeError, NotFound, PermissionDenied
+from .inspection import ServedModel, check, locate
 from .loading import load
+from .records import (
+    Candidate,
+    CandidateView,
+    State,
+    check_bytes,
+    check_count,
+    check_free,
+    check_memory,
+    visible,
+)
 from .roots import CandidateRoots
 
 __all__ = ["MAX_NAME_CHARS", "MAX_REMOVE_WAIT_SECONDS", "Candidate", "CandidateStore", "CandidateView", "State"]
@@ -58,66 +56,6 @@ log = structlog.get_logger("safety_landscape.candidates")
 MAX_NAME_CHARS = 64
 MAX_REMOVE_WAIT_SECONDS = 600.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-class State(str, Enum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-    REMOVING = "removing"
-
-
-@dataclass
-class Candidate:
-    """One registered candidate (mutated under the store's lock only)."""
-
-    name: str
-    owner: str
-    operator: bool  # added by an admin: every tenant sees and uses it
-    source: str  # as given
-    checked: Checked
-    state: State = State.LOADING
-    reason: str = ""
-    fingerprint: str = ""
-    created: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.time)
-    in_use: int = 0
-    modules: dict | None = None  # type: ignore[type-arg]  # an adapter's fp32 factors once READY
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def kind(self) -> str:
-        return self.checked.located.kind
-
-    @property
-    def binding(self) -> str:
-        """What a direction spec naming it is bound to (its id changes with the owner and content)."""
-        return f"candidate:{self.owner}:{self.fingerprint}"
-
-    @property
-    def memory_bytes(self) -> int:
-        return self.checked.memory_bytes if self.state is not State.FAILED else 0
-
-
-@dataclass(frozen=True)
-class CandidateView:
-    """A candidate as ``ListCandidates`` shows it (a snapshot)."""
-
-    name: str
-    owner: str
-    operator: bool
-    source: str
-    kind: str
-    state: State
-    reason: str
-    size_bytes: int
-    memory_bytes: int
-    fingerprint: str
-    created_unix: float
-    last_used_unix: float
-    dtype: str
-    in_use: int
-    expires_unix: float
 
 
 class CandidateStore:
@@ -145,71 +83,25 @@ class CandidateStore:
     def add(self, name: str, source: str, kind: str, caller: Caller) -> CandidateView:
         _check_name(name)
         folder = self.roots.resolve(source, caller)
+        s, records = self.settings, self._records
         with self._lock:
-            self._check_free(name, caller)
-            self._check_count(caller)
+            check_free(records, name, caller)
+            check_count(records, caller, s.max_candidates, s.max_candidates_per_tenant)
         located = locate(folder, kind, lambda path: self.roots.allows(path, caller))
         with self._lock:
-            self._check_bytes(located.size_bytes, caller)
+            check_bytes(records, located.size_bytes, caller, self.max_bytes, self.max_bytes_per_tenant)
         checked = check(located, self.served)
         with self._lock:  # again: the world may have changed while the headers were read
-            self._check_free(name, caller)
-            self._check_count(caller)
-            self._check_bytes(located.size_bytes, caller)
-            self._check_memory(checked.memory_bytes)
+            check_free(records, name, caller)
+            check_count(records, caller, s.max_candidates, s.max_candidates_per_tenant)
+            check_bytes(records, located.size_bytes, caller, self.max_bytes, self.max_bytes_per_tenant)
+            check_memory(records, checked.memory_bytes, self.room_bytes)
             candidate = Candidate(name=name, owner=caller.tenant, operator=caller.admin, source=source, checked=checked)
             self._records[(caller.tenant, name)] = candidate
             view = self._view(candidate)
         self._queue.put(candidate)
         log.info("candidate added", name=name, owner=caller.tenant, kind=checked.located.kind, bytes=located.size_bytes)
         return view
-
-    def _check_free(self, name: str, caller: Caller) -> None:
-        taken = (caller.tenant, name) in self._records or any(
-            c.operator and c.name == name for c in self._records.values()
-        )
-        if taken:
-            raise AlreadyExists(f"a candidate named {name!r} is already registered (see ListCandidates); remove it "
-                                "first or choose another name")
-
-    def _check_count(self, caller: Caller) -> None:
-        s = self.settings
-        mine = sum(1 for c in self._records.values() if c.owner == caller.tenant)
-        if mine >= s.max_candidates_per_tenant:
-            raise ResourceExhausted(
-                f"tenant {caller.tenant!r} has {mine} candidates registered, the limit (max_candidates_per_tenant); "
-                "remove one first", limit="max_candidates_per_tenant",
-            )
-        if len(self._records) >= s.max_candidates:
-            raise ResourceExhausted(
-                f"the server holds {len(self._records)} candidates, the limit (max_candidates); retry once some "
-                "are removed or expire", limit="max_candidates",
-            )
-
-    def _check_bytes(self, size: int, caller: Caller) -> None:
-        held = [c for c in self._records.values() if c.state is not State.FAILED]
-        mine = sum(c.checked.located.size_bytes for c in held if c.owner == caller.tenant)
-        if mine + size > self.max_bytes_per_tenant:
-            raise ResourceExhausted(
-                f"the source's files are {_gib(size)}; tenant {caller.tenant!r} holds {_gib(mine)} of candidates and "
-                f"may hold {_gib(self.max_bytes_per_tenant)} (max_candidate_bytes_per_tenant)",
-                limit="max_candidate_bytes_per_tenant",
-            )
-        total = sum(c.checked.located.size_bytes for c in held)
-        if total + size > self.max_bytes:
-            raise ResourceExhausted(
-                f"the source's files are {_gib(size)}; the server holds {_gib(total)} of candidates and may hold "
-                f"{_gib(self.max_bytes)} (max_candidate_bytes)", limit="max_candidate_bytes",
-            )
-
-    def _check_memory(self, needed: int) -> None:
-        held = sum(c.memory_bytes for c in self._records.values())
-        if held + needed > self.room_bytes:
-            raise ResourceExhausted(
-                f"the candidate holds {_gib(needed)} in host memory (its LoRA factors in fp32); the memory plan "
-                f"(memory_plan) leaves {_gib(self.room_bytes)} of host memory free and candidates hold {_gib(held)}: "
-                "remove a candidate (`visage-server --memory-plan` shows the plan)", limit="memory_plan",
-            )
 
     # -- finding and leasing (any thread) ------------------------------------------------------
 
@@ -261,13 +153,13 @@ class CandidateStore:
 
     def names(self, caller: Caller, kind: str) -> list[str]:
         with self._lock:
-            return [c.name for c in self._records.values() if c.kind == kind and _visible(c, caller)]
+            return [c.name for c in self._records.values() if c.kind == kind and visible(c, caller)]
 
     # -- listing and removing ------------------------------------------------------------------
 
     def list(self, caller: Caller, fingerprint: str = "") -> list[CandidateView]:
         with self._lock:
-            seen = [c for c in self._records.values() if _visible(c, caller)]
+            seen = [c for c in self._records.values() if visible(c, caller)]
             views = [self._view(c) for c in seen if not fingerprint or c.fingerprint == fingerprint]
         return sorted(views, key=lambda v: (v.owner, v.name))
 
@@ -396,10 +288,6 @@ class CandidateStore:
         )
 
 
-def _visible(c: Candidate, caller: Caller) -> bool:
-    return caller.admin or c.operator or c.owner == caller.tenant
-
-
 def _check_name(name: str) -> None:
     if not name or len(name) > MAX_NAME_CHARS or _NAME.fullmatch(name) is None:
         raise InvalidArgument(
@@ -407,8 +295,3 @@ def _check_name(name: str) -> None:
             "'_' and '-', starting with a letter or digit"
         )
 
-
-def _gib(n: int) -> str:
-    if n >= 2**30:
-        return f"{n / 2**30:.2f} GiB"
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
