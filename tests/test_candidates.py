@@ -313,6 +313,24 @@ def test_a_candidate_in_use_is_never_removed_under_a_call(server, alice, folders
         alice.generate(PROMPTS, settings=GREEDY, at=interp("cand"))
 
 
+def test_a_stream_of_points_holds_its_candidate_once_until_it_ends(server, alice, folders):
+    alice.add_candidate("cand", str(folders["pub"] / "second"))
+    alice.wait_for_candidate("cand", timeout=60)
+    settings = C.evaluation_settings(prompts=["Tell me a story"], max_new_tokens=2)
+    points = [interp("cand", 0.1 * i) for i in range(1, 6)]
+    results: list[object] = []
+    with worker_held(server.app.host):  # the stream's points wait; it holds the candidate already
+        reader = threading.Thread(target=lambda: results.extend(alice.evaluate_points(settings, points)))
+        reader.start()
+        wait_for(lambda: alice.list_candidates().candidates[0].in_use == 1, what="the stream to hold it")
+        with pytest.raises(FailedPreconditionError, match="used by 1 call"):  # once, not once per point
+            alice.remove_candidate("cand")
+    reader.join(60)
+    assert len(results) == 5
+    assert alice.list_candidates().candidates[0].in_use == 0
+    assert alice.remove_candidate("cand")
+
+
 def test_a_wait_that_outlasts_the_deadline_leaves_the_candidate_ready(server, alice, folders):
     alice.add_candidate("cand", str(folders["pub"] / "second"))
     alice.wait_for_candidate("cand", timeout=60)

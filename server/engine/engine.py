@@ -190,7 +190,10 @@ class Engine:
                     if t.spec is not None:
                         spec, candidate = self.sources.take(t.spec, caller)
                         if candidate is not None:
-                            taken.append(candidate)
+                            if any(c is candidate for c in taken):  # one call holds a candidate once
+                                self.sources.give([candidate])
+                            else:
+                                taken.append(candidate)
                         t = dataclasses.replace(t, spec=spec)
                     row.append(t)
                 bound.append(row)
