@@ -5,6 +5,7 @@ feature off. The SIGHUP reload of the registry file is ``test_registry_reload.py
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -403,3 +404,23 @@ def test_a_hub_id_is_read_from_the_cache_only_under_a_root(alice, folders, monke
     monkeypatch.setenv("HF_HUB_CACHE", str(outside))
     with pytest.raises(PermissionDeniedError):
         alice.add_candidate("hub2", "org/tiny")
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+def test_roots_from_flags_and_the_environment_and_a_missing_root_refused_at_start(tmp_path):
+    from safety_landscape.server.bootstrap import check_config
+    from safety_landscape.server.settings import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--candidate-root", str(tmp_path), "--candidate-root", f"team-a={tmp_path}"])
+    assert config_from_args(args, environ={}).candidates.roots == (("", str(tmp_path)), ("team-a", str(tmp_path)))
+    env = {"VISAGE_CANDIDATE_ROOTS": f"{tmp_path},team-b={tmp_path}", "VISAGE_MAX_CANDIDATES": "3"}
+    config = config_from_args(build_parser().parse_args([]), environ=env)
+    assert config.candidates.roots == (("", str(tmp_path)), ("team-b", str(tmp_path)))
+    assert config.candidates.max_candidates == 3 and config.candidates.enabled
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--candidate-root", "=/x"])  # a tenant's root needs the tenant
+    missing = dataclasses.replace(config, candidates=CandidateSettings(roots=(("", str(tmp_path / "gone")),)))
+    with pytest.raises(ValueError, match="not a folder"):
+        check_config(missing)
