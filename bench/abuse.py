@@ -9,7 +9,8 @@ attack: the status mallory got and after how many seconds, the victim's Generate
 that failed counts at its deadline) and how many of his calls failed, the slowest health check,
 and the server's peak resident memory (VmHWM of its process).
 
-    python bench/abuse.py                      # every attack (about 10 minutes on 2 CPU cores)
+    python bench/abuse.py                      # every attack (about 25 minutes on 2 CPU cores)
+    python bench/abuse.py --only "candidate:"  # the registration attacks (candidates, --candidate-root)
     python bench/abuse.py --only "1 MB" --only Score
     python bench/abuse.py --markdown           # the table as Markdown (docs/operations.md)
 """
