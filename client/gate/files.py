@@ -106,7 +106,8 @@ def _candidate_text(cand: dict[str, Any]) -> str:
         return "the server model"
     reg = cand.get("registered")
     if not reg:
-        return f"`{term}` at 1.0"
+        kind, name = term.split(":", 1)
+        return f"`{name}` ({kind} at 1.0)"
     how = "registered for this run and removed after it" if reg["registered"] else "an existing candidate of the same content"
     return f"`{cand['source']}` ({reg['kind']} `{reg['name']}`, {how}; content `{reg['fingerprint'][:16]}`) at 1.0"
 

@@ -70,7 +70,8 @@ def _verdict(checks: list[Check]) -> tuple[str, int]:
 
 
 def _provenance(config: GateConfig | None, server: dict[str, str] | None, started: float | None) -> dict[str, Any]:
-    extra: dict[str, Any] = {"server": server or {}, "spec": gate_spec(config).to_dict() if config else {},
+    known = config is not None and (not config.source or config.registered is not None)  # a source: once registered
+    extra: dict[str, Any] = {"server": server or {}, "spec": gate_spec(config).to_dict() if config and known else {},
                              "finished_at": iso_time(time.time())}
     if started is not None:
         extra["started_at"] = iso_time(started)
