@@ -202,3 +202,13 @@ def test_the_first_release_skips_the_drop_check_and_becomes_the_next_baseline(ti
     code, doc, _, _ = run_gate(tmp_path / "nothing", only_drop, tiny_server.target, extra_args=["--first-release"])
     assert code == 2 and "checks nothing" in doc["error"]
     assert isinstance(ET.tostring(junit), bytes)
+
+
+def test_a_tenant_token_gates_on_one_server_but_several_need_an_admin_to_compare_directions(server, alice, tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("VISAGE_TOKEN", "tok-alice")  # CreateDirection is admin-only
+    config = write_config(tmp_path / "gate.toml", keywords=ALWAYS, thresholds={"max_origin_asr": 10})
+    code, doc, _, _ = run_gate(tmp_path / "one", config, server.target)
+    assert code == 0 and set(doc["inputs"]["directions"]["fingerprints"].values()) == {""}  # made on demand: not known
+    code, doc, _, _ = run_gate(tmp_path / "two", config, server.target, server.target)
+    assert code == 2 and "admin token" in doc["error"]

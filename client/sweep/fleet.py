@@ -43,7 +43,6 @@ from ..errors import (
     CancelledError,
     DeadlineExceededError,
     FleetError,
-    PermissionDeniedError,
     UnauthenticatedError,
     UnavailableError,
     VisageError,
@@ -196,22 +195,10 @@ class Fleet:
 
     def check_directions(self, directions: Mapping[str, pb.DirectionSpec]) -> dict[str, str]:
         """label -> fingerprint: every server creates each direction (idempotent) and must report
-        the same fingerprint; otherwise FleetError naming the servers and fingerprints.
-
-        CreateDirection is an admin RPC. A tenant token on ONE server: nothing to compare, so the
-        directions are made on demand from the terms' specs as the sweep runs and the fingerprints
-        are recorded as "" (not known). On several servers the check cannot be made: FleetError."""
+        the same fingerprint; otherwise FleetError naming the servers and fingerprints."""
         out, problems = {}, []
-        try:
-            created = {label: {c.target: c.create_direction(spec).fingerprint for c in self.clients}
-                       for label, spec in directions.items()}
-        except PermissionDeniedError as exc:
-            if len(self.clients) > 1:
-                raise FleetError(f"checking that {len(self.clients)} servers make the same directions needs an admin "
-                                 f"token (CreateDirection: {exc.details}); use an admin token or one server") from None
-            log.info("a tenant token: directions are made on demand, their fingerprints not recorded")
-            return {label: "" for label in directions}
-        for label, values in created.items():
+        for label, spec in directions.items():
+            values = {c.target: c.create_direction(spec).fingerprint for c in self.clients}
             if len(set(values.values())) > 1:
                 problems.append(_disagreement(f"direction {label} fingerprint", values))
             else:

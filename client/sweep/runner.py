@@ -31,7 +31,7 @@ from typing import Any
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
-from ..errors import ValidationError, VisageError
+from ..errors import FleetError, PermissionDeniedError, ValidationError, VisageError
 from ..provenance import iso_time, provenance, server_provenance
 from ..records import FINISH_REASONS, Completion, MeasuredModel, PointDetail, PointRecord
 from ..store import ResultStore
@@ -264,6 +264,20 @@ class _Recorder:
                                    time.monotonic() - self.started))
 
 
+def _direction_fingerprints(fleet: Fleet, plan: Plan) -> dict[str, str]:
+    """The fleet's direction check (:meth:`Fleet.check_directions`). CreateDirection is an admin RPC:
+    with a tenant's token on ONE server there is nothing to compare, the terms make the directions on
+    demand as the sweep runs and their fingerprints are recorded as "" (not known); on several
+    servers the check cannot be made without an admin token, and the sweep does not start."""
+    try:
+        return fleet.check_directions(plan.directions)
+    except PermissionDeniedError as exc:
+        if len(fleet.clients) > 1:
+            raise FleetError(f"{len(fleet.clients)} servers: checking that they make the same directions needs an "
+                             f"admin token ({exc.details}); use one, or one server") from None
+        return dict.fromkeys(plan.directions, "")
+
+
 def run_sweep(
     spec: SweepSpec,
     store: ResultStore,
@@ -301,7 +315,7 @@ def run_sweep(
         facts, servers = fleet.agree()
         check_store_binding(store, spec.name, facts, servers[0].model_name)  # before anything is written or run
         plan = build_plan(resolved, facts, set_hashes=fleet.check_prompt_sets(resolved.prompt_set_names))
-        fingerprints = fleet.check_directions(plan.directions)
+        fingerprints = _direction_fingerprints(fleet, plan)
         record = _MetaRecord(store, _meta(plan, servers, fingerprints, started_at))
         measured = _Measured(store)
         have = set(measured.keys)
