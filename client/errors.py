@@ -131,7 +131,15 @@ class NotFoundError(RpcFailed):
 
 
 class AlreadyExistsError(RpcFailed):
-    pass
+    """ALREADY_EXISTS: a name the caller already sees (its own candidate, the operator's, a registry entry).
+
+    Example::
+
+        try:
+            c.add_candidate("rc-7", "/srv/visage/candidates/team-a/rc-7")
+        except AlreadyExistsError:
+            print("taken: pick another name, or `visage candidate list`")
+    """
 
 
 class FailedPreconditionError(RpcFailed):

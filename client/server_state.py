@@ -258,7 +258,13 @@ class CandidateInfo(ProtoReply):
 
 @dataclass(frozen=True)
 class CandidateList(ProtoReply):
-    """The candidates a caller sees and the server's candidate limits: :meth:`Client.list_candidates`'s result."""
+    """The candidates a caller sees and the server's candidate limits: :meth:`Client.list_candidates`'s result.
+
+    Example::
+
+        listed = c.list_candidates()
+        print([(x.name, x.state) for x in listed.candidates], listed.max_candidates_per_tenant)
+    """
 
     message_type = pb.ListCandidatesResponse
     candidates: tuple[CandidateInfo, ...]
