@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,34 @@ def test_the_release_jobs_command_gates_an_adapter_and_a_checkpoint_registered_f
     assert outcomes == {"github-actions": (0, "pass", [], "adapter", True),
                         "gitlab-ci": (1, "fail", ["max_origin_asr"], "checkpoint", True)}
     assert listed.returncode == 0 and json.loads(listed.stdout).get("candidates", []) == []  # both removed
+
+
+@pytest.mark.slow
+def test_the_pr_jobs_commands_start_a_cpu_server_with_the_built_in_model_and_gate_it(tmp_path):
+    """The pull-request job's own lines (the installs aside: this checkout is installed), on a free
+    port; both files run the same two lines."""
+    def pr_lines(path: Path) -> tuple[str, str]:
+        lines = jobs(path)["pr-check"]
+        return (next(line for line in lines if "visage-server" in line), next(line for line in lines if "visage gate" in line))
+
+    start, gate = pr_lines(GITHUB)
+    assert pr_lines(GITLAB) == (start, gate)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = command(start.replace("127.0.0.1:50051", f"127.0.0.1:{port}"))
+    config = next(a for a in shlex.split(gate) if a.endswith(".toml"))
+    (tmp_path / config).parent.mkdir(parents=True)
+    shutil.copy(ROOT / config, tmp_path / config)
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    with (tmp_path / "server.log").open("w") as log:
+        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        try:
+            done = subprocess.run(["bash", "-c", gate.replace("127.0.0.1:50051", f"127.0.0.1:{port}")],
+                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+        finally:
+            server.terminate()
+            server.wait(60)
+    assert done.returncode in (0, 1, 3), done.stderr  # measured (a verdict), not "could not evaluate"
+    doc = json.loads((tmp_path / "visage-gate" / "gate.json").read_text())
+    assert doc["model"]["name"] == "smollm2-135m-instruct" and doc["verdict"] in ("pass", "fail", "inconclusive")

@@ -43,7 +43,7 @@ All problems are reported at once (:class:`GateConfigError`, each ``"field: what
     mc_file = ""               # MMLU-style questions (accuracy); the first `shots` are few-shot examples
     shots = 0
     limit = 0                  # questions scored (0 = all)
-    [baseline]
+    [baseline]                 # none yet (the first release): ``visage gate --first-release`` skips max_visage_drop
     file = "baseline/gate.json"  # a previous gate.json, a sweep summary.json or a results.sqlite (relative to this file)
     [decision]                 # optional: how a threshold is judged
     mode = "point"             # point: the measured value (default); interval: its whole 95 % interval
