@@ -108,8 +108,8 @@ def gate_document(config: GateConfig, m: Measurements, checks: list[Check], base
         "failed": [c.name for c in checks if c.decision == "fail"],
         "inconclusive": [c.name for c in checks if c.decision == "inconclusive"],
         "first_release": config.first_release,
-        "skipped": [{"name": n, "reason": FIRST_RELEASE_REASON} for n in LABELS
-                    if config.first_release and n == "max_visage_drop" and config.thresholds.max_visage_drop is not None],
+        "skipped": ([{"name": "max_visage_drop", "reason": FIRST_RELEASE_REASON}]
+                    if config.first_release and config.thresholds.max_visage_drop is not None else []),
         "visage": {"rule": config.rule, "mean": m.visage, "std": m.visage_std, "per_direction": m.visage_per_direction,
                    "ci95": _ci(cis["min_visage"])},
         "origin_asr": m.origin_asr,
