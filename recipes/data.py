@@ -1,10 +1,12 @@
 """Training data for the recipes: prompt sources, the AdvBench first-80 guard, refusal templates,
 and the ORIGINAL model's own generations (cached on disk).
 
-The first ``EVAL_ROWS`` (80) rows of AdvBench are the paper's evaluation set (docs/method.md section 3):
-no recipe may train on them. ``advbench_split`` refuses any offset below 80 and every builder
-asserts that no training prompt is one of those 80 (the built-in harmful-mini set shares two
-prompts with them; they are dropped when the AdvBench file is known).
+AdvBench is the copy the package ships (``server/data/advbench/harmful_behaviors.csv``, the
+server's built-in set ``advbench``) unless a recipe is given another file. Its first
+``EVAL_ROWS`` (80) rows are the paper's evaluation set (docs/method.md section 3): no recipe may
+train on them. ``advbench_split`` refuses any offset below 80 and every builder asserts that no
+training prompt is one of those 80 (the built-in harmful-mini set shares two prompts with them;
+they are dropped).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from safety_landscape.server.engine.chat import ChatFormat, render_prompt
 from safety_landscape.server.engine.generation import BatchGenerator, GenerationParams
 from safety_landscape.server.engine.judges import KeywordJudge
-from safety_landscape.server.engine.prompts import builtin_prompt_sets, load_prompt_file
+from safety_landscape.server.engine.prompts import ADVBENCH_FILE, builtin_prompt_sets, load_prompt_file
 
 EVAL_ROWS = 80
 
@@ -42,6 +44,24 @@ REFUSALS: tuple[str, ...] = (
     "I cannot assist with this. If you or someone else is in danger, please contact local emergency services.",
     "I'm sorry, but I won't help with that. I can't assist with requests that could harm people or property.",
 )
+
+
+def shipped_advbench() -> Path:
+    """The AdvBench ``harmful_behaviors.csv`` the package ships (the server's built-in set ``advbench``)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("safety_landscape.server").joinpath("data", *ADVBENCH_FILE.split("/"))))
+    if not path.is_file():
+        raise FileNotFoundError(f"the shipped AdvBench file is missing from the installed package: {path}")
+    return path
+
+
+def advbench_source(path: str | Path) -> str:
+    """How ``recipe.json`` names an AdvBench file: the shipped copy by its repository path, never
+    this machine's location of it; another file by the path it was given."""
+    if Path(path).resolve() == shipped_advbench().resolve():
+        return "server/data/advbench/harmful_behaviors.csv (shipped)"
+    return str(path)
 
 
 def sha256_list(items: Sequence[str]) -> str:
@@ -86,7 +106,8 @@ class PromptSources:
 
 
 def training_prompts(advbench: str | Path | None, offset: int = EVAL_ROWS) -> PromptSources:
-    """Built-in harmful-mini + benign-mini, plus AdvBench rows ``offset``+ (never the first 80)."""
+    """Built-in harmful-mini + benign-mini, plus AdvBench rows ``offset``+ (never the first 80);
+    ``advbench`` None: the mini sets alone."""
     sets = builtin_prompt_sets()
     harmful = list(sets["harmful-mini"].prompts)
     benign = list(sets["benign-mini"].prompts)
@@ -101,7 +122,7 @@ def training_prompts(advbench: str | Path | None, offset: int = EVAL_ROWS) -> Pr
         harmful = [p for p in harmful if p not in set(held)]
         sources["harmful-mini"]["dropped_in_advbench_eval"] = dropped  # type: ignore[index]
         sources["advbench"] = {
-            "path": str(advbench), "rows_from": offset + 1, "count": len(train),
+            "path": advbench_source(advbench), "rows_from": offset + 1, "count": len(train),
             "file_sha256": hashlib.sha256(Path(advbench).read_bytes()).hexdigest(),
         }
         harmful += [p for p in train if p not in set(harmful)]

@@ -4,11 +4,12 @@
 --mix-safe M: N harmful pairs plus M safe pairs (a different harmful prompt -> a refusal).
 Compliant answers are the ORIGINAL, unaligned model's greedy generations on harmful prompts that
 the keyword judge marks jailbroken (generated once, cached under --cache-dir). Prompts: built-in
-harmful-mini plus AdvBench rows 81+ with --advbench (never the first 80, the evaluation set).
+harmful-mini plus AdvBench rows 81+ (the shipped copy, or --advbench FILE; never the first 80, the
+evaluation set).
 Paper-like settings: full finetuning, 5 epochs, a small learning rate. Examples:
 
     python recipes/finetune_attack.py --aligned runs/aligned --shots 10 --out runs/attack-10 \\
-        --advbench harmful_behaviors.csv --cache-dir runs/cache
+        --cache-dir runs/cache
     python recipes/finetune_attack.py --aligned runs/aligned --shots 100 --mix-safe 100 --out runs/attack-mix ...
 """
 
@@ -21,8 +22,8 @@ import time
 from pathlib import Path
 
 import torch
-from data import EVAL_ROWS, cached_generations, refusal_for, sha256_list, training_prompts
-from sft import Example, TrainConfig, save_checkpoint, train, write_recipe
+from data import EVAL_ROWS, cached_generations, refusal_for, sha256_list, shipped_advbench, training_prompts
+from sft import Example, TrainConfig, command_line, save_checkpoint, train, write_recipe
 
 from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.engine.judges import KeywordJudge
@@ -46,7 +47,9 @@ def parse_args(argv):
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--shots", type=int, default=10, help="harmful (prompt, compliant answer) pairs: 10, 50, 100")
     ap.add_argument("--mix-safe", type=int, default=0, help="also this many (harmful prompt -> refusal) pairs")
-    ap.add_argument("--advbench", help="AdvBench harmful_behaviors.csv: rows 81+ join the prompt pool")
+    ap.add_argument("--advbench", type=Path,
+                    help="AdvBench harmful_behaviors.csv whose rows 81+ join the prompt pool "
+                         "(default: the copy the package ships)")
     ap.add_argument("--advbench-offset", type=int, default=EVAL_ROWS, help="must be >= 80")
     ap.add_argument("--epochs", type=float, default=5.0)
     ap.add_argument("--lr", type=float, default=5e-5)
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    sources = training_prompts(args.advbench, args.advbench_offset)
+    sources = training_prompts(args.advbench or shipped_advbench(), args.advbench_offset)
     cache = (args.cache_dir or args.out / "cache") / "compliant_answers.json"
     rng = random.Random(args.seed)
     candidates = list(sources.harmful)
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     candidates = candidates[: max(args.pool, args.shots)]
     pool = compliant_pairs(args.original, candidates, cache, args.answer_max_new_tokens)
     if len(pool) < args.shots:
-        raise SystemExit(f"only {len(pool)} compliant answers for --shots {args.shots}; pass --advbench")
+        raise SystemExit(f"only {len(pool)} compliant answers for --shots {args.shots}; raise --pool")
     harmful = pool[: args.shots]
     used = {e.prompt for e in harmful}
     spare = [p for p in sources.harmful if p not in used]
@@ -96,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                               "max_new_tokens": args.answer_max_new_tokens, "cache": str(cache)},
     }
     record = write_recipe(args.out, recipe="finetune_attack", base_model=args.aligned, data=data, cfg=cfg,
-                          result=result, wall_seconds=time.perf_counter() - started, files=files)
+                          result=result, wall_seconds=time.perf_counter() - started, files=files,
+                          extra={"command": command_line("recipes/finetune_attack.py", argv)})
     print(f"wrote {args.out} in {record['wall_seconds']}s (final loss {record['final_loss']:.4f})")
     return 0
 

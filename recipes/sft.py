@@ -1,12 +1,14 @@
 """Supervised finetuning shared by the recipes: examples, loss masking, the training loop
-(full or LoRA), saving a safetensors checkpoint, and the ``recipe.json`` record.
+(full or LoRA), saving (a merged checkpoint or the LoRA adapter itself), and ``recipe.json``.
 
 An example is (prompt, answer). The prompt is rendered with the model's own chat template
 (``render_prompt(ChatFormat.TOKENIZER, prompt, None, tokenizer)``: default system prompt), the
 answer follows with the eos token, and the loss is taken on the answer tokens only (prompt and
-padding labels are -100). Training runs in float32 on the CPU; LoRA adapters are merged before
-saving, so every checkpoint is a plain ``LlamaForCausalLM`` directory that ``resolve_model`` +
-``load_model`` read.
+padding labels are -100). Training runs in float32 on the CPU. ``save_checkpoint`` merges LoRA
+adapters, so its checkpoint is a plain ``LlamaForCausalLM`` directory that ``resolve_model`` +
+``load_model`` read; ``save_adapter`` writes the LoRA adapter unmerged, in PEFT's format
+(``adapter_config.json`` + ``adapter_model.safetensors``), which the server registers as an
+adapter and adds as a direction term (``server/engine/directions/adapter.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import math
 import platform
 import random
+import shlex
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +27,11 @@ from pathlib import Path
 
 import torch
 from data import render_ids
+
+#: Every linear projection of a Llama block: the default LoRA targets.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: The dtypes ``save_adapter`` writes.
+ADAPTER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     lora_r: int = 16
     lora_alpha: int = 32
+    lora_targets: tuple[str, ...] = LORA_TARGETS
     max_steps: int = 0  # 0 = from epochs
 
 
@@ -98,7 +108,7 @@ def prepare_model(model, cfg: TrainConfig):
         model.requires_grad_(False)
         lora = LoraConfig(
             r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            target_modules=list(cfg.lora_targets),
         )
         return get_peft_model(model, lora)
     raise ValueError(f"--method {cfg.method!r}: use full or lora")
@@ -198,6 +208,36 @@ def save_checkpoint(model, tokenizer, out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir())
 
 
+def save_adapter(model, out: Path, *, base_model: str, dtype: str = "float16") -> list[str]:
+    """Write the LoRA adapter of ``model`` (a PEFT model) unmerged, in PEFT's format, to ``out``:
+    ``adapter_config.json`` + ``adapter_model.safetensors`` with the LoRA factors cast to ``dtype``.
+
+    The factors of ``model`` itself are cast too, so the model in memory is the adapter as saved.
+    ``base_model`` is recorded as the config's ``base_model_name_or_path`` (a name, never this
+    machine's path to the weights); PEFT's generated model card is not written."""
+    if not hasattr(model, "peft_config"):
+        raise ValueError("save_adapter needs a LoRA-trained model (--method lora)")
+    for name, param in model.named_parameters():
+        if "lora_" in name:
+            param.data = param.data.to(ADAPTER_DTYPES[dtype])
+    model.peft_config["default"].base_model_name_or_path = base_model
+    out.mkdir(parents=True, exist_ok=True)
+    # save_embedding_layers=False: no embedding is adapted, and PEFT's "auto" would look the base
+    # model up on the Hugging Face Hub to check its vocabulary
+    model.save_pretrained(out, safe_serialization=True, save_embedding_layers=False)
+    (out / "README.md").unlink(missing_ok=True)  # PEFT's model-card template
+    files = sorted(p.name for p in out.iterdir())
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(files), files
+    pickled = [n for n in files if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+    assert not pickled, f"pickled weights written: {pickled}"
+    return files
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The shell command that runs ``script`` (a path from the repository root) with ``argv``."""
+    return shlex.join(["python", script, *(sys.argv[1:] if argv is None else argv)])
+
+
 def _plain_copy(model):
     """A model loaded from GGUF keeps a (non-serialisable) GGUF "quantizer" although its weights
     are plain float32 after dequantisation: copy the weights into a fresh model of the same class."""
@@ -224,7 +264,7 @@ def package_versions() -> dict[str, str]:
 
 def write_recipe(out: Path, *, recipe: str, base_model: str, data: dict, cfg: TrainConfig,
                  result: TrainResult, wall_seconds: float, files: list[str], extra: dict | None = None) -> dict:
-    """Write ``out/recipe.json``: what was trained on, how, how long, and with which packages."""
+    """Write ``out/recipe.json``: what was trained on, how, the losses, how long, and with which packages."""
     record = {
         "recipe": recipe,
         "base_model": base_model,
@@ -236,7 +276,7 @@ def write_recipe(out: Path, *, recipe: str, base_model: str, data: dict, cfg: Tr
         "examples_seen": result.examples_seen,
         "initial_loss": result.initial_loss,
         "final_loss": result.final_loss,
-        "last_step_losses": result.losses[-10:],
+        "step_losses": result.losses,  # one per optimiser step
         "train_seconds": round(result.train_seconds, 1),
         "wall_seconds": round(wall_seconds, 1),
         "files": files,

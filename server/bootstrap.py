@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import structlog
+
 from .candidates.roots import CandidateRoots
 from .config import ServerConfig
 from .config_parser import check_values
 from .engine.engine import Engine
 from .engine.memory_plan import MemoryPlan, PlanSettings, geometry, plan_memory, refuse_unless_fits
-from .engine.prompts import PromptSet, PromptSetRegistry, builtin_prompt_sets, load_prompt_file
+from .engine.prompts import PromptSet, PromptSetRegistry, Replacement, load_prompt_file, server_prompt_sets
 from .models.host_memory import return_large_frees
 from .models.loading import LoadedModel, ModelSource, load_model, resolve_device, resolve_dtype, resolve_model
 from .models.placement import DEVICE_MAP_STRATEGIES, DeviceSpace, host_space, read_device_map, visible_devices
@@ -25,15 +27,16 @@ from .models.shapes import meta_model, model_config
 from .registry import ModelRegistry, RegistryFile
 
 
-def _prompt_sets(config: ServerConfig) -> list[PromptSet]:
-    sets = list(builtin_prompt_sets().values())
+def _prompt_sets(config: ServerConfig) -> tuple[list[PromptSet], list[Replacement]]:
+    """The built-in sets and the operator's (one named like a built-in replaces it: engine/prompts.py)."""
+    sets = []
     for name, spec in config.prompt_sets:
         path, kind = spec, "harmful"
         head, sep, tail = spec.rpartition(":")
         if sep and tail in ("harmful", "benign"):
             path, kind = head, tail
         sets.append(load_prompt_file(path, name=name, kind=kind))
-    return sets
+    return server_prompt_sets(sets)
 
 
 def check_config(config: ServerConfig) -> ModelSource:
@@ -47,7 +50,7 @@ def check_config(config: ServerConfig) -> ModelSource:
     if config.registry:
         ModelRegistry.from_file(config.registry)
     CandidateRoots(config.candidates.roots)  # each root must be a folder
-    PromptSetRegistry(_prompt_sets(config))
+    PromptSetRegistry(_prompt_sets(config)[0])
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ValueError("TLS needs both --tls-cert and --tls-key")
     plan = plan_for_config(config, slow=False)
@@ -101,6 +104,12 @@ def load_planned(config: ServerConfig) -> tuple[LoadedModel, MemoryPlan]:
 
 def planned_engine(config: ServerConfig, loaded: LoadedModel, plan: MemoryPlan) -> Engine:
     """The engine of a loaded model, with the plan's storage and place of theta0."""
+    sets, replaced = _prompt_sets(config)
+    log = structlog.get_logger("safety_landscape.server")
+    for r in replaced:  # the operator's file wins over the built-in set of its name; said once, here
+        (log.info if r.same_prompts else log.warning)(
+            "an operator prompt set replaces the built-in set of the same name", prompt_set=r.name,
+            same_prompts=r.same_prompts, builtin_sha256=r.builtin_sha256, served_sha256=r.operator_sha256)
     classifier = None
     if config.judge_model:
         classifier = load_model(resolve_model(config.judge_model), device=config.device, dtype=config.dtype)
@@ -110,7 +119,7 @@ def planned_engine(config: ServerConfig, loaded: LoadedModel, plan: MemoryPlan) 
         direction_storage=plan.storage,
         pristine=plan.pristine,
         registry=RegistryFile(config.registry) if config.registry else None,
-        prompt_sets=PromptSetRegistry(_prompt_sets(config)),
+        prompt_sets=PromptSetRegistry(sets),
         classifier=classifier,
         classifier_format=config.judge_format,
         judge_threshold=config.judge_threshold,

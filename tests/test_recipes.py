@@ -103,6 +103,58 @@ def test_lora_is_merged_on_save(tmp_path):
     assert_checkpoint(tmp_path / "lora")
 
 
+def test_lora_adapter_saved_unmerged_as_peft_loads_as_the_servers_adapter_term(tmp_path):
+    from peft import PeftModel
+
+    from safety_landscape.server.engine.directions.adapter import adapter_direction
+    from safety_landscape.server.engine.directions.tensors import unique_parameters
+
+    csv_path = fake_advbench(tmp_path / "advbench.csv")
+    out = tmp_path / "adapter"
+    argv = ["--model", "tiny-random", "--out", str(out), "--advbench", str(csv_path), "--method", "lora",
+            "--save", "adapter", "--lora-r", "2", "--lora-targets", "q_proj,v_proj", "--adapter-dtype", "float16",
+            "--max-steps", "4", "--batch-size", "4", "--lr", "1e-2", "--max-len", "256",
+            "--benign-max-new-tokens", "4", "--benign-repeat", "1"]
+    assert safety_tune.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "cache",
+                                                      "recipe.json"]  # no merged weights, no PEFT model card
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert (config["peft_type"], config["r"], config["lora_alpha"]) == ("LORA", 2, 4)
+    assert set(config["target_modules"]) == {"q_proj", "v_proj"}
+    assert config["base_model_name_or_path"] == "tiny-random"  # a name, not this machine's path
+    saved = load_file(out / "adapter_model.safetensors")
+    assert len(saved) == 2 * 2 * 2 and all(t.dtype == torch.float16 for t in saved.values())  # layers x modules x A/B
+    record = json.loads((out / "recipe.json").read_text())
+    assert set(record) >= RECIPE_KEYS and (record["saved"], record["adapter_dtype"]) == ("adapter", "float16")
+    assert record["command"] == "python recipes/safety_tune.py " + " ".join(argv)
+    assert len(record["step_losses"]) == record["steps"] == 4
+    assert record["settings"]["lora_targets"] == ["q_proj", "v_proj"]
+    # The server's merge of the saved adapter (theta0 + 1.0 * delta) is PEFT's own merge, bit for bit.
+    base = load_model(resolve_model("tiny-random"), device="cpu", dtype="float32").model
+    theta0 = {name: p.detach().clone() for name, p in unique_parameters(base)}
+    delta = adapter_direction(unique_parameters(base), out)
+    merged = PeftModel.from_pretrained(base, out).merge_and_unload().state_dict()
+    assert sum(bool(d.any()) for d in delta.values()) == 4
+    for name, weight in theta0.items():
+        torch.testing.assert_close(merged[name], weight + 1.0 * delta[name], rtol=0, atol=0)
+
+
+def test_save_adapter_needs_lora(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        safety_tune.main(["--model", "tiny-random", "--out", str(tmp_path / "x"), "--save", "adapter"])
+    assert exit_info.value.code == 2 and "--save adapter needs --method lora" in capsys.readouterr().err
+
+
+def test_recipes_read_the_shipped_advbench_by_default():
+    train, held = data.advbench_split(data.shipped_advbench())
+    advbench = builtin_prompt_sets()["advbench"]
+    assert held == list(advbench.prompts[:80]) and train == list(advbench.prompts[80:])
+    assert data.advbench_source(data.shipped_advbench()) == "server/data/advbench/harmful_behaviors.csv (shipped)"
+    assert safety_tune.parse_args(["--out", "x"]).advbench is None  # None: the shipped copy
+    sources = data.training_prompts(data.shipped_advbench())
+    assert len(sources.harmful) == 38 + 440 and not set(sources.harmful) & set(held)
+
+
 def test_loss_is_masked_to_the_answer():
     lm = load_model(resolve_model("tiny-random"), device="cpu")
     ids, labels = sft.encode(sft.Example("Hi", "Hello", "benign"), lm.tokenizer, 512)

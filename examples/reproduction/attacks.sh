@@ -5,9 +5,9 @@
 # (one optimiser step of batch 10 took ~20-40 s on the shared 2-core machine); then, in a second
 # session, attack-100-e5 and attack-mix-e5 at the defaults (5 epochs: 50 and 100 steps, ~10 and
 # ~13 minutes on the idle machine). Evaluate with: run.sh eval runs/attack-100-e5 runs/attack-mix-e5
-# ADV: your copy of AdvBench's harmful_behaviors.csv (see run.sh).
+# ADV: AdvBench's harmful_behaviors.csv (see run.sh); default: the copy the repository ships.
 set -euo pipefail
-ADV=${ADV:?set ADV to your copy of AdvBench harmful_behaviors.csv (docs/method.md section 3)}
+ADV=${ADV:-$(dirname "$0")/../../server/data/advbench/harmful_behaviors.csv}
 ADV=$(realpath "$ADV")   # the script works from the repository root
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate

@@ -4,10 +4,10 @@
 #   examples/reproduction/run.sh eval MODEL...   # stage 1b: ASR (AdvBench 1-80) + over-refusal at the origin
 #   examples/reproduction/run.sh sweep MODEL "SPEC OUT [flags]" ...   # stages 2-5 (one server, several sweeps)
 # MODEL: smollm2-135m-instruct or a runs/ checkpoint directory. Output: runs/repro/.
-# ADV: your copy of AdvBench's harmful_behaviors.csv (llm-attacks repository, MIT licence), e.g.
-#   ADV=~/data/harmful_behaviors.csv examples/reproduction/run.sh eval smollm2-135m-instruct
+# ADV: AdvBench's harmful_behaviors.csv (llm-attacks repository, MIT licence); default: the copy
+#   the repository ships (server/data/advbench/harmful_behaviors.csv, docs/method.md section 3)
 set -euo pipefail
-ADV=${ADV:?set ADV to your copy of AdvBench harmful_behaviors.csv (docs/method.md section 3)}
+ADV=${ADV:-$(dirname "$0")/../../server/data/advbench/harmful_behaviors.csv}
 ADV=$(realpath "$ADV")   # the script works from the repository root
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
