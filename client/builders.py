@@ -26,14 +26,17 @@ from safety_landscape.common.names import (
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from .errors import ValidationError
+from .verdicts import JudgeRow
 
 __all__ = [
     "SYSTEM_PROMPT_PRESETS",
     "adapter_direction",
+    "candidate_request",
     "chat_format",
     "evaluation_settings",
     "generation",
     "interpolation_direction",
+    "judge_request",
     "message_dict",
     "perturbation",
     "random_direction",
@@ -242,3 +245,53 @@ def evaluation_settings(
         return_completions=return_completions,
         disable_early_stop=disable_early_stop,
     )
+
+
+def _judge_row(i: int, row: JudgeRow) -> pb.JudgeRow:
+    if (row.prompt is None) == (row.prompt_ref is None):
+        raise ValidationError(f"rows[{i}]: give exactly one of prompt (its text) or prompt_ref (set name, index)")
+    msg = pb.JudgeRow(completion=row.completion, system_prompt=system_prompt(row.system), chat_format=chat_format(row.chat))
+    if row.prompt is not None:
+        msg.prompt_text = row.prompt
+    else:
+        assert row.prompt_ref is not None
+        name, index = row.prompt_ref
+        if not name or index < 0:
+            raise ValidationError(f"rows[{i}].prompt_ref: a set name and an index >= 0, got {row.prompt_ref!r}")
+        msg.prompt_ref.CopyFrom(pb.PromptRef(set_name=name, index=index))
+    return msg
+
+
+def judge_request(
+    rows: Sequence[JudgeRow], *, judge: str = "keyword", keywords: Sequence[str] = (), max_new_tokens: int = 0,
+    classifier: str = "",
+) -> pb.JudgeRequest:
+    """A Judge request: the rows, the deciding judge ("keyword" or "classifier"; ``keywords`` replace the
+    paper's with the keyword judge; ``classifier`` names the guard format the server must have loaded,
+    "" for the one it has) and the generation length the answers came from (0: the longest
+    completion's; it picks the referee's calibration)."""
+    if not rows:
+        raise ValidationError("no rows to judge: give at least one JudgeRow")
+    if max_new_tokens < 0:
+        raise ValidationError(f"max_new_tokens must be >= 0 (0 = the longest completion's tokens), got {max_new_tokens}")
+    if keywords and judge != "keyword":
+        raise ValidationError("keywords go with the keyword judge only")
+    if classifier and judge != "classifier":
+        raise ValidationError("a classifier name goes with judge='classifier' only")
+    spec = _judge(judge, keywords)
+    if classifier:
+        spec.classifier.name = classifier
+    return pb.JudgeRequest(rows=[_judge_row(i, r) for i, r in enumerate(rows)], judge=spec,
+                           max_new_tokens=max_new_tokens)
+
+
+_CANDIDATE_KINDS = {"": pb.CANDIDATE_KIND_UNSPECIFIED, "checkpoint": pb.CANDIDATE_KIND_CHECKPOINT,
+                    "adapter": pb.CANDIDATE_KIND_ADAPTER}
+
+
+def candidate_request(name: str, source: str, kind: str = "") -> pb.AddCandidateRequest:
+    """AddCandidate's request: ``source`` (a folder on the server, or ORG/NAME[@REV] in its Hub
+    cache) as ``name``; ``kind`` "checkpoint", "adapter" or "" (read from the folder)."""
+    if kind not in _CANDIDATE_KINDS:
+        raise ValidationError(f"candidate kind {kind!r}: use checkpoint, adapter or leave it empty")
+    return pb.AddCandidateRequest(name=name, source=source, kind=_CANDIDATE_KINDS[kind])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from .proto_reply import ProtoReply
+from .verdicts import Coherence, RefereeReport
 
 __all__ = ["AppliedTerm", "ClassifierVerdict", "Evaluation", "GeneratedText", "Generation", "PointEvaluation",
            "PromptSetInfo", "ScoreResult", "Scores", "Timings", "Verdict", "WeightState"]
@@ -59,6 +60,7 @@ class Timings(ProtoReply):
     decode_seconds: float
     judge_seconds: float
     total_seconds: float
+    referee_seconds: float
     proto: pb.Timings = field(repr=False, compare=False)
 
 
@@ -139,7 +141,8 @@ class ClassifierVerdict(ProtoReply):
 
 @dataclass(frozen=True)
 class Verdict(ProtoReply):
-    """One prompt's verdict (``completion`` is "" unless the request asked for the completions)."""
+    """One prompt's verdict (``completion`` is "" unless the request asked for the completions);
+    ``outcome`` "refused", "complied" or "incoherent" ("" and ``coherence`` None when no referee ran)."""
 
     message_type = pb.Verdict
     index: int
@@ -151,13 +154,17 @@ class Verdict(ProtoReply):
     finish_reason: str
     completion: str
     classifier: ClassifierVerdict | None
+    outcome: str
+    coherence: Coherence | None
     proto: pb.Verdict = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class Evaluation(ProtoReply):
     """The attack success rate (percent) of a prompt set at one weight state:
-    :meth:`Client.evaluate`'s result.
+    :meth:`Client.evaluate`'s result. ``refused``, ``refusal_rate`` always; ``complied``,
+    ``incoherent``, ``coherent_asr`` (complied only) and ``incoherent_rate`` None when the server's
+    coherence referee did not run (turned off, or a server without one): never a guess.
 
     Example::
 
@@ -177,6 +184,13 @@ class Evaluation(ProtoReply):
     generated_tokens: int
     tokens_saved: int
     judge: str
+    refused: int
+    complied: int | None
+    incoherent: int | None
+    refusal_rate: float
+    coherent_asr: float | None
+    incoherent_rate: float | None
+    referee: RefereeReport | None
     proto: pb.EvaluateSafetyResponse = field(repr=False, compare=False)
 
 

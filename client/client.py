@@ -40,10 +40,12 @@ from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 from .builders import (
     SYSTEM_PROMPT_PRESETS,
     adapter_direction,
+    candidate_request,
     chat_format,
     evaluation_settings,
     generation,
     interpolation_direction,
+    judge_request,
     perturbation,
     random_direction,
     system_prompt,
@@ -53,6 +55,7 @@ from .credentials import channel_credentials, resolve_token, with_token
 from .errors import DeadlineExceededError, NotFoundError, ResourceExhaustedError, UnavailableError, ValidationError, from_rpc
 from .request_options import GENERATION_DEFAULTS, At, evaluation, one_of, to_perturbation
 from .server_state import CandidateInfo, CandidateList, DirectionInfo, DirectionList, RegistryEntry, ServerInfo
+from .verdicts import JudgeResult, JudgeRow
 
 __all__ = [
     "SERVER_ENV",
@@ -65,6 +68,7 @@ __all__ = [
     "evaluation_settings",
     "generation",
     "interpolation_direction",
+    "judge_request",
     "perturbation",
     "random_direction",
     "server_from_environment",
@@ -78,8 +82,6 @@ Reply = TypeVar("Reply", bound=Message)
 
 #: The environment variable naming the server when ``Client`` is given none.
 SERVER_ENV = "VISAGE_SERVER"
-_CANDIDATE_KINDS = {"": pb.CANDIDATE_KIND_UNSPECIFIED, "checkpoint": pb.CANDIDATE_KIND_CHECKPOINT,
-                    "adapter": pb.CANDIDATE_KIND_ADAPTER}
 
 @dataclass(frozen=True)
 class TlsConfig:
@@ -376,6 +378,17 @@ class Client:
         return Scores.from_proto(self._call(self._landscape.Score, request, pb.ScoreResponse,
                                             timeout=timeout or self.timeouts.generate, name="Score"))
 
+    def judge(self, rows: Sequence[JudgeRow], *, judge: str = "keyword", keywords: Sequence[str] = (),
+              classifier: str = "", max_new_tokens: int = 0, timeout: float | None = None) -> JudgeResult:
+        """Judge given answers at theta0 (nothing is generated): each row's refusal, the classifier's
+        verdict when ``judge="classifier"``, the referee's coherence and the outcome. Rows beyond the
+        server's ``max_prompts_per_request`` must be split over several calls."""
+        request = judge_request(rows, judge=judge, keywords=keywords, classifier=classifier,
+                                max_new_tokens=max_new_tokens)
+        response = self._call(self._landscape.Judge, request, pb.JudgeResponse, timeout=timeout or self.timeouts.generate,
+                              name="Judge")
+        return JudgeResult.from_proto(response)
+
     # -- directions (admin) --------------------------------------------------------------------
 
     def create_direction(self, spec: pb.DirectionSpec) -> DirectionInfo:
@@ -405,14 +418,10 @@ class Client:
     # -- candidates (checkpoints and adapters registered at run time) ----------------------------
 
     def add_candidate(self, name: str, source: str, *, kind: str = "") -> CandidateInfo:
-        """Register ``source`` (a folder on the SERVER, or ORG/NAME[@REV] in its Hub cache) as
-        ``name``; ``kind``: "checkpoint", "adapter" or "" (read from the folder). Answers at once,
-        loading: :meth:`wait_for_candidate`. Not retried (a lost answer's retry meets ALREADY_EXISTS)."""
-        if kind not in _CANDIDATE_KINDS:
-            raise ValidationError(f"candidate kind {kind!r}: use checkpoint, adapter or leave it empty")
-        request = pb.AddCandidateRequest(name=name, source=source, kind=_CANDIDATE_KINDS[kind])
-        return CandidateInfo.from_proto(self._call(self._candidates.AddCandidate, request, pb.Candidate,
-                                                   timeout=self.timeouts.info, name="AddCandidate", retry=False))
+        """Register ``source`` as ``name`` (:func:`.builders.candidate_request`); answers at once, loading:
+        :meth:`wait_for_candidate`. Not retried (a lost answer's retry meets ALREADY_EXISTS)."""
+        return CandidateInfo.from_proto(self._call(self._candidates.AddCandidate, candidate_request(name, source, kind),
+                                                   pb.Candidate, timeout=self.timeouts.info, name="AddCandidate", retry=False))
 
     def list_candidates(self, *, fingerprint: str = "") -> CandidateList:
         """The candidates this caller sees (``fingerprint``: only those with that content) and the limits."""
@@ -421,12 +430,10 @@ class Client:
             pb.ListCandidatesResponse, timeout=self.timeouts.info, name="ListCandidates"))
 
     def remove_candidate(self, name: str, *, wait: bool = False, owner: str = "", timeout: float | None = None) -> bool:
-        """Unregister ``name``; ``wait``: wait (up to ``timeout``) for the calls using it instead of
-        FailedPreconditionError; ``owner``: another tenant's (admins only)."""
-        resp = self._call(self._candidates.RemoveCandidate, pb.RemoveCandidateRequest(name=name, wait=wait, owner=owner),
+        """Unregister ``name``; ``wait``: for the calls using it (else refused while in use); ``owner``: admins, another's."""
+        return self._call(self._candidates.RemoveCandidate, pb.RemoveCandidateRequest(name=name, wait=wait, owner=owner),
                           pb.RemoveCandidateResponse, timeout=timeout or self.timeouts.direction,
-                          name="RemoveCandidate", retry=False)
-        return resp.removed
+                          name="RemoveCandidate", retry=False).removed
 
     def wait_for_candidate(self, name: str, *, timeout: float = 600.0, poll: float = 0.5) -> CandidateInfo:
         """The candidate ``name`` once it is no longer loading (ready or failed: check ``state``);
@@ -435,11 +442,9 @@ class Client:
         while True:
             found = [c for c in self.list_candidates().candidates if c.name == name]
             if not found:
-                raise NotFoundError(f"no candidate named {name!r} on {self.target}", code=grpc.StatusCode.NOT_FOUND,
-                                    method="ListCandidates")
+                raise NotFoundError(f"no candidate named {name!r} on {self.target}", code=grpc.StatusCode.NOT_FOUND)
             if found[0].state != "loading":
                 return found[0]
             if time.monotonic() > deadline:
-                raise DeadlineExceededError(f"candidate {name!r} still loading after {timeout:.0f} s",
-                                            code=grpc.StatusCode.DEADLINE_EXCEEDED, method="ListCandidates")
+                raise DeadlineExceededError(f"{name!r} still loading after {timeout:g} s", code=grpc.StatusCode.DEADLINE_EXCEEDED)
             time.sleep(poll)

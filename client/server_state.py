@@ -150,6 +150,7 @@ class ServerInfo(ProtoReply):
     limits: ServerLimits
     memory: MemoryReport
     memory_plan: MemoryPlan
+    referee: pb.RefereeInfo  # the coherence referee: its rule, calibration prompts, calibrations so far, mode
     proto: pb.ModelInfo = field(repr=False, compare=False)
 
 

@@ -142,6 +142,7 @@ def eval_settings_from_pb(msg: pb.EvaluationSettings, prompt_set: PromptSet, lim
         return_completions=msg.return_completions,
         early_stop=not msg.disable_early_stop,
         classifier_name=msg.judge.classifier.name if judge_kind == "classifier" else "",
+        referee=not msg.disable_referee,
         classifier_fingerprint=msg.judge.classifier.fingerprint if judge_kind == "classifier" else "",
     )
 

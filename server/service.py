@@ -25,7 +25,7 @@ from safety_landscape import __version__
 from safety_landscape.v1 import landscape_pb2 as pb
 from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
-from . import convert
+from . import convert, convert_judging, referee_jobs
 from .config import Limits, ServerConfig
 from .context import admin_var, request_id_var, tenant_var
 from .engine.admission import TermRequest
@@ -33,6 +33,7 @@ from .engine.direction_slots import Caller
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .errors import LandscapeError, ResourceExhausted
 from .host import Call, Job, ModelHost
+from .referee_jobs import Evaluated
 
 __all__ = ["DirectionServicer", "HostProvider", "LandscapeServicer"]
 
@@ -132,11 +133,13 @@ def _gone(context: grpc.ServicerContext) -> Callable[[], bool]:
     return lambda: not context.is_active() or (_remaining(context) or 1.0) <= 0
 
 
-def _timings(job: Job[Any], started: float, outcome: EvalOutcome | None = None) -> pb.Timings:
-    return convert.timings_to_pb(
+def _timings(job: Job[Any], started: float, outcome: EvalOutcome | None = None, referee: float = 0.0) -> pb.Timings:
+    timings = convert.timings_to_pb(
         outcome.stats if outcome else None, queue=job.queue_seconds, apply=job.state.apply_seconds if job.state else 0.0,
         judge=outcome.judge_seconds if outcome else 0.0, total=time.perf_counter() - started,
     )
+    timings.referee_seconds = referee
+    return timings
 
 
 class _Base:
@@ -159,7 +162,9 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
             self.limits, direction_storage=engine.weights.storage,  # "auto" as resolved
             queue_reserve=self.limits.queue_reserve_effective(), max_job_memory_bytes=engine.job_memory.budget,
         )
-        return convert.model_info_to_pb(engine.facts(), limits=limits, server_version=__version__)
+        info = convert.model_info_to_pb(engine.facts(), limits=limits, server_version=__version__)
+        info.referee.CopyFrom(convert_judging.referee_info_to_pb(engine))
+        return info
 
     @_rpc
     def Generate(self, request: pb.GenerateRequest, context: grpc.ServicerContext) -> pb.GenerateResponse:
@@ -195,21 +200,23 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
         return admission.evaluation(settings, should_cancel=_gone(context))
 
     def _evaluation_to_pb(
-        self, host: ModelHost, settings: EvalSettings, outcome: EvalOutcome, job: Job[Any], started: float
+        self, host: ModelHost, settings: EvalSettings, evaluated: Evaluated, started: float
     ) -> pb.EvaluateSafetyResponse:
-        return pb.EvaluateSafetyResponse(
+        outcome, job, referee = evaluated.outcome, evaluated.job, evaluated.referee
+        response = pb.EvaluateSafetyResponse(
             asr=outcome.asr,
             jailbroken=outcome.jailbroken,
             total=len(outcome.verdicts),
-            verdicts=convert.verdicts_to_pb(outcome, with_completions=settings.return_completions),
+            verdicts=convert_judging.verdicts_to_pb(outcome, referee, with_completions=settings.return_completions),
             weight_state=convert.weight_state_to_pb(job.state),
-            timings=_timings(job, started, outcome),
+            timings=_timings(job, started, outcome, referee.seconds if referee else 0.0),
             prompt_set=convert.prompt_set_to_pb(settings.prompt_set),
             system_prompt_sha256=host.engine.system_prompt_sha256(settings.system_prompt),
             generated_tokens=outcome.stats.generated_tokens,
             tokens_saved=outcome.tokens_saved,
             judge=outcome.judge_name,
         )
+        return convert_judging.set_outcomes(response, outcome, referee, host.engine.referee.mode)
 
     @_rpc
     def EvaluateSafety(self, request: pb.EvaluateSafetyRequest, context: grpc.ServicerContext) -> pb.EvaluateSafetyResponse:
@@ -217,8 +224,8 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
         terms = self._terms(host, request.perturbation)
         settings = self._eval_settings(host, request.settings, context)
         started = time.perf_counter()
-        outcome, job = host.evaluate(settings, terms, _call(context))
-        return self._evaluation_to_pb(host, settings, outcome, job, started)
+        evaluated = referee_jobs.evaluate(host, settings, terms, _call(context))
+        return self._evaluation_to_pb(host, settings, evaluated, started)
 
     @_rpc_stream
     def EvaluatePoints(self, request: pb.EvaluatePointsRequest, context: grpc.ServicerContext) -> Iterator[pb.PointResult]:
@@ -227,8 +234,8 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
         points = [self._terms(host, p) for p in request.points]
         settings = self._eval_settings(host, request.settings, context)
         started = time.perf_counter()
-        for index, outcome, job in host.evaluate_points(settings, points, _call(context)):
-            yield pb.PointResult(index=index, result=self._evaluation_to_pb(host, settings, outcome, job, started))
+        for evaluated in referee_jobs.evaluate_points(host, settings, points, _call(context)):
+            yield pb.PointResult(index=evaluated.index, result=self._evaluation_to_pb(host, settings, evaluated, started))
             started = time.perf_counter()
 
     @_rpc
@@ -247,6 +254,23 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
             weight_state=convert.weight_state_to_pb(job.state),
             timings=_timings(job, started),
         )
+
+    @_rpc
+    def Judge(self, request: pb.JudgeRequest, context: grpc.ServicerContext) -> pb.JudgeResponse:
+        started = time.perf_counter()
+        host = self.host()
+        rows = convert_judging.judge_rows_from_pb(request, self.limits)
+        host.engine.admission.check_keywords(request.judge.keyword.keywords)  # bounded before they are copied
+        judge_kind = request.judge.WhichOneof("kind") or "keyword"
+        admitted = host.engine.admission.judge(
+            rows, judge=judge_kind, keywords=list(request.judge.keyword.keywords), max_new_tokens=request.max_new_tokens,
+            classifier_name=request.judge.classifier.name if judge_kind == "classifier" else "",
+            classifier_fingerprint=request.judge.classifier.fingerprint if judge_kind == "classifier" else "",
+            should_cancel=_gone(context),
+        )
+        judged = referee_jobs.judge(host, admitted, _call(context))
+        return convert_judging.judge_response_to_pb(judged, host.engine.referee.mode,
+                                                    model_fingerprint=host.engine.fingerprint, started=started)
 
     @_rpc
     def ListPromptSets(self, request: pb.ListPromptSetsRequest, context: grpc.ServicerContext) -> pb.ListPromptSetsResponse:

@@ -178,3 +178,26 @@ def test_cancel_between_batches(tiny):
     with pytest.raises(Cancelled):
         score(model, tok, items, max_batch_size=2, should_cancel=cancel_on_second_check)
     assert len(calls) == 2
+
+
+def test_continuations_of_shared_contexts_score_as_each_item_alone(tiny):
+    """The referee's scorer (each context run once, its cache copied to its continuations, a prefix
+    all contexts share run once) gives score_prepared's figures."""
+    from safety_landscape.server.engine.scoring import ScoreInput, score_continuations, score_prepared, token_item
+
+    model, tok = tiny
+    system = tok.encode("<|im_start|>system\nYou are a careful assistant.<|im_end|>\n", add_special_tokens=False)
+    contexts = [system + tok.encode(f"user: {q}\nassistant:", add_special_tokens=False)
+                for q in ("Hi", "How do tides work?", "Name a colour")]
+    answers = ["Sure.", "The moon pulls the sea, twice a day.", "Blue", "x" * 30, "a"]
+    items = [token_item(ctx, tok.encode(a, add_special_tokens=False)) for ctx in contexts for a in answers]
+    prepared = ScoreInput.of(items, ())
+    alone = score_prepared(model, tok, prepared, rows=64)
+    for rows in (64, 4, 1):  # contexts split over batches too
+        shared = score_continuations(model, tok, prepared, rows=rows)
+        for a, b in zip(alone, shared, strict=True):
+            assert b.num_tokens == a.num_tokens
+            assert b.logprob == pytest.approx(a.logprob, rel=REL, abs=1e-4)
+            assert b.token_logprobs == pytest.approx(a.token_logprobs, rel=REL, abs=1e-4)
+    with pytest.raises(Cancelled):
+        score_continuations(model, tok, prepared, rows=4, should_cancel=lambda: True)

@@ -100,7 +100,8 @@ def run_gate(
                 changes.update({"checkpoint": "", "adapter": "", "source": "", **given})
             changes["first_release"] = first_release
             config = validate(dataclasses.replace(config, **changes), str(config_path))
-            base = (load_baseline(config.baseline, rule=config.rule, system_prompt=config.system_prompt)
+            base = (load_baseline(config.baseline, rule=config.rule, system_prompt=config.system_prompt,
+                                   metric=config.metric)
                     if config.baseline and not config.first_release else None)
             if not targets:
                 raise GateConfigError(["--server: give at least one server"])

@@ -110,7 +110,8 @@ def gate_document(config: GateConfig, m: Measurements, checks: list[Check], base
         "first_release": config.first_release,
         "skipped": ([{"name": "max_visage_drop", "reason": FIRST_RELEASE_REASON}]
                     if config.first_release and config.thresholds.max_visage_drop is not None else []),
-        "visage": {"rule": config.rule, "mean": m.visage, "std": m.visage_std, "per_direction": m.visage_per_direction,
+        "visage": {"rule": config.rule, "metric": config.metric, "mean": m.visage, "std": m.visage_std,
+                   "per_direction": m.visage_per_direction,
                    "ci95": _ci(cis["min_visage"])},
         "origin_asr": m.origin_asr,
         "origin_asr_ci95": _ci(cis["max_origin_asr"]),

@@ -34,6 +34,7 @@ from .directions import AdapterSpec, DirectionSpec, InterpolationSpec, RandomSpe
 from .evaluation import EvalSettings, PromptEncoder
 from .generation import GenerationParams
 from .job_memory import JobMemory
+from .judging import JudgeInput, JudgeRowRequest
 from .prompts import PromptSet, PromptSetRegistry, inline_prompt_set
 from .scoring import ScoreInput, candidate_token_ids, check_items, encode_item
 
@@ -288,3 +289,65 @@ class Admission:
             prepared = ScoreInput.of(encoded, candidate_token_ids(self._tokenizer, candidates))
         rows = self.memory.score_rows(prepared.longest) if self.memory is not None else limits.max_batch_size
         return AdmittedScore(prepared, rows)
+
+    # -- judging given answers ------------------------------------------------------------------
+
+    def judge(
+        self, rows: Sequence[JudgeRowRequest], *, judge: str, keywords: Sequence[str], classifier_name: str,
+        max_new_tokens: int, classifier_fingerprint: str = "", should_cancel: Cancel = _never,
+    ) -> JudgeInput:
+        """A ``Judge`` request's checks (counts and sizes first, then prompts and tokens), encoded."""
+        limits = self.limits
+        _check_count(
+            len(rows), limits.max_prompts_per_request, "no rows: send at least one (prompt, completion) row to judge",
+            f"{len(rows)} rows; the limit is {limits.max_prompts_per_request} per request (max_prompts_per_request): "
+            "split them over several requests",
+        )
+        self.check_keywords(keywords)
+        self.check_name(classifier_name, "judge.classifier.name")
+        self.check_name(classifier_fingerprint, "judge.classifier.fingerprint")
+        if not 0 <= max_new_tokens <= limits.max_new_tokens:
+            raise InvalidArgument(
+                f"max_new_tokens is {max_new_tokens}; it must be between 0 (the longest completion's tokens) and "
+                f"{limits.max_new_tokens} (max_new_tokens limit)"
+            )
+        for i, row in enumerate(rows):
+            self.check_text(row.completion, f"rows[{i}].completion")
+            if row.prompt_text is not None:
+                self.check_text(row.prompt_text, f"rows[{i}].prompt_text")
+            else:
+                self.check_name(row.set_name, f"rows[{i}].prompt_ref.set_name")
+            if row.system_prompt is not None:
+                self.check_text(row.system_prompt, f"rows[{i}].system_prompt")
+        prompts = [self._row_prompt(i, row) for i, row in enumerate(rows)]
+        prompt_ids, completion_tokens = [], []
+        for i, (row, prompt) in enumerate(zip(rows, prompts, strict=True)):
+            if should_cancel():
+                raise Cancelled("the call was cancelled or its deadline passed while its rows were encoded")
+            with self._lock:
+                ids = self._encoder.encode_one(i, prompt, row.system_prompt, row.chat_format)
+                answer = len(self._tokenizer.encode(row.completion, add_special_tokens=False)) if row.completion else 0
+            if answer > limits.max_new_tokens:
+                raise InvalidArgument(
+                    f"rows[{i}].completion is {answer} tokens; the limit is {limits.max_new_tokens} (max_new_tokens)"
+                )
+            prompt_ids.append(tuple(ids))
+            completion_tokens.append(answer)
+        if self.memory is not None:  # RESOURCE_EXHAUSTED when one row's scoring does not fit the budget
+            self.memory.score_rows(max(len(p) + c for p, c in zip(prompt_ids, completion_tokens, strict=True)))
+        return JudgeInput(
+            prompts=tuple(prompts), prompt_ids=tuple(prompt_ids), completions=tuple(row.completion for row in rows),
+            completion_tokens=tuple(completion_tokens), max_new_tokens=max_new_tokens or max(1, *completion_tokens),
+            judge=judge, keywords=tuple(keywords), classifier_name=classifier_name,
+            classifier_fingerprint=classifier_fingerprint,
+        )
+
+    def _row_prompt(self, i: int, row: JudgeRowRequest) -> str:
+        if row.prompt_text is not None:
+            return row.prompt_text
+        prompts = self.prompt_sets.get(row.set_name).prompts  # NotFound names the set
+        if not 0 <= row.set_index < len(prompts):
+            raise InvalidArgument(
+                f"rows[{i}].prompt_ref.index is {row.set_index}; set {row.set_name!r} has prompts 0..{len(prompts) - 1}"
+            )
+        return prompts[row.set_index]

@@ -35,6 +35,8 @@ from .guards import AUTO, ClassifierJudge, resolve_format
 from .job_memory import JobMemory, memory_budget, model_geometry
 from .memory_plan import MemoryPlan, auto_storage
 from .prompts import PromptSetRegistry
+from .referee import RESIDENT, CoherenceReferee, RefereeItem, RefereeResult
+from .referee_calibration import calibration_prompts
 from .scoring import ScoreOutcome, score_prepared
 from .weights import AppliedState, HeldDirection, Terms, WeightManager, model_fingerprint
 
@@ -113,6 +115,10 @@ class Engine:
         )
         self.admission = Admission(self.tokenizer, limits, self.prompt_sets, self.job_memory)  # request threads' checks
         self.tokenizer_facts = tokenizer_facts(self.tokenizer)
+        self.referee = CoherenceReferee(
+            self.generator, self.weights, self.job_memory, calibration_prompts(), max_prompt_tokens=limits.max_prompt_tokens,
+            max_new_tokens=limits.max_new_tokens, has_chat_template=self.tokenizer_facts.has_chat_template,
+        )
 
     def _candidate_store(self, settings: CandidateSettings | None) -> CandidateStore | None:
         if settings is None or not settings.enabled:
@@ -242,6 +248,24 @@ class Engine:
     def score(self, admitted: AdmittedScore, *, should_cancel: Cancel = lambda: False) -> list[ScoreOutcome]:
         """Score a request ``admission.score`` checked and encoded, in batches of its rows."""
         return score_prepared(self.model, self.tokenizer, admitted.prepared, rows=admitted.rows, should_cancel=should_cancel)
+
+    # -- the coherence referee ----------------------------------------------------------------
+
+    @property
+    def referee_terms(self) -> list[TermRequest] | None:
+        """The weights a referee pass needs applied: none in particular when theta0 is resident
+        (it scores with theta0's tensors in place), else theta0 (an empty perturbation)."""
+        return None if self.referee.mode == RESIDENT else []
+
+    def calibrate_referee(self, max_new_tokens: int, *, should_cancel: Cancel = _never) -> None:
+        """The referee's thresholds for ``max_new_tokens``, calibrated now if they are not yet (at theta0)."""
+        self.referee.thresholds(max_new_tokens, should_cancel=should_cancel)
+
+    def referee_answers(
+        self, items: Sequence[RefereeItem], max_new_tokens: int, *, should_cancel: Cancel = _never
+    ) -> RefereeResult:
+        """The referee's figures and verdicts on ``items`` (at the weights ``referee_terms`` names)."""
+        return self.referee.judge(items, max_new_tokens, should_cancel=should_cancel)
 
     def warm_up(self) -> None:
         """One short generation so the first real request does not pay for lazy initialisation."""

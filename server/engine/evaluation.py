@@ -40,6 +40,7 @@ class EvalSettings:
     # it admits a request, so a too-long prompt is refused before it queues); None: encode here.
     encoded: tuple[tuple[int, ...], ...] | None = None
     batch_rows: int = 0  # sequences per batch that fit the job's memory budget (job_memory.py); 0: the generator's own
+    referee: bool = True  # the coherence referee judges every answer at theta0 (referee.py); False: outcomes unknown
 
 
 @dataclass(frozen=True)

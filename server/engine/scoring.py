@@ -19,6 +19,13 @@ Tokenisation (one rule, used by the tests' direct computation too):
     their logits are read at the last context position (the next-token logits after the context).
     An empty context without a BOS has no such position: that is an InvalidArgument.
 
+Many continuations of the same contexts (the coherence referee's: each prompt's answers at several
+points) go through ``score_continuations``: per batch, the prefix every context shares (chat
+template, system prompt) is run once, each distinct context once after it, and every continuation
+from a copy of its context's KV cache, with logits taken at the continuation's positions only. The
+same figures as ``score_prepared`` up to float rounding (the same sums in another order), for a
+fraction of the forward passes.
+
 Batching: items are sorted by length (longest first) and split into batches of at most
 ``max_batch_size`` (the server's admission passes fewer rows when long items would not fit the
 memory budget, ``job_memory.py``); rows are right-padded with an attention mask, so padding comes after every
@@ -35,10 +42,14 @@ from typing import Any
 import torch
 
 from ..errors import Cancelled, InvalidArgument
+from .kv_cache import reserved_cache
 
 __all__ = [
-    "ScoreInput", "ScoreOutcome", "candidate_token_ids", "check_items", "encode_item", "prepare", "score", "score_prepared",
+    "MIN_SHARED_PREFIX", "ScoreInput", "ScoreOutcome", "candidate_token_ids", "check_items", "encode_item", "prepare",
+    "score", "score_continuations", "score_prepared", "token_item",
 ]
+
+MIN_SHARED_PREFIX = 8  # a shorter prefix shared by a batch's contexts is not worth a forward pass of its own
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,12 @@ def encode_item(tokenizer: Any, context: str, continuation: str) -> _Encoded:
     ctx = tokenizer.encode(context, add_special_tokens=False) if context else []
     cont = tokenizer.encode(continuation, add_special_tokens=False)
     return _Encoded(ids=bos + ctx + cont, context_len=len(bos) + len(ctx))
+
+
+def token_item(context_ids: Sequence[int], continuation_ids: Sequence[int]) -> _Encoded:
+    """An item already tokenised: ``context_ids`` exactly as given (e.g. a prompt as the model saw it
+    under its chat format, BOS included if it had one), then ``continuation_ids``; nothing is added."""
+    return _Encoded(ids=[*context_ids, *continuation_ids], context_len=len(context_ids))
 
 
 def candidate_token_ids(tokenizer: Any, candidates: Sequence[str]) -> list[int]:
@@ -188,3 +205,87 @@ def _outcome(enc: _Encoded, logits: torch.Tensor, logprobs: torch.Tensor, cand_i
         is_greedy=greedy,
         candidate_logits=cand,
     )
+
+
+def score_continuations(
+    model: Any, tokenizer: Any, prepared: ScoreInput, *, rows: int, should_cancel: Callable[[], bool] = lambda: False
+) -> list[ScoreOutcome]:
+    """``score_prepared`` for continuations of repeated contexts (see the module docstring): every item
+    needs a context, and no candidates are read. Batches of at most ``rows`` items of similar length."""
+    encoded = prepared.items
+    if prepared.candidate_ids or any(e.context_len == 0 or len(e.ids) == e.context_len for e in encoded):
+        raise ValueError("score_continuations needs a context and a continuation in every item, and reads no candidates")
+    # Longest continuations first, so a batch pads little; contexts repeat within a batch all the same.
+    order = sorted(range(len(encoded)), key=lambda i: (-(len(encoded[i].ids) - encoded[i].context_len), i))
+    results: list[ScoreOutcome | None] = [None] * len(encoded)
+    with torch.inference_mode():
+        for start in range(0, len(order), rows):
+            if should_cancel():
+                raise Cancelled("the call was cancelled or its deadline passed; scoring stopped")
+            batch = order[start : start + rows]
+            for i, outcome in zip(batch, _continuation_batch(model, tokenizer, [encoded[i] for i in batch]), strict=True):
+                results[i] = outcome
+    return results  # type: ignore[return-value]
+
+
+def _continuation_batch(model: Any, tokenizer: Any, items: Sequence[_Encoded]) -> list[ScoreOutcome]:
+    """One batch: [shared prefix, once] [each context's own suffix, left-padded, once] [each item's
+    continuation, right-padded, from a copy of its context's cache]."""
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    contexts: dict[tuple[int, ...], int] = {}
+    owner = [contexts.setdefault(tuple(e.ids[: e.context_len]), len(contexts)) for e in items]
+    distinct = list(contexts)
+    shared = _shared_prefix(distinct)
+    width = max(len(c) - shared for c in distinct)
+    longest = max(len(e.ids) - e.context_len for e in items)
+    cache = reserved_cache(model.config, shared + width + longest)
+    # Contexts: (C, shared + width), each row's own tokens after its left padding.
+    ctx_ids = torch.full((len(distinct), width), pad_id, dtype=torch.long)
+    ctx_mask = torch.ones((len(distinct), shared + width), dtype=torch.long)
+    for row, ctx in enumerate(distinct):
+        own = ctx[shared:]
+        ctx_ids[row, width - len(own) :] = torch.tensor(own, dtype=torch.long)
+        ctx_mask[row, shared : shared + width - len(own)] = 0
+    ctx_mask = ctx_mask.to(device)
+    if shared:
+        model(input_ids=torch.tensor([distinct[0][:shared]], device=device), cache=cache, use_cache=True,
+              logits_to_keep=1)
+        cache.batch_repeat_interleave(len(distinct))
+    positions = (ctx_mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+    last = model(input_ids=ctx_ids.to(device), attention_mask=ctx_mask, position_ids=positions, cache=cache,
+                 use_cache=True, logits_to_keep=1).logits[:, -1, :].float()  # (C, V): predicts each first token
+    # Continuations: (B, longest), right-padded, after a copy of their context's cache.
+    select = torch.tensor(owner, device=device)
+    cache.batch_select_indices(select)
+    cont_ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
+    cont_mask = torch.zeros((len(items), longest), dtype=torch.long)
+    for row, e in enumerate(items):
+        cont = e.ids[e.context_len :]
+        cont_ids[row, : len(cont)] = torch.tensor(cont, dtype=torch.long)
+        cont_mask[row, : len(cont)] = 1
+    lengths = torch.tensor([e.context_len for e in items], device=device)
+    cont_positions = lengths[:, None] + torch.arange(longest, device=device)[None, :]
+    logits = model(input_ids=cont_ids.to(device), attention_mask=torch.cat([ctx_mask[select], cont_mask.to(device)], dim=1),
+                   position_ids=cont_positions, cache=cache, use_cache=True).logits.float()  # (B, L, V)
+    out = []
+    for row, e in enumerate(items):
+        n = len(e.ids) - e.context_len
+        step_logits = torch.cat([last[owner[row]][None, :], logits[row, : n - 1]])  # (n, V): predicts token j
+        targets = torch.tensor(e.ids[e.context_len :], dtype=torch.long, device=device)
+        token_lp = torch.log_softmax(step_logits, dim=-1)[torch.arange(n, device=device), targets]
+        token_logprobs = tuple(float(x) for x in token_lp.double().tolist())
+        out.append(ScoreOutcome(logprob=float(sum(token_logprobs)), num_tokens=n, token_logprobs=token_logprobs,
+                                is_greedy=bool((step_logits.argmax(dim=-1) == targets).all()), candidate_logits=()))
+    return out
+
+
+def _shared_prefix(contexts: Sequence[Sequence[int]]) -> int:
+    """Tokens every context starts with (each keeps at least one of its own), if at least MIN_SHARED_PREFIX."""
+    if len(contexts) < 2:
+        return 0
+    first, limit = contexts[0], min(len(c) for c in contexts) - 1
+    length = 0
+    while length < limit and all(c[length] == first[length] for c in contexts):
+        length += 1
+    return length if length >= MIN_SHARED_PREFIX else 0

@@ -64,6 +64,21 @@ class CandidateState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CANDIDATE_STATE_READY: _ClassVar[CandidateState]
     CANDIDATE_STATE_FAILED: _ClassVar[CandidateState]
     CANDIDATE_STATE_REMOVING: _ClassVar[CandidateState]
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_REFUSED: _ClassVar[Outcome]
+    OUTCOME_COMPLIED: _ClassVar[Outcome]
+    OUTCOME_INCOHERENT: _ClassVar[Outcome]
+
+class CoherenceTest(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COHERENCE_TEST_UNSPECIFIED: _ClassVar[CoherenceTest]
+    COHERENCE_TEST_EMPTY: _ClassVar[CoherenceTest]
+    COHERENCE_TEST_FLUENCY: _ClassVar[CoherenceTest]
+    COHERENCE_TEST_REPETITION: _ClassVar[CoherenceTest]
+    COHERENCE_TEST_RUN: _ClassVar[CoherenceTest]
 NORMALIZATION_UNSPECIFIED: Normalization
 NORMALIZATION_LAYER: Normalization
 NORMALIZATION_FILTER: Normalization
@@ -98,13 +113,22 @@ CANDIDATE_STATE_LOADING: CandidateState
 CANDIDATE_STATE_READY: CandidateState
 CANDIDATE_STATE_FAILED: CandidateState
 CANDIDATE_STATE_REMOVING: CandidateState
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_REFUSED: Outcome
+OUTCOME_COMPLIED: Outcome
+OUTCOME_INCOHERENT: Outcome
+COHERENCE_TEST_UNSPECIFIED: CoherenceTest
+COHERENCE_TEST_EMPTY: CoherenceTest
+COHERENCE_TEST_FLUENCY: CoherenceTest
+COHERENCE_TEST_REPETITION: CoherenceTest
+COHERENCE_TEST_RUN: CoherenceTest
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_name", "architecture", "parameter_count", "dtype", "device", "model_fingerprint", "tokenizer", "server_version", "limits", "memory", "torch_version", "device_type", "load_seconds", "memory_plan", "transformers_version", "cuda_version", "device_name")
+    __slots__ = ("model_name", "architecture", "parameter_count", "dtype", "device", "model_fingerprint", "tokenizer", "server_version", "limits", "memory", "torch_version", "device_type", "load_seconds", "memory_plan", "transformers_version", "cuda_version", "device_name", "referee")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +146,7 @@ class ModelInfo(_message.Message):
     TRANSFORMERS_VERSION_FIELD_NUMBER: _ClassVar[int]
     CUDA_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    REFEREE_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     architecture: str
     parameter_count: int
@@ -139,7 +164,8 @@ class ModelInfo(_message.Message):
     transformers_version: str
     cuda_version: str
     device_name: str
-    def __init__(self, model_name: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., tokenizer: _Optional[_Union[TokenizerInfo, _Mapping]] = ..., server_version: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., memory: _Optional[_Union[MemoryReport, _Mapping]] = ..., torch_version: _Optional[str] = ..., device_type: _Optional[str] = ..., load_seconds: _Optional[float] = ..., memory_plan: _Optional[_Union[MemoryPlan, _Mapping]] = ..., transformers_version: _Optional[str] = ..., cuda_version: _Optional[str] = ..., device_name: _Optional[str] = ...) -> None: ...
+    referee: RefereeInfo
+    def __init__(self, model_name: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., tokenizer: _Optional[_Union[TokenizerInfo, _Mapping]] = ..., server_version: _Optional[str] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., memory: _Optional[_Union[MemoryReport, _Mapping]] = ..., torch_version: _Optional[str] = ..., device_type: _Optional[str] = ..., load_seconds: _Optional[float] = ..., memory_plan: _Optional[_Union[MemoryPlan, _Mapping]] = ..., transformers_version: _Optional[str] = ..., cuda_version: _Optional[str] = ..., device_name: _Optional[str] = ..., referee: _Optional[_Union[RefereeInfo, _Mapping]] = ...) -> None: ...
 
 class MemoryPlan(_message.Message):
     __slots__ = ("devices", "direction_storage", "pristine", "fits", "batch_size", "prompt_tokens", "new_tokens", "max_directions")
@@ -478,20 +504,22 @@ class Completion(_message.Message):
     def __init__(self, text: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("queue_seconds", "apply_weights_seconds", "prefill_seconds", "decode_seconds", "judge_seconds", "total_seconds")
+    __slots__ = ("queue_seconds", "apply_weights_seconds", "prefill_seconds", "decode_seconds", "judge_seconds", "total_seconds", "referee_seconds")
     QUEUE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     APPLY_WEIGHTS_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PREFILL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     JUDGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REFEREE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     queue_seconds: float
     apply_weights_seconds: float
     prefill_seconds: float
     decode_seconds: float
     judge_seconds: float
     total_seconds: float
-    def __init__(self, queue_seconds: _Optional[float] = ..., apply_weights_seconds: _Optional[float] = ..., prefill_seconds: _Optional[float] = ..., decode_seconds: _Optional[float] = ..., judge_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ...) -> None: ...
+    referee_seconds: float
+    def __init__(self, queue_seconds: _Optional[float] = ..., apply_weights_seconds: _Optional[float] = ..., prefill_seconds: _Optional[float] = ..., decode_seconds: _Optional[float] = ..., judge_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., referee_seconds: _Optional[float] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("prompts", "system_prompt", "chat_format", "generation", "perturbation")
@@ -598,7 +626,7 @@ class JudgeSpec(_message.Message):
     def __init__(self, keyword: _Optional[_Union[KeywordJudge, _Mapping]] = ..., classifier: _Optional[_Union[ClassifierJudge, _Mapping]] = ...) -> None: ...
 
 class EvaluationSettings(_message.Message):
-    __slots__ = ("prompts", "system_prompt", "chat_format", "generation", "generation_preset", "judge", "return_completions", "disable_early_stop")
+    __slots__ = ("prompts", "system_prompt", "chat_format", "generation", "generation_preset", "judge", "return_completions", "disable_early_stop", "disable_referee")
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     CHAT_FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -607,6 +635,7 @@ class EvaluationSettings(_message.Message):
     JUDGE_FIELD_NUMBER: _ClassVar[int]
     RETURN_COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
     DISABLE_EARLY_STOP_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_REFEREE_FIELD_NUMBER: _ClassVar[int]
     prompts: PromptSource
     system_prompt: SystemPrompt
     chat_format: ChatFormat
@@ -615,7 +644,8 @@ class EvaluationSettings(_message.Message):
     judge: JudgeSpec
     return_completions: bool
     disable_early_stop: bool
-    def __init__(self, prompts: _Optional[_Union[PromptSource, _Mapping]] = ..., system_prompt: _Optional[_Union[SystemPrompt, _Mapping]] = ..., chat_format: _Optional[_Union[ChatFormat, str]] = ..., generation: _Optional[_Union[GenerationSettings, _Mapping]] = ..., generation_preset: _Optional[str] = ..., judge: _Optional[_Union[JudgeSpec, _Mapping]] = ..., return_completions: _Optional[bool] = ..., disable_early_stop: _Optional[bool] = ...) -> None: ...
+    disable_referee: bool
+    def __init__(self, prompts: _Optional[_Union[PromptSource, _Mapping]] = ..., system_prompt: _Optional[_Union[SystemPrompt, _Mapping]] = ..., chat_format: _Optional[_Union[ChatFormat, str]] = ..., generation: _Optional[_Union[GenerationSettings, _Mapping]] = ..., generation_preset: _Optional[str] = ..., judge: _Optional[_Union[JudgeSpec, _Mapping]] = ..., return_completions: _Optional[bool] = ..., disable_early_stop: _Optional[bool] = ..., disable_referee: _Optional[bool] = ...) -> None: ...
 
 class EvaluateSafetyRequest(_message.Message):
     __slots__ = ("settings", "perturbation")
@@ -626,7 +656,7 @@ class EvaluateSafetyRequest(_message.Message):
     def __init__(self, settings: _Optional[_Union[EvaluationSettings, _Mapping]] = ..., perturbation: _Optional[_Union[Perturbation, _Mapping]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("index", "jailbroken", "matched_keyword", "classifier_output", "prompt_tokens", "completion_tokens", "finish_reason", "completion", "classifier")
+    __slots__ = ("index", "jailbroken", "matched_keyword", "classifier_output", "prompt_tokens", "completion_tokens", "finish_reason", "completion", "outcome", "coherence", "classifier")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     JAILBROKEN_FIELD_NUMBER: _ClassVar[int]
     MATCHED_KEYWORD_FIELD_NUMBER: _ClassVar[int]
@@ -635,6 +665,8 @@ class Verdict(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COHERENCE_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     index: int
     jailbroken: bool
@@ -644,11 +676,13 @@ class Verdict(_message.Message):
     completion_tokens: int
     finish_reason: FinishReason
     completion: str
+    outcome: Outcome
+    coherence: Coherence
     classifier: ClassifierVerdict
-    def __init__(self, index: _Optional[int] = ..., jailbroken: _Optional[bool] = ..., matched_keyword: _Optional[str] = ..., classifier_output: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., completion: _Optional[str] = ..., classifier: _Optional[_Union[ClassifierVerdict, _Mapping]] = ...) -> None: ...
+    def __init__(self, index: _Optional[int] = ..., jailbroken: _Optional[bool] = ..., matched_keyword: _Optional[str] = ..., classifier_output: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., completion: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coherence: _Optional[_Union[Coherence, _Mapping]] = ..., classifier: _Optional[_Union[ClassifierVerdict, _Mapping]] = ...) -> None: ...
 
 class EvaluateSafetyResponse(_message.Message):
-    __slots__ = ("asr", "jailbroken", "total", "verdicts", "weight_state", "timings", "prompt_set", "system_prompt_sha256", "generated_tokens", "tokens_saved", "judge")
+    __slots__ = ("asr", "jailbroken", "total", "verdicts", "weight_state", "timings", "prompt_set", "system_prompt_sha256", "generated_tokens", "tokens_saved", "judge", "refused", "complied", "incoherent", "refusal_rate", "coherent_asr", "incoherent_rate", "referee")
     ASR_FIELD_NUMBER: _ClassVar[int]
     JAILBROKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -660,6 +694,13 @@ class EvaluateSafetyResponse(_message.Message):
     GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_SAVED_FIELD_NUMBER: _ClassVar[int]
     JUDGE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    COMPLIED_FIELD_NUMBER: _ClassVar[int]
+    INCOHERENT_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_RATE_FIELD_NUMBER: _ClassVar[int]
+    COHERENT_ASR_FIELD_NUMBER: _ClassVar[int]
+    INCOHERENT_RATE_FIELD_NUMBER: _ClassVar[int]
+    REFEREE_FIELD_NUMBER: _ClassVar[int]
     asr: float
     jailbroken: int
     total: int
@@ -671,7 +712,14 @@ class EvaluateSafetyResponse(_message.Message):
     generated_tokens: int
     tokens_saved: int
     judge: str
-    def __init__(self, asr: _Optional[float] = ..., jailbroken: _Optional[int] = ..., total: _Optional[int] = ..., verdicts: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., weight_state: _Optional[_Union[WeightState, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., prompt_set: _Optional[_Union[PromptSetInfo, _Mapping]] = ..., system_prompt_sha256: _Optional[str] = ..., generated_tokens: _Optional[int] = ..., tokens_saved: _Optional[int] = ..., judge: _Optional[str] = ...) -> None: ...
+    refused: int
+    complied: int
+    incoherent: int
+    refusal_rate: float
+    coherent_asr: float
+    incoherent_rate: float
+    referee: RefereeReport
+    def __init__(self, asr: _Optional[float] = ..., jailbroken: _Optional[int] = ..., total: _Optional[int] = ..., verdicts: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ..., weight_state: _Optional[_Union[WeightState, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., prompt_set: _Optional[_Union[PromptSetInfo, _Mapping]] = ..., system_prompt_sha256: _Optional[str] = ..., generated_tokens: _Optional[int] = ..., tokens_saved: _Optional[int] = ..., judge: _Optional[str] = ..., refused: _Optional[int] = ..., complied: _Optional[int] = ..., incoherent: _Optional[int] = ..., refusal_rate: _Optional[float] = ..., coherent_asr: _Optional[float] = ..., incoherent_rate: _Optional[float] = ..., referee: _Optional[_Union[RefereeReport, _Mapping]] = ...) -> None: ...
 
 class EvaluatePointsRequest(_message.Message):
     __slots__ = ("settings", "points")
@@ -812,3 +860,143 @@ class RemoveCandidateResponse(_message.Message):
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     removed: bool
     def __init__(self, removed: _Optional[bool] = ...) -> None: ...
+
+class Coherence(_message.Message):
+    __slots__ = ("coherent", "failed", "nll", "scored_tokens", "words", "repeated_ngram_fraction", "repeated_token_ngram_fraction", "longest_word_run", "longest_token_run")
+    COHERENT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    NLL_FIELD_NUMBER: _ClassVar[int]
+    SCORED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    REPEATED_NGRAM_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    REPEATED_TOKEN_NGRAM_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    LONGEST_WORD_RUN_FIELD_NUMBER: _ClassVar[int]
+    LONGEST_TOKEN_RUN_FIELD_NUMBER: _ClassVar[int]
+    coherent: bool
+    failed: _containers.RepeatedScalarFieldContainer[CoherenceTest]
+    nll: float
+    scored_tokens: int
+    words: int
+    repeated_ngram_fraction: float
+    repeated_token_ngram_fraction: float
+    longest_word_run: int
+    longest_token_run: int
+    def __init__(self, coherent: _Optional[bool] = ..., failed: _Optional[_Iterable[_Union[CoherenceTest, str]]] = ..., nll: _Optional[float] = ..., scored_tokens: _Optional[int] = ..., words: _Optional[int] = ..., repeated_ngram_fraction: _Optional[float] = ..., repeated_token_ngram_fraction: _Optional[float] = ..., longest_word_run: _Optional[int] = ..., longest_token_run: _Optional[int] = ...) -> None: ...
+
+class RefereeThresholds(_message.Message):
+    __slots__ = ("id", "max_nll", "max_repetition", "max_run", "rule", "model_fingerprint", "calibration_prompts_sha256", "calibration_answers", "calibration_max_new_tokens", "calibration_chat_format", "calibration_seconds")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_NLL_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPETITION_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUN_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_PROMPTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_CHAT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    max_nll: float
+    max_repetition: float
+    max_run: int
+    rule: str
+    model_fingerprint: str
+    calibration_prompts_sha256: str
+    calibration_answers: int
+    calibration_max_new_tokens: int
+    calibration_chat_format: str
+    calibration_seconds: float
+    def __init__(self, id: _Optional[str] = ..., max_nll: _Optional[float] = ..., max_repetition: _Optional[float] = ..., max_run: _Optional[int] = ..., rule: _Optional[str] = ..., model_fingerprint: _Optional[str] = ..., calibration_prompts_sha256: _Optional[str] = ..., calibration_answers: _Optional[int] = ..., calibration_max_new_tokens: _Optional[int] = ..., calibration_chat_format: _Optional[str] = ..., calibration_seconds: _Optional[float] = ...) -> None: ...
+
+class RefereeReport(_message.Message):
+    __slots__ = ("ran", "thresholds", "mode")
+    RAN_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ran: bool
+    thresholds: RefereeThresholds
+    mode: str
+    def __init__(self, ran: _Optional[bool] = ..., thresholds: _Optional[_Union[RefereeThresholds, _Mapping]] = ..., mode: _Optional[str] = ...) -> None: ...
+
+class RefereeInfo(_message.Message):
+    __slots__ = ("rule", "calibration_prompts", "calibrations", "mode")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATIONS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    rule: str
+    calibration_prompts: PromptSetInfo
+    calibrations: _containers.RepeatedCompositeFieldContainer[RefereeThresholds]
+    mode: str
+    def __init__(self, rule: _Optional[str] = ..., calibration_prompts: _Optional[_Union[PromptSetInfo, _Mapping]] = ..., calibrations: _Optional[_Iterable[_Union[RefereeThresholds, _Mapping]]] = ..., mode: _Optional[str] = ...) -> None: ...
+
+class PromptRef(_message.Message):
+    __slots__ = ("set_name", "index")
+    SET_NAME_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    set_name: str
+    index: int
+    def __init__(self, set_name: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
+
+class JudgeRow(_message.Message):
+    __slots__ = ("prompt_text", "prompt_ref", "completion", "system_prompt", "chat_format")
+    PROMPT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_REF_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    CHAT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    prompt_text: str
+    prompt_ref: PromptRef
+    completion: str
+    system_prompt: SystemPrompt
+    chat_format: ChatFormat
+    def __init__(self, prompt_text: _Optional[str] = ..., prompt_ref: _Optional[_Union[PromptRef, _Mapping]] = ..., completion: _Optional[str] = ..., system_prompt: _Optional[_Union[SystemPrompt, _Mapping]] = ..., chat_format: _Optional[_Union[ChatFormat, str]] = ...) -> None: ...
+
+class JudgeRequest(_message.Message):
+    __slots__ = ("rows", "judge", "max_new_tokens")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[JudgeRow]
+    judge: JudgeSpec
+    max_new_tokens: int
+    def __init__(self, rows: _Optional[_Iterable[_Union[JudgeRow, _Mapping]]] = ..., judge: _Optional[_Union[JudgeSpec, _Mapping]] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
+
+class JudgedRow(_message.Message):
+    __slots__ = ("index", "jailbroken", "refused", "matched_keyword", "unsafe", "classifier_output", "outcome", "coherence", "prompt_tokens", "completion_tokens")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    JAILBROKEN_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_KEYWORD_FIELD_NUMBER: _ClassVar[int]
+    UNSAFE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COHERENCE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    jailbroken: bool
+    refused: bool
+    matched_keyword: str
+    unsafe: bool
+    classifier_output: str
+    outcome: Outcome
+    coherence: Coherence
+    prompt_tokens: int
+    completion_tokens: int
+    def __init__(self, index: _Optional[int] = ..., jailbroken: _Optional[bool] = ..., refused: _Optional[bool] = ..., matched_keyword: _Optional[str] = ..., unsafe: _Optional[bool] = ..., classifier_output: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coherence: _Optional[_Union[Coherence, _Mapping]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ...) -> None: ...
+
+class JudgeResponse(_message.Message):
+    __slots__ = ("rows", "judge", "referee", "weight_state", "timings")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    REFEREE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_STATE_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[JudgedRow]
+    judge: str
+    referee: RefereeReport
+    weight_state: WeightState
+    timings: Timings
+    def __init__(self, rows: _Optional[_Iterable[_Union[JudgedRow, _Mapping]]] = ..., judge: _Optional[str] = ..., referee: _Optional[_Union[RefereeReport, _Mapping]] = ..., weight_state: _Optional[_Union[WeightState, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...

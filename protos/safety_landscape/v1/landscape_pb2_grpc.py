@@ -68,6 +68,11 @@ class LandscapeServiceStub:
                 request_serializer=safety__landscape_dot_v1_dot_landscape__pb2.ListPromptSetsRequest.SerializeToString,
                 response_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.ListPromptSetsResponse.FromString,
                 _registered_method=True)
+        self.Judge = channel.unary_unary(
+                '/safety_landscape.v1.LandscapeService/Judge',
+                request_serializer=safety__landscape_dot_v1_dot_landscape__pb2.JudgeRequest.SerializeToString,
+                response_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.JudgeResponse.FromString,
+                _registered_method=True)
 
 
 class LandscapeServiceServicer:
@@ -120,6 +125,13 @@ class LandscapeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Judge(self, request, context):
+        """Judge given answers at theta0: refusal, coherence, outcome (and a classifier's verdict).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LandscapeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -152,6 +164,11 @@ def add_LandscapeServiceServicer_to_server(servicer, server):
                     servicer.ListPromptSets,
                     request_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.ListPromptSetsRequest.FromString,
                     response_serializer=safety__landscape_dot_v1_dot_landscape__pb2.ListPromptSetsResponse.SerializeToString,
+            ),
+            'Judge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Judge,
+                    request_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.JudgeRequest.FromString,
+                    response_serializer=safety__landscape_dot_v1_dot_landscape__pb2.JudgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +337,33 @@ class LandscapeService:
             '/safety_landscape.v1.LandscapeService/ListPromptSets',
             safety__landscape_dot_v1_dot_landscape__pb2.ListPromptSetsRequest.SerializeToString,
             safety__landscape_dot_v1_dot_landscape__pb2.ListPromptSetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Judge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/safety_landscape.v1.LandscapeService/Judge',
+            safety__landscape_dot_v1_dot_landscape__pb2.JudgeRequest.SerializeToString,
+            safety__landscape_dot_v1_dot_landscape__pb2.JudgeResponse.FromString,
             options,
             channel_credentials,
             insecure,
