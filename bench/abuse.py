@@ -9,7 +9,8 @@ attack: the status mallory got and after how many seconds, the victim's Generate
 that failed counts at its deadline) and how many of his calls failed, the slowest health check,
 and the server's peak resident memory (VmHWM of its process).
 
-    python bench/abuse.py                      # every attack (about 10 minutes on 2 CPU cores)
+    python bench/abuse.py                      # every attack (about 25 minutes on 2 CPU cores)
+    python bench/abuse.py --only "candidate:"  # the registration attacks (candidates, --candidate-root)
     python bench/abuse.py --only "1 MB" --only Score
     python bench/abuse.py --markdown           # the table as Markdown (docs/operations.md)
 """
@@ -114,7 +115,7 @@ class ServerUnderTest:
         self.exited_at: float | None = None
         self.peak_rss = 0
 
-    def wait_serving(self, timeout: float = 120) -> str | None:
+    def wait_serving(self, timeout: float = 300) -> str | None:
         """The address once it serves; None if it exited first (a start-up refusal)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -188,6 +189,8 @@ class Row:
 
 
 def run_attack(attack: Attack, grace: float) -> Row:
+    if attack.prepare is not None:
+        attack.prepare()
     server = ServerUnderTest(attack, grace)
     try:
         address = server.wait_serving()

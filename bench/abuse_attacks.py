@@ -9,10 +9,13 @@ a memory cap, a signal) says so in its ``Attack`` entry.
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -55,6 +58,7 @@ class Attack:
     server_args_if_known: tuple[str, ...] = ()
     address_space_mib: int = 0  # run the server under this RLIMIT_AS (0: none)
     victim: bool = True  # time the victim's calls during the attack
+    prepare: Callable[[], None] | None = None  # run before the server starts (files it reads)
 
 
 @dataclass
@@ -70,6 +74,10 @@ class Stubs:
         channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 * MB), *options])
         return cls(pb_grpc.LandscapeServiceStub(channel), pb_grpc.DirectionServiceStub(channel), channel, token,
                    (("authorization", f"Bearer {token}"),))
+
+    @property
+    def candidates(self) -> pb_grpc.CandidateServiceStub:
+        return pb_grpc.CandidateServiceStub(self.channel)
 
 
 def timed(call: Callable[[], object]) -> Outcome:
@@ -243,6 +251,163 @@ def spec_directions(t: Target) -> Outcome:
     return Outcome(after.status, seconds, note)
 
 
+# -- candidates registered at run time --------------------------------------------------------
+
+CANDIDATES = Path(tempfile.gettempdir()) / "visage-abuse-candidates"
+ROOT, VICTOR_ROOT, OUTSIDE = CANDIDATES / "shared", CANDIDATES / "victor", CANDIDATES / "outside"
+CANDIDATE_ARGS = ("--candidate-root", str(ROOT), "--candidate-root", f"victor={VICTOR_ROOT}")
+
+
+def prepare_candidate_files() -> None:
+    """The folders the candidate attacks name (written once, by the writers the tests use)."""
+    if (CANDIDATES / "done").exists():
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import model_folders as mf
+
+    mf.write_checkpoint(ROOT / "second")
+    mf.write_lora(ROOT / "lora")
+    mf.write_pickled(ROOT / "pickled")
+    mf.write_sparse(ROOT / "sparse")
+    mf.write_other_architecture(ROOT / "gpt2")
+    mf.write_other_shapes(ROOT / "wrong")
+    mf.write_checkpoint(VICTOR_ROOT / "release", seed=2)
+    mf.write_checkpoint(OUTSIDE / "secret", seed=3)
+    (ROOT / "escape").symlink_to(OUTSIDE / "secret", target_is_directory=True)
+    (ROOT / "sneaky").mkdir()
+    (ROOT / "sneaky" / "config.json").write_bytes((OUTSIDE / "secret" / "config.json").read_bytes())
+    (ROOT / "sneaky" / "model.safetensors").symlink_to(OUTSIDE / "secret" / "model.safetensors")
+    (CANDIDATES / "done").write_text("")
+
+
+def _add(s: Stubs, name: str, source: str) -> Outcome:
+    request = pb.AddCandidateRequest(name=name, source=source)
+    return timed(lambda: s.candidates.AddCandidate(request, timeout=20, metadata=s.metadata))
+
+
+def _sources(t: Target, sources: Sequence[str]) -> Outcome:
+    """mallory registers each source; the first answer's status and note, every answer's status."""
+    s = Stubs.open(t.address, MALLORY)
+    outcomes = [_add(s, f"c{i}", src) for i, src in enumerate(sources)]
+    codes = ", ".join(o.status for o in outcomes)
+    return Outcome(outcomes[0].status, max(o.seconds for o in outcomes), f"[{codes}] {outcomes[0].note}")
+
+
+def candidate_outside_roots(t: Target) -> Outcome:
+    return _sources(t, ["/etc", str(OUTSIDE / "secret"), str(VICTOR_ROOT / "release"), "/proc/self/cwd", "/nonexistent"])
+
+
+def candidate_dotdot(t: Target) -> Outcome:
+    return _sources(t, [f"{ROOT}/../outside/secret", f"{ROOT}/../../../../etc", f"{ROOT}/second/../../victor/release"])
+
+
+def candidate_symlink_out(t: Target) -> Outcome:
+    return _sources(t, [str(ROOT / "escape"), str(ROOT / "sneaky")])
+
+
+def candidate_pickled(t: Target) -> Outcome:
+    return _sources(t, [str(ROOT / "pickled")])
+
+
+def candidate_sparse(t: Target) -> Outcome:
+    return _sources(t, [str(ROOT / "sparse")])
+
+
+def candidate_other_architecture(t: Target) -> Outcome:
+    return _sources(t, [str(ROOT / "gpt2"), str(ROOT / "wrong")])
+
+
+def candidate_thousand(t: Target) -> Outcome:
+    """1000 registrations of the same checkpoint under 1000 names, one after another."""
+    s = Stubs.open(t.address, MALLORY)
+    started = time.monotonic()
+    codes: dict[str, int] = {}
+    first_refusal = ""
+    for i in range(1000):
+        o = _add(s, f"many{i}", str(ROOT / "second"))
+        codes[o.status] = codes.get(o.status, 0) + 1
+        first_refusal = first_refusal or (o.note if o.status != "OK" else "")
+    listed = s.candidates.ListCandidates(pb.ListCandidatesRequest(), timeout=10, metadata=s.metadata)
+    note = f"{', '.join(f'{k} {v}' for k, v in sorted(codes.items()))}; held {len(listed.candidates)}; {first_refusal}"
+    return Outcome(max(codes, key=lambda k: k != "OK"), time.monotonic() - started, note)
+
+
+def candidate_other_tenants_name(t: Target) -> Outcome:
+    """victor registers "release" from his own root; mallory looks for it, uses it, removes it, takes the name."""
+    victor, mallory = Stubs.open(t.address, VICTOR), Stubs.open(t.address, MALLORY)
+    victor.candidates.AddCandidate(pb.AddCandidateRequest(name="release", source=str(VICTOR_ROOT / "release")),
+                                   timeout=20, metadata=victor.metadata)
+    term = pb.Term(spec=pb.DirectionSpec(interpolation=pb.InterpolationDirectionSpec(target="release")), coefficient=1.0)
+    time.sleep(1.0)  # loaded by now
+    started = time.monotonic()
+    listed = mallory.candidates.ListCandidates(pb.ListCandidatesRequest(), timeout=10, metadata=mallory.metadata)
+    use = timed(lambda: mallory.landscape.Generate(_generate(["Hi"], terms=[term]), timeout=20, metadata=mallory.metadata))
+    remove = timed(lambda: mallory.candidates.RemoveCandidate(
+        pb.RemoveCandidateRequest(name="release", owner="victor"), timeout=10, metadata=mallory.metadata))
+    take = _add(mallory, "release", str(ROOT / "lora"))
+    seconds = time.monotonic() - started
+    victors = timed(lambda: victor.landscape.Generate(_generate(["Hi"], terms=[term]), timeout=20, metadata=victor.metadata))
+    note = (f"mallory lists {len(listed.candidates)}, uses: {use.status} ({use.note[:50]}), removes: {remove.status}, "
+            f"adds her own 'release': {take.status}; victor's use after: {victors.status}")
+    return Outcome(use.status, seconds, note)
+
+
+def candidate_remove_in_use(t: Target) -> Outcome:
+    """mallory's 200-point stream at her candidate, and her removals of it meanwhile."""
+    s = Stubs.open(t.address, MALLORY)
+    _add(s, "cand", str(ROOT / "second"))
+    time.sleep(1.0)
+    term = pb.Term(spec=pb.DirectionSpec(interpolation=pb.InterpolationDirectionSpec(target="cand")), coefficient=0.5)
+    settings = pb.EvaluationSettings(prompts=pb.PromptSource(inline=pb.InlinePrompts(prompts=["Tell me a story"])),
+                                     generation=pb.GenerationSettings(max_new_tokens=8))
+    points = [pb.Perturbation(terms=[pb.Term(spec=term.spec, coefficient=0.01 * i)]) for i in range(1, 201)]
+    stream = s.landscape.EvaluatePoints(pb.EvaluatePointsRequest(settings=settings, points=points), timeout=120,
+                                        metadata=s.metadata)
+    got = [next(stream)]  # the stream holds the candidate from now on
+    refused = timed(lambda: s.candidates.RemoveCandidate(pb.RemoveCandidateRequest(name="cand"), timeout=10,
+                                                         metadata=s.metadata))
+    waited: list[Outcome] = []
+    remover = threading.Thread(target=lambda: waited.append(timed(lambda: s.candidates.RemoveCandidate(
+        pb.RemoveCandidateRequest(name="cand", wait=True), timeout=120, metadata=s.metadata))))
+    remover.start()
+    try:
+        got.extend(stream)
+        stream_status = "OK"
+    except grpc.RpcError as exc:
+        stream_status = exc.code().name
+    remover.join(130)
+    note = (f"remove: {refused.note[:60]}; the stream: {stream_status}, {len(got)}/200 points; "
+            f"remove with wait: {waited[0].status if waited else '?'} after {waited[0].seconds if waited else 0:.1f} s")
+    return Outcome(refused.status, refused.seconds, note)
+
+
+def candidate_races(t: Target) -> Outcome:
+    """8 threads add, use and remove the same name for 20 s."""
+    s = Stubs.open(t.address, MALLORY)
+    stop = time.monotonic() + 20
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+    term = pb.Term(spec=pb.DirectionSpec(interpolation=pb.InterpolationDirectionSpec(target="race")), coefficient=0.3)
+
+    def churn(i: int) -> None:
+        while time.monotonic() < stop:
+            for o in (_add(s, "race", str(ROOT / "second")),
+                      timed(lambda: s.landscape.Generate(_generate(["Hi"], terms=[term]), timeout=20, metadata=s.metadata)),
+                      timed(lambda: s.candidates.RemoveCandidate(pb.RemoveCandidateRequest(name="race", wait=i % 2 == 0),
+                                                                 timeout=10, metadata=s.metadata))):
+                with lock:
+                    codes[o.status] = codes.get(o.status, 0) + 1
+
+    threads = [threading.Thread(target=churn, args=(i,), daemon=True) for i in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(90)
+    listed = s.candidates.ListCandidates(pb.ListCandidatesRequest(), timeout=10, metadata=s.metadata)
+    note = f"{', '.join(f'{k} {v}' for k, v in sorted(codes.items()))}; held after: {len(listed.candidates)}"
+    return Outcome("race", 20.0, note)
+
+
 # -- shutdown ---------------------------------------------------------------------------------
 
 def _drain_quietly(responses: object) -> None:
@@ -300,6 +465,23 @@ ATTACKS: tuple[Attack, ...] = (
            server_args=("--queue-size", "16", "--queue-per-tenant", "16")),
     Attack("queue flood, default queue", queue_flood),
     Attack("40 spec-created directions", spec_directions),
+    Attack("candidate: sources outside every root", candidate_outside_roots, server_args=CANDIDATE_ARGS,
+           prepare=prepare_candidate_files),
+    Attack("candidate: .. out of a root", candidate_dotdot, server_args=CANDIDATE_ARGS, prepare=prepare_candidate_files),
+    Attack("candidate: a symlink out of a root", candidate_symlink_out, server_args=CANDIDATE_ARGS,
+           prepare=prepare_candidate_files),
+    Attack("candidate: pickled .bin", candidate_pickled, server_args=CANDIDATE_ARGS, prepare=prepare_candidate_files),
+    Attack("candidate: sparse file claiming 2 TiB", candidate_sparse, server_args=CANDIDATE_ARGS,
+           prepare=prepare_candidate_files),
+    Attack("candidate: another architecture / shapes", candidate_other_architecture, server_args=CANDIDATE_ARGS,
+           prepare=prepare_candidate_files),
+    Attack("candidate: 1000 registrations", candidate_thousand, server_args=CANDIDATE_ARGS,
+           prepare=prepare_candidate_files),
+    Attack("candidate: another tenant's name", candidate_other_tenants_name, server_args=CANDIDATE_ARGS,
+           prepare=prepare_candidate_files),
+    Attack("candidate: removal while in use", candidate_remove_in_use, server_args=CANDIDATE_ARGS,
+           prepare=prepare_candidate_files),
+    Attack("candidate: add/remove races", candidate_races, server_args=CANDIDATE_ARGS, prepare=prepare_candidate_files),
     Attack("SIGTERM, idle, open health Watch", watch_then_drain, victim=False),
     Attack("SIGTERM during a direction build", sigterm_during_job, victim=False,
            server_args_if_known=("--max-reference-index", "4294967295")),

@@ -3,6 +3,7 @@
     python bench/memory.py --json runs/bench/memory.json           # plans + the built-in models measured here
     python bench/memory.py --plan-only                             # plans only (seconds, nothing loaded)
     python bench/memory.py --measure DIR --measure llama3-8b-shape # also a checkpoint, or a shape (a GPU task)
+    python bench/memory.py --server-limit 8                        # the server path on 8 prompts, not 40
 
 Plans (nothing is loaded; the shapes are planned on the meta device):
   - the built-in models, and smollm2 saved as bf16 safetensors, at the server's defaults here;
@@ -22,6 +23,12 @@ device: what a server holds when it has made its memory plan, right before loadi
 are resident memory (VmHWM, reset with /proc/self/clear_refs); CUDA figures are
 ``torch.cuda.max_memory_allocated`` per device (and the host's resident memory beside them).
 A shape is measured from a bf16 checkpoint of random weights written under --workdir.
+
+The server path, in the same run (``bench/memory_server.py``): a real ``visage-server`` process
+serving smollm2 as bf16 safetensors, driven over gRPC as ``visage evaluate --set harmful-mini --at
+seed:S=0.25`` is, three times (S = 1, 2, 3), its resident memory read from /proc: the peak above a
+tiny-random server's after the same calls, as a multiple of the model's bytes, per call; and a
+fourth direction split into its switch and its evaluation.
 """
 
 from __future__ import annotations
@@ -197,6 +204,25 @@ def smollm2_bf16(workdir: Path) -> Path:
     return folder
 
 
+# -- the server path ---------------------------------------------------------------------------------
+
+
+def server_path(target: tuple[str, str], device: str, limit: int) -> dict:
+    """The server path's peaks for ``target`` (label, folder), printed beside the engine path's."""
+    from bench.memory_server import measure_server
+
+    label, folder = target
+    result = measure_server(folder, "cpu" if device == "auto" else device, limit=limit)
+    print(f"\n## the server path: {label}, a real visage-server over gRPC (storage {result['storage']}, "
+          f"theta0 {result['pristine']}), RSS above a tiny-random server's peak after the same calls")
+    rows = [[call, mib(peak - result["runtime_peak"]), f"{result['split_x'][call]:.2f}x", result["seconds"][call]]
+            for call, peak in result["peaks"].items()]
+    print(fmt_table(["call", "peak above the runtime", "x the model's bytes", "s"], rows))
+    print(f"loaded: {result['loaded_x']:.2f}x; 3-direction evaluation (the three calls' peak): "
+          f"{result['evaluate_x']:.2f}x (target <= 2.5x)")
+    return result
+
+
 # -- switch seconds by the place of theta0 --------------------------------------------------------
 
 
@@ -237,6 +263,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pristine", default="auto", help="--pristine for the sweep (default: the server's auto)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "visage-bench-memory")
     p.add_argument("--json", type=Path, help="write every figure here")
+    p.add_argument("--no-server", action="store_true", help="skip the server path (a real visage-server over gRPC)")
+    p.add_argument("--server-limit", type=int, default=0, help="the server path's prompts: the first N of "
+                   "harmful-mini (default: all 40)")
     p.add_argument("--probe", help=argparse.SUPPRESS)  # internal: one measurement, in this fresh process
     return p.parse_args(argv)
 
@@ -272,6 +301,8 @@ def main(argv=None) -> int:
     print(fmt_table(["model", "device", "storage", "pristine", "model", "load peak", "load x", "sweep peak", "sweep x",
                      "sweep s"], rows))
     print("targets: load <= 1.5x, 3-direction 1D sweep <= 2.5x the model's bytes")
+    if not args.no_server:
+        doc["server"] = server_path(targets[0], args.device, args.server_limit)
     print(f"\n## a switch (storage stream) by the place of theta0: {targets[0][0]}")
     rows = switch_seconds(targets[0][1], args.device)
     doc["switch_seconds"] = rows

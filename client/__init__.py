@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .client import Client, Timeouts, TlsConfig
     from .compare import Run, load_run, write_comparison
     from .errors import (
+        AlreadyExistsError,
         CancelledError,
         DeadlineExceededError,
         FailedPreconditionError,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from .landscape import sweep_landscape
     from .plots import figure_1d, figure_side_by_side, figures_2d, save_figure
     from .records import Completion, PointDetail, PointRecord, Series
-    from .server_state import DirectionInfo, DirectionList, RegistryEntry, ServerInfo
+    from .server_state import CandidateInfo, CandidateList, DirectionInfo, DirectionList, RegistryEntry, ServerInfo
     from .store import ResultStore
     from .sweep import (
         BaseTerm,
@@ -83,15 +84,16 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Client", "Timeouts", "TlsConfig"), ".client"),
     **dict.fromkeys(("adapter_direction", "chat_format", "evaluation_settings", "generation", "interpolation_direction",
                      "perturbation", "random_direction", "system_prompt"), ".builders"),
-    **dict.fromkeys(("CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError", "InternalError",
-                     "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError",
-                     "RpcFailed", "StoreError", "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError"),
-                   ".errors"),
+    **dict.fromkeys(("AlreadyExistsError", "CancelledError", "DeadlineExceededError", "FailedPreconditionError",
+                     "FleetError", "InternalError", "InvalidArgumentError", "NotFoundError", "PermissionDeniedError",
+                     "ResourceExhaustedError", "RpcFailed", "StoreError", "UnauthenticatedError", "UnavailableError",
+                     "ValidationError", "VisageError"), ".errors"),
     **dict.fromkeys(("Completion", "PointDetail", "PointRecord", "Series"), ".records"),
     **dict.fromkeys(("Evaluation", "Generation", "PointEvaluation", "PromptSetInfo", "PromptSetPage", "Scores",
                      "WeightState"),
                    ".call_results"),
-    **dict.fromkeys(("DirectionInfo", "DirectionList", "RegistryEntry", "ServerInfo"), ".server_state"),
+    **dict.fromkeys(("CandidateInfo", "CandidateList", "DirectionInfo", "DirectionList", "RegistryEntry", "ServerInfo"),
+                   ".server_state"),
     "ResultStore": ".store",
     **dict.fromkeys(("BaseTerm", "Capability", "DirectionRecipe", "Grid", "PromptSource", "SpecError", "SweepResult",
                      "SweepSpec", "load_spec", "preset", "run_sweep", "spec_from_dict"), ".sweep"),
@@ -102,8 +104,11 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AlreadyExistsError",
     "BaseTerm",
     "CancelledError",
+    "CandidateInfo",
+    "CandidateList",
     "Capability",
     "Client",
     "Completion",

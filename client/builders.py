@@ -31,6 +31,7 @@ from .verdicts import JudgeRow
 __all__ = [
     "SYSTEM_PROMPT_PRESETS",
     "adapter_direction",
+    "candidate_request",
     "chat_format",
     "evaluation_settings",
     "generation",
@@ -282,3 +283,15 @@ def judge_request(
         spec.classifier.name = classifier
     return pb.JudgeRequest(rows=[_judge_row(i, r) for i, r in enumerate(rows)], judge=spec,
                            max_new_tokens=max_new_tokens)
+
+
+_CANDIDATE_KINDS = {"": pb.CANDIDATE_KIND_UNSPECIFIED, "checkpoint": pb.CANDIDATE_KIND_CHECKPOINT,
+                    "adapter": pb.CANDIDATE_KIND_ADAPTER}
+
+
+def candidate_request(name: str, source: str, kind: str = "") -> pb.AddCandidateRequest:
+    """AddCandidate's request: ``source`` (a folder on the server, or ORG/NAME[@REV] in its Hub
+    cache) as ``name``; ``kind`` "checkpoint", "adapter" or "" (read from the folder)."""
+    if kind not in _CANDIDATE_KINDS:
+        raise ValidationError(f"candidate kind {kind!r}: use checkpoint, adapter or leave it empty")
+    return pb.AddCandidateRequest(name=name, source=source, kind=_CANDIDATE_KINDS[kind])

@@ -8,10 +8,6 @@ Methods take plain keyword arguments and return the typed replies of :mod:`.serv
                        at=[(random_direction(123, stream="reference"), 0.25)])
         print(r.asr, r.weight_state.fingerprint)
 
-The server is the ``target`` given, else the environment variable ``VISAGE_SERVER``; the bearer
-token is ``token``, else the file ``token_file``, else ``VISAGE_TOKEN``, else the file named by
-``VISAGE_TOKEN_FILE`` (the CLI's order: :func:`.credentials.resolve_token`).
-
 Every call has a deadline. Calls are idempotent by design (absolute weight states, content-
 addressed directions, deterministic generation), so UNAVAILABLE is retried with exponential
 backoff, and RESOURCE_EXHAUSTED is retried only when the server's queue sent a retry hint.
@@ -34,13 +30,13 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from safety_landscape.common.prompt_files import PromptSet as CommonPromptSet
 from safety_landscape.v1 import landscape_pb2 as pb
 from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
 from .builders import (
     SYSTEM_PROMPT_PRESETS,
     adapter_direction,
+    candidate_request,
     chat_format,
     evaluation_settings,
     generation,
@@ -51,10 +47,11 @@ from .builders import (
     system_prompt,
 )
 from .call_results import Evaluation, Generation, PointEvaluation, PromptSetInfo, PromptSetPage, Scores, WeightState
+from .call_sequences import poll_candidate, read_prompt_set
 from .credentials import channel_credentials, resolve_token, with_token
 from .errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError, ValidationError, from_rpc
 from .request_options import GENERATION_DEFAULTS, At, evaluation, one_of, to_perturbation
-from .server_state import DirectionInfo, DirectionList, RegistryEntry, ServerInfo
+from .server_state import CandidateInfo, CandidateList, DirectionInfo, DirectionList, RegistryEntry, ServerInfo
 from .verdicts import JudgeResult, JudgeRow
 
 __all__ = [
@@ -146,9 +143,8 @@ def _log_retry(state: RetryCallState) -> None:
 class Client:
     """One server: typed calls with deadlines and safe retries; a context manager.
 
-    ``target`` is "host:port" (None: the environment variable ``VISAGE_SERVER``); the token is
-    ``token``, else the file ``token_file``, else ``VISAGE_TOKEN``, else the file named by
-    ``VISAGE_TOKEN_FILE``.
+    ``target`` is "host:port" (None: ``VISAGE_SERVER``); the token is ``token``, else the file ``token_file``,
+    else ``VISAGE_TOKEN``, else the file named by ``VISAGE_TOKEN_FILE`` (the CLI's order: :func:`.credentials.resolve_token`).
 
     Example::
 
@@ -191,6 +187,7 @@ class Client:
         # The generated service stubs carry no type hints: each call below names its reply type.
         self._landscape: Any = pb_grpc.LandscapeServiceStub(self.channel)
         self._directions: Any = pb_grpc.DirectionServiceStub(self.channel)
+        self._candidates: Any = pb_grpc.CandidateServiceStub(self.channel)
         self._health: Any = health_pb2_grpc.HealthStub(self.channel)
 
     def __enter__(self) -> Client:
@@ -270,16 +267,7 @@ class Client:
     def prompt_texts(self, name: str) -> PromptSetPage:
         """Every prompt of the named set, read page by page and checked against the set's
         ``sha256`` (a set that changed while it was read is an error, never a mixed list)."""
-        first = page = self.get_prompt_set(name)
-        prompts = list(page.prompts)
-        while page.next_offset < page.info.size and page.prompts:
-            page = self.get_prompt_set(name, offset=page.next_offset)
-            prompts += page.prompts
-        read = CommonPromptSet(name, tuple(prompts), first.info.source_format, first.info.kind)
-        if len(prompts) != first.info.size or read.sha256 != first.info.sha256 or page.info.sha256 != first.info.sha256:
-            raise ValidationError(f"prompt set {name!r} changed on {self.target} while it was read: read it again")
-        whole = pb.GetPromptSetResponse(info=first.info.proto, offset=0, prompts=prompts, next_offset=len(prompts))
-        return PromptSetPage.from_proto(whole)
+        return read_prompt_set(self.get_prompt_set, name, self.target)
 
     def list_registry(self) -> list[RegistryEntry]:
         """The checkpoints and adapters the server's operator registered."""
@@ -435,3 +423,28 @@ class Client:
         request = pb.SetCoefficientsRequest(perturbation=to_perturbation(at), verify=verify)
         return WeightState.from_proto(self._call(self._directions.SetCoefficients, request, pb.WeightState,
                                                  timeout=self.timeouts.direction, name="SetCoefficients"))
+
+    # -- candidates (checkpoints and adapters registered at run time) ----------------------------
+
+    def add_candidate(self, name: str, source: str, *, kind: str = "") -> CandidateInfo:
+        """Register ``source`` as ``name`` (:func:`.builders.candidate_request`); answers at once, loading:
+        :meth:`wait_for_candidate`. Not retried (a lost answer's retry meets ALREADY_EXISTS)."""
+        return CandidateInfo.from_proto(self._call(self._candidates.AddCandidate, candidate_request(name, source, kind),
+                                                   pb.Candidate, timeout=self.timeouts.info, name="AddCandidate", retry=False))
+
+    def list_candidates(self, *, fingerprint: str = "") -> CandidateList:
+        """The candidates this caller sees (``fingerprint``: only those with that content) and the limits."""
+        return CandidateList.from_proto(self._call(
+            self._candidates.ListCandidates, pb.ListCandidatesRequest(fingerprint=fingerprint),
+            pb.ListCandidatesResponse, timeout=self.timeouts.info, name="ListCandidates"))
+
+    def remove_candidate(self, name: str, *, wait: bool = False, owner: str = "", timeout: float | None = None) -> bool:
+        """Unregister ``name``; ``wait``: for the calls using it (else refused while in use); ``owner``: admins, another's."""
+        return self._call(self._candidates.RemoveCandidate, pb.RemoveCandidateRequest(name=name, wait=wait, owner=owner),
+                          pb.RemoveCandidateResponse, timeout=timeout or self.timeouts.direction,
+                          name="RemoveCandidate", retry=False).removed
+
+    def wait_for_candidate(self, name: str, *, timeout: float = 600.0, poll: float = 0.5) -> CandidateInfo:
+        """The candidate ``name`` once it is no longer loading (ready or failed: check ``state``);
+        NotFoundError if it is gone, DeadlineExceededError if still loading after ``timeout`` s."""
+        return poll_candidate(self.list_candidates, name, self.target, timeout=timeout, poll=poll)

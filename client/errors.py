@@ -6,7 +6,8 @@
     ├── FleetError                   servers disagree (model or direction fingerprints) or none is usable
     └── RpcFailed                    the server answered with a status
         ├── InvalidArgumentError     fix the request (the message says what)
-        ├── NotFoundError            an unknown name (prompt set, preset, direction, registry entry)
+        ├── NotFoundError            an unknown name (prompt set, preset, direction, registry entry, candidate)
+        ├── AlreadyExistsError       a name already taken (a candidate's)
         ├── FailedPreconditionError  the server cannot do this in its state
         ├── ResourceExhaustedError   a limit or a full queue; .retry_after_seconds when the server hinted
         ├── UnavailableError         down, loading or draining (retried automatically)
@@ -23,9 +24,10 @@ import contextlib
 
 import grpc
 
-__all__ = ["CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError", "InternalError",
-           "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError", "RpcFailed", "StoreError",
-           "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError", "from_rpc"]
+__all__ = ["AlreadyExistsError", "CancelledError", "DeadlineExceededError", "FailedPreconditionError", "FleetError",
+           "InternalError", "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "ResourceExhaustedError",
+           "RpcFailed", "StoreError", "UnauthenticatedError", "UnavailableError", "ValidationError", "VisageError",
+           "from_rpc"]
 
 
 class VisageError(Exception):
@@ -125,6 +127,18 @@ class NotFoundError(RpcFailed):
             c.evaluate(prompt_set="advbnech")
         except NotFoundError as exc:
             print(exc)                  # did you mean "advbench"?
+    """
+
+
+class AlreadyExistsError(RpcFailed):
+    """ALREADY_EXISTS: a name the caller already sees (its own candidate, the operator's, a registry entry).
+
+    Example::
+
+        try:
+            c.add_candidate("rc-7", "/srv/visage/candidates/team-a/rc-7")
+        except AlreadyExistsError:
+            print("taken: pick another name, or `visage candidate list`")
     """
 
 
@@ -231,6 +245,7 @@ class InternalError(RpcFailed):
 _BY_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,

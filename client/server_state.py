@@ -1,5 +1,6 @@
 """What a server holds and accepts, as :class:`~.client.Client` returns it: its facts and limits
-(:class:`ServerInfo`, from GetInfo), its directions and the operator's registry. Frozen
+(:class:`ServerInfo`, from GetInfo), its directions, the operator's registry and the candidates
+registered at run time. Frozen
 dataclasses read from the replies by their fields (:mod:`.proto_reply`); each keeps its message
 as ``.proto``. What a call's work returns: :mod:`.call_results`.
 """
@@ -12,8 +13,8 @@ from safety_landscape.v1 import landscape_pb2 as pb
 
 from .proto_reply import ProtoReply
 
-__all__ = ["DeviceMemoryPlan", "DirectionInfo", "DirectionList", "MemoryPlan", "MemoryReport", "RegistryEntry",
-           "ServerInfo", "ServerLimits", "TokenizerInfo"]
+__all__ = ["CandidateInfo", "CandidateList", "DeviceMemoryPlan", "DirectionInfo", "DirectionList", "MemoryPlan",
+           "MemoryReport", "RegistryEntry", "ServerInfo", "ServerLimits", "TokenizerInfo"]
 
 
 # -- the server's facts (GetInfo) ----------------------------------------------------------------
@@ -81,6 +82,7 @@ class MemoryReport(ProtoReply):
     pristine_bytes: int
     directions_bytes: int
     device_bytes_in_use: int
+    candidates_bytes: int
     proto: pb.MemoryReport = field(repr=False, compare=False)
 
 
@@ -216,3 +218,60 @@ class RegistryEntry(ProtoReply):
     name: str
     kind: str
     proto: pb.RegistryEntry = field(repr=False, compare=False)
+
+
+# -- candidates registered at run time ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateInfo(ProtoReply):
+    """A checkpoint or adapter registered at run time: :meth:`Client.add_candidate`'s result.
+    ``kind``: "checkpoint" or "adapter"; ``state``: "loading", "ready", "failed" (``reason`` says
+    why) or "removing"; ``fingerprint``: the content's sha256 once ready
+    (:func:`safety_landscape.common.candidate_files.content_fingerprint`); ``operator``: an admin's,
+    every tenant's to use.
+
+    Example::
+
+        c.add_candidate("rc-7", "/srv/candidates/team-a/rc-7")
+        ready = c.wait_for_candidate("rc-7")
+        print(ready.state, ready.kind, ready.fingerprint[:16])
+    """
+
+    message_type = pb.Candidate
+    name: str
+    source: str
+    kind: str
+    state: str
+    reason: str
+    owner: str
+    operator: bool
+    size_bytes: int
+    memory_bytes: int
+    fingerprint: str
+    created_unix: float
+    last_used_unix: float
+    dtype: str
+    in_use: int
+    expires_unix: float
+    proto: pb.Candidate = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class CandidateList(ProtoReply):
+    """The candidates a caller sees and the server's candidate limits: :meth:`Client.list_candidates`'s result.
+
+    Example::
+
+        listed = c.list_candidates()
+        print([(x.name, x.state) for x in listed.candidates], listed.max_candidates_per_tenant)
+    """
+
+    message_type = pb.ListCandidatesResponse
+    candidates: tuple[CandidateInfo, ...]
+    max_candidates: int
+    max_candidates_per_tenant: int
+    max_candidate_bytes: int
+    max_candidate_bytes_per_tenant: int
+    idle_seconds: float
+    proto: pb.ListCandidatesResponse = field(repr=False, compare=False)

@@ -28,6 +28,7 @@ from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
 from .auth import HEALTH_METHODS, REFLECTION_METHODS, AuthInterceptor, TokenStore
 from .calls import CallGate
+from .candidates.service import CandidateServicer
 from .config import Limits, ServerConfig
 from .engine.engine import Engine
 from .host import HostSlot, ModelHost
@@ -41,6 +42,7 @@ WATCH_NOTICE_SECONDS = 0.5  # open health Watch streams get this long to send NO
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["LandscapeService"].full_name,
     pb.DESCRIPTOR.services_by_name["DirectionService"].full_name,
+    pb.DESCRIPTOR.services_by_name["CandidateService"].full_name,
 )
 
 
@@ -81,6 +83,20 @@ class ServerApp:
         log.info("serving", model=self.config.model, port=self.port, fingerprint=engine.fingerprint[:16],
                  load_seconds=round(engine.loaded.load_seconds, 2))
 
+    def reload_registry(self) -> None:
+        """Re-read the operator's registry file (SIGHUP); a file that does not parse is logged and
+        changes nothing. Calls already admitted keep the entries they were bound to."""
+        host = self.host
+        if host is None:
+            log.warning("registry not reloaded: the model is still loading")
+            return
+        try:
+            change = host.engine.sources.reload_registry()
+        except ValueError as exc:
+            log.error("registry not reloaded", error=str(exc))
+            return
+        log.info("registry reloaded", added=change.added, removed=change.removed, changed=change.changed)
+
     def drain(self, grace: float | None = None) -> None:
         """NOT_SERVING, stop accepting, finish the calls in progress within `grace` seconds, then
         cancel what is left and stop: at most `grace` + ``STOP_SECONDS`` + the host's stop bound."""
@@ -94,6 +110,7 @@ class ServerApp:
         idle = self.gate.wait_idle(deadline)  # health Watch streams are not waited for
         if self.host is not None:
             self.host.stop(timeout=max(0.0, deadline - time.monotonic()))
+            self.host.engine.sources.close()  # the candidates' loader thread
         if self.gate.watches_open():
             time.sleep(min(WATCH_NOTICE_SECONDS, max(0.0, deadline - time.monotonic())))
         self.server.stop(0)  # cancels what is left: Watch streams, calls that overran the grace period
@@ -190,6 +207,7 @@ def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None)
     slot = HostSlot()  # UNAVAILABLE to every RPC until ``load`` sets the host
     pb_grpc.add_LandscapeServiceServicer_to_server(LandscapeServicer(slot, config), server)
     pb_grpc.add_DirectionServiceServicer_to_server(DirectionServicer(slot, config), server)
+    pb_grpc.add_CandidateServiceServicer_to_server(CandidateServicer(slot, config), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from .candidates.roots import CandidateRoots
 from .config import ServerConfig
 from .config_parser import check_values
 from .engine.engine import Engine
@@ -23,7 +24,7 @@ from .models.host_memory import return_large_frees
 from .models.loading import LoadedModel, ModelSource, load_model, resolve_device, resolve_dtype, resolve_model
 from .models.placement import DEVICE_MAP_STRATEGIES, DeviceSpace, host_space, read_device_map, visible_devices
 from .models.shapes import meta_model, model_config
-from .registry import ModelRegistry
+from .registry import ModelRegistry, RegistryFile
 
 
 def _prompt_sets(config: ServerConfig) -> tuple[list[PromptSet], list[Replacement]]:
@@ -40,7 +41,7 @@ def _prompt_sets(config: ServerConfig) -> tuple[list[PromptSet], list[Replacemen
 
 def check_config(config: ServerConfig) -> ModelSource:
     """Everything that can fail before listening: the settings' bounds, the model and judge names,
-    the registry, the prompt files, TLS, the memory plan; raises a ``LandscapeError`` or
+    the registry, the candidate roots, the prompt files, TLS, the memory plan; raises a ``LandscapeError`` or
     ``ValueError`` saying which. Returns where the model will be read from."""
     check_values(config)
     source = resolve_model(config.model, config.revision)
@@ -48,6 +49,7 @@ def check_config(config: ServerConfig) -> ModelSource:
         resolve_model(config.judge_model)
     if config.registry:
         ModelRegistry.from_file(config.registry)
+    CandidateRoots(config.candidates.roots)  # each root must be a folder
     PromptSetRegistry(_prompt_sets(config)[0])
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ValueError("TLS needs both --tls-cert and --tls-key")
@@ -116,13 +118,14 @@ def planned_engine(config: ServerConfig, loaded: LoadedModel, plan: MemoryPlan) 
         limits=config.limits,
         direction_storage=plan.storage,
         pristine=plan.pristine,
-        registry=ModelRegistry.from_file(config.registry) if config.registry else None,
+        registry=RegistryFile(config.registry) if config.registry else None,
         prompt_sets=PromptSetRegistry(sets),
         classifier=classifier,
         classifier_format=config.judge_format,
         judge_threshold=config.judge_threshold,
         model_name=config.model_name,
         memory_plan=plan,
+        candidates=config.candidates,
     )
 
 

@@ -49,6 +49,7 @@ _LANDSCAPE, _DIRECTIONS = "/safety_landscape.v1.LandscapeService/", "/safety_lan
 INFO_METHODS = frozenset({
     _LANDSCAPE + "GetInfo", _LANDSCAPE + "ListPromptSets", _DIRECTIONS + "ListDirections", _DIRECTIONS + "ListRegistry",
     _LANDSCAPE + "GetPromptSet",
+    "/safety_landscape.v1.CandidateService/ListCandidates",
 }) | REFLECTION_METHODS
 STREAM_METHODS = frozenset({_LANDSCAPE + "EvaluatePoints"})
 WATCH_METHOD = "/grpc.health.v1.Health/Watch"

@@ -7,7 +7,8 @@ installed, or an address it cannot listen on (all before loading); 3 the model f
 after listening started. ``--memory-plan`` prints the plan and exits 0 when it fits, 1 when it
 does not. Each error is one line on stderr, never a traceback.
 
-A signal gives the drain ``--grace-seconds``; the process exits at the latest
+SIGHUP re-reads the ``--registry`` file without a restart (``ServerApp.reload_registry``). SIGTERM
+or SIGINT gives the drain ``--grace-seconds``; the process exits at the latest
 ``EXIT_BOUND_SECONDS`` later, whatever still runs (a last resort: the drain itself cancels
 running work, so it normally returns well within that bound). A signal while the model loads
 ends the process at once (exit 0): nothing is served yet.
@@ -125,6 +126,8 @@ def _serve(config: ServerConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP re-reads the registry file, on a thread of its own (a handler must return at once).
+    signal.signal(signal.SIGHUP, lambda signum, frame: threading.Thread(target=app.reload_registry, daemon=True).start())
     try:
         app.load(build_engine_factory(config))
     except (LandscapeError, OSError, ValueError, RuntimeError) as exc:

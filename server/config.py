@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["Limits", "ServerConfig", "Setting", "check_listen", "parse_prompt_set", "setting"]
+__all__ = [
+    "CandidateSettings", "Limits", "ServerConfig", "Setting", "check_listen", "parse_candidate_root", "parse_prompt_set",
+    "setting",
+]
 
 T = TypeVar("T")
 CALL_SPARE = 16  # request threads beyond queued jobs and streams (Limits.calls_per_tenant / calls_in_flight)
@@ -38,6 +41,16 @@ class Setting:
 def setting(default: T, help: str, **how: Any) -> T:
     """A dataclass field with ``default`` whose ``Setting(help, **how)`` rides in the field's metadata."""
     return field(default=default, metadata={"setting": Setting(help, **how)})
+
+
+def parse_candidate_root(item: str) -> tuple[str, str]:
+    """``DIR`` (every tenant) or ``TENANT=DIR`` (that tenant only) -> (tenant or "", dir)."""
+    tenant, sep, path = item.partition("=")
+    if not sep:
+        tenant, path = "", item
+    if not path or (sep and not tenant):
+        raise ValueError("use DIR or TENANT=DIR")
+    return tenant, path
 
 
 def parse_prompt_set(item: str) -> tuple[str, str]:
@@ -155,6 +168,36 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class CandidateSettings:
+    """Checkpoints and adapters tenants register at run time (docs/operations.md, "Candidates").
+    No root: the feature is off. Byte limits of 0 are derived from the served model's bytes."""
+
+    roots: tuple[tuple[str, str], ...] = setting(
+        (), "DIR or TENANT=DIR, repeatable: a folder candidates may be read from (TENANT=: for that tenant only); "
+        "none = candidates off", flag="--candidate-root", env="VISAGE_CANDIDATE_ROOTS", item=parse_candidate_root,
+    )
+    max_candidates: int = setting(16, "candidates registered in all (any state)", minimum=1)
+    max_candidates_per_tenant: int = setting(4, "candidates one tenant may have registered", minimum=1)
+    max_candidate_bytes: int = setting(
+        0, "bytes of candidate files registered in all; 0 = 16x the served model's bytes", minimum=0
+    )
+    max_candidate_bytes_per_tenant: int = setting(
+        0, "bytes of candidate files one tenant may have registered; 0 = 4x the served model's bytes", minimum=0
+    )
+    candidate_idle_seconds: float = setting(
+        3600.0, "a candidate no call has used for this long is removed; 0 = never", minimum=0.0
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.roots)
+
+    def byte_limits(self, model_bytes: int) -> tuple[int, int]:
+        """(in all, per tenant) with the 0 = derived defaults resolved for a model of ``model_bytes``."""
+        return self.max_candidate_bytes or 16 * model_bytes, self.max_candidate_bytes_per_tenant or 4 * model_bytes
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     model: str = setting(
         "tiny-random", "tiny-random, smollm2-135m-instruct (built in: SmolLM2-135M-Instruct as a Q4_1 GGUF, dequantised), "
@@ -191,6 +234,7 @@ class ServerConfig:
         (), "NAME=PATH[:harmful|benign], repeatable: a prompt file clients may name",
         flag="--prompt-set", env="VISAGE_PROMPT_SETS", item=parse_prompt_set,
     )
+    candidates: CandidateSettings = field(default_factory=CandidateSettings)
     judge_model: str = setting("", "a guard model for the classifier judge (same forms as --model)")
     judge_format: str = setting(
         "auto", "the --judge-model's guard format; auto: told from its chat template (an error when it cannot "

@@ -273,7 +273,7 @@ def score_results_to_pb(outcomes: Sequence[ScoreOutcome]) -> list[pb.ScoreResult
 def memory_to_pb(memory: MemoryFacts) -> pb.MemoryReport:
     return pb.MemoryReport(
         model_bytes=memory.model, pristine_bytes=memory.pristine, directions_bytes=memory.directions,
-        device_bytes_in_use=memory.device,
+        device_bytes_in_use=memory.device, candidates_bytes=memory.candidates,
     )
 
 

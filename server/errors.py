@@ -6,6 +6,7 @@ into a status code with the message unchanged, so the message must tell a user w
     LandscapeError
     ├── InvalidArgument      bad input: a value out of range, a malformed file, ...
     ├── NotFound             an unknown name: prompt set, preset, direction, registry entry
+    ├── AlreadyExists        a name already taken (a candidate's)
     ├── FailedPrecondition   the request cannot run in this server's state (no chat template, shape mismatch)
     ├── ResourceExhausted    a limit or the queue is full; ``retry_after_seconds`` hints when to retry
     ├── Unavailable          loading, draining, or the device is gone
@@ -37,6 +38,10 @@ class InvalidArgument(LandscapeError):
 
 class NotFound(LandscapeError):
     code_name = "NOT_FOUND"
+
+
+class AlreadyExists(LandscapeError):
+    code_name = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(LandscapeError):

@@ -46,6 +46,7 @@ from .config import Limits
 from .context import ANONYMOUS
 from .engine.admission import Admission, AdmittedPrompts, TermRequest
 from .engine.chat import ChatFormat
+from .engine.direction_slots import Caller
 from .engine.engine import Engine, weights_key
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .engine.generation import GenerationParams, GenerationStats, SequenceResult
@@ -53,6 +54,7 @@ from .engine.weights import AppliedState
 from .errors import Cancelled, DeadlineExceeded, ResourceExhausted, Unavailable
 from .fair_share import Share, ShareRefusal, check_share
 from .metrics import ServerMetrics
+from .models.host_memory import trim_heap
 
 __all__ = ["MAX_SKIPS", "SERVED_HISTORY", "Call", "HostSlot", "Job", "ModelHost", "ServedJob"]
 
@@ -188,14 +190,18 @@ class ModelHost:
         deadline: float | None = None,
         on_cancel: Callable[[Callable[[], None]], Any] | None = None,
     ) -> tuple[T, Job[T]]:
-        """Submit and wait. `on_cancel` registers a callback fired when the caller goes away."""
-        job: Job[T] = Job(tenant=tenant, admin=admin, terms=terms, work=work, deadline=deadline)
-        self.submit(job)
-        # gRPC fires on_cancel's callback when the RPC ends for any reason; it only matters while the
-        # job is queued (dropped at once, freeing its queue slot) or running (stopped between steps).
-        if on_cancel is not None and on_cancel(lambda: self._cancel(job)) is False:  # the RPC had already ended
-            self._cancel(job)
-        return self._wait(job), job
+        """Submit and wait. `on_cancel` registers a callback fired when the caller goes away. The
+        checkpoints and adapters the terms name are bound for the caller and held until the job
+        ends (``Engine.using``)."""
+        with self.engine.using([terms or ()], Caller(tenant, admin)) as bound:
+            job: Job[T] = Job(tenant=tenant, admin=admin, terms=bound[0] if terms is not None else None, work=work,
+                              deadline=deadline)
+            self.submit(job)
+            # gRPC fires on_cancel's callback when the RPC ends for any reason; it only matters while the
+            # job is queued (dropped at once, freeing its queue slot) or running (stopped between steps).
+            if on_cancel is not None and on_cancel(lambda: self._cancel(job)) is False:  # the RPC had already ended
+                self._cancel(job)
+            return self._wait(job), job
 
     def _wait(self, job: Job[T]) -> T:
         """The job's result. Past its deadline (and a little slack for the worker's own answer) the
@@ -256,11 +262,12 @@ class ModelHost:
         """(index, outcome, job) per point: points at theta0 (every coefficient zero) first, then
         in the order sent; stops once the caller has gone away."""
         order = sorted(range(len(points)), key=lambda i: (not _at_origin(points[i]), i))
-        for index in order:
-            if not call.is_active():
-                return
-            outcome, job = self.evaluate(settings, points[index], call)
-            yield index, outcome, job
+        with self.engine.using(points, Caller(call.tenant, call.admin)) as bound:  # held for the whole stream
+            for index in order:
+                if not call.is_active():
+                    return
+                outcome, job = self.evaluate(settings, bound[index], call)
+                yield index, outcome, job
 
     def _observe(self, stats: GenerationStats, saved: int = 0) -> None:
         metrics = self.metrics
@@ -389,6 +396,7 @@ class ModelHost:
         finally:
             self._busy_since = None
             self._running = None
+            trim_heap()  # what the job freed goes back to the system (models/host_memory.py)
 
     def _record(self, job: Job[Any], outcome: str) -> None:
         switched = bool(job.state is not None and job.state.switched)

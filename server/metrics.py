@@ -42,7 +42,7 @@ PREFIX = "visage_"
 OTHER = "other"
 # "device" is memory in use on the device (CUDA) or the RSS (CPU); "limit" is the device's capacity,
 # so an alert can compare the two without knowing the card.
-MEMORY_KINDS = ("model", "pristine", "directions", "device", "limit")
+MEMORY_KINDS = ("model", "pristine", "directions", "device", "limit", "candidates")
 REJECT_REASONS = (
     "queue_full",  # the server's whole queue is full
     "tenant_queue_full",  # one tenant's share of the queue is full

@@ -12,7 +12,7 @@ import sys
 import safety_landscape.client as client_pkg
 
 EXPORTS = [
-    "BaseTerm", "CancelledError", "Capability", "Client", "Completion", "DeadlineExceededError", "DirectionInfo",
+    "AlreadyExistsError", "BaseTerm", "CancelledError", "CandidateInfo", "CandidateList", "Capability", "Client", "Completion", "DeadlineExceededError", "DirectionInfo",
     "DirectionList", "DirectionRecipe", "Evaluation", "FailedPreconditionError", "FleetError", "Generation", "Grid",
     "InternalError", "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "PointDetail",
     "PointEvaluation", "PointRecord", "PromptSetInfo", "PromptSetPage", "PromptSource", "RegistryEntry", "ResourceExhaustedError",

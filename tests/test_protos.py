@@ -125,7 +125,7 @@ def test_declarations_are_all_seen() -> None:
             if pattern.match(code):
                 kinds[kind] = kinds.get(kind, 0) + 1
                 break
-    assert kinds["service"] == 2
+    assert kinds["service"] == len(re.findall(r"^service ", text, re.M)) == 3
     assert kinds["rpc"] == text.count("  rpc ")
     assert kinds["message"] == len(re.findall(r"^message ", text, re.M))
     assert kinds["enum"] == len(re.findall(r"^enum ", text, re.M))
@@ -140,11 +140,12 @@ def test_package_is_versioned() -> None:
     assert PROTO.parent.name == "v1", "the v1 contract must live under a v1/ folder"
 
 
-def test_generated_module_exposes_both_services() -> None:
+def test_generated_module_exposes_every_service() -> None:
     from safety_landscape.v1 import landscape_pb2, landscape_pb2_grpc
 
     assert hasattr(landscape_pb2_grpc, "LandscapeServiceStub")
     assert hasattr(landscape_pb2_grpc, "DirectionServiceStub")
+    assert hasattr(landscape_pb2_grpc, "CandidateServiceStub")
     services = landscape_pb2.DESCRIPTOR.services_by_name
-    assert set(services) == {"LandscapeService", "DirectionService"}
+    assert set(services) == {"LandscapeService", "DirectionService", "CandidateService"}
     assert landscape_pb2.DESCRIPTOR.package == "safety_landscape.v1"

@@ -149,15 +149,23 @@ def test_canonical_terms():
         wm.canonical_terms([("d-a", 0.75), ("d-a", 0.75)])
 
 
+@pytest.mark.parametrize(("shape", "chunk"), [((64, 33), None), ((64, 33), 1000), ((64, 33), 64),
+                                              ((300, 1031), 65536), ((300, 1031), 100003)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n_terms", [1, 2, 3])
-def test_fused_apply_is_bit_identical_to_fp32_accumulation(dtype, n_terms):
-    """The one-pass write equals: copy theta0 to fp32, add each c_i d_i, cast once."""
+def test_fused_apply_is_bit_identical_to_fp32_accumulation(dtype, n_terms, shape, chunk, monkeypatch):
+    """The one-pass write equals: copy theta0 to fp32, add each c_i d_i, cast once; also when one
+    term is written a chunk at a time (``chunk``: the accumulator's elements, 1000 ending mid-row;
+    300 x 1031 is split over threads by torch as well)."""
+    from safety_landscape.server.engine import weights
     from safety_landscape.server.engine.weights import _write_sum
 
+    if chunk is not None:
+        monkeypatch.setattr(weights, "ACC_CHUNK", chunk)
+
     g = torch.Generator().manual_seed(n_terms)
-    base = torch.randn(64, 33, generator=g).to(dtype)
-    components = [(0.37 / (i + 1) * (-1) ** i, torch.randn(64, 33, generator=g)) for i in range(n_terms)]
+    base = torch.randn(*shape, generator=g).to(dtype)
+    components = [(0.37 / (i + 1) * (-1) ** i, torch.randn(*shape, generator=g)) for i in range(n_terms)]
     expected = base.to(torch.float32, copy=True)
     for coef, d in components:
         expected.add_(d, alpha=coef)

@@ -32,8 +32,9 @@ def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "gate",
         help="release gate: check VISAGE, ASR, over-refusal and drop vs a baseline against thresholds (exit 0/1/2)",
-        description="Evaluate a candidate (the server's model, or a registry checkpoint) against the thresholds of a "
-        "TOML config. Exit 0: pass, 1: a check failed, 2: could not evaluate, 3: inconclusive (interval mode). "
+        description="Evaluate a candidate (the server's model, a checkpoint or adapter the server knows, or a folder "
+        "registered for the run) against the thresholds of a TOML config. Exit 0: pass, 1: a check failed, 2: could "
+        "not evaluate, 3: inconclusive (interval mode). "
         "Writes gate.json, junit.xml, summary.md. `visage gate init [FILE]` writes a commented config to start from.",
     )
     p.add_argument("config", metavar="CONFIG", help="the gate's TOML config, or `init` to write one to start from")
@@ -44,8 +45,17 @@ def register(sub: Subparsers) -> None:
                    help="folder for gate.json, junit.xml, summary.md (default visage-gate)")
     p.add_argument("--baseline", default=None, metavar="FILE",
                    help="a previous gate.json or sweep summary.json (overrides [baseline] file)")
-    p.add_argument("--checkpoint", default=None, metavar="NAME",
-                   help="evaluate this registry checkpoint (overrides [candidate] checkpoint)")
+    p.add_argument("--first-release", action="store_true",
+                   help="there is no baseline yet: max_visage_drop is skipped (reported as such) and the baseline file "
+                        "must not exist; keep this run's gate.json as the next release's baseline")
+    cand = p.add_argument_group("candidate (each replaces the config's [candidate])").add_mutually_exclusive_group()
+    cand.add_argument("--checkpoint", default=None, metavar="NAME",
+                      help="a checkpoint the server knows (its registry or a candidate): measured at interp:NAME = 1")
+    cand.add_argument("--adapter", default=None, metavar="NAME",
+                      help="a LoRA adapter the server knows: measured at adapter:NAME = 1")
+    cand.add_argument("--source", default=None, metavar="PATH_OR_HUB_ID",
+                      help="a checkpoint or adapter folder on the server (or ORG/NAME[@REV] in its cache): registered "
+                           "for the run and removed after it, or reused when the same content is registered")
     p.set_defaults(func=run)
 
 
@@ -88,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         code, doc = run_gate(args.config, connect_one, args.server, out_dir=output_folder(args.out),
-                             baseline=args.baseline, checkpoint=args.checkpoint)
+                             baseline=args.baseline, checkpoint=args.checkpoint, adapter=args.adapter,
+                             source=args.source, first_release=args.first_release)
     except BaseException as exc:  # the last guard: never let an error look like a pass
         if isinstance(exc, KeyboardInterrupt):
             print("visage gate: interrupted", file=sys.stderr)

@@ -6,6 +6,7 @@ the servers (:mod:`.measure`: a sweep spec run by the sweep runner, its store ke
 (:mod:`.compare`), judges each threshold on its value or its 95 % interval (:mod:`.checks`), writes
 gate.json, junit.xml and summary.md (:mod:`.verdict`, :mod:`.files`), and returns
 ``(exit_code, document)``: 0 pass, 1 fail, 2 could not evaluate, 3 inconclusive (interval mode).
+A candidate given as ``source =`` is registered for the run and removed after it (:mod:`.candidate`).
 Every exception becomes exit 2 with an error report: the gate never passes by accident.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from ..store import STORE_NAME
 from .baseline import FORMAT, Baseline, BaselineError, load_baseline
+from .candidate import candidate_for_run
 from .checks import Check, evaluate_checks, intervals
 from .compare import Comparison, compare
 from .config import Decision, GateConfig, GateConfigError, Thresholds, config_from_dict, load_config, validate
@@ -65,11 +67,18 @@ def run_gate(
     out_dir: str | Path | None = None,
     baseline: str | None = None,
     checkpoint: str | None = None,
+    adapter: str | None = None,
+    source: str | None = None,
+    first_release: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Run the gate. ``connect(target)`` returns a :class:`~safety_landscape.client.client.Client`.
 
-    ``baseline`` / ``checkpoint`` override the config's. Returns ``(exit_code, gate document)``;
-    never raises for a failure to evaluate (that is exit 2, with ``document["error"]``).
+    ``baseline`` overrides the config's; ``checkpoint`` / ``adapter`` / ``source`` replace its
+    ``[candidate]`` (one of them); ``first_release``: there is no baseline yet (``max_visage_drop``
+    is skipped, docs/ci-gate.md). A ``source`` is registered on the servers for the run, or reused
+    by content, and what the run registered is removed (:mod:`.candidate`). Returns
+    ``(exit_code, gate document)``; never raises for a failure to evaluate (that is exit 2, with
+    ``document["error"]``).
 
     Example::
 
@@ -86,17 +95,20 @@ def run_gate(
             changes: dict[str, Any] = {}
             if baseline is not None:
                 changes["baseline"] = baseline
-            if checkpoint is not None:
-                changes["checkpoint"] = checkpoint
+            given = {k: v for k, v in (("checkpoint", checkpoint), ("adapter", adapter), ("source", source)) if v is not None}
+            if given:  # the command line names the candidate: it replaces the config's [candidate]
+                changes.update({"checkpoint": "", "adapter": "", "source": "", **given})
+            changes["first_release"] = first_release
             config = validate(dataclasses.replace(config, **changes), str(config_path))
             base = (load_baseline(config.baseline, rule=config.rule, system_prompt=config.system_prompt,
                                    metric=config.metric)
-                    if config.baseline else None)
+                    if config.baseline and not config.first_release else None)
             if not targets:
                 raise GateConfigError(["--server: give at least one server"])
             clients = [connect(t) for t in targets]
             store = Path(out_dir) / STORE_NAME if out_dir is not None else None  # a re-run resumes
-            m = measure(config, clients, store_path=store)
+            with candidate_for_run(config, clients) as config:  # a source: registered (or reused) for the run
+                m = measure(config, clients, store_path=store)
             comparison = (compare(m, base, rule=config.rule, coefficients=config.coefficients,
                                   prompt_set_sha256=m.inputs["prompt_sets"]["harmful"]["sha256"],
                                   boot=config.decision.bootstrap) if base else None)

@@ -141,13 +141,15 @@ def _interval_check(name: str, m: Measurements, value: float, threshold: float, 
 
 def evaluate_checks(config: GateConfig, m: Measurements, baseline: Baseline | None,
                     comparison: Comparison | None = None, *, cis: Mapping[str, Interval | None] | None = None) -> list[Check]:
-    """Every configured threshold, in :data:`LABELS` order, judged in ``config.decision.mode``;
-    ``cis``: the intervals when already computed (:func:`intervals`)."""
+    """Every configured threshold, in :data:`LABELS` order, judged in ``config.decision.mode``
+    (the first release's ``max_visage_drop`` left out: it has no baseline); ``cis``: the intervals
+    when already computed (:func:`intervals`)."""
     t, interval_mode = config.thresholds, config.decision.mode == "interval"
     cis = cis if cis is not None else intervals(config, m, baseline, comparison)
     p_drop = comparison.visage["p_value"] if comparison is not None and comparison.visage else None
     values: dict[str, float] = {"min_visage": m.visage, "max_origin_asr": m.origin_asr, "max_over_refusal": m.over_refusal}
-    if t.max_visage_drop is not None:
+    skipped = {"max_visage_drop"} if config.first_release else set()  # no baseline yet: reported as skipped
+    if t.max_visage_drop is not None and not config.first_release:
         if baseline is None:
             raise BaselineError("thresholds.max_visage_drop needs a baseline file")
         values["max_visage_drop"] = baseline.visage - m.visage
@@ -158,7 +160,7 @@ def evaluate_checks(config: GateConfig, m: Measurements, baseline: Baseline | No
     out: list[Check] = []
     for name in LABELS:
         threshold = getattr(t, name)
-        if threshold is None:
+        if threshold is None or name in skipped:
             continue
         value, p = values[name], p_drop if name == "max_visage_drop" else None
         if interval_mode:

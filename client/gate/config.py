@@ -5,9 +5,11 @@ would pass by accident). Unknown tables and keys are errors, so a typo never dis
 All problems are reported at once (:class:`GateConfigError`, each ``"field: what is wrong"``)::
 
     name = "release"
-    [candidate]
-    checkpoint = ""            # "" = the server's own model; else a registry checkpoint name:
-                               # the gate evaluates at interp:NAME with coefficient 1
+    [candidate]                # at most one of checkpoint, adapter, source; none = the server's own model
+    checkpoint = ""            # a checkpoint registered on the server (registry or candidate): interp:NAME at 1
+    adapter = ""               # a LoRA adapter registered on the server: adapter:NAME at 1
+    source = ""                # a checkpoint or adapter folder on the server (or ORG/NAME[@REV] in its cache),
+                               # registered for the run and removed after it (:mod:`.candidate`)
     [sweep]                    # the small 1D random sweep VISAGE is computed from
     directions = 1             # random directions (draws 0..n-1 of `seed`)
     points = 5                 # points per direction over `range` (2..101; the grid must hold a = 0)
@@ -44,7 +46,7 @@ All problems are reported at once (:class:`GateConfigError`, each ``"field: what
     mc_file = ""               # MMLU-style questions (accuracy); the first `shots` are few-shot examples
     shots = 0
     limit = 0                  # questions scored (0 = all)
-    [baseline]
+    [baseline]                 # none yet (the first release): ``visage gate --first-release`` skips max_visage_drop
     file = "baseline/gate.json"  # a previous gate.json, a sweep summary.json or a results.sqlite (relative to this file)
     [decision]                 # optional: how a threshold is judged
     mode = "point"             # point: the measured value (default); interval: its whole 95 % interval
@@ -74,8 +76,8 @@ from ..sweep.spec import Capability, SpecError, SweepSpec, merge_spec_data, reso
 from ..validation import is_finite_number, is_int
 from ..visage import RULES
 
-__all__ = ["METRICS", "MODES", "Decision", "GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config",
-           "validate"]
+__all__ = ["METRICS", "MODES", "Decision", "GateConfig", "GateConfigError", "RegisteredSource", "Thresholds",
+           "config_from_dict", "load_config", "validate"]
 
 #: How a threshold is judged: on the measured value, or on its 95 % interval.
 MODES = ("point", "interval")
@@ -147,7 +149,8 @@ _SWEEP_KEYS: dict[tuple[str, str], tuple[tuple[str, str], str]] = {
     ("evaluation", "keywords"): (("evaluation", "keywords"), "keywords"),
 }
 # The gate's own keys: (table, key) -> GateConfig field.
-_GATE_KEYS = {("candidate", "checkpoint"): "checkpoint", ("sweep", "rule"): "rule", ("sweep", "metric"): "metric",
+_GATE_KEYS = {("candidate", "checkpoint"): "checkpoint", ("candidate", "adapter"): "adapter",
+              ("candidate", "source"): "source", ("sweep", "rule"): "rule", ("sweep", "metric"): "metric",
               ("baseline", "file"): "baseline",
               ("decision", "mode"): "mode", ("decision", "replicates"): "replicates", ("decision", "seed"): "seed"}
 _TABLE_KEYS: dict[str, list[str]] = {}  # table -> its keys, in the order messages list them
@@ -159,6 +162,18 @@ _MAX_DIRECTIONS, _MAX_POINTS = 16, 101
 
 
 @dataclass(frozen=True)
+class RegisteredSource:
+    """What a ``source`` candidate became on the servers (:mod:`.candidate`): the name terms use, its
+    kind ("checkpoint" or "adapter"), the content fingerprint the servers reported, and whether the
+    gate registered it for this run (False: an existing candidate of the same content, reused)."""
+
+    name: str
+    kind: str
+    fingerprint: str
+    registered: bool
+
+
+@dataclass(frozen=True)
 class GateConfig:
     """A validated gate config: the sweep (a :class:`SweepSpec`; the candidate's base term is
     added by :func:`~.measure.gate_spec`), the candidate, the VISAGE rule, the metric VISAGE and the
@@ -167,15 +182,29 @@ class GateConfig:
 
     sweep: SweepSpec
     checkpoint: str = ""
+    adapter: str = ""
+    source: str = ""
     rule: str = "reference"
     metric: str = "asr"
     thresholds: Thresholds = field(default_factory=Thresholds)
     baseline: str = ""
     decision: Decision = field(default_factory=Decision)
+    first_release: bool = False  # no baseline yet (``visage gate --first-release``): max_visage_drop is skipped
+    registered: RegisteredSource | None = None  # ``source`` once registered or reused (set by the run)
 
     @property
     def name(self) -> str:
         return self.sweep.name
+
+    @property
+    def candidate_term(self) -> str:
+        """The base term the candidate is measured at (coefficient 1): ``interp:NAME``, ``adapter:NAME``,
+        or "" (the server's own model); a ``source``'s once it is registered (:mod:`.candidate`)."""
+        if self.source:
+            if self.registered is None:
+                raise ValueError("candidate.source has no name before it is registered (gate.candidate.candidate_for_run)")
+            return f"{'adapter' if self.registered.kind == 'adapter' else 'interp'}:{self.registered.name}"
+        return f"interp:{self.checkpoint}" if self.checkpoint else (f"adapter:{self.adapter}" if self.adapter else "")
 
     @property
     def system_prompt(self) -> str:
@@ -199,9 +228,10 @@ class GateConfig:
                 "generation": {"max_new_tokens": spec["max_new_tokens"]}, **spec}
         out = {name: flat[table][key] for (table, key), name in _SWEEP_KEYS.values()}
         out["range"], out["system_prompt"] = list(out["range"]), out["system_prompt"][0]
-        return {"name": self.name, "checkpoint": self.checkpoint, **out, "rule": self.rule, "metric": self.metric,
+        return {"name": self.name, "checkpoint": self.checkpoint, "adapter": self.adapter, "source": self.source,
+                **out, "rule": self.rule, "metric": self.metric,
                 "thresholds": asdict(self.thresholds), "baseline": self.baseline, "capability": spec["capability"],
-                "decision": asdict(self.decision)}
+                "decision": asdict(self.decision), "first_release": self.first_release}
 
 
 def _gate_problem(problem: str) -> str:
@@ -274,9 +304,8 @@ def _gate_bounds(keyed: Mapping[tuple[str, str], Any], problems: list[str]) -> N
     if (isinstance(rng, list) and len(rng) == 2 and all(is_finite_number(x) for x in rng) and rng[0] < rng[1]
             and not rng[0] < 0 < rng[1]):
         problems.append(f"sweep.range: must be [low, high] with low < 0 < high, got {rng!r}")
-    checkpoint, rule = keyed.get(("candidate", "checkpoint"), ""), keyed.get(("sweep", "rule"), "reference")
-    if not isinstance(checkpoint, str):
-        problems.append(f"candidate.checkpoint: must be a string (a registry checkpoint name), got {checkpoint!r}")
+    _candidate_bounds(keyed, problems)
+    rule = keyed.get(("sweep", "rule"), "reference")
     if rule not in RULES:
         problems.append(f"sweep.rule: must be one of {', '.join(RULES)}, got {rule!r}")
     metric = keyed.get(("sweep", "metric"), "asr")
@@ -286,6 +315,24 @@ def _gate_bounds(keyed: Mapping[tuple[str, str], Any], problems: list[str]) -> N
     if not isinstance(baseline, str) or not baseline.strip():
         problems.append(f"baseline.file: must be a file path, got {baseline!r}")
     _decision_bounds(keyed, problems)
+
+
+_CANDIDATE_FORMS = {"checkpoint": "a checkpoint name the server knows", "adapter": "an adapter name the server knows",
+                    "source": "a folder path on the server or ORG/NAME[@REVISION]"}
+
+
+def _candidate_bounds(keyed: Mapping[tuple[str, str], Any], problems: list[str]) -> None:
+    given = []
+    for key, what in _CANDIDATE_FORMS.items():
+        value = keyed.get(("candidate", key), "")
+        if not isinstance(value, str):
+            problems.append(f"candidate.{key}: must be a string ({what}), got {value!r}")
+        elif value.strip() != value:
+            problems.append(f"candidate.{key}: {value!r} has leading or trailing spaces")
+        elif value:
+            given.append(key)
+    if len(given) > 1:
+        problems.append(f"candidate: give at most one of checkpoint, adapter, source (got {', '.join(given)})")
 
 
 def _decision_bounds(keyed: Mapping[tuple[str, str], Any], problems: list[str]) -> None:
@@ -332,6 +379,7 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
         baseline = str(base_dir / baseline)
     decision = Decision(**{k: keyed[("decision", k)] for k in ("mode", "replicates", "seed") if ("decision", k) in keyed})
     config = GateConfig(spec, checkpoint=keyed.get(("candidate", "checkpoint"), ""),
+                        adapter=keyed.get(("candidate", "adapter"), ""), source=keyed.get(("candidate", "source"), ""),
                         rule=keyed.get(("sweep", "rule"), "reference"), metric=keyed.get(("sweep", "metric"), "asr"),
                         thresholds=thresholds, baseline=baseline,
                         decision=decision)
@@ -339,12 +387,24 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
 
 
 def validate(config: GateConfig, source: str = "") -> GateConfig:
-    """Cross-field rules: some threshold set; a drop threshold with a baseline and vice versa."""
+    """Cross-field rules: some threshold set; a drop threshold with a baseline and vice versa (or the
+    first release: no baseline yet); at most one candidate form (after command-line overrides)."""
     problems = []
+    forms = [k for k in _CANDIDATE_FORMS if getattr(config, k)]
+    if len(forms) > 1:
+        problems.append(f"candidate: give at most one of checkpoint, adapter, source (got {', '.join(forms)})")
     if not config.thresholds.any():
         problems.append(f"thresholds: set at least one of {', '.join(_THRESHOLDS)} (a gate that checks nothing cannot pass)")
-    if config.thresholds.max_visage_drop is not None and not config.baseline:
-        problems.append("thresholds.max_visage_drop: needs a baseline ([baseline] file = ... or --baseline FILE)")
+    if config.first_release:
+        if config.baseline and Path(config.baseline).exists():
+            problems.append(f"--first-release: the baseline {config.baseline} exists, so this is not the first release; "
+                            "drop --first-release to compare with it")
+        if not any(getattr(config.thresholds, n) is not None for n in _THRESHOLDS if n != "max_visage_drop"):
+            problems.append("--first-release: max_visage_drop is skipped without a baseline and no other threshold is "
+                            "set (a gate that checks nothing cannot pass)")
+    elif config.thresholds.max_visage_drop is not None and not config.baseline:
+        problems.append("thresholds.max_visage_drop: needs a baseline ([baseline] file = ... or --baseline FILE), or "
+                        "--first-release when there is none yet")
     if config.baseline and config.thresholds.max_visage_drop is None:
         problems.append("baseline.file: a baseline is given but thresholds.max_visage_drop is not set")
     cap = config.capability

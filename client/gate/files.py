@@ -1,7 +1,8 @@
 """The gate's files: gate.json, junit.xml and summary.md (from the document of :mod:`.verdict`).
 
 junit.xml has one ``<testcase>`` per check: ``<failure>`` when it fails, ``<skipped>`` (message
-"inconclusive: ...") when its interval straddles the threshold, ``<error>`` per planned check when
+"inconclusive: ...") when its interval straddles the threshold or (a first release's
+``max_visage_drop``) when there is no baseline yet, ``<error>`` per planned check when
 the gate could not evaluate; the paired tests' p-values are ``<property>`` entries of the suite
 (``mcnemar_p_value``, ``visage_paired_p_value``) and of the ``max_visage_drop`` case (``p_value``).
 summary.md is a Markdown table (value with its 95 % interval) and the comparison with the baseline.
@@ -49,7 +50,11 @@ def _junit(doc: dict[str, Any]) -> bytes:
                 fail = ET.SubElement(case, "failure", message=f"{c['name']}: {c['message']}", type="ThresholdExceeded")
                 fail.text = f"{c['label']}: value {c['value']:.4f}, threshold {c['comparison']} {c['threshold']:g}"
                 failures += 1
-        tests = len(doc["checks"])
+        for skip in doc.get("skipped") or ():  # a first release's drop check: no baseline to compare with
+            case = ET.SubElement(suite, "testcase", classname=classname, name=skip["name"], time="0")
+            ET.SubElement(case, "skipped", message=skip["reason"])
+            skipped += 1
+        tests = len(doc["checks"]) + len(doc.get("skipped") or ())
     for element in (suite, suites):
         element.set("tests", str(tests))
         element.set("failures", str(failures))
@@ -94,6 +99,19 @@ def _comparison_lines(doc: dict[str, Any]) -> list[str]:
             f"{v['replicates']} replicates, seed {v['seed']}: p = {v['p_value']:.3g})."]
 
 
+def _candidate_text(cand: dict[str, Any]) -> str:
+    """What the gate measured, in words: the server's model, a named term, or a source and what it became."""
+    term = cand.get("term") or (f"interp:{cand['checkpoint']}" if cand.get("checkpoint") else "")
+    if not term:
+        return "the server model"
+    reg = cand.get("registered")
+    if not reg:
+        kind, name = term.split(":", 1)
+        return f"`{name}` ({kind} at 1.0)"
+    how = "registered for this run and removed after it" if reg["registered"] else "an existing candidate of the same content"
+    return f"`{cand['source']}` ({reg['kind']} `{reg['name']}`, {how}; content `{reg['fingerprint'][:16]}`) at 1.0"
+
+
 def _markdown(doc: dict[str, Any]) -> str:
     name = doc["name"]
     if doc["verdict"] == "error":
@@ -115,14 +133,15 @@ def _markdown(doc: dict[str, Any]) -> str:
               f"over-refusal {_with_ci(doc['over_refusal'], doc.get('over_refusal_ci95'))}%."]
     for metric, value in sorted((doc.get("capability") or {}).items()):
         lines.append(f"Capability at the candidate: {metric} {_fmt(value)}.")
+    for skip in doc.get("skipped") or ():
+        lines.append(f"`{skip['name']}` not checked: {skip['reason']}.")
     if doc.get("baseline"):
         b = doc["baseline"]
         lines.append(f"Baseline `{b['file']}` ({b['kind']}): VISAGE {_fmt(b['visage'])}.")
         lines += _comparison_lines(doc)
-    model, cand = doc["model"], doc["inputs"]["candidate"]
+    model = doc["model"]
     lines += ["", f"Model `{model['name']}` (fingerprint `{model['fingerprint'][:16]}`), candidate "
-              f"{'`' + cand['checkpoint'] + '` (interp at 1.0)' if cand['checkpoint'] else 'the server model'}, "
-              f"servers {', '.join('`' + s + '`' for s in doc['servers'])}.",
+              f"{_candidate_text(doc['inputs']['candidate'])}, servers {', '.join('`' + s + '`' for s in doc['servers'])}.",
               f"Attestation sha256 `{doc['attestation_sha256']}`."]
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,9 @@ the candidate's ASR, its over-refusal on benign prompts and, when configured, it
 
 - the candidate is theta0 (the server's model) or, with ``checkpoint = NAME``, the registered
   checkpoint: the spec's ``base`` term ``interp:NAME`` at 1.0 (theta0 + 1 * (theta_NAME -
-  theta0)), added to every point and part of every key;
+  theta0)), added to every point and part of every key; with ``adapter = NAME`` the term
+  ``adapter:NAME`` at 1.0 (theta0 + the adapter's merged delta); with ``source =``, whichever of
+  the two its registration turned out to be (:mod:`.candidate`);
 - each random point adds ``a * d_i`` to that (kind ``1d-random``, draws 0..n-1 of ``seed``); the
   points with ``a = 0`` are the candidate itself, one weight state, evaluated once;
 - the benign prompts are judged at the candidate only (``benign.at = "origin"``).
@@ -25,6 +27,7 @@ point the server's coherence referee did not judge stops the gate (coherent ASR 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import tempfile
@@ -80,7 +83,8 @@ class Measurements:
 
 def gate_spec(config: GateConfig) -> SweepSpec:
     """The sweep the gate measures (see the module docstring)."""
-    base = (BaseTerm(f"interp:{config.checkpoint}", 1.0),) if config.checkpoint else ()
+    term = config.candidate_term
+    base = (BaseTerm(term, 1.0),) if term else ()
     return validate(config.sweep.replace(base=base))
 
 
@@ -153,7 +157,10 @@ def _inputs(config: GateConfig, result: SweepResult, readings: _Readings, candid
         "model_fingerprint": plan.facts.model_fingerprint,
         "tokenizer_fingerprint": plan.facts.tokenizer_fingerprint,
         "chat_template_sha256": plan.facts.chat_template_sha256,
-        "candidate": {"checkpoint": config.checkpoint, "weight_state": candidate.detail.weight_state},
+        "candidate": {"checkpoint": config.checkpoint, "adapter": config.adapter, "source": config.source,
+                      "term": config.candidate_term,
+                      "registered": dataclasses.asdict(config.registered) if config.registered else None,
+                      "weight_state": candidate.detail.weight_state},
         "directions": {
             "specs": direction_specs,
             "specs_sha256": sha256_json(direction_specs),

@@ -11,6 +11,8 @@ settings, config file bytes, baseline file bytes) and ``attestation_sha256``, th
 canonical JSON of (inputs, measurements, intervals, comparison, checks, verdict): recompute it to
 attest a verdict. ``verdicts`` holds the candidate's per-prompt verdicts (per direction, one
 ``"0110..."`` string per coefficient), so a later gate can use this file as a paired baseline.
+A first release (``--first-release``: no baseline yet) has ``first_release`` true, its
+``max_visage_drop`` under ``skipped`` with the reason, and ``inputs.baseline_file`` saying so.
 ``provenance`` (client and server software, git revisions, the spec, start and end times; outside
 the attested part) is flat enough for ``pandas.json_normalize``. The files: :mod:`.files`.
 """
@@ -47,6 +49,8 @@ __all__ = [
 ]
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+#: Why a first release's drop check is skipped (gate.json's ``skipped``, junit.xml's ``<skipped>``).
+FIRST_RELEASE_REASON = "first release: no baseline yet; keep this gate.json as the next release's baseline"
 
 _ATTESTED = ("format", "name", "verdict", "checks", "visage", "origin_asr", "origin_asr_ci95", "over_refusal",
              "over_refusal_ci95", "capability", "curves", "points", "verdicts", "comparison", "model", "baseline",
@@ -66,7 +70,8 @@ def _verdict(checks: list[Check]) -> tuple[str, int]:
 
 
 def _provenance(config: GateConfig | None, server: dict[str, str] | None, started: float | None) -> dict[str, Any]:
-    extra: dict[str, Any] = {"server": server or {}, "spec": gate_spec(config).to_dict() if config else {},
+    known = config is not None and (not config.source or config.registered is not None)  # a source: once registered
+    extra: dict[str, Any] = {"server": server or {}, "spec": gate_spec(config).to_dict() if config and known else {},
                              "finished_at": iso_time(time.time())}
     if started is not None:
         extra["started_at"] = iso_time(started)
@@ -87,6 +92,8 @@ def gate_document(config: GateConfig, m: Measurements, checks: list[Check], base
     inputs = dict(m.inputs)
     inputs["config_file"] = {"path": config_file, "sha256": config_sha256}
     inputs["baseline_file"] = {"path": baseline.file, "sha256": baseline.sha256} if baseline else None
+    if config.first_release:  # attested: the drop check was skipped because there is no baseline yet
+        inputs["baseline_file"] = {"path": config.baseline or None, "first_release": True}
     sha = inputs["prompt_sets"]["harmful"]["sha256"]
     verdicts = (BaselineVerdicts(sha, tuple(inputs["coefficients"]), m.prompt_verdicts).to_json()
                 if m.prompt_verdicts else None)
@@ -100,6 +107,9 @@ def gate_document(config: GateConfig, m: Measurements, checks: list[Check], base
         "checks": [asdict(c) for c in checks],
         "failed": [c.name for c in checks if c.decision == "fail"],
         "inconclusive": [c.name for c in checks if c.decision == "inconclusive"],
+        "first_release": config.first_release,
+        "skipped": ([{"name": "max_visage_drop", "reason": FIRST_RELEASE_REASON}]
+                    if config.first_release and config.thresholds.max_visage_drop is not None else []),
         "visage": {"rule": config.rule, "metric": config.metric, "mean": m.visage, "std": m.visage_std,
                    "per_direction": m.visage_per_direction,
                    "ci95": _ci(cis["min_visage"])},

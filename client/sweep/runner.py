@@ -36,7 +36,7 @@ import structlog
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
-from ..errors import FleetError, RpcFailed, ValidationError, VisageError
+from ..errors import FleetError, PermissionDeniedError, RpcFailed, ValidationError, VisageError
 from ..provenance import iso_time, provenance, server_provenance
 from ..records import FINISH_REASONS, Completion, MeasuredModel, PointDetail, PointRecord
 from ..store import ResultStore
@@ -312,6 +312,20 @@ class _Recorder:
                                    time.monotonic() - self.started))
 
 
+def _direction_fingerprints(fleet: Fleet, plan: Plan) -> dict[str, str]:
+    """The fleet's direction check (:meth:`Fleet.check_directions`). CreateDirection is an admin RPC:
+    with a tenant's token on ONE server there is nothing to compare, the terms make the directions on
+    demand as the sweep runs and their fingerprints are recorded as "" (not known); on several
+    servers the check cannot be made without an admin token, and the sweep does not start."""
+    try:
+        return fleet.check_directions(plan.directions)
+    except PermissionDeniedError as exc:
+        if len(fleet.clients) > 1:
+            raise FleetError(f"{len(fleet.clients)} servers: checking that they make the same directions needs an "
+                             f"admin token ({exc.details}); use one, or one server") from None
+        return dict.fromkeys(plan.directions, "")
+
+
 def run_sweep(
     spec: SweepSpec,
     store: ResultStore,
@@ -351,7 +365,7 @@ def run_sweep(
         set_hashes = fleet.check_prompt_sets(resolved.prompt_set_names)
         plan = build_plan(resolved, facts, set_hashes=set_hashes)
         keep_prompt_texts(store, fleet.clients[0], resolved, set_hashes)
-        fingerprints = fleet.check_directions(plan.directions)
+        fingerprints = _direction_fingerprints(fleet, plan)
         record = _MetaRecord(store, _meta(plan, servers, fingerprints, started_at))
         measured = _Measured(store)
         have = set(measured.keys)

@@ -3,19 +3,27 @@
 One ``Engine`` wraps one loaded model. It is not thread-safe: the ``ModelHost`` worker thread is
 its only caller, except for what any thread may call: ``admission`` (a request's checks and
 encoding before it queues), ``facts``, ``memory``, ``list_directions``, ``prompt_sets`` and
-``registry``. Each method takes domain values (no protobuf) and returns domain values.
+``registry`` / ``sources`` (the names terms may give checkpoints and adapters, candidates
+included: ``named_sources.py``; ``using`` binds them for a call and holds its candidates). Each
+method takes domain values (no protobuf) and returns domain values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from ..config import Limits
+from ..candidates.inspection import ServedModel
+from ..candidates.store import Candidate, CandidateStore
+from ..config import CandidateSettings, Limits
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loading import LoadedModel
-from ..registry import ModelRegistry
+from ..models.placement import host_space
+from ..named_sources import NamedSources
+from ..registry import ModelRegistry, RegistryFile
 from .admission import Admission, AdmittedScore, TermRequest, system_prompt_sha256
 from .chat import ChatFormat
 from .direction_slots import Caller
@@ -55,18 +63,20 @@ class Engine:
         limits: Limits,
         direction_storage: str = "cache",
         pristine: str = "device",
-        registry: ModelRegistry | None = None,
+        registry: ModelRegistry | RegistryFile | None = None,
         prompt_sets: PromptSetRegistry | None = None,
         classifier: LoadedModel | None = None,
         classifier_format: str = AUTO,
         judge_threshold: float = 0.5,
         model_name: str = "",
         memory_plan: MemoryPlan | None = None,
+        candidates: CandidateSettings | None = None,
     ) -> None:
         """``direction_storage`` and ``pristine``: as resolved by the memory plan ("auto" storage is
         resolved here for the device); ``model_name``: the display name (default: the --model value);
         ``classifier``: the guard model of the classifier judge, in ``classifier_format`` (``auto``: told
-        from its chat template, guards/formats.py)."""
+        from its chat template, guards/formats.py); ``candidates``: the candidate settings (None or no
+        root: candidates off)."""
         self.loaded = loaded
         self.limits = limits
         self.model = loaded.model
@@ -74,7 +84,6 @@ class Engine:
         self.model_name = model_name or loaded.source.name
         self.memory_plan = memory_plan
         self.fingerprint = model_fingerprint(self.model)
-        self.registry = registry or ModelRegistry()
         self.prompt_sets = prompt_sets or PromptSetRegistry()
         numel = sum(p.numel() for p in self.model.parameters())
         self.weights = WeightManager(
@@ -88,8 +97,8 @@ class Engine:
             max_directions_per_tenant=limits.max_directions_per_tenant,
             tenant_direction_slots=limits.tenant_direction_slots,
             max_abs_coefficient=limits.max_abs_coefficient,
-            registry=self.registry,
         )
+        self.sources = self.weights.sources = NamedSources(registry, self._candidate_store(candidates))
         self.generator = BatchGenerator(self.model, self.tokenizer, max_batch_size=limits.max_batch_size)
         judge = None
         if classifier is not None:
@@ -111,6 +120,25 @@ class Engine:
             max_new_tokens=limits.max_new_tokens, has_chat_template=self.tokenizer_facts.has_chat_template,
         )
 
+    def _candidate_store(self, settings: CandidateSettings | None) -> CandidateStore | None:
+        if settings is None or not settings.enabled:
+            return None
+        config = self.model.config
+        served = ServedModel(
+            shapes={name: tuple(p.shape) for name, p in self.weights.params},
+            model_type=str(getattr(config, "model_type", "") or ""),
+            architecture=type(self.model).__name__,
+            dtype=str(self.weights.dtype).removeprefix("torch."),
+            model_bytes=self.weights.model_bytes(),
+        )
+        room = self.memory_plan.host_room() if self.memory_plan is not None else host_space().capacity
+        return CandidateStore(settings, served, room_bytes=room, forget=self.weights.forget_bound)
+
+    @property
+    def registry(self) -> ModelRegistry:
+        """The operator's registry as its file says now."""
+        return self.sources.registry
+
     @property
     def parameter_count(self) -> int:
         return sum(p.numel() for _, p in self.weights.params)
@@ -129,12 +157,14 @@ class Engine:
         for t in terms:
             if t.spec is None and not t.direction_id:
                 raise InvalidArgument("a perturbation term names neither a direction id nor a spec")
+        caller = Caller(tenant, admin)
+        terms = [t if t.spec is None else dataclasses.replace(t, spec=self.sources.bind(t.spec, caller)) for t in terms]
         self.weights.canonical_terms([(t.key, t.coefficient) for t in terms])  # validates coefficients
         for t in terms:
             if t.spec is None and t.coefficient != 0.0:
                 self.weights.get(t.direction_id)  # NotFound before any work
         protect = frozenset(t.key for t in terms)
-        self.weights.check_room([t.key for t in terms if t.spec is not None], Caller(tenant, admin), protect=protect)
+        self.weights.check_room([t.key for t in terms if t.spec is not None], caller, protect=protect)
         pairs = []
         for t in terms:
             if t.spec is not None:
@@ -143,6 +173,32 @@ class Engine:
             else:
                 pairs.append((t.direction_id, t.coefficient))
         return self.weights.canonical_terms(pairs)
+
+    @contextlib.contextmanager
+    def using(self, points: Sequence[Sequence[TermRequest]], caller: Caller) -> Iterator[list[list[TermRequest]]]:
+        """The terms of ``points`` with the checkpoints and adapters they name bound for ``caller``
+        (any thread, before the work queues); the candidates among them are held until the block
+        ends, so none is removed under a call that uses it. NotFound for a name ``caller`` does
+        not see; FailedPrecondition for a candidate still loading or failed."""
+        taken: list[Candidate] = []
+        try:
+            bound = []
+            for terms in points:
+                row = []
+                for t in terms:
+                    if t.spec is not None:
+                        spec, candidate = self.sources.take(t.spec, caller)
+                        if candidate is not None:
+                            if any(c is candidate for c in taken):  # one call holds a candidate once
+                                self.sources.give([candidate])
+                            else:
+                                taken.append(candidate)
+                        t = dataclasses.replace(t, spec=spec)
+                    row.append(t)
+                bound.append(row)
+            yield bound
+        finally:
+            self.sources.give(taken)
 
     def at(
         self, terms: Sequence[TermRequest], *, tenant: str = "anonymous", admin: bool = True, should_cancel: Cancel = _never
@@ -222,7 +278,7 @@ class Engine:
         w = self.weights
         return MemoryFacts(
             model=w.model_bytes(), pristine=w.pristine_bytes(), directions=w.directions_bytes(),
-            device=device_bytes_in_use(self.loaded.device),
+            device=device_bytes_in_use(self.loaded.device), candidates=self.sources.candidates_bytes(),
         )
 
     def facts(self) -> ModelFacts:

@@ -37,13 +37,15 @@ class TokenizerFacts:
 
 @dataclass(frozen=True)
 class MemoryFacts:
-    """Bytes held: the live weights, their pristine copy, the directions held, and in use on the
-    device (CUDA: allocated; CPU: the process's resident set). Field names are the metric kinds."""
+    """Bytes held: the live weights, their pristine copy, the directions held, in use on the
+    device (CUDA: allocated; CPU: the process's resident set), and the candidates' (host memory).
+    Field names are the metric kinds."""
 
     model: int
     pristine: int
     directions: int
     device: int
+    candidates: int = 0
 
 
 @dataclass(frozen=True)

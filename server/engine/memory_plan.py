@@ -174,6 +174,12 @@ class MemoryPlan:
             "`visage-server --memory-plan` prints the plan"
         )
 
+    def host_room(self) -> int:
+        """Host memory the plan leaves free: the host row's capacity less its total beside GPUs,
+        the CPU's on a CPU server (0 when neither is planned)."""
+        row = next((d for d in self.devices if d.device in (HOST, "cpu")), None)
+        return max(0, row.capacity - row.total) if row is not None else 0
+
     def table(self) -> str:
         s = self.settings
         head = ["device", *KINDS, "total", "capacity", "fits"]

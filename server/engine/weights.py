@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from ..errors import Cancelled, InvalidArgument, NotFound, ResourceExhausted
-from ..models.checkpoint_files import checkpoint_files
+from ..named_sources import NamedSources
 from ..registry import ModelRegistry
 from .direction_slots import Caller, plan_room, visible_to
 from .directions import (
@@ -62,7 +62,6 @@ from .directions import (
     unique_parameters,
     update_tensor_hash,
 )
-from .directions.adapter import adapter_modules
 from .directions.building import build_direction
 from .directions.checkpoint import check_interpolation_target
 from .directions.gaussian import StreamPositions
@@ -126,9 +125,11 @@ class WeightManager:
         tenant_direction_slots: int = 16,
         max_abs_coefficient: float = 10.0,
         registry: ModelRegistry | None = None,
+        sources: NamedSources | None = None,
     ) -> None:
         """``pristine``: where theta0 is kept (``pristine.PRISTINE_PLACES``); ``checkpoint``: the
-        safetensors checkpoint the model was loaded from (for ``pristine="checkpoint"``)."""
+        safetensors checkpoint the model was loaded from (for ``pristine="checkpoint"``);
+        ``sources``: the checkpoints and adapters terms may name (default: ``registry`` alone)."""
         if storage not in STORAGE_MODES:
             raise InvalidArgument(f"direction storage {storage!r}: use one of {', '.join(STORAGE_MODES)}")
         self.model = model
@@ -138,7 +139,7 @@ class WeightManager:
         self.max_directions_per_tenant = max_directions_per_tenant
         self.tenant_direction_slots = tenant_direction_slots
         self.max_abs_coefficient = max_abs_coefficient
-        self.registry = registry or ModelRegistry()
+        self.sources = sources or NamedSources(registry)
         self.params = unique_parameters(model)
         self.aliases = parameter_aliases(model)  # state-dict names -> unique names (tied = "reference")
         self.names = [name for name, _ in self.params]
@@ -164,8 +165,9 @@ class WeightManager:
         `protect`: ids that must not be evicted to make room (the other terms of a request).
         `should_cancel`: asked between tensors; true stops the build (Cancelled), nothing held.
         """
-        did = direction_id(spec)
         caller = Caller(tenant, admin)
+        spec = self.sources.bind(spec, caller)  # a checkpoint's or adapter's name: the files it means for the caller
+        did = direction_id(spec)
         with self._lock:
             held = self._directions.get(did)
             if held is not None:
@@ -246,11 +248,11 @@ class WeightManager:
             shapes = [(name, tuple(p.shape)) for name, p in self.params]
             return ReferenceRandom(spec, shapes, self._stream_positions, should_cancel=should_cancel)
         if isinstance(spec, InterpolationSpec):
-            files = checkpoint_files(self.registry.get(spec.target, "checkpoint").path)
+            files = self.sources.checkpoint_files(spec)
             check_interpolation_target(self.params, files)
             return StreamedInterpolation(files)
         if isinstance(spec, AdapterSpec):
-            return StreamedAdapter(adapter_modules(self.params, self.registry.get(spec.adapter, "adapter").path))
+            return StreamedAdapter(self.sources.adapter_modules(spec, self.params))
         raise InvalidArgument(f"unknown direction spec {spec!r}")
 
     def _tied_reference(self, spec: RandomSpec, should_cancel: Cancel) -> HeldTensors:
@@ -284,6 +286,16 @@ class WeightManager:
         with self._lock:
             if self._directions.pop(did, None) is None:
                 raise NotFound(f"direction {did!r} is not held by this server")
+
+    def forget_bound(self, source: str) -> int:
+        """Drop the held directions bound to ``source`` (a candidate removed), from any thread;
+        how many. The applied state may keep such a direction's weights until the next switch
+        (which rewrites its tensors from theta0 like any other), but no request can name it again."""
+        with self._lock:
+            gone = [did for did, h in self._directions.items() if getattr(h.spec, "source", "") == source]
+            for did in gone:
+                del self._directions[did]
+        return len(gone)
 
     # -- weight states ------------------------------------------------------------------------
 
@@ -392,6 +404,7 @@ class WeightManager:
 
 
 Component = torch.Tensor | Callable[[], torch.Tensor]
+ACC_CHUNK = 1 << 20  # elements of the fp32 accumulator alive at once when one term is written
 
 
 def _write_sum(param: torch.Tensor, base: torch.Tensor, components: Sequence[tuple[float, Component]]) -> None:
@@ -406,6 +419,11 @@ def _write_sum(param: torch.Tensor, base: torch.Tensor, components: Sequence[tup
     input and of its result first (2.5 tensors of scratch, measured). A component may be a call
     that produces it: it is made just before its add and dropped after, so at most one is alive
     beside the accumulator. The pristine tensor is never written.
+
+    One term (a 1D sweep, the common case) needs no whole accumulator: theta0 is cast, the term
+    added and the sum cast back ``ACC_CHUNK`` elements at a time, elementwise the same operations
+    (so the same bits, tested), with one chunk of fp32 scratch instead of the whole tensor's: a
+    model's largest tensor (an embedding) no longer costs its fp32 size twice over at a switch.
     """
 
     def made(d: Component) -> torch.Tensor:
@@ -414,6 +432,13 @@ def _write_sum(param: torch.Tensor, base: torch.Tensor, components: Sequence[tup
     if len(components) == 1 and base.dtype == param.dtype == torch.float32:
         coef, d = components[0]
         torch.add(base, made(d), alpha=coef, out=param)
+        return
+    if len(components) == 1 and param.numel() > ACC_CHUNK and param.is_contiguous() and base.is_contiguous():
+        coef, d = components[0]
+        flat_d, flat_base, flat_param = made(d).reshape(-1), base.reshape(-1), param.view(-1)
+        for start in range(0, flat_param.numel(), ACC_CHUNK):
+            chunk = slice(start, start + ACC_CHUNK)
+            flat_param[chunk].copy_(flat_base[chunk].to(torch.float32).add_(flat_d[chunk], alpha=coef))
         return
     acc = base.to(torch.float32, copy=True)
     for coef, d in components:

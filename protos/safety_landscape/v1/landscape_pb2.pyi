@@ -51,6 +51,20 @@ class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISH_REASON_KEYWORD: _ClassVar[FinishReason]
     FINISH_REASON_CANCELLED: _ClassVar[FinishReason]
 
+class CandidateKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANDIDATE_KIND_UNSPECIFIED: _ClassVar[CandidateKind]
+    CANDIDATE_KIND_CHECKPOINT: _ClassVar[CandidateKind]
+    CANDIDATE_KIND_ADAPTER: _ClassVar[CandidateKind]
+
+class CandidateState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANDIDATE_STATE_UNSPECIFIED: _ClassVar[CandidateState]
+    CANDIDATE_STATE_LOADING: _ClassVar[CandidateState]
+    CANDIDATE_STATE_READY: _ClassVar[CandidateState]
+    CANDIDATE_STATE_FAILED: _ClassVar[CandidateState]
+    CANDIDATE_STATE_REMOVING: _ClassVar[CandidateState]
+
 class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
@@ -91,6 +105,14 @@ FINISH_REASON_EOS: FinishReason
 FINISH_REASON_LENGTH: FinishReason
 FINISH_REASON_KEYWORD: FinishReason
 FINISH_REASON_CANCELLED: FinishReason
+CANDIDATE_KIND_UNSPECIFIED: CandidateKind
+CANDIDATE_KIND_CHECKPOINT: CandidateKind
+CANDIDATE_KIND_ADAPTER: CandidateKind
+CANDIDATE_STATE_UNSPECIFIED: CandidateState
+CANDIDATE_STATE_LOADING: CandidateState
+CANDIDATE_STATE_READY: CandidateState
+CANDIDATE_STATE_FAILED: CandidateState
+CANDIDATE_STATE_REMOVING: CandidateState
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_REFUSED: Outcome
 OUTCOME_COMPLIED: Outcome
@@ -276,16 +298,18 @@ class ServerLimits(_message.Message):
     def __init__(self, max_batch_size: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., max_prompts_per_request: _Optional[int] = ..., max_prompt_tokens: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_directions: _Optional[int] = ..., max_abs_coefficient: _Optional[float] = ..., direction_storage: _Optional[str] = ..., max_queued_jobs_per_tenant: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_directions_per_tenant: _Optional[int] = ..., max_points_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_score_tokens: _Optional[int] = ..., max_score_candidates: _Optional[int] = ..., max_keywords: _Optional[int] = ..., max_keyword_bytes: _Optional[int] = ..., max_terms: _Optional[int] = ..., max_direction_patterns: _Optional[int] = ..., max_reference_index: _Optional[int] = ..., max_name_chars: _Optional[int] = ..., max_job_memory_bytes: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., queue_reserve: _Optional[int] = ..., tenant_direction_slots: _Optional[int] = ..., max_streams: _Optional[int] = ..., max_streams_per_tenant: _Optional[int] = ..., stream_send_timeout_seconds: _Optional[float] = ..., max_health_watches: _Optional[int] = ..., max_prompt_set_page: _Optional[int] = ...) -> None: ...
 
 class MemoryReport(_message.Message):
-    __slots__ = ("model_bytes", "pristine_bytes", "directions_bytes", "device_bytes_in_use")
+    __slots__ = ("model_bytes", "pristine_bytes", "directions_bytes", "device_bytes_in_use", "candidates_bytes")
     MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
     PRISTINE_BYTES_FIELD_NUMBER: _ClassVar[int]
     DIRECTIONS_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_BYTES_IN_USE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_BYTES_FIELD_NUMBER: _ClassVar[int]
     model_bytes: int
     pristine_bytes: int
     directions_bytes: int
     device_bytes_in_use: int
-    def __init__(self, model_bytes: _Optional[int] = ..., pristine_bytes: _Optional[int] = ..., directions_bytes: _Optional[int] = ..., device_bytes_in_use: _Optional[int] = ...) -> None: ...
+    candidates_bytes: int
+    def __init__(self, model_bytes: _Optional[int] = ..., pristine_bytes: _Optional[int] = ..., directions_bytes: _Optional[int] = ..., device_bytes_in_use: _Optional[int] = ..., candidates_bytes: _Optional[int] = ...) -> None: ...
 
 class Term(_message.Message):
     __slots__ = ("direction_id", "spec", "coefficient")
@@ -756,6 +780,88 @@ class ScoreResponse(_message.Message):
     weight_state: WeightState
     timings: Timings
     def __init__(self, results: _Optional[_Iterable[_Union[ScoreResult, _Mapping]]] = ..., weight_state: _Optional[_Union[WeightState, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+
+class AddCandidateRequest(_message.Message):
+    __slots__ = ("name", "source", "kind")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    kind: CandidateKind
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[CandidateKind, str]] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("name", "source", "kind", "state", "reason", "owner", "operator", "size_bytes", "memory_bytes", "fingerprint", "created_unix", "last_used_unix", "dtype", "in_use", "expires_unix")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    kind: CandidateKind
+    state: CandidateState
+    reason: str
+    owner: str
+    operator: bool
+    size_bytes: int
+    memory_bytes: int
+    fingerprint: str
+    created_unix: float
+    last_used_unix: float
+    dtype: str
+    in_use: int
+    expires_unix: float
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[CandidateKind, str]] = ..., state: _Optional[_Union[CandidateState, str]] = ..., reason: _Optional[str] = ..., owner: _Optional[str] = ..., operator: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., fingerprint: _Optional[str] = ..., created_unix: _Optional[float] = ..., last_used_unix: _Optional[float] = ..., dtype: _Optional[str] = ..., in_use: _Optional[int] = ..., expires_unix: _Optional[float] = ...) -> None: ...
+
+class ListCandidatesRequest(_message.Message):
+    __slots__ = ("fingerprint",)
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    def __init__(self, fingerprint: _Optional[str] = ...) -> None: ...
+
+class ListCandidatesResponse(_message.Message):
+    __slots__ = ("candidates", "max_candidates", "max_candidates_per_tenant", "max_candidate_bytes", "max_candidate_bytes_per_tenant", "idle_seconds")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATES_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATE_BYTES_PER_TENANT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    max_candidates: int
+    max_candidates_per_tenant: int
+    max_candidate_bytes: int
+    max_candidate_bytes_per_tenant: int
+    idle_seconds: float
+    def __init__(self, candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., max_candidates: _Optional[int] = ..., max_candidates_per_tenant: _Optional[int] = ..., max_candidate_bytes: _Optional[int] = ..., max_candidate_bytes_per_tenant: _Optional[int] = ..., idle_seconds: _Optional[float] = ...) -> None: ...
+
+class RemoveCandidateRequest(_message.Message):
+    __slots__ = ("name", "wait", "owner")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    wait: bool
+    owner: str
+    def __init__(self, name: _Optional[str] = ..., wait: _Optional[bool] = ..., owner: _Optional[str] = ...) -> None: ...
+
+class RemoveCandidateResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
 
 class Coherence(_message.Message):
     __slots__ = ("coherent", "failed", "nll", "scored_tokens", "words", "repeated_ngram_fraction", "repeated_token_ngram_fraction", "longest_word_run", "longest_token_run")

@@ -668,3 +668,165 @@ class DirectionService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CandidateServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.AddCandidate = channel.unary_unary(
+                '/safety_landscape.v1.CandidateService/AddCandidate',
+                request_serializer=safety__landscape_dot_v1_dot_landscape__pb2.AddCandidateRequest.SerializeToString,
+                response_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.Candidate.FromString,
+                _registered_method=True)
+        self.ListCandidates = channel.unary_unary(
+                '/safety_landscape.v1.CandidateService/ListCandidates',
+                request_serializer=safety__landscape_dot_v1_dot_landscape__pb2.ListCandidatesRequest.SerializeToString,
+                response_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.ListCandidatesResponse.FromString,
+                _registered_method=True)
+        self.RemoveCandidate = channel.unary_unary(
+                '/safety_landscape.v1.CandidateService/RemoveCandidate',
+                request_serializer=safety__landscape_dot_v1_dot_landscape__pb2.RemoveCandidateRequest.SerializeToString,
+                response_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.RemoveCandidateResponse.FromString,
+                _registered_method=True)
+
+
+class CandidateServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def AddCandidate(self, request, context):
+        """Register a checkpoint or LoRA adapter from a folder under a candidate root
+        (or a Hub id in the server's cache); answers at once with state LOADING.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCandidates(self, request, context):
+        """The candidates this caller may see, with their state and fingerprint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveCandidate(self, request, context):
+        """Unregister a candidate (refused, or waited for, while a call uses it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CandidateServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'AddCandidate': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCandidate,
+                    request_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.AddCandidateRequest.FromString,
+                    response_serializer=safety__landscape_dot_v1_dot_landscape__pb2.Candidate.SerializeToString,
+            ),
+            'ListCandidates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCandidates,
+                    request_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.ListCandidatesRequest.FromString,
+                    response_serializer=safety__landscape_dot_v1_dot_landscape__pb2.ListCandidatesResponse.SerializeToString,
+            ),
+            'RemoveCandidate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveCandidate,
+                    request_deserializer=safety__landscape_dot_v1_dot_landscape__pb2.RemoveCandidateRequest.FromString,
+                    response_serializer=safety__landscape_dot_v1_dot_landscape__pb2.RemoveCandidateResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'safety_landscape.v1.CandidateService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('safety_landscape.v1.CandidateService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CandidateService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def AddCandidate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/safety_landscape.v1.CandidateService/AddCandidate',
+            safety__landscape_dot_v1_dot_landscape__pb2.AddCandidateRequest.SerializeToString,
+            safety__landscape_dot_v1_dot_landscape__pb2.Candidate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCandidates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/safety_landscape.v1.CandidateService/ListCandidates',
+            safety__landscape_dot_v1_dot_landscape__pb2.ListCandidatesRequest.SerializeToString,
+            safety__landscape_dot_v1_dot_landscape__pb2.ListCandidatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveCandidate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/safety_landscape.v1.CandidateService/RemoveCandidate',
+            safety__landscape_dot_v1_dot_landscape__pb2.RemoveCandidateRequest.SerializeToString,
+            safety__landscape_dot_v1_dot_landscape__pb2.RemoveCandidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

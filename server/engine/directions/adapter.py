@@ -21,7 +21,10 @@ import torch
 
 from safety_landscape.server.errors import FailedPrecondition, did_you_mean
 
-__all__ = ["AdapterModule", "LoraConfig", "adapter_direction", "adapter_modules", "read_lora_config"]
+__all__ = [
+    "AdapterModule", "LoraConfig", "adapter_direction", "adapter_modules", "lora_config", "modules_from_state",
+    "read_lora_config",
+]
 
 # PEFT keys: base_model.model.<module>.lora_A[.<adapter>].weight, ...lora_embedding_A[.<adapter>]
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<kind>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(\.[^.]+)?(\.weight)?$")
@@ -78,6 +81,14 @@ def read_lora_config(adapter_dir: Path) -> LoraConfig:
         config = json.loads((adapter_dir / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise FailedPrecondition(f"{CONFIG_FILE} in {str(adapter_dir)!r} is unreadable: {e}") from None
+    return lora_config(config)
+
+
+def lora_config(config: Any) -> LoraConfig:
+    """The merge settings of a parsed ``adapter_config.json``; FailedPrecondition for an
+    unsupported adapter."""
+    if not isinstance(config, dict):
+        raise FailedPrecondition(f"{CONFIG_FILE} is not a JSON object")
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise FailedPrecondition(f"adapter peft_type {peft_type!r} is not supported; only LORA adapters are")
@@ -85,6 +96,8 @@ def read_lora_config(adapter_dir: Path) -> LoraConfig:
         raise FailedPrecondition("adapter uses DoRA (use_dora=true); only plain LoRA deltas are supported")
     if "r" not in config or "lora_alpha" not in config:
         raise FailedPrecondition(f"{CONFIG_FILE} needs 'r' and 'lora_alpha'")
+    if not _positive(config["r"]) or not _positive(config["lora_alpha"]):
+        raise FailedPrecondition(f"{CONFIG_FILE}: 'r' and 'lora_alpha' must be positive numbers")
     return LoraConfig(
         r=config["r"],
         lora_alpha=config["lora_alpha"],
@@ -93,6 +106,10 @@ def read_lora_config(adapter_dir: Path) -> LoraConfig:
         rslora=bool(config.get("use_rslora", False)),
         fan_in_fan_out=bool(config.get("fan_in_fan_out", False)),
     )
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -181,8 +198,18 @@ def adapter_modules(params: Sequence[tuple[str, torch.Tensor]], adapter_dir: Pat
 
     adapter_dir = Path(adapter_dir)
     config = read_lora_config(adapter_dir)
-    pairs = _lora_pairs(load_file(str(adapter_dir / WEIGHTS_FILE)))
     shapes = {name: tuple(w.shape) for name, w in params}
+    return modules_from_state(shapes, config, load_file(str(adapter_dir / WEIGHTS_FILE)))
+
+
+def modules_from_state(
+    shapes: Mapping[str, tuple[int, ...]], config: LoraConfig, state: Mapping[str, torch.Tensor]
+) -> dict[str, AdapterModule]:
+    """The modules of an adapter's tensors ``state`` for a model whose params have ``shapes``
+    (checked; meta tensors check the names and shapes without any weights)."""
+    pairs = _lora_pairs(state)
+    if not pairs:
+        raise FailedPrecondition("the adapter holds no LoRA tensors")
     return {module + ".weight": _module(module, pair, config, shapes) for module, pair in pairs.items()}
 
 

@@ -97,22 +97,32 @@ class RandomSpec:
 
 @dataclass(frozen=True)
 class InterpolationSpec:
-    """d = target - theta0; ``target`` names a checkpoint (path or registry name, caller resolves)."""
+    """d = target - theta0; ``target`` names a checkpoint (path or registry name, caller resolves).
+
+    ``source``: what the name was bound to for the caller (``server/named_sources.py``: a
+    registry entry's files, or one tenant's candidate and its content); it enters the id, so
+    one name bound to other files (another tenant's candidate, a registry entry changed on
+    reload) is another direction. "" = not bound yet (the id of the name alone)."""
 
     target: str
+    source: str = ""
 
     def canonical(self) -> dict[str, Any]:
-        return {"kind": "interpolation", "target": self.target}
+        out = {"kind": "interpolation", "target": self.target}
+        return out | {"source": self.source} if self.source else out
 
 
 @dataclass(frozen=True)
 class AdapterSpec:
-    """d = the merged LoRA delta of a PEFT adapter (path or registry name, caller resolves)."""
+    """d = the merged LoRA delta of a PEFT adapter (path or registry name, caller resolves);
+    ``source`` as for ``InterpolationSpec``."""
 
     adapter: str
+    source: str = ""
 
     def canonical(self) -> dict[str, Any]:
-        return {"kind": "adapter", "adapter": self.adapter}
+        out = {"kind": "adapter", "adapter": self.adapter}
+        return out | {"source": self.source} if self.source else out
 
 
 DirectionSpec = RandomSpec | InterpolationSpec | AdapterSpec
