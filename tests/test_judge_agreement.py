@@ -60,7 +60,7 @@ def test_a_label_outside_the_categories_is_an_error():
 
 def _answer(key: str, index: int, completion: str, prompt: str | None) -> StoredAnswer:
     return StoredAnswer(key=key, sweep="s", series="d0|default", coords=(0.0,), prompt_index=index, completion=completion,
-                        prompt=prompt, prompt_set=None if prompt is not None else ("harmful-mini", "ab" * 32),
+                        prompt=prompt, prompt_set=None if prompt is not None else ("harmful-mini", "ab" * 32, 16),
                         system=None, chat="tokenizer", max_new_tokens=16, model_fingerprint="m", jailbroken=True,
                         judge="keyword")
 

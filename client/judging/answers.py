@@ -28,7 +28,9 @@ ASR_METRIC = "asr"
 @dataclass(frozen=True)
 class StoredAnswer:
     """One stored completion and the context it was generated in (see the module docstring).
-    ``prompt_set``: (name, sha256) of the server's set when ``prompt`` is None."""
+    ``prompt_set``: (name, sha256, size) of the prompts the sweep took from a server's set (its first
+    ``size``, the content hash of those) when ``prompt`` is None; ``prompt_tokens`` the prompt's length
+    as the model saw it at generation time (None when not recorded)."""
 
     key: str
     sweep: str
@@ -37,13 +39,14 @@ class StoredAnswer:
     prompt_index: int
     completion: str
     prompt: str | None
-    prompt_set: tuple[str, str] | None
+    prompt_set: tuple[str, str, int] | None
     system: str | None
     chat: str
     max_new_tokens: int
     model_fingerprint: str
     jailbroken: bool
     judge: str
+    prompt_tokens: int | None = None
 
     @property
     def completion_sha256(self) -> str:
@@ -100,10 +103,10 @@ def stored_answers(store: ResultStore, sweep: str | None = None) -> AnswerSet:
                 if not detail.prompt_set_name or not detail.prompt_set_sha256:
                     raise StoreError(f"{store.path}: point {record.key[:12]} keeps neither its prompts' text nor the "
                                      "prompt set they came from; its answers cannot be judged again")
-                prompt_set = (detail.prompt_set_name, detail.prompt_set_sha256)
+                prompt_set = (detail.prompt_set_name, detail.prompt_set_sha256, int(detail.prompt_set_size or 0))
             answers.append(StoredAnswer(
                 key=record.key, sweep=record.sweep, series=record.series, coords=record.coords, prompt_index=c.index,
                 completion=c.text, prompt=c.prompt, prompt_set=prompt_set, system=detail.system_prompt, chat=chat,
                 max_new_tokens=max_new_tokens, model_fingerprint=_model_fingerprint(record), jailbroken=c.jailbroken,
-                judge=detail.judge or "keyword"))
+                judge=detail.judge or "keyword", prompt_tokens=c.prompt_tokens))
     return AnswerSet(tuple(answers), without_text)

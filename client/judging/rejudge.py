@@ -111,7 +111,9 @@ def _verdict(kind: str, a: StoredAnswer, row: JudgedRow, with_outcome: bool) -> 
 
 def _check_server(client: Client, answers: AnswerSet, kind: str) -> str:
     """The server's model fingerprint, once the answers' prompt sets (and, for the referee, their
-    model) are the server's; a ValidationError naming what differs otherwise."""
+    model) are the server's; a ValidationError naming what differs otherwise. A set the sweep took in
+    part (its first N prompts) has a content hash of those N only; :func:`_same_prompts` then checks
+    every answer's prompt as the server rendered it."""
     model = client.info().model_fingerprint
     if kind == "referee":
         others = sorted({a.model_fingerprint for a in answers.answers if a.model_fingerprint != model})
@@ -121,13 +123,26 @@ def _check_server(client: Client, answers: AnswerSet, kind: str) -> str:
                 f"the referee judges at theta0 of the model that answered, but this server holds model {model[:12]} and "
                 f"the store's answers come from {named}: start the judge server with the sweep's model (or judge with "
                 "--judge keyword / classifier, which keep no referee figures then)")
-    held = {s.name: s.sha256 for s in client.list_prompt_sets()}
-    for name, sha in sorted({a.prompt_set for a in answers.answers if a.prompt_set is not None}):
-        if held.get(name) != sha:
-            found = f"holds {name!r} with content {held[name][:12]}" if name in held else f"has no prompt set {name!r}"
-            raise ValidationError(f"the answers were given to prompt set {name!r} (content {sha[:12]}), but the server "
-                                  f"{found}: start it with the same set (--prompt-set {name}=FILE)")
+    held = {s.name: (s.sha256, s.size) for s in client.list_prompt_sets()}
+    for name, sha, size in sorted({a.prompt_set for a in answers.answers if a.prompt_set is not None}):
+        if name not in held:
+            raise ValidationError(f"the answers were given to prompt set {name!r}, which the server does not hold: start "
+                                  f"it with the same set (--prompt-set {name}=FILE)")
+        if held[name][1] == size and held[name][0] != sha:  # the whole set was used: its content hash must match
+            raise ValidationError(f"the answers were given to prompt set {name!r} with content {sha[:12]}, but the "
+                                  f"server's {name!r} has content {held[name][0][:12]}: start it with the same set")
     return model
+
+
+def _same_prompts(answers: Sequence[StoredAnswer], rows: Sequence[JudgedRow]) -> None:
+    """The prompt each answer was judged with has the length in tokens it had at generation time (prompt,
+    system prompt and chat format rendered alike), or the run stops before storing the batch."""
+    for a, row in zip(answers, rows, strict=True):
+        if a.prompt_tokens is not None and a.prompt_tokens != row.prompt_tokens:
+            raise ValidationError(
+                f"point {a.key[:12]} prompt {a.prompt_index}: the server rendered its prompt in {row.prompt_tokens} tokens, "
+                f"but it was answered with {a.prompt_tokens}: the server's prompt set, system prompt or chat template "
+                "differs from the sweep's; judge with a server started like the sweep's")
 
 
 def _landscape(judge: JudgeIdentity, answers: Sequence[StoredAnswer], table: VerdictTable) -> tuple[PointUnderJudge, ...]:
@@ -186,6 +201,7 @@ def rejudge(
     with VerdictTable(store.path) as table:
         for max_new_tokens, group in sorted(groups.items()):
             probe = _judge(client, kind, [_row(group[0])], keywords, max_new_tokens)
+            _same_prompts(group[:1], probe.rows)
             thresholds = probe.thresholds
             same_model = all(a.model_fingerprint == thresholds.model_fingerprint == model for a in group)
             identity = JudgeIdentity(kind, probe.judge, tuple(keywords), thresholds.id if same_model else "", model)
@@ -201,6 +217,7 @@ def rejudge(
                     raise ValidationError(
                         f"the server's judge changed during the run ({identity.server_judge}, {thresholds.id} -> "
                         f"{result.judge}, {result.thresholds.id}); the verdicts so far are kept: run rejudge again")
+                _same_prompts(chunk, result.rows)
                 added += table.put(identity, [_verdict(kind, a, row, same_model)
                                               for a, row in zip(chunk, result.rows, strict=True)])
                 done += len(chunk)
