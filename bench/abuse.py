@@ -16,7 +16,6 @@ and the server's peak resident memory (VmHWM of its process).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import resource
@@ -33,6 +32,7 @@ import grpc
 from abuse_attacks import ATTACKS, TOKENS_ENV, VICTOR, Attack, Outcome, Target
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.v1 import landscape_pb2 as pb
 from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
@@ -242,7 +242,7 @@ def print_table(rows: list[Row], markdown: bool) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = StrictArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", action="append", default=[], help="run the attacks whose name contains this (repeatable)")
     p.add_argument("--grace", type=float, default=10.0, help="the servers' --grace-seconds (default 10)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")

@@ -55,6 +55,7 @@ from safety_landscape.client.sweep import (
 from safety_landscape.client.sweep.planner import AdaptiveRule, GridShape, next_points
 from safety_landscape.client.sweep.points import axis_values
 from safety_landscape.client.visage import RULES, visage_expectation, visage_reference
+from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.app import create_server
 from safety_landscape.server.bootstrap import build_engine_factory
 from safety_landscape.server.config import Limits, ServerConfig
@@ -67,7 +68,7 @@ PHASES = ("adaptive", "full", "reference")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/adaptive.py", description=__doc__.split("\n\n")[0])
+    p = StrictArgumentParser(prog="bench/adaptive.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="the model to sweep (a folder, e.g. the aligned SmolLM2)")
     p.add_argument("--prompts", required=True, type=Path, help="harmful prompts (AdvBench harmful_behaviors.csv)")
     p.add_argument("--limit", type=int, default=80, help="the first N prompts (80)")

@@ -44,6 +44,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
 import torch
 
 from bench import fastpath, hardware, reference, report, shapes
+from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.bootstrap import load_planned, planned_engine
 from safety_landscape.server.config import Limits, ServerConfig
 from safety_landscape.server.engine.chat import ChatFormat
@@ -60,7 +61,7 @@ WORKLOADS = {  # points, prompts, max new tokens
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = StrictArgumentParser(
         prog="bench/landscape.py",
         description="Time a 1D landscape sweep our way (absolute weights, one batch, early stop) and the "
         "reference way (cumulative +=, HF generate batch 4, full length) in one run; compare verdicts "

@@ -14,7 +14,6 @@ limit must be below the queue's size), and reads its metrics registry directly.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import threading
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from safety_landscape.client import errors
 from safety_landscape.client.client import Client, generation
 from safety_landscape.client.credentials import resolve_token
+from safety_landscape.common.command_line import StrictArgumentParser
 
 SHOWN = (
     "visage_requests_total", "visage_rejected_total", "visage_queue_depth", "visage_batch_size_count",
@@ -105,7 +105,7 @@ def metric_lines(text: str) -> list[str]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = StrictArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--server", help="HOST:PORT of a running server (default: start a tiny-random one here)")
     p.add_argument("--token"), p.add_argument("--token-file")
     p.add_argument("--metrics-url", help="the server's /metrics URL (with --server)")

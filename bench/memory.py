@@ -43,6 +43,7 @@ import torch
 
 from bench import shapes
 from bench.report import fmt_table, mib
+from safety_landscape.common.command_line import StrictArgumentParser
 
 GiB = 2**30
 GPU_80GB = 81559 * 2**20  # an 80 GB card as nvidia-smi counts it
@@ -126,9 +127,9 @@ def probe(folder: str, device: str, storage: str, pristine: str) -> dict:
     """Load ``folder`` and sweep it as the server would; the peaks (run in a fresh process)."""
     from safety_landscape.server.bootstrap import load_planned, plan_for_config, planned_engine
     from safety_landscape.server.config import ServerConfig
+    from safety_landscape.server.engine.admission import TermRequest
     from safety_landscape.server.engine.chat import ChatFormat
     from safety_landscape.server.engine.directions import RandomSpec
-    from safety_landscape.server.engine.engine import TermRequest
     from safety_landscape.server.engine.generation import GenerationParams
 
     torch.set_grad_enabled(False)
@@ -227,7 +228,7 @@ def switch_seconds(folder: str, device: str) -> list[list[object]]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/memory.py", description=__doc__.splitlines()[0])
+    p = StrictArgumentParser(prog="bench/memory.py", description=__doc__.splitlines()[0])
     p.add_argument("--plan-only", action="store_true", help="print the plans, measure nothing")
     p.add_argument("--measure", action="append", default=[], help="also measure a checkpoint directory or a shape "
                    "(llama2-7b-shape, llama3-8b-shape: a bf16 random checkpoint is written to --workdir)")

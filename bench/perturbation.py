@@ -12,10 +12,10 @@ the engine's WeightManager directly (no gRPC), on the device and dtype given.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
+from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.engine.directions import RandomSpec
 from safety_landscape.server.engine.weights import WeightManager, model_fingerprint
 from safety_landscape.server.models.loading import load_model, resolve_model
@@ -26,7 +26,7 @@ def mib(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = StrictArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")

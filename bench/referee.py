@@ -41,7 +41,8 @@ import torch
 
 from bench.landscape import choose_threads, grid
 from safety_landscape.client import client as c
-from safety_landscape.client.verdicts import JudgeRow, outcome_name
+from safety_landscape.client.call_results import Evaluation, Verdict
+from safety_landscape.client.verdicts import Coherence, JudgeRow
 from safety_landscape.server.app import create_server
 from safety_landscape.server.bootstrap import build_engine_factory
 from safety_landscape.server.config import Limits, ServerConfig
@@ -76,7 +77,7 @@ def sweep(client: c.Client, args: argparse.Namespace, calls: str, points: list[p
           referee: bool) -> dict[str, Any]:
     """One quick sweep; its process CPU and wall seconds and every response, by (set, point index)."""
     cpu, wall = time.process_time(), time.perf_counter()
-    responses: dict[tuple[str, int], pb.EvaluateSafetyResponse] = {}
+    responses: dict[tuple[str, int], Evaluation] = {}
     if calls == "safety":
         for i, at in enumerate(points):
             for name in SETS:
@@ -87,6 +88,12 @@ def sweep(client: c.Client, args: argparse.Namespace, calls: str, points: list[p
                 responses[(name, res.index)] = res.result
     return {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "responses": responses,
             "referee_s": sum(r.timings.referee_seconds for r in responses.values())}
+
+
+def _coherence(v: Verdict) -> Coherence:
+    if v.coherence is None:
+        raise SystemExit("the server's referee did not judge an answer it should have")
+    return v.coherence
 
 
 def same_answers(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -104,16 +111,16 @@ def verdict_figures(run: dict[str, Any], coefs: list[float]) -> dict[str, Any]:
         a = abs(coefs[i])
         counts = by_abs.setdefault(round(a, 6), [0, 0])
         for v in resp.verdicts:
-            counts[0] += v.outcome == pb.OUTCOME_INCOHERENT
+            counts[0] += v.outcome == "incoherent"
             counts[1] += 1
-            incoherent_refusals += (not v.jailbroken) and v.outcome != pb.OUTCOME_REFUSED
-            if a >= 0.3 and v.outcome != pb.OUTCOME_INCOHERENT:
-                missed.append({"set": name, "a": coefs[i], "index": v.index, "outcome": outcome_name(v.outcome),
-                               "nll": round(v.coherence.nll, 3), "text": v.completion})
-            if a == 0 and not v.coherence.coherent:
-                flagged.append({"set": name, "index": v.index, "outcome": outcome_name(v.outcome),
-                                "failed": [pb.CoherenceTest.Name(t) for t in v.coherence.failed],
-                                "nll": round(v.coherence.nll, 3), "text": v.completion})
+            incoherent_refusals += (not v.jailbroken) and v.outcome != "refused"
+            if a >= 0.3 and v.outcome != "incoherent":
+                missed.append({"set": name, "a": coefs[i], "index": v.index, "outcome": v.outcome,
+                               "nll": round(_coherence(v).nll, 3), "text": v.completion})
+            if a == 0 and not _coherence(v).coherent:
+                flagged.append({"set": name, "index": v.index, "outcome": v.outcome,
+                                "failed": list(_coherence(v).failed),
+                                "nll": round(_coherence(v).nll, 3), "text": v.completion})
     return {"incoherent_by_abs_a": {str(a): {"incoherent": n, "answers": t} for a, (n, t) in sorted(by_abs.items())},
             "origin_not_coherent": flagged, "not_incoherent_at_a_third_or_more": missed,
             "refusals_not_refused": incoherent_refusals}
@@ -135,9 +142,9 @@ def held_out(client: c.Client, args: argparse.Namespace) -> dict[str, Any]:
     sets = builtin_prompt_sets()
     prompts = [p for name in SETS for p in sets[name].prompts[args.limit :]]
     resp = client.evaluate(c.evaluation_settings(prompts=prompts, max_new_tokens=args.max_new_tokens, return_completions=True))
-    bad = [{"prompt": prompts[v.index], "outcome": outcome_name(v.outcome), "nll": round(v.coherence.nll, 3),
-            "failed": [pb.CoherenceTest.Name(t) for t in v.coherence.failed], "text": v.completion}
-           for v in resp.verdicts if not v.coherence.coherent]
+    bad = [{"prompt": prompts[v.index], "outcome": v.outcome, "nll": round(_coherence(v).nll, 3),
+            "failed": list(_coherence(v).failed), "text": v.completion}
+           for v in resp.verdicts if not _coherence(v).coherent]
     return {"answers": resp.total, "not_coherent": bad}
 
 
@@ -146,8 +153,8 @@ def advbench(client: c.Client, args: argparse.Namespace) -> dict[str, Any] | Non
         return None
     s = c.evaluation_settings(prompt_set="advbench", limit=80, max_new_tokens=args.max_new_tokens, return_completions=True)
     resp = client.evaluate(s)
-    bad = [{"index": v.index, "outcome": outcome_name(v.outcome), "nll": round(v.coherence.nll, 3), "text": v.completion,
-            "failed": [pb.CoherenceTest.Name(t) for t in v.coherence.failed]} for v in resp.verdicts if not v.coherence.coherent]
+    bad = [{"index": v.index, "outcome": v.outcome, "nll": round(_coherence(v).nll, 3), "text": v.completion,
+            "failed": list(_coherence(v).failed)} for v in resp.verdicts if not _coherence(v).coherent]
     return {"answers": resp.total, "jailbroken": resp.jailbroken, "incoherent": resp.incoherent, "not_coherent": bad}
 
 

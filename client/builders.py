@@ -39,6 +39,7 @@ __all__ = [
     "message_dict",
     "perturbation",
     "random_direction",
+    "random_direction_names",
     "system_prompt",
 ]
 
@@ -60,7 +61,12 @@ def message_dict(msg: Message) -> dict[str, Any]:
 
 
 def system_prompt(value: str | None) -> pb.SystemPrompt:
-    """A preset name (``SYSTEM_PROMPT_PRESETS``: default, empty, llama2, roleplay, ...) or else a custom text."""
+    """A preset name (``SYSTEM_PROMPT_PRESETS``: default, empty, llama2, roleplay, ...) or else a custom text.
+
+    Example::
+
+        request = pb.GenerateRequest(prompts=["Hi"], system_prompt=system_prompt("llama2"))
+    """
     if value is None:
         return pb.SystemPrompt(preset="default")
     if value in SYSTEM_PROMPT_PRESETS:
@@ -69,6 +75,12 @@ def system_prompt(value: str | None) -> pb.SystemPrompt:
 
 
 def chat_format(name: str) -> pb.ChatFormat:
+    """The contract's enum for a chat format's name (``CHAT_FORMATS``: tokenizer, none, llama2, ...).
+
+    Example::
+
+        request = pb.GenerateRequest(prompts=["Hi"], chat_format=chat_format("llama3"))
+    """
     try:
         return _CHAT_FORMAT_ENUMS[name]
     except KeyError:
@@ -88,7 +100,13 @@ def random_direction(
 ) -> pb.DirectionSpec:
     """A seeded random direction. ``tied = "reference"`` (reference stream only) draws for every
     state-dict name of a tied tensor, as the authors do; "once" leaves the field unset, so the
-    message (and every content key built from it) is what it was before the field existed."""
+    message (and every content key built from it) is what it was before the field existed.
+
+    Example::
+
+        d1 = random_direction(123, stream="reference")              # the authors' first draw
+        r = c.evaluate(prompt_set="harmful-mini", at=[(d1, 0.25)])
+    """
     for value, names, what in ((normalization, NORMALIZATIONS, "normalization"), (selection, SELECTIONS, "selection"),
                                (stream, STREAMS, "stream"), (tied, TIED_RULES, "tied")):
         if value not in names:
@@ -106,16 +124,44 @@ def random_direction(
     )
 
 
+def random_direction_names(spec: pb.RandomDirectionSpec) -> tuple[str, str, str, str]:
+    """(normalization, selection, stream, tied) of a random direction by the names a user writes
+    (:func:`random_direction`'s arguments); an unset enum reads as what the server takes it for."""
+    def name(enums: dict[str, Any], value: int, default: str) -> str:
+        return next((n for n, v in enums.items() if v == value), default)
+
+    tied = "reference" if spec.HasField("tied") and spec.tied == pb.TIED_PARAMETERS_REFERENCE else "once"
+    return (name(_NORMALIZATION_ENUMS, spec.normalization, "layer"), name(_SELECTION_ENUMS, spec.selection, "reference"),
+            name(_STREAM_ENUMS, spec.stream, "per_tensor"), tied)
+
+
 def interpolation_direction(target: str) -> pb.DirectionSpec:
+    """The direction from the served model toward the registered checkpoint ``target`` (1.0 = its weights).
+
+    Example::
+
+        r = c.evaluate(prompt_set="harmful-mini", at=[(interpolation_direction("finetuned"), 0.5)])
+    """
     return pb.DirectionSpec(interpolation=pb.InterpolationDirectionSpec(target=target))
 
 
 def adapter_direction(adapter: str) -> pb.DirectionSpec:
+    """The merged delta of the registered LoRA adapter ``adapter`` (1.0 = the adapted model).
+
+    Example::
+
+        r = c.evaluate(prompt_set="harmful-mini", at=[(adapter_direction("safety-lora"), 1.0)])
+    """
     return pb.DirectionSpec(adapter=pb.AdapterDirectionSpec(adapter=adapter))
 
 
 def perturbation(terms: Iterable[tuple[str | pb.DirectionSpec, float]] = ()) -> pb.Perturbation:
-    """theta0 + sum c_i d_i: each term is (direction id or spec, coefficient)."""
+    """theta0 + sum c_i d_i: each term is (direction id or spec, coefficient).
+
+    Example::
+
+        at = perturbation([(random_direction(123), 0.25), (random_direction(123, stream="reference", index=1), -0.1)])
+    """
     out = pb.Perturbation()
     for direction, coef in terms:
         coef = float(coef)
@@ -130,6 +176,12 @@ def perturbation(terms: Iterable[tuple[str | pb.DirectionSpec, float]] = ()) -> 
 
 def generation(max_new_tokens: int = 128, *, do_sample: bool = False, seed: int = 0, temperature: float = 1.0,
                top_p: float = 1.0) -> pb.GenerationSettings:
+    """Generation settings: greedy unless ``do_sample`` (then ``seed``, ``temperature``, ``top_p``).
+
+    Example::
+
+        out = c.generate(["Hi"], settings=generation(64, do_sample=True, seed=1))
+    """
     if max_new_tokens < 1:
         raise ValidationError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     return pb.GenerationSettings(max_new_tokens=max_new_tokens, do_sample=do_sample, seed=seed, temperature=temperature,
@@ -174,7 +226,13 @@ def evaluation_settings(
     disable_early_stop: bool = False,
 ) -> pb.EvaluationSettings:
     """The settings of one safety evaluation: exactly one of ``prompts`` (sent inline) or
-    ``prompt_set`` (a set the server holds), the prompting, the generation and the judge."""
+    ``prompt_set`` (a set the server holds), the prompting, the generation and the judge.
+
+    Example::
+
+        settings = evaluation_settings(prompt_set="harmful-mini", limit=8, max_new_tokens=32)
+        r = c.evaluate(settings)    # the same as c.evaluate(prompt_set="harmful-mini", limit=8, max_new_tokens=32)
+    """
     source, judge_spec = _prompt_source(prompts, prompt_set, limit), _judge(judge, keywords)
     return pb.EvaluationSettings(
         prompts=source,
@@ -205,9 +263,11 @@ def _judge_row(i: int, row: JudgeRow) -> pb.JudgeRow:
 
 def judge_request(
     rows: Sequence[JudgeRow], *, judge: str = "keyword", keywords: Sequence[str] = (), max_new_tokens: int = 0,
+    classifier: str = "",
 ) -> pb.JudgeRequest:
     """A Judge request: the rows, the deciding judge ("keyword" or "classifier"; ``keywords`` replace the
-    paper's with the keyword judge) and the generation length the answers came from (0: the longest
+    paper's with the keyword judge; ``classifier`` names the guard format the server must have loaded,
+    "" for the one it has) and the generation length the answers came from (0: the longest
     completion's; it picks the referee's calibration)."""
     if not rows:
         raise ValidationError("no rows to judge: give at least one JudgeRow")
@@ -215,5 +275,10 @@ def judge_request(
         raise ValidationError(f"max_new_tokens must be >= 0 (0 = the longest completion's tokens), got {max_new_tokens}")
     if keywords and judge != "keyword":
         raise ValidationError("keywords go with the keyword judge only")
-    return pb.JudgeRequest(rows=[_judge_row(i, r) for i, r in enumerate(rows)], judge=_judge(judge, keywords),
+    if classifier and judge != "classifier":
+        raise ValidationError("a classifier name goes with judge='classifier' only")
+    spec = _judge(judge, keywords)
+    if classifier:
+        spec.classifier.name = classifier
+    return pb.JudgeRequest(rows=[_judge_row(i, r) for i, r in enumerate(rows)], judge=spec,
                            max_new_tokens=max_new_tokens)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from safety_landscape.v1 import landscape_pb2 as pb
 
+from .call_results import ScoreResult
 from .capability import MCQuestion, mc_accuracy, mc_candidates, mc_prompt, perplexity, perplexity_items
 from .client import Client
 from .errors import ValidationError, VisageError
@@ -40,13 +41,13 @@ def score_at(
     candidates: Sequence[str] = (),
     at: pb.Perturbation | None = None,
     chunk: int = DEFAULT_CHUNK,
-) -> tuple[list[pb.ScoreResult], str]:
+) -> tuple[list[ScoreResult], str]:
     """Score ``items`` in requests of at most ``chunk``; (results in order, weight fingerprint)."""
     if chunk < 1:
         raise ValidationError(f"chunk must be >= 1, got {chunk}")
     if not items:
         raise ValidationError("no items to score")
-    results: list[pb.ScoreResult] = []
+    results: list[ScoreResult] = []
     fingerprint = ""
     for start in range(0, len(items), chunk):
         resp = client.score(items[start : start + chunk], candidates=candidates, at=at)

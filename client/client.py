@@ -1,14 +1,28 @@
 """``Client``: a typed, torch-free handle on one server (one channel; a context manager).
 
+Methods take plain keyword arguments and return the typed replies of :mod:`.server_state` and
+:mod:`.call_results` (frozen dataclasses; each keeps the protobuf message as ``.proto``)::
+
+    with Client("127.0.0.1:50051") as c:          # or Client() with VISAGE_SERVER set
+        r = c.evaluate(prompt_set="harmful-mini", limit=8, max_new_tokens=32,
+                       at=[(random_direction(123, stream="reference"), 0.25)])
+        print(r.asr, r.weight_state.fingerprint)
+
+The server is the ``target`` given, else the environment variable ``VISAGE_SERVER``; the bearer
+token is ``token``, else the file ``token_file``, else ``VISAGE_TOKEN``, else the file named by
+``VISAGE_TOKEN_FILE`` (the CLI's order: :func:`.credentials.resolve_token`).
+
 Every call has a deadline. Calls are idempotent by design (absolute weight states, content-
 addressed directions, deterministic generation), so UNAVAILABLE is retried with exponential
 backoff, and RESOURCE_EXHAUSTED is retried only when the server's queue sent a retry hint.
 gRPC errors become the exceptions of ``client.errors``. The request builders live in
-:mod:`.builders`; they are re-exported here, where callers have long imported them from.
+:mod:`.builders`; they are re-exported here, where callers have long imported them from, and the
+protobuf settings they build are still accepted (``settings=``), as an alternative to the keywords.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,11 +49,15 @@ from .builders import (
     random_direction,
     system_prompt,
 )
-from .credentials import channel_credentials, with_token
+from .call_results import Evaluation, Generation, PointEvaluation, PromptSetInfo, Scores, WeightState
+from .credentials import channel_credentials, resolve_token, with_token
 from .errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError, ValidationError, from_rpc
+from .request_options import GENERATION_DEFAULTS, At, evaluation, one_of, to_perturbation
+from .server_state import DirectionInfo, DirectionList, RegistryEntry, ServerInfo
 from .verdicts import JudgeResult, JudgeRow
 
 __all__ = [
+    "SERVER_ENV",
     "SYSTEM_PROMPT_PRESETS",
     "Client",
     "Timeouts",
@@ -52,6 +70,7 @@ __all__ = [
     "judge_request",
     "perturbation",
     "random_direction",
+    "server_from_environment",
     "system_prompt",
 ]
 
@@ -60,8 +79,19 @@ log = structlog.get_logger("safety_landscape.client")
 Reply = TypeVar("Reply", bound=Message)
 
 
+#: The environment variable naming the server when ``Client`` is given none.
+SERVER_ENV = "VISAGE_SERVER"
+
 @dataclass(frozen=True)
 class TlsConfig:
+    """TLS for the channel: ``ca_file`` (None trusts the system roots), and for mutual TLS the
+    client's ``cert_file`` and ``key_file``.
+
+    Example::
+
+        c = Client("visage.internal:443", tls=TlsConfig(ca_file="ca.pem"))
+    """
+
     ca_file: str | None = None
     cert_file: str | None = None  # with key_file: mutual TLS
     key_file: str | None = None
@@ -69,9 +99,26 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class Timeouts:
+    """Deadlines in seconds: ``info`` for quick calls, ``generate`` for each generation or
+    evaluation, ``direction`` for creating directions and setting weights.
+
+    Example::
+
+        c = Client("127.0.0.1:50051", timeouts=Timeouts(generate=600.0))
+    """
+
     info: float = 30.0
     generate: float = 3600.0
     direction: float = 600.0
+
+
+def server_from_environment() -> str:
+    """The server ``VISAGE_SERVER`` names; a ValidationError saying what to do when it is unset."""
+    target = os.environ.get(SERVER_ENV, "").strip()
+    if not target:
+        raise ValidationError(f"no server: give one (Client(\"HOST:PORT\"), server=\"HOST:PORT\") or set "
+                              f"{SERVER_ENV}=HOST:PORT")
+    return target
 
 
 # -- the client ----------------------------------------------------------------------------------
@@ -96,18 +143,39 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 class Client:
-    """One server. ``with Client("host:port") as c: c.info()``."""
+    """One server: typed calls with deadlines and safe retries; a context manager.
+
+    ``target`` is "host:port" (None: the environment variable ``VISAGE_SERVER``); the token is
+    ``token``, else the file ``token_file``, else ``VISAGE_TOKEN``, else the file named by
+    ``VISAGE_TOKEN_FILE``.
+
+    Example::
+
+        from safety_landscape.client import Client, random_direction
+
+        with Client("127.0.0.1:50051") as c:
+            print(c.info().model_name)
+            r = c.evaluate(prompt_set="harmful-mini", limit=8, max_new_tokens=32,
+                           at=[(random_direction(123, stream="reference"), 0.25)])
+            print(f"ASR {r.asr:.1f} %")
+    """
 
     def __init__(
         self,
-        target: str,
+        target: str | None = None,
         *,
         token: str | None = None,
+        token_file: str | None = None,
         tls: TlsConfig | None = None,
         timeouts: Timeouts = Timeouts(),
         retries: int = 4,
         options: Sequence[tuple[str, object]] = (),
     ) -> None:
+        target = target or server_from_environment()
+        try:
+            token = resolve_token(token, token_file)
+        except ValueError as exc:  # an unreadable or empty token file
+            raise ValidationError(str(exc)) from None
         self.target = target
         self.timeouts = timeouts
         self.retries = retries
@@ -165,6 +233,7 @@ class Client:
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
 
     def wait_until_serving(self, timeout: float = 600.0, poll: float = 0.5) -> None:
+        """Return once the server is SERVING (a server still loading answers NOT_SERVING or not at all)."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
@@ -178,19 +247,22 @@ class Client:
         raise UnavailableError(f"{self.target} did not become SERVING within {timeout:.0f} s (last: {last})",
                                code=grpc.StatusCode.UNAVAILABLE)
 
-    def info(self) -> pb.ModelInfo:
-        return self._call(self._landscape.GetInfo, pb.GetInfoRequest(), pb.ModelInfo, timeout=self.timeouts.info,
-                          name="GetInfo")
+    def info(self) -> ServerInfo:
+        """The model, tokenizer, fingerprints, limits and memory of the server."""
+        return ServerInfo.from_proto(self._call(self._landscape.GetInfo, pb.GetInfoRequest(), pb.ModelInfo,
+                                                timeout=self.timeouts.info, name="GetInfo"))
 
-    def list_prompt_sets(self) -> list[pb.PromptSetInfo]:
+    def list_prompt_sets(self) -> list[PromptSetInfo]:
+        """The named prompt sets the server holds, with their content hashes."""
         resp = self._call(self._landscape.ListPromptSets, pb.ListPromptSetsRequest(), pb.ListPromptSetsResponse,
                           timeout=self.timeouts.info, name="ListPromptSets")
-        return list(resp.sets)
+        return [PromptSetInfo.from_proto(s) for s in resp.sets]
 
-    def list_registry(self) -> list[pb.RegistryEntry]:
+    def list_registry(self) -> list[RegistryEntry]:
+        """The checkpoints and adapters the server's operator registered."""
         resp = self._call(self._directions.ListRegistry, pb.ListRegistryRequest(), pb.ListRegistryResponse,
                           timeout=self.timeouts.info, name="ListRegistry")
-        return list(resp.entries)
+        return [RegistryEntry.from_proto(e) for e in resp.entries]
 
     # -- work ----------------------------------------------------------------------------------
 
@@ -200,71 +272,143 @@ class Client:
         *,
         system: str | None = None,
         chat: str = "tokenizer",
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+        seed: int = 0,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        at: At = None,
         settings: pb.GenerationSettings | None = None,
-        at: pb.Perturbation | None = None,
         timeout: float | None = None,
-    ) -> pb.GenerateResponse:
-        if not prompts:
-            raise ValidationError("no prompts: give at least one")
+    ) -> Generation:
+        """Completions of ``prompts`` at ``at`` (None: theta0): greedy unless ``do_sample``.
+        ``system`` is a preset name or a text (None: the default preset); ``chat`` a chat format.
+        ``settings`` (a ``generation(...)`` message) replaces the generation keywords."""
+        if isinstance(prompts, str) or not prompts:
+            raise ValidationError("prompts: give a list of at least one prompt")
+        options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "seed": seed,
+                                   "temperature": temperature, "top_p": top_p}
+        one_of(settings, options, GENERATION_DEFAULTS)
         request = pb.GenerateRequest(
             prompts=list(prompts), system_prompt=system_prompt(system), chat_format=chat_format(chat),
-            generation=settings or generation(), perturbation=at or pb.Perturbation(),
+            generation=settings or generation(**options), perturbation=to_perturbation(at),
         )
-        return self._call(self._landscape.Generate, request, pb.GenerateResponse,
-                          timeout=timeout or self.timeouts.generate, name="Generate")
+        return Generation.from_proto(self._call(self._landscape.Generate, request, pb.GenerateResponse,
+                                                timeout=timeout or self.timeouts.generate, name="Generate"))
 
-    def evaluate(self, settings: pb.EvaluationSettings, *, at: pb.Perturbation | None = None,
-                 timeout: float | None = None) -> pb.EvaluateSafetyResponse:
-        request = pb.EvaluateSafetyRequest(settings=settings, perturbation=at or pb.Perturbation())
-        return self._call(self._landscape.EvaluateSafety, request, pb.EvaluateSafetyResponse,
-                          timeout=timeout or self.timeouts.generate, name="EvaluateSafety")
+    def evaluate(
+        self,
+        settings: pb.EvaluationSettings | None = None,
+        *,
+        prompt_set: str | None = None,
+        prompts: Sequence[str] | None = None,
+        limit: int = 0,
+        system: str | None = None,
+        chat: str = "tokenizer",
+        max_new_tokens: int = 128,
+        generation_preset: str = "",
+        keywords: Sequence[str] = (),
+        judge: str = "keyword",
+        return_completions: bool = False,
+        disable_early_stop: bool = False,
+        at: At = None,
+        timeout: float | None = None,
+    ) -> Evaluation:
+        """The attack success rate at ``at`` (None: theta0) of ``prompt_set`` (a set the server
+        holds) or ``prompts`` (sent inline), the first ``limit`` (0: all), judged by ``judge``
+        ("keyword": the paper's refusal keywords, or ``keywords``; "classifier": the server's guard).
+        ``settings`` (an ``evaluation_settings(...)`` message) replaces the keywords."""
+        request = pb.EvaluateSafetyRequest(settings=evaluation(settings, {
+            "prompts": prompts, "prompt_set": prompt_set, "limit": limit, "system": system, "chat": chat,
+            "max_new_tokens": max_new_tokens, "generation_preset": generation_preset, "keywords": keywords,
+            "judge": judge, "return_completions": return_completions, "disable_early_stop": disable_early_stop,
+        }), perturbation=to_perturbation(at))
+        return Evaluation.from_proto(self._call(self._landscape.EvaluateSafety, request, pb.EvaluateSafetyResponse,
+                                                timeout=timeout or self.timeouts.generate, name="EvaluateSafety"))
 
-    def evaluate_points(self, settings: pb.EvaluationSettings, points: Sequence[pb.Perturbation], *,
-                        timeout: float | None = None) -> Iterator[pb.PointResult]:
-        """Stream one result per point (in the server's order; each carries its index)."""
-        request = pb.EvaluatePointsRequest(settings=settings, points=list(points))
+    def evaluate_points(
+        self,
+        settings: pb.EvaluationSettings | None = None,
+        points: Sequence[At] = (),
+        *,
+        prompt_set: str | None = None,
+        prompts: Sequence[str] | None = None,
+        limit: int = 0,
+        system: str | None = None,
+        chat: str = "tokenizer",
+        max_new_tokens: int = 128,
+        generation_preset: str = "",
+        keywords: Sequence[str] = (),
+        judge: str = "keyword",
+        return_completions: bool = False,
+        disable_early_stop: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[PointEvaluation]:
+        """:meth:`evaluate` at each of ``points`` with the same settings, streamed one result per
+        point as the server finishes it (in the server's order; each carries its ``index``)."""
+        if not points:
+            raise ValidationError("points: give at least one point")
+        request = pb.EvaluatePointsRequest(settings=evaluation(settings, {
+            "prompts": prompts, "prompt_set": prompt_set, "limit": limit, "system": system, "chat": chat,
+            "max_new_tokens": max_new_tokens, "generation_preset": generation_preset, "keywords": keywords,
+            "judge": judge, "return_completions": return_completions, "disable_early_stop": disable_early_stop,
+        }), points=[to_perturbation(p) for p in points])
         deadline = timeout or self.timeouts.generate * max(1, len(points))
+        return self._stream_points(request, deadline)
+
+    def _stream_points(self, request: pb.EvaluatePointsRequest, deadline: float) -> Iterator[PointEvaluation]:
         try:
-            yield from self._landscape.EvaluatePoints(request, timeout=deadline)
+            for reply in self._landscape.EvaluatePoints(request, timeout=deadline):
+                yield PointEvaluation.from_proto(reply)
         except grpc.RpcError as exc:
             raise from_rpc(exc, "EvaluatePoints") from None
 
-    def score(self, items: Sequence[tuple[str, str]], *, candidates: Sequence[str] = (), at: pb.Perturbation | None = None,
-              timeout: float | None = None) -> pb.ScoreResponse:
+    def score(self, items: Sequence[tuple[str, str]], *, candidates: Sequence[str] = (), at: At = None,
+              timeout: float | None = None) -> Scores:
+        """Log-probabilities of each (context, continuation) item at ``at``; with ``candidates``,
+        each item's next-token logits of those strings too (multiple choice)."""
         if not items:
             raise ValidationError("no items to score")
         request = pb.ScoreRequest(
             items=[pb.ScoreItem(context=c, continuation=x) for c, x in items],
-            perturbation=at or pb.Perturbation(), next_token_candidates=list(candidates),
+            perturbation=to_perturbation(at), next_token_candidates=list(candidates),
         )
-        return self._call(self._landscape.Score, request, pb.ScoreResponse, timeout=timeout or self.timeouts.generate,
-                          name="Score")
+        return Scores.from_proto(self._call(self._landscape.Score, request, pb.ScoreResponse,
+                                            timeout=timeout or self.timeouts.generate, name="Score"))
 
     def judge(self, rows: Sequence[JudgeRow], *, judge: str = "keyword", keywords: Sequence[str] = (),
-              max_new_tokens: int = 0, timeout: float | None = None) -> JudgeResult:
+              classifier: str = "", max_new_tokens: int = 0, timeout: float | None = None) -> JudgeResult:
         """Judge given answers at theta0 (nothing is generated): each row's refusal, the classifier's
         verdict when ``judge="classifier"``, the referee's coherence and the outcome. Rows beyond the
         server's ``max_prompts_per_request`` must be split over several calls."""
-        request = judge_request(rows, judge=judge, keywords=keywords, max_new_tokens=max_new_tokens)
+        request = judge_request(rows, judge=judge, keywords=keywords, classifier=classifier,
+                                max_new_tokens=max_new_tokens)
         response = self._call(self._landscape.Judge, request, pb.JudgeResponse, timeout=timeout or self.timeouts.generate,
                               name="Judge")
-        return JudgeResult.from_pb(response)
+        return JudgeResult.from_proto(response)
 
     # -- directions (admin) --------------------------------------------------------------------
 
-    def create_direction(self, spec: pb.DirectionSpec) -> pb.Direction:
-        return self._call(self._directions.CreateDirection, pb.CreateDirectionRequest(spec=spec), pb.Direction,
-                          timeout=self.timeouts.direction, name="CreateDirection")
+    def create_direction(self, spec: pb.DirectionSpec) -> DirectionInfo:
+        """Create (or find: the id is a content hash) the direction ``spec`` (``random_direction(...)``, ...)."""
+        return DirectionInfo.from_proto(self._call(self._directions.CreateDirection, pb.CreateDirectionRequest(spec=spec),
+                                                   pb.Direction, timeout=self.timeouts.direction, name="CreateDirection"))
 
-    def list_directions(self) -> pb.ListDirectionsResponse:
-        return self._call(self._directions.ListDirections, pb.ListDirectionsRequest(), pb.ListDirectionsResponse,
-                          timeout=self.timeouts.info, name="ListDirections")
+    def list_directions(self) -> DirectionList:
+        """The directions the server holds, and its memory."""
+        return DirectionList.from_proto(self._call(self._directions.ListDirections, pb.ListDirectionsRequest(),
+                                                   pb.ListDirectionsResponse, timeout=self.timeouts.info,
+                                                   name="ListDirections"))
 
     def delete_direction(self, direction_id: str) -> bool:
+        """Forget a direction (NotFoundError when the server does not hold it)."""
         resp = self._call(self._directions.DeleteDirection, pb.DeleteDirectionRequest(direction_id=direction_id),
                           pb.DeleteDirectionResponse, timeout=self.timeouts.direction, name="DeleteDirection")
         return resp.deleted
 
-    def set_coefficients(self, at: pb.Perturbation, *, verify: bool = False) -> pb.WeightState:
-        return self._call(self._directions.SetCoefficients, pb.SetCoefficientsRequest(perturbation=at, verify=verify),
-                          pb.WeightState, timeout=self.timeouts.direction, name="SetCoefficients")
+    def set_coefficients(self, at: At = None, *, verify: bool = False) -> WeightState:
+        """Set the interactive weight state to ``at`` (absolute; None: theta0); ``verify`` hashes the
+        live weights too. Evaluations never depend on it: each names its own weights."""
+        request = pb.SetCoefficientsRequest(perturbation=to_perturbation(at), verify=verify)
+        return WeightState.from_proto(self._call(self._directions.SetCoefficients, request, pb.WeightState,
+                                                 timeout=self.timeouts.direction, name="SetCoefficients"))

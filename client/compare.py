@@ -1,7 +1,8 @@
 """Several sweeps on one page: models or checkpoints measured the same way, side by side.
 
 A :class:`Run` is one sweep read back from its store with its summary
-(:func:`~.sweep.summary.summarize_sweep`). :func:`write_comparison` writes, into one folder:
+(:class:`~.sweep.summary_doc.SweepSummary`, :func:`~.sweep.summary.sweep_summary`).
+:func:`write_comparison` writes, into one folder:
 
 - ``compare_asr_1d.{png,svg,pdf}``: every run's ASR curve, one panel per direction (one row per
   system prompt the runs share), each point's 95 % band shaded (1D sweeps only);
@@ -12,7 +13,7 @@ A :class:`Run` is one sweep read back from its store with its summary
   direction), and ``report.html`` (figures, table, what differs between the runs).
 
 The intervals are the summaries' own ``ci95`` fields (Wilson for rates, the seeded bootstrap for
-VISAGE, :mod:`.stats`): nothing is recomputed here, and a summary without them is drawn without.
+VISAGE, :mod:`.stats`): nothing is recomputed here, and a point or score without one is drawn without.
 VISAGE uses the reference rule when every run is 1D, else the expectation rule (the reference
 rule is 1D only).
 """
@@ -21,19 +22,25 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
 from .figure_labels import direction_name, model_name
+from .html_page import write_html_page
 from .plots import FIGURE_FORMATS, draw_curves, headless_figure, legend_below, save_figure
 from .records import Series
-from .report import write_report
+from .store import STORE_NAME, ResultStore
+from .sweep.stored import load_sweep
+from .sweep.summary import sweep_summary
+from .sweep.summary_doc import SweepSummary, VisageSummary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from .sweep.runner import SweepResult
 
 __all__ = ["Comparison", "Run", "comparison_rows", "differences", "figure_compare_curves", "figure_compare_visage",
            "load_run", "run_style", "visage_rule", "write_comparison"]
@@ -45,41 +52,78 @@ _SAME = ("kind", "prompts.set", "prompts.limit", "grid.range", "grid.points", "g
 
 @dataclass(frozen=True)
 class Run:
-    """One sweep to compare: its reader's ``name``, where it came from, its summary and spec."""
+    """One sweep read back from its output folder: its reader's ``name``, the ``folder``, its
+    summary (VISAGE, curves, intervals; :attr:`visage`), its recorded spec (``SweepSpec.to_dict``'s
+    dict, compared setting by setting) and, when it was just measured, what the run did
+    (``result``: points evaluated, reused, seconds). :meth:`frame` gives its points as a DataFrame.
+
+    Example::
+
+        run = load_run("runs/quick")              # a `visage sweep --out` folder
+        print(run.visage.by_system_prompt)        # VISAGE per system prompt, with its spread
+        points = run.frame()                      # pandas: one row per point
+        asr = points[points.metric == "asr"]
+    """
 
     name: str
     folder: Path
-    summary: dict[str, Any]
+    summary: SweepSummary  # summary.json's document (a dict) is read into one
     spec: dict[str, Any]
+    result: SweepResult | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        summary: object = self.summary
+        if isinstance(summary, Mapping):
+            object.__setattr__(self, "summary", SweepSummary.from_json(summary))
 
     @property
     def two_d(self) -> bool:
-        return str(self.summary["kind"]).startswith("2d")
+        return self.summary.kind.startswith("2d")
+
+    @property
+    def visage(self) -> VisageSummary:
+        """VISAGE per series (both rules) and per system prompt (mean over directions, spread, 95 % interval)."""
+        return self.summary.visage
+
+    @property
+    def report(self) -> Path:
+        """The sweep's report.html (``visage report`` writes it when it is missing)."""
+        return self.folder / "report.html"
+
+    def frame(self) -> Any:
+        """The sweep's points as a ``pandas.DataFrame`` (:meth:`ResultStore.to_pandas`; pandas is
+        optional: without it an ImportError says how to install it)."""
+        with ResultStore(self.folder / STORE_NAME) as store:
+            return store.to_pandas(self.summary.sweep)
 
     def curve(self, label: str) -> list[tuple[float, float]]:
-        return [(p[0], p[1]) for p in self.summary["curves"].get("asr", {}).get(label, [])]
+        return self.summary.asr_curve(label)
 
     def band(self, label: str) -> list[tuple[float, float, float]]:
-        rows = self.summary.get("curves_ci95", {}).get("asr", {}).get(label) or []
-        return [(r[0], r[1], r[2]) for r in rows]
+        return self.summary.asr_band(label)
 
     def systems(self) -> list[str]:
-        return sorted({Series.parse(label).system for label in self.summary["curves"].get("asr", {})})
+        return sorted({Series.parse(label).system for label in self.summary.asr_labels()})
 
 
-def load_run(store_path: Path, *, name: str | None = None, sweep: str | None = None) -> Run:
-    """The sweep ``sweep`` (else the store's only one) of ``store_path``, named ``name`` (else its
-    model's name, the last part of its path)."""
-    from .store import ResultStore
-    from .sweep.summary import load_sweep, summarize_sweep
+def load_run(path: str | Path, *, name: str | None = None, sweep: str | None = None) -> Run:
+    """The sweep ``sweep`` (else the store's only one) of ``path``, the ``--out`` folder of a
+    ``visage sweep`` (or its results.sqlite), named ``name`` (else its model's name).
 
+    Example::
+
+        run = load_run("runs/quick")
+        print(run.name, run.visage.series)
+    """
+    path = Path(path)
+    store_path = path / STORE_NAME if path.is_dir() else path
     if not store_path.is_file():
-        raise ValidationError(f"{store_path} does not exist: give the --out folder of a visage sweep")
+        raise ValidationError(f"{path} holds no {STORE_NAME}: give the --out folder of a visage sweep")
     with ResultStore(store_path) as store:
         data = load_sweep(store, sweep)
-    summary = summarize_sweep(data)
-    return Run(name or model_name(summary.get("model_name") or "") or store_path.parent.name, store_path.parent,
-               summary, dict(data.meta.get("spec", {})))
+    summary = sweep_summary(data)
+    return Run(name or model_name(summary.model_name) or store_path.parent.name, store_path.parent,
+               summary, data.meta.spec.to_json())
 
 
 def _distinct_names(runs: Sequence[Run]) -> list[Run]:
@@ -117,7 +161,7 @@ def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
     systems = _shared_systems(one_d) if one_d else []
     if not systems:
         return None
-    directions = sorted({Series.parse(label).direction for r in one_d for label in r.summary["curves"].get("asr", {})},
+    directions = sorted({Series.parse(label).direction for r in one_d for label in r.summary.asr_labels()},
                         key=_direction_order)
     styles = {r.name: run_style(i) for i, r in enumerate(one_d)}
     fig = headless_figure(figsize=(max(5.0, 3.3 * len(directions)), 2.9 * len(systems) + 1.0), layout="constrained")
@@ -141,10 +185,11 @@ def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
 
 def _visage_entry(run: Run, system: str, rule: str) -> dict[str, Any]:
     """mean, ci95 (or None) and the per-direction values of ``rule`` for ``system``."""
-    entry = run.summary["visage"]["by_system_prompt"].get(system, {}).get(rule, {})
-    per = [v[rule] for label, v in sorted(run.summary["visage"]["series"].items())
-           if Series.parse(label).system == system and v.get(rule) is not None]
-    return {"mean": entry.get("mean"), "ci95": entry.get("ci95"), "per_direction": per}
+    spreads = run.summary.visage.by_system_prompt.get(system)
+    spread = spreads.of(rule) if spreads is not None else None
+    per = [score for label, v in sorted(run.summary.visage.series.items())
+           if Series.parse(label).system == system and (score := v.of(rule)) is not None]
+    return {"mean": spread.mean if spread else None, "ci95": spread.ci95 if spread else None, "per_direction": per}
 
 
 def figure_compare_visage(runs: Sequence[Run]) -> Figure:
@@ -189,13 +234,13 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     for run in runs:
         s = run.summary
         for system in _shared_systems(runs):
-            label = next((lbl for lbl in s["curves"].get("asr", {}) if Series.parse(lbl).system == system), "")
+            label = next((lbl for lbl in run.summary.asr_labels() if Series.parse(lbl).system == system), "")
             e = _visage_entry(run, system, rule)
             row: dict[str, Any] = {
                 "model": run.name, "system prompt": system,
-                "ASR at origin (%)": s["origin"].get("asr", {}).get(label),
-                "ASR at origin, 95 % CI": _interval(s.get("origin_ci95", {}).get("asr", {}).get(label)),
-                "over-refusal at origin (%)": s["origin"].get("refusal", {}).get(label),
+                "ASR at origin (%)": s.at_origin("asr", label),
+                "ASR at origin, 95 % CI": _interval(s.at_origin_ci95("asr", label)),
+                "over-refusal at origin (%)": s.at_origin("refusal", label),
                 f"VISAGE ({rule})": e["mean"], "VISAGE, 95 % CI": _interval(e["ci95"]),
                 "VISAGE per direction": ", ".join(f"{v:.1f}" for v in e["per_direction"]),
             }
@@ -239,7 +284,14 @@ class Comparison:
 
 
 def write_comparison(runs: Sequence[Run], out_dir: Path, *, formats: Sequence[str] = FIGURE_FORMATS) -> Comparison:
-    """Figures, table (JSON, CSV) and report.html of ``runs`` in ``out_dir`` (see the module docstring)."""
+    """Figures, table (JSON, CSV) and report.html of ``runs`` in ``out_dir`` (see the module docstring).
+
+    Example::
+
+        runs = [load_run("runs/original"), load_run("runs/tuned")]
+        result = write_comparison(runs, Path("runs/compare"))
+        print(result.report, result.rows)
+    """
     if len(runs) < 2:
         raise ValidationError("compare: give two or more sweep folders")
     runs = _distinct_names(runs)
@@ -250,9 +302,9 @@ def write_comparison(runs: Sequence[Run], out_dir: Path, *, formats: Sequence[st
         figures += save_figure(curves, out_dir / "compare_asr_1d", formats=formats)
     figures += save_figure(figure_compare_visage(runs), out_dir / "compare_visage", formats=formats)
     rows, warnings = comparison_rows(runs), differences(runs)
-    doc = {"runs": [{"name": r.name, "folder": str(r.folder), "sweep": r.summary["sweep"], "kind": r.summary["kind"],
-                     "model_name": r.summary.get("model_name", ""),
-                     "model_fingerprint": r.summary.get("model", {}).get("model_fingerprint", "")} for r in runs],
+    doc = {"runs": [{"name": r.name, "folder": str(r.folder), "sweep": r.summary.sweep, "kind": r.summary.kind,
+                     "model_name": r.summary.model_name,
+                     "model_fingerprint": r.summary.model.model_fingerprint or ""} for r in runs],
            "visage_rule": visage_rule(runs), "table": rows, "warnings": warnings, "figures": [str(p) for p in figures]}
     table = out_dir / "comparison.json"
     table.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -264,10 +316,8 @@ def write_comparison(runs: Sequence[Run], out_dir: Path, *, formats: Sequence[st
     shown = [p for p in figures if p.suffix == ".png"] or [p for p in figures if p.suffix == ".svg"]
     notes = ("VISAGE: higher is safer. Bars: the mean over directions, whiskers its 95 % interval (bootstrap over "
              "prompts and directions), dots the single directions. Bands: each ASR point's 95 % Wilson interval.")
-    if not any("curves_ci95" in r.summary for r in runs):
-        notes += " (These summaries carry no intervals, so none is drawn.)"
     if warnings:
         notes += "\n\nThe runs differ in more than the model:\n- " + "\n- ".join(warnings)
-    report = write_report(out_dir / "report.html", title="Comparison: " + " vs ".join(r.name for r in runs),
+    report = write_html_page(out_dir / "report.html", title="Comparison: " + " vs ".join(r.name for r in runs),
                           plots=shown, visage_rows=rows, settings={"runs": doc["runs"]}, notes=notes)
     return Comparison(report, table, csv_path, figures, rows, warnings)

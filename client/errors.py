@@ -29,6 +29,17 @@ __all__ = ["CancelledError", "DeadlineExceededError", "FailedPreconditionError",
 
 
 class VisageError(Exception):
+    """Every error the client raises: ``.code`` (a ``grpc.StatusCode``, None before any RPC) and
+    ``.details`` (what went wrong and what to do).
+
+    Example::
+
+        try:
+            run = sweep_landscape(preset="quick", out="runs/quick")
+        except VisageError as exc:
+            print(f"could not sweep: {exc}")
+    """
+
     code: grpc.StatusCode | None = None
 
     def __init__(self, details: str) -> None:
@@ -37,18 +48,52 @@ class VisageError(Exception):
 
 
 class ValidationError(VisageError):
-    pass
+    """Bad input caught before any RPC (a spec, a flag, an argument); the message names the field.
+
+    Example::
+
+        try:
+            c.evaluate(prompt_set="harmful-mini", limit=-1)
+        except ValidationError as exc:
+            print(exc)                  # limit must be >= 0 (0 = all)
+    """
 
 
 class StoreError(ValidationError):
-    """A results store that cannot be read or written; the message names the file and what to do."""
+    """A results store that cannot be read or written; the message names the file and what to do.
+
+    Example::
+
+        try:
+            store = ResultStore("runs/quick/results.sqlite")
+        except StoreError as exc:
+            print(exc)                  # damaged, locked or not a store: what to do
+    """
 
 
 class FleetError(VisageError):
-    pass
+    """Servers that disagree (model, tokenizer, prompt-set or direction fingerprints) or none usable.
+
+    Example::
+
+        try:
+            run_sweep(spec, store, targets=["gpu-1:50051", "gpu-2:50051"])
+        except FleetError as exc:
+            print(exc)                  # names each server and the fact they differ on
+    """
 
 
 class RpcFailed(VisageError):
+    """The server answered with an error status (``.code``, ``.method``); one subclass per status.
+
+    Example::
+
+        try:
+            c.evaluate(prompt_set="advbench")
+        except RpcFailed as exc:
+            print(exc.code.name, exc.method, exc.details)
+    """
+
     def __init__(self, details: str, *, code: grpc.StatusCode, method: str = "") -> None:
         super().__init__(details)
         self.code = code
@@ -60,43 +105,127 @@ class RpcFailed(VisageError):
 
 
 class InvalidArgumentError(RpcFailed):
-    pass
+    """INVALID_ARGUMENT: the server refused the request; the message says what to change.
+
+    Example::
+
+        try:
+            c.generate(["Hi"], max_new_tokens=100_000)
+        except InvalidArgumentError as exc:
+            print(exc)                  # the limit and the value
+    """
 
 
 class NotFoundError(RpcFailed):
-    pass
+    """NOT_FOUND: an unknown name (prompt set, preset, direction, registry entry).
+
+    Example::
+
+        try:
+            c.evaluate(prompt_set="advbnech")
+        except NotFoundError as exc:
+            print(exc)                  # did you mean "advbench"?
+    """
 
 
 class FailedPreconditionError(RpcFailed):
-    pass
+    """FAILED_PRECONDITION: the server cannot do this in its state (e.g. a checkpoint that does not fit the model).
+
+    Example::
+
+        try:
+            c.create_direction(interpolation_direction("other-architecture"))
+        except FailedPreconditionError as exc:
+            print(exc)                  # why it does not fit
+    """
 
 
 class ResourceExhaustedError(RpcFailed):
+    """RESOURCE_EXHAUSTED: a limit or a full queue; ``retry_after_seconds`` > 0 when the server hinted
+    when to retry (such calls are retried automatically).
+
+    Example::
+
+        try:
+            for seed in range(100):     # more directions than the server's slots
+                c.create_direction(random_direction(seed))
+        except ResourceExhaustedError as exc:
+            print(exc, exc.retry_after_seconds)
+    """
+
     retry_after_seconds: float = 0.0
 
 
 class UnavailableError(RpcFailed):
-    pass
+    """UNAVAILABLE: the server is down, loading or draining (retried automatically first).
+
+    Example::
+
+        try:
+            Client("127.0.0.1:50051", retries=1).info()
+        except UnavailableError as exc:
+            print(exc)                  # wait (Client.wait_until_serving) or try another server
+    """
 
 
 class UnauthenticatedError(RpcFailed):
-    pass
+    """UNAUTHENTICATED: no token, or an unknown one (token=, token_file=, VISAGE_TOKEN, VISAGE_TOKEN_FILE).
+
+    Example::
+
+        try:
+            Client("visage.internal:443").info()
+        except UnauthenticatedError as exc:
+            print(exc)                  # give the token
+    """
 
 
 class PermissionDeniedError(RpcFailed):
-    pass
+    """PERMISSION_DENIED: the token lacks the right (an admin RPC with a tenant's token).
+
+    Example::
+
+        try:
+            c.set_coefficients([(random_direction(1), 0.1)])
+        except PermissionDeniedError as exc:
+            print(exc)                  # ask the operator for an admin token
+    """
 
 
 class DeadlineExceededError(RpcFailed):
-    pass
+    """DEADLINE_EXCEEDED: the call's deadline passed (``Timeouts``, ``timeout=``).
+
+    Example::
+
+        try:
+            c.evaluate(prompt_set="harmful-mini", timeout=1.0)
+        except DeadlineExceededError as exc:
+            print(exc)                  # give a longer timeout
+    """
 
 
 class CancelledError(RpcFailed):
-    pass
+    """CANCELLED: the call was cancelled (the client closed, or the server cancelled an unread stream).
+
+    Example::
+
+        try:
+            list(c.evaluate_points(points=points, prompt_set="harmful-mini"))
+        except CancelledError as exc:
+            print(exc)                  # run it again
+    """
 
 
 class InternalError(RpcFailed):
-    pass
+    """INTERNAL (or an unknown status): a server bug; the server's log has the details under the request id.
+
+    Example::
+
+        try:
+            c.info()
+        except InternalError as exc:
+            print(exc)                  # report it with the server log
+    """
 
 
 _BY_CODE = {

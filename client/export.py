@@ -2,12 +2,16 @@
 
 :func:`export` writes to a file or, for ``"-"``, to stdout, in one of :data:`FORMATS`:
 
-- points, ``json``: ``{"schema_version", "sweeps": {name: meta}, "points": [record dicts]}``;
-  ``jsonl``: one record dict per line; ``csv``: :data:`~.store.CSV_COLUMNS`;
+- points, ``json``: ``{"schema_version", "sweeps": {name: meta}, "points": [point dicts]}``;
+  ``jsonl``: one point dict per line; ``csv``: :data:`~.point_rows.CSV_COLUMNS`. A point dict is
+  the record's, with ``model`` (``{"name", "fingerprint"}``, null if unknown) and ``reproduce`` (the
+  ``visage evaluate`` command that measures it again; null for a capability point);
 - completions (``completions=True``), one row per (point, prompt) of every safety point with
   :data:`COMPLETION_COLUMNS` (``completion`` is null / empty when it was not kept, ``prompt`` when
   the prompts are a set the server holds): ``json`` ``{"schema_version", "completions": [rows]}``,
   ``jsonl`` one row per line, ``csv`` with a header.
+
+Every row names the model it was measured on (a store may hold sweeps of several models).
 
 Rows are written as they are read, point by point, so a large store streams.
 """
@@ -22,33 +26,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .records import PointRecord
-from .store import CSV_COLUMNS, SCHEMA_VERSION, ResultStore
+from .point_rows import CSV_COLUMNS
+from .store import SCHEMA_VERSION, ResultStore
 
 __all__ = ["COMPLETION_COLUMNS", "FORMATS", "completion_rows", "export"]
 
 FORMATS = ("json", "jsonl", "csv")
-COMPLETION_COLUMNS = ("sweep", "series", "metric", "a", "b", "key", "prompt_index", "jailbroken", "matched_keyword",
-                      "finish_reason", "prompt_tokens", "completion_tokens", "prompt", "completion")
+COMPLETION_COLUMNS = ("sweep", "model", "model_fingerprint", "series", "metric", "a", "b", "key", "prompt_index",
+                      "jailbroken", "matched_keyword", "finish_reason", "prompt_tokens", "completion_tokens", "prompt",
+                      "completion")
 _SAFETY = ("asr", "refusal")
 
 
 def completion_rows(store: ResultStore, sweep: str | None = None) -> Iterator[dict[str, Any]]:
     """One dict per (safety point, prompt) of ``sweep`` (None: every sweep), in the store's order."""
-    for record in store.records(sweep):
+    for point in store.point_rows(sweep):
+        record = point.record
         if record.metric not in _SAFETY:
             continue
         for c in store.completions(record.key):
-            yield {"sweep": record.sweep, "series": record.series, "metric": record.metric, "a": record.a,
-                   "b": record.b, "key": record.key, "prompt_index": c.index, "jailbroken": c.jailbroken,
-                   "matched_keyword": c.matched_keyword, "finish_reason": c.finish_reason,
-                   "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                   "prompt": c.prompt, "completion": c.text}
-
-
-def _point_row(r: PointRecord) -> list[Any]:
-    b = "" if r.b is None else repr(r.b)
-    return [r.sweep, r.series, r.metric, repr(r.a), b, repr(r.value), r.total, r.key, repr(r.created_at)]
+            yield {"sweep": record.sweep, "model": point.model_name, "model_fingerprint": point.model_fingerprint,
+                   "series": record.series, "metric": record.metric, "a": record.a, "b": record.b, "key": record.key,
+                   "prompt_index": c.index, "jailbroken": c.jailbroken, "matched_keyword": c.matched_keyword,
+                   "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
+                   "completion_tokens": c.completion_tokens, "prompt": c.prompt, "completion": c.text}
 
 
 def _csv_cell(value: Any) -> Any:
@@ -58,19 +59,19 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _write_points(store: ResultStore, fh: TextIO, fmt: str, sweep: str | None) -> None:
-    records = store.records(sweep)
+    rows = store.point_rows(sweep)
     if fmt == "json":
         names = [sweep] if sweep is not None else store.sweeps()
         doc = {"schema_version": SCHEMA_VERSION, "sweeps": {name: store.get_meta(name) for name in names},
-               "points": [r.to_dict() for r in records]}
+               "points": [r.to_dict() for r in rows]}
         fh.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif fmt == "jsonl":
-        for r in records:
+        for r in rows:
             fh.write(json.dumps(r.to_dict(), sort_keys=True) + "\n")
     else:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
-        writer.writerows(_point_row(r) for r in records)
+        writer.writerows(r.csv_cells() for r in rows)
 
 
 def _write_completions(store: ResultStore, fh: TextIO, fmt: str, sweep: str | None) -> None:

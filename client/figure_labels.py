@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .records import Series
+from .records import Series, system_label
+from .sweep_meta import RecordedSpec
 
-__all__ = ["SeriesNames", "direction_name", "model_name", "name_series", "name_spec_series", "spec_system_names",
-           "spec_target", "system_names", "system_prompt_name"]
+__all__ = ["METRIC_LABELS", "SeriesNames", "direction_name", "model_name", "name_series", "name_spec_series",
+           "spec_system_names", "system_names", "system_prompt_name"]
 
 _TEXT_SHOWN = 28  # characters of a custom system prompt shown in a legend
+#: Each metric as an axis or a table names it.
+METRIC_LABELS = {"asr": "ASR (%)", "refusal": "over-refusal (%)", "accuracy": "MC accuracy (%)",
+                 "perplexity": "perplexity"}
 
 
 def model_name(name: str) -> str:
@@ -39,8 +43,6 @@ def direction_name(direction: str, *, target: str = "") -> str:
 def system_names(texts: Sequence[str]) -> dict[str, str]:
     """Series system label -> reader's name, for the system prompts a spec lists (presets keep their
     name; a custom text shows its opening words in quotes)."""
-    from .sweep.points import system_label
-
     return {system_label(text): system_prompt_name(system_label(text), text) for text in texts}
 
 
@@ -86,22 +88,13 @@ def name_series(labels: Iterable[str], *, systems: Mapping[str, str] | None = No
     return SeriesNames(names, shared)
 
 
-def name_spec_series(labels: Iterable[str], spec: Mapping[str, object]) -> SeriesNames:
-    """Readers' names for a sweep's store labels, from the spec the store records (``meta["spec"]``):
-    its system prompts' names and an interpolation's target."""
-    return name_series(labels, systems=spec_system_names(spec), target=spec_target(spec))
+def name_spec_series(labels: Iterable[str], spec: RecordedSpec | Mapping[str, object]) -> SeriesNames:
+    """Readers' names for a sweep's store labels, from the spec the store records (its system
+    prompts' names and an interpolation's target); a spec dict is read as a :class:`RecordedSpec`."""
+    spec = spec if isinstance(spec, RecordedSpec) else RecordedSpec.from_json(spec)
+    return name_series(labels, systems=spec_system_names(spec), target=spec.grid.target)
 
 
-def spec_system_names(spec: Mapping[str, object]) -> dict[str, str]:
+def spec_system_names(spec: RecordedSpec) -> dict[str, str]:
     """:func:`system_names` of the system prompts a sweep's recorded spec lists (presets and texts)."""
-    return system_names([*_strings(spec.get("system_prompts")), *_strings(spec.get("system_prompt_texts"))])
-
-
-def spec_target(spec: Mapping[str, object]) -> str:
-    """An interpolation's target as the recorded spec names it ("" for other kinds)."""
-    grid = spec.get("grid")
-    return str(grid.get("target", "")) if isinstance(grid, Mapping) else ""
-
-
-def _strings(value: object) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list | tuple) else []
+    return system_names([*spec.system_prompts, *spec.system_prompt_texts])

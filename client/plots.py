@@ -45,7 +45,12 @@ def _base(path: str | Path) -> Path:
 def save_figure(fig: Figure, path: str | Path, *, formats: Sequence[str] = FIGURE_FORMATS) -> list[Path]:
     """Write ``fig`` as ``<path>.<format>`` for each of ``formats`` (a suffix on ``path`` is
     dropped first); returns the paths, in ``formats`` order. Reproducible bytes: no dates, and
-    SVG text stays text."""
+    SVG text stays text.
+
+    Example::
+
+        paths = save_figure(fig, "asr")         # asr.png, asr.svg, asr.pdf
+    """
     from matplotlib import rc_context
 
     unknown = [f for f in formats if f not in FIGURE_FORMATS]
@@ -128,6 +133,10 @@ def figure_1d(
     high)`` around a series (its 95 % interval; ``band_label`` in the legend). ``ylim=None`` for unbounded metrics (perplexity).
     ``assumed``: per series the ``a`` of points an adaptive sweep did not measure but assumed at
     ``assumed_value``, drawn as hollow markers off the measured line.
+
+    Example::
+
+        fig = figure_1d({"d0": [(-0.5, 100.0), (0.0, 10.0), (0.5, 90.0)]}, title="my model: ASR")
     """
     if not series:
         raise ValueError("plot_1d: no series to plot")
@@ -238,6 +247,10 @@ def figures_2d(
     (a, b, name) mark other models on the plane, e.g. the finetuned checkpoint at a = 1 of an
     interpolation-random plane (the paper's Figure 1B). ``assumed``: the (a, b) cells an adaptive
     sweep did not measure but assumed at ``zlim``'s top; drawn at that value and crossed.
+
+    Example::
+
+        flat, surface = figures_2d([-0.5, 0.0, 0.5], [-0.5, 0.5], [[100, 20, 90], [95, 15, 100]], title="plane")
     """
     a_arr, b_arr, zm = _grid(a, b, z)
     for x, y in assumed:
@@ -368,7 +381,14 @@ def figure_side_by_side(
     capability_ylim: tuple[float, float] | None = (0.0, 100.0),
 ) -> Figure:
     """Safety (left axis, solid) and a capability metric (right axis, dashed) along the same
-    perturbation, as in the paper's Figures 7/8."""
+    perturbation, as in the paper's Figures 7/8.
+
+    Example::
+
+        fig = figure_side_by_side({"ASR d0": [(-0.5, 100.0), (0.0, 5.0), (0.5, 80.0)]},
+                                  {"accuracy d0": [(-0.5, 25.0), (0.0, 60.0), (0.5, 30.0)]},
+                                  title="safety and capability", capability_label="accuracy (%)")
+    """
     if not safety and not capability:
         raise ValueError("plot_side_by_side: nothing to plot")
     fig = headless_figure(figsize=(7.0, 4.6), layout="constrained")

@@ -3,25 +3,34 @@
 A :class:`PointRecord` is immutable and JSON-able (``to_dict`` / ``from_dict``); the result store
 (:mod:`safety_landscape.client.store`) keys it by :attr:`PointRecord.key`, the content hash of
 everything that determined the measurement (see ``store.point_key``). Its :class:`PointDetail`
-holds the per-point facts the server reported, and its series label names a :class:`Series`.
+holds the per-point facts the server reported, and its series label names a :class:`Series`
+(direction and :func:`system_label`).
 A :class:`Completion` is one prompt's answer at one point, with its verdict; the store keeps
-them beside the record (compressed, each distinct text once).
+them beside the record (compressed, each distinct text once). A record names the model it was
+measured on (:class:`MeasuredModel`: display name and fingerprint), so no export row or
+DataFrame row can be taken for another model's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FINISH_REASONS", "METRICS", "Completion", "PointDetail", "PointRecord", "Series"]
+from safety_landscape.common.names import SYSTEM_PROMPT_PRESETS
+
+__all__ = ["CAPABILITY_METRICS", "FINISH_REASONS", "METRICS", "Completion", "MeasuredModel", "PointDetail", "PointRecord",
+           "Series", "system_label"]
 
 #: The metrics a point may carry. ``asr``: attack success rate on the harmful set (0..100);
 #: ``refusal``: over-refusal on the benign set (0..100); ``accuracy``: capability (0..100);
 #: ``perplexity``: fluency (>= 0, unbounded).
 METRICS = ("asr", "refusal", "accuracy", "perplexity")
+#: The capability metrics (scored, not judged; their series carry no system prompt).
+CAPABILITY_METRICS = ("accuracy", "perplexity")
 #: Why a completion stopped, as the server reports it (``""``: not reported, as in stores written
 #: before completions were kept): end of sequence, max_new_tokens, a refusal keyword fixed the
 #: verdict (early stop), the call was cancelled.
@@ -37,6 +46,11 @@ class Series:
     (a 2D grid); ``system`` is a preset name or ``custom-<sha8>``, and ``""`` for capability
     series, which do not depend on the system prompt. Stored as its :attr:`label`
     (``"d0|default"``, or ``"d0"`` for capability); :meth:`parse` reads a label back.
+
+    Example::
+
+        s = Series.parse("d0|default")
+        print(s.direction, s.system, s.label)   # d0 default d0|default
     """
 
     direction: str
@@ -55,6 +69,14 @@ class Series:
         return self.label
 
 
+def system_label(system: str) -> str:
+    """A series' system-prompt label: a preset's name, or ``custom-<sha8>`` for a custom text
+    (series names stay short)."""
+    if system in SYSTEM_PROMPT_PRESETS:
+        return system
+    return "custom-" + hashlib.sha256(system.encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class PointDetail:
     """What the server reported about one point, beside its value (``None``: not recorded).
@@ -65,6 +87,11 @@ class PointDetail:
     judge, ``seconds`` and the ``system_prompt`` as given. A capability point records ``inputs``
     (the content hashes it was scored on). Keys this client does not know are kept in ``extra``,
     so a record written by another version reads back unchanged.
+
+    Example::
+
+        for record in store.records("quick"):
+            print(record.a, record.value, record.detail.jailbroken, record.detail.weight_state[:12])
     """
 
     server: str | None = None
@@ -123,6 +150,12 @@ class Completion:
     prompt's text when the client sent it inline, ``None`` for a set the server holds (then
     ``index`` names it within the set whose sha256 the point's detail records). Token counts are
     ``None`` when not reported.
+
+    Example::
+
+        for record in store.records("quick"):
+            for c in store.completions(record.key):
+                print(record.a, c.index, c.jailbroken, (c.text or "")[:60])
     """
 
     index: int
@@ -145,6 +178,32 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class MeasuredModel:
+    """The model a point was measured on: its display name (the server's ``--model-name``, else
+    the model it loaded) and its fingerprint (the sha256 of its weights, part of the point's key)."""
+
+    name: str
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MeasuredModel:
+        return cls(str(data.get("name") or ""), str(data.get("fingerprint") or ""))
+
+    @classmethod
+    def from_provenance(cls, provenance: Mapping[str, Any]) -> MeasuredModel | None:
+        """The model a run's provenance names (``model_name``, ``model.model_fingerprint``: what
+        every record of a sweep carried before records named their model), None if it names none."""
+        model = provenance.get("model")
+        fingerprint = model.get("model_fingerprint") if isinstance(model, Mapping) else None
+        if not fingerprint:
+            return None
+        return cls(str(provenance.get("model_name") or ""), str(fingerprint))
+
+
+@dataclass(frozen=True)
 class PointRecord:
     """One measured point of a landscape sweep.
 
@@ -152,7 +211,14 @@ class PointRecord:
     (direction | system-prompt label) for 1D sweeps or ``"plane|default"`` for 2D ones. ``coords``
     is ``(a,)`` for 1D and ``(a, b)`` for 2D. ``detail`` holds what the server reported (a
     :class:`PointDetail`; a dict is read into one); ``provenance`` the settings, seeds,
-    fingerprints, package versions and git revision that produced it.
+    fingerprints, package versions and git revision that produced it; ``model`` the model it was
+    measured on (read from the provenance for records written before records named it; None for
+    records that name none).
+
+    Example::
+
+        with ResultStore("runs/quick/results.sqlite") as store:
+            asr = [(r.a, r.value) for r in store.records("quick") if r.metric == "asr"]
     """
 
     key: str
@@ -165,6 +231,7 @@ class PointRecord:
     detail: PointDetail = field(default_factory=PointDetail)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+    model: MeasuredModel | None = None
 
     def __post_init__(self) -> None:
         # Normalise so records read back from JSON/SQLite compare equal to the ones written.
@@ -176,6 +243,8 @@ class PointRecord:
         if isinstance(detail, Mapping):
             object.__setattr__(self, "detail", PointDetail.from_dict(detail))
         object.__setattr__(self, "provenance", dict(self.provenance))
+        if self.model is None:
+            object.__setattr__(self, "model", MeasuredModel.from_provenance(self.provenance))
         problems = self._problems()
         if problems:
             raise ValueError("invalid PointRecord: " + "; ".join(problems))
@@ -217,7 +286,8 @@ class PointRecord:
         return Series.parse(self.series)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (coords as a list); ``from_dict(to_dict(r)) == r``."""
+        """A JSON-able dict (coords as a list; ``model`` only when known); ``from_dict(to_dict(r)) == r``."""
+        model = {"model": self.model.to_dict()} if self.model is not None else {}
         return {
             "key": self.key,
             "sweep": self.sweep,
@@ -229,6 +299,7 @@ class PointRecord:
             "detail": self.detail.to_dict(),
             "provenance": dict(self.provenance),
             "created_at": self.created_at,
+            **model,
         }
 
     @classmethod
@@ -249,4 +320,5 @@ class PointRecord:
             detail=PointDetail.from_dict(data.get("detail") or {}),
             provenance=data.get("provenance") or {},
             created_at=data.get("created_at", 0.0),
+            model=MeasuredModel.from_dict(data["model"]) if isinstance(data.get("model"), Mapping) else None,
         )

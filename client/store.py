@@ -7,7 +7,8 @@
   :class:`~safety_landscape.client.records.Completion` rows (every distinct text once, zlib-
   compressed, in ``texts``), per-sweep metadata (spec and provenance), and the claims by which
   several sweep processes on one store split the work (``claim``: a point held by a live client is
-  left to it; a crashed client's claims expire). Exports: :mod:`safety_landscape.client.export`.
+  left to it; a crashed client's claims expire). Exports: :mod:`safety_landscape.client.export`,
+  of the rows :meth:`ResultStore.point_rows` reads (:mod:`.point_rows`: each names its model).
   One connection guarded by a lock: safe from threads; WAL and SQLite's locks make it safe from
   several processes on one machine.
 - A file that is not a readable store (damaged, truncated, another kind of file) raises
@@ -34,13 +35,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import StoreError
+from .point_rows import CSV_COLUMNS, PANDAS_COLUMNS, PointRow, point_rows
 from .provenance import provenance
 from .records import Completion, PointRecord
+from .sweep_meta import SweepMeta
 
-__all__ = ["CSV_COLUMNS", "PANDAS_COLUMNS", "SCHEMA_VERSION", "ClaimState", "ResultStore", "point_key", "provenance"]
+__all__ = ["CSV_COLUMNS", "PANDAS_COLUMNS", "SCHEMA_VERSION", "STORE_NAME", "ClaimState", "ResultStore", "point_key",
+           "provenance"]
 
 SCHEMA_VERSION = 1
-CSV_COLUMNS = ("sweep", "series", "metric", "a", "b", "value", "total", "key", "created_at")
+#: The store's file name in a sweep's (or a gate's) output folder.
+STORE_NAME = "results.sqlite"
 
 #: What :meth:`ResultStore.claim` found: ``mine`` (claimed: evaluate it), ``done`` (every point is
 #: stored), ``held`` (another live client holds a point of it).
@@ -135,25 +140,15 @@ def _from_verdicts(record: PointRecord) -> list[Completion]:
     return out
 
 
-#: The columns of :meth:`ResultStore.to_pandas`.
-PANDAS_COLUMNS = ("sweep", "series", "direction", "system_prompt", "metric", "a", "b", "value", "total",
-                  "jailbroken", "generated_tokens", "tokens_saved", "prompt_set_name", "prompt_set_size",
-                  "prompt_set_sha256", "judge", "seconds", "server", "weight_state", "key", "created_at")
-
-
-def _pandas_row(r: PointRecord) -> dict[str, Any]:
-    detail = r.detail.to_dict()
-    series = r.curve
-    row = {"sweep": r.sweep, "series": r.series, "direction": series.direction, "system_prompt": series.system or None,
-           "metric": r.metric, "a": r.a, "b": math.nan if r.b is None else r.b, "value": r.value, "total": r.total, "key": r.key,
-           "created_at": r.created_at}
-    row.update({name: detail.get(name) for name in PANDAS_COLUMNS if name not in row})
-    return row
-
-
 class ResultStore:
     """Point records, their completions, sweep metadata and claims in one SQLite file; a context
-    manager, thread-safe. Opening a file that is not a readable store raises :class:`StoreError`."""
+    manager, thread-safe. Opening a file that is not a readable store raises :class:`StoreError`.
+
+    Example::
+
+        with ResultStore("runs/quick/results.sqlite") as store:
+            points = store.to_pandas()          # a DataFrame, a row per point (pandas is optional)
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -404,28 +399,31 @@ class ResultStore:
                              + _WHAT_TO_DO.format(path=self.path)) from None
         return meta
 
-    # -- notebooks ---------------------------------------------------------------------------
+    def sweep_meta(self, sweep: str) -> SweepMeta | None:
+        """The typed metadata of ``sweep`` (None if it has none); a StoreError when it is unreadable."""
+        raw = self.get_meta(sweep)
+        try:
+            return SweepMeta.from_json(raw) if raw is not None else None
+        except ValueError as exc:
+            raise StoreError(f"{self.path} holds unreadable metadata of sweep {sweep!r} ({exc}): "
+                             + _WHAT_TO_DO.format(path=self.path)) from None
+
+    # -- exports and notebooks ---------------------------------------------------------------
+    def point_rows(self, sweep: str | None = None) -> list[PointRow]:
+        """The points (of ``sweep``, else every point) as export rows: each with the model it was
+        measured on and the command that measures it again (:mod:`.point_rows`)."""
+        return list(point_rows(self.records(sweep), self.sweep_meta))
+
     def to_pandas(self, sweep: str | None = None) -> Any:
         """The points (of ``sweep``, else every point) as a ``pandas.DataFrame``, one row per point
-        with :data:`PANDAS_COLUMNS`: the CSV export's columns, the series split into ``direction`` and
-        ``system_prompt``, and the server's facts (``b``, ``jailbroken``, ... are missing where they do
-        not apply). pandas is optional: without it an ImportError says how to install it."""
+        with :data:`PANDAS_COLUMNS`: the CSV export's columns (the model's name and fingerprint
+        included: a store may hold sweeps of several models), the series split into ``direction``
+        and ``system_prompt``, the server's facts (``b``, ``jailbroken``, ... are missing where they
+        do not apply) and ``reproduce``, the command that measures the point again. pandas is
+        optional: without it an ImportError says how to install it."""
         try:
             import pandas
         except ImportError:
             raise ImportError("ResultStore.to_pandas needs pandas, which safety-landscape does not install: "
                               "pip install pandas") from None
-        return pandas.DataFrame([_pandas_row(r) for r in self.records(sweep)], columns=list(PANDAS_COLUMNS))
-
-    # -- export (see safety_landscape.client.export) -----------------------------------------
-    def export_json(self, path: str | Path, sweep: str | None = None) -> Path:
-        """Write ``{"schema_version", "sweeps": {name: meta}, "points": [record dicts]}``."""
-        from .export import export
-
-        return Path(export(self, path, fmt="json", sweep=sweep))
-
-    def export_csv(self, path: str | Path, sweep: str | None = None) -> Path:
-        """Write one row per point with :data:`CSV_COLUMNS` (``b`` empty for 1D points)."""
-        from .export import export
-
-        return Path(export(self, path, fmt="csv", sweep=sweep))
+        return pandas.DataFrame([row.pandas_row() for row in self.point_rows(sweep)], columns=list(PANDAS_COLUMNS))

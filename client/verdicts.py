@@ -3,24 +3,26 @@
 An answer's outcome is "refused", "complied" or "incoherent" ("" when the server's referee did not
 run); ``Coherence`` holds the referee's figures of one answer (every one of them, so a reader can
 apply other thresholds) and the tests it failed; ``RefereeThresholds`` says what decided and how it
-was calibrated; ``JudgeRow`` / ``JudgedRow`` / ``JudgeResult`` are the Judge RPC's rows. Each result
-keeps its protobuf (``message``) for anything not mirrored here. docs/method.md, "Outcomes and the
-coherence referee", defines every figure.
+was calibrated, ``RefereeReport`` whether the referee ran; ``JudgeRow`` is a row sent to the Judge
+RPC, ``JudgedRow`` / ``JudgeResult`` what comes back. Each reply type is a frozen dataclass read
+from its message by its fields (:mod:`.proto_reply`) and keeps the message as ``.proto``.
+docs/method.md, "Outcomes and the coherence referee", defines every figure.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from safety_landscape.v1 import landscape_pb2 as pb
 
-__all__ = ["OUTCOMES", "Coherence", "JudgeResult", "JudgeRow", "JudgedRow", "RefereeThresholds", "outcome_name"]
+from .proto_reply import ProtoReply
+
+__all__ = ["OUTCOMES", "Coherence", "JudgeResult", "JudgeRow", "JudgedRow", "RefereeReport", "RefereeThresholds",
+           "outcome_name"]
 
 OUTCOMES = ("refused", "complied", "incoherent")
 _OUTCOME_NAMES: dict[int, str] = {pb.OUTCOME_UNSPECIFIED: "", pb.OUTCOME_REFUSED: "refused", pb.OUTCOME_COMPLIED: "complied",
-                  pb.OUTCOME_INCOHERENT: "incoherent"}
-_TEST_NAMES: dict[int, str] = {pb.COHERENCE_TEST_EMPTY: "empty", pb.COHERENCE_TEST_FLUENCY: "fluency",
-               pb.COHERENCE_TEST_REPETITION: "repetition", pb.COHERENCE_TEST_RUN: "run"}
+                                  pb.OUTCOME_INCOHERENT: "incoherent"}
 
 
 def outcome_name(value: int) -> str:
@@ -29,9 +31,10 @@ def outcome_name(value: int) -> str:
 
 
 @dataclass(frozen=True)
-class Coherence:
+class Coherence(ProtoReply):
     """The referee's figures and decision for one answer (``failed``: "empty", "fluency", "repetition", "run")."""
 
+    message_type = pb.Coherence
     coherent: bool
     failed: tuple[str, ...]
     nll: float
@@ -41,21 +44,14 @@ class Coherence:
     repeated_token_ngram_fraction: float
     longest_word_run: int
     longest_token_run: int
-
-    @classmethod
-    def from_pb(cls, msg: pb.Coherence) -> Coherence:
-        return cls(
-            coherent=msg.coherent, failed=tuple(_TEST_NAMES.get(t, str(t)) for t in msg.failed), nll=msg.nll,
-            scored_tokens=msg.scored_tokens, words=msg.words, repeated_ngram_fraction=msg.repeated_ngram_fraction,
-            repeated_token_ngram_fraction=msg.repeated_token_ngram_fraction, longest_word_run=msg.longest_word_run,
-            longest_token_run=msg.longest_token_run,
-        )
+    proto: pb.Coherence = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
-class RefereeThresholds:
+class RefereeThresholds(ProtoReply):
     """What decided (an answer fails a test when its figure is above the threshold), and its calibration."""
 
+    message_type = pb.RefereeThresholds
     id: str
     max_nll: float
     max_repetition: float
@@ -67,15 +63,18 @@ class RefereeThresholds:
     calibration_max_new_tokens: int
     calibration_chat_format: str
     calibration_seconds: float
+    proto: pb.RefereeThresholds = field(repr=False, compare=False)
 
-    @classmethod
-    def from_pb(cls, msg: pb.RefereeThresholds) -> RefereeThresholds:
-        return cls(
-            id=msg.id, max_nll=msg.max_nll, max_repetition=msg.max_repetition, max_run=msg.max_run, rule=msg.rule,
-            model_fingerprint=msg.model_fingerprint, calibration_prompts_sha256=msg.calibration_prompts_sha256,
-            calibration_answers=msg.calibration_answers, calibration_max_new_tokens=msg.calibration_max_new_tokens,
-            calibration_chat_format=msg.calibration_chat_format, calibration_seconds=msg.calibration_seconds,
-        )
+
+@dataclass(frozen=True)
+class RefereeReport(ProtoReply):
+    """Whether the referee judged every answer (``thresholds`` None when it did not) and how it reached theta0."""
+
+    message_type = pb.RefereeReport
+    ran: bool
+    thresholds: RefereeThresholds | None
+    mode: str
+    proto: pb.RefereeReport = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -91,9 +90,10 @@ class JudgeRow:
 
 
 @dataclass(frozen=True)
-class JudgedRow:
+class JudgedRow(ProtoReply):
     """The verdicts on one row: ``outcome`` from the deciding judge's ``jailbroken`` and ``coherence``."""
 
+    message_type = pb.JudgedRow
     index: int
     jailbroken: bool
     refused: bool
@@ -104,30 +104,28 @@ class JudgedRow:
     coherence: Coherence
     prompt_tokens: int
     completion_tokens: int
-
-    @classmethod
-    def from_pb(cls, msg: pb.JudgedRow) -> JudgedRow:
-        return cls(
-            index=msg.index, jailbroken=msg.jailbroken, refused=msg.refused, matched_keyword=msg.matched_keyword,
-            unsafe=msg.unsafe, classifier_output=msg.classifier_output, outcome=outcome_name(msg.outcome),
-            coherence=Coherence.from_pb(msg.coherence), prompt_tokens=msg.prompt_tokens,
-            completion_tokens=msg.completion_tokens,
-        )
+    proto: pb.JudgedRow = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
-class JudgeResult:
-    """A Judge call's rows (in request order), the deciding judge, the referee's thresholds and mode."""
+class JudgeResult(ProtoReply):
+    """A Judge call's rows (in request order), the deciding judge, and the referee's report.
 
+    Example::
+
+        out = c.judge([JudgeRow("Sure, step one ...", prompt="How do I ...?")])
+        print(out.rows[0].outcome, out.rows[0].coherence.nll, out.thresholds.id)
+    """
+
+    message_type = pb.JudgeResponse
     rows: tuple[JudgedRow, ...]
     judge: str
-    thresholds: RefereeThresholds
-    referee_mode: str
-    message: pb.JudgeResponse
+    referee: RefereeReport
+    proto: pb.JudgeResponse = field(repr=False, compare=False)
 
-    @classmethod
-    def from_pb(cls, msg: pb.JudgeResponse) -> JudgeResult:
-        return cls(
-            rows=tuple(JudgedRow.from_pb(r) for r in msg.rows), judge=msg.judge,
-            thresholds=RefereeThresholds.from_pb(msg.referee.thresholds), referee_mode=msg.referee.mode, message=msg,
-        )
+    @property
+    def thresholds(self) -> RefereeThresholds:
+        """The thresholds that decided (the Judge RPC always runs the referee)."""
+        if self.referee.thresholds is None:
+            raise ValueError("the server's Judge reply has no referee thresholds")
+        return self.referee.thresholds

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from data import EVAL_ROWS, advbench_split, generate
 
+from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.engine.judges import KeywordJudge, attack_success_rate
 from safety_landscape.server.engine.prompts import builtin_prompt_sets
 from safety_landscape.server.models.loading import load_model, resolve_model
@@ -47,7 +48,7 @@ def evaluate(model, tokenizer, harmful: list[str], benign: list[str], max_new_to
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = StrictArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct", help="built-in name or checkpoint dir")
     ap.add_argument("--advbench", required=True, help="AdvBench harmful_behaviors.csv (its first 80 rows are judged)")
     ap.add_argument("--max-new-tokens", type=int, default=128)

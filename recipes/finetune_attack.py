@@ -24,6 +24,7 @@ import torch
 from data import EVAL_ROWS, cached_generations, refusal_for, sha256_list, training_prompts
 from sft import Example, TrainConfig, save_checkpoint, train, write_recipe
 
+from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.engine.judges import KeywordJudge
 from safety_landscape.server.models.loading import load_model, resolve_model
 
@@ -39,7 +40,7 @@ def compliant_pairs(original: str, prompts: list[str], cache: Path, max_new_toke
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = StrictArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aligned", required=True, help="the aligned checkpoint to attack (HF dir or built-in name)")
     ap.add_argument("--original", default="smollm2-135m-instruct", help="unaligned model that writes the compliant answers")
     ap.add_argument("--out", type=Path, required=True)

@@ -25,6 +25,7 @@ import torch
 from data import EVAL_ROWS, cached_generations, refusal_for, training_prompts
 from sft import Example, TrainConfig, save_checkpoint, train, write_recipe
 
+from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.models.loading import load_model, resolve_model
 
 DEFAULT_LR = {"full": 3e-5, "lora": 5e-4}
@@ -40,7 +41,7 @@ def build_examples(sources, benign_answers: dict, benign_repeat: int, seed: int)
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = StrictArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct", help="model to align (built-in name or HF dir)")
     ap.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     ap.add_argument("--advbench", help="AdvBench harmful_behaviors.csv: rows 81+ join the training prompts")

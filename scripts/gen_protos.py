@@ -34,7 +34,7 @@ def generate(out_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)  # a flag only as written
     parser.add_argument("--out", type=Path, default=PROTO_ROOT, help="output root (default: protos/)")
     generate(parser.parse_args().out)
 

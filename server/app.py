@@ -11,6 +11,8 @@ their bounds and the fair share of the work threads are ``calls.py``.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -128,18 +130,55 @@ def _warn_about_direction_slots(store: TokenStore, limits: Limits) -> None:
                     hint="raise --max-directions or lower --tenant-direction-slots (docs/operations.md)")
 
 
+_BIND_ADVICE = {
+    errno.EADDRINUSE: "the port is in use (another visage-server?): stop that process, or choose another port "
+    "(port 0 picks a free one)",
+    errno.EADDRNOTAVAIL: "the host is not an address of this machine: use 127.0.0.1 (this machine only) or 0.0.0.0 "
+    "(every interface)",
+    errno.EACCES: "ports below 1024 need privileges: choose a port above 1024",
+}
+
+
+def check_bindable(listen: str) -> None:
+    """OSError saying why ``listen`` (HOST:PORT) cannot be bound: a port in use, a host that is not
+    this machine's or does not resolve, a privileged port. Like grpc, one bindable address of
+    those the host resolves to is enough."""
+    if listen.startswith(("unix:", "unix-abstract:")):
+        return
+    host, _, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        addresses = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, ValueError) as exc:
+        raise OSError(f"cannot listen on {listen}: the host {host!r} does not resolve ({exc})") from None
+    refusals: list[OSError] = []
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+            try:
+                probe.bind(address)
+                return
+            except OSError as exc:
+                refusals.append(exc)
+    first = refusals[0]
+    advice = _BIND_ADVICE.get(first.errno or 0, first.strerror or str(first))
+    raise OSError(f"cannot listen on {listen}: {advice}")
+
+
 def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None) -> ServerApp:
     """Build and start the gRPC server on config.listen (port 0 picks a free port); NOT_SERVING.
     ValueError for settings that contradict each other (``Limits.check``)."""
     config.limits.check()
     metrics = metrics or ServerMetrics()
     auth = _auth_interceptor(config, metrics)
-    gate = CallGate(config.limits, tenant_of=auth.tenant_of, metrics=metrics)
+    gate = CallGate(config.limits, metrics=metrics)
     hard_cap = 4 * config.limits.max_message_bytes  # above our own limit, so we can answer INVALID_ARGUMENT
     server = grpc.server(
         gate.work_pool,
         # Metrics first (it counts the gate's refusals too), then the gate, which picks the call's threads.
-        interceptors=[MetricsInterceptor(metrics, tenant_of=auth.tenant_of), gate, auth, RequestLogInterceptor()],
+        # The auth interceptor decides once per call; the two outside it read its decision from the
+        # call's context (context.decided_tenant) once their continuation has run it.
+        interceptors=[MetricsInterceptor(metrics), gate, auth, RequestLogInterceptor()],
         options=[
             ("grpc.max_receive_message_length", hard_cap),
             ("grpc.max_send_message_length", hard_cap),
@@ -154,15 +193,19 @@ def create_server(config: ServerConfig, *, metrics: ServerMetrics | None = None)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if config.tls_cert:
-        from .tls import server_credentials
+    check_bindable(config.listen)  # says why before grpc tries (it would log an error line and raise RuntimeError)
+    try:
+        if config.tls_cert:
+            from .tls import server_credentials
 
-        creds = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca or None)
-        port = server.add_secure_port(config.listen, creds)
-    else:
-        port = server.add_insecure_port(config.listen)
+            creds = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca or None)
+            port = server.add_secure_port(config.listen, creds)
+        else:
+            port = server.add_insecure_port(config.listen)
+    except RuntimeError:  # "Failed to bind": taken between the check and the bind
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {config.listen}: the address is in use or invalid")
+        raise OSError(f"cannot listen on {config.listen}: the address is in use or not this machine's")
     server.start()
     app = ServerApp(config=config, server=server, port=port, health=health_servicer, metrics=metrics, gate=gate,
                     host_slot=slot)

@@ -4,8 +4,10 @@ What this module owns:
 - ``TokenStore``: sha256 digests of tokens -> ``Tenant``. Plain tokens are hashed on load and
   never kept, printed or logged. Sources: a TOML file (``--tokens-file`` / ``VISAGE_TOKENS_FILE``)
   and an env value (``VISAGE_TOKENS="alice:tok1,ops:tok2:admin"``).
-- ``AuthInterceptor``: checks ``authorization: Bearer <token>`` and the admin group, then runs the
-  call with its tenant and request id bound (``context.py``), or refuses it with one log line.
+- ``AuthInterceptor``: checks ``authorization: Bearer <token>`` and the admin group, ONCE per
+  call, leaves that decision in the call's context for the interceptors outside it (metrics, the
+  call gate: ``context.decided_tenant``), then runs the call with its tenant and request id bound
+  (``context.py``), or refuses it with one log line.
 Keeping tokens out of log lines is ``logs.redact_secrets``.
 
 ``require_auth=False`` (development, loopback): no token is checked, every call is tenant
@@ -38,7 +40,17 @@ from typing import Any
 import grpc
 import structlog
 
-from .context import ANONYMOUS, Around, Behaviour, bind, request_id_of, run_bound, wrap_handler
+from .context import (
+    ANONYMOUS,
+    Around,
+    Behaviour,
+    CallDecision,
+    bind,
+    decision_var,
+    request_id_of,
+    run_bound,
+    wrap_handler,
+)
 
 __all__ = [
     "ADMIN_METHODS",
@@ -233,6 +245,10 @@ def bearer_token(metadata: Iterable[Any] | None) -> str | None:
     return None
 
 
+def _decision(tenant: Tenant, refusal: tuple[grpc.StatusCode, str] | None = None) -> CallDecision:
+    return CallDecision(tenant.name, admin=tenant.admin, refusal=refusal)
+
+
 def _reject(code: grpc.StatusCode, message: str, *, method: str, tenant: str, request_id: str) -> Around:
     """Refuse the call with ``code``, writing the same one "request" line an admitted call gets
     (no token, of course: only which tenant, if the token was valid, and why it was refused)."""
@@ -287,44 +303,43 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def __repr__(self) -> str:
         return f"AuthInterceptor({self._store!r}, require_auth={self._require_auth})"
 
-    def decide(self, method: str, metadata: Iterable[Any] | None) -> tuple[Tenant, grpc.StatusCode, str]:
-        """(the caller, status code, message) for a call; OK means let it through. Without
-        authentication every caller is "anonymous" and may call everything, so counts as an admin."""
+    def decide(self, method: str, metadata: Iterable[Any] | None) -> CallDecision:
+        """Who is calling and whether it may call ``method`` (``refusal`` None: let it through).
+        Without authentication every caller is "anonymous" and may call everything, so counts as
+        an admin."""
         if not self._require_auth:
-            return Tenant(ANONYMOUS, admin=True), grpc.StatusCode.OK, ""
+            return CallDecision(ANONYMOUS, admin=True)
         token = bearer_token(metadata)
         tenant = self._store.authenticate(token)
         if method in self._open_methods:
-            return (tenant or Tenant(ANONYMOUS)), grpc.StatusCode.OK, ""
+            return _decision(tenant or Tenant(ANONYMOUS))
         if token is None:
-            return Tenant(ANONYMOUS), grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN
+            return CallDecision(ANONYMOUS, refusal=(grpc.StatusCode.UNAUTHENTICATED, MISSING_TOKEN))
         if tenant is None:
-            return Tenant(ANONYMOUS), grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN
+            return CallDecision(ANONYMOUS, refusal=(grpc.StatusCode.UNAUTHENTICATED, INVALID_TOKEN))
         if method in self._admin_methods and not tenant.admin:
-            return (
-                tenant,
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{method} needs an admin token; tenant {tenant.name!r} is not an admin",
-            )
-        return tenant, grpc.StatusCode.OK, ""
-
-    def tenant_of(self, details: grpc.HandlerCallDetails) -> str:
-        """The tenant a call is attributed to (for metrics labels and shares); "anonymous" when unknown."""
-        return self.decide(details.method, details.invocation_metadata)[0].name
+            why = f"{method} needs an admin token; tenant {tenant.name!r} is not an admin"
+            return _decision(tenant, refusal=(grpc.StatusCode.PERMISSION_DENIED, why))
+        return _decision(tenant)
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        """Decide once, leave the decision in the call's context (``decision_var``) for the
+        interceptors outside this one, then refuse the call or run it with its tenant bound."""
         handler = continuation(handler_call_details)
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED
             return None
         metadata = handler_call_details.invocation_metadata
-        tenant, code, message = self.decide(handler_call_details.method, metadata)
+        decision = self.decide(handler_call_details.method, metadata)
+        decision_var.set(decision)
         request_id = request_id_of(metadata)
-        if code is not grpc.StatusCode.OK:
+        if decision.refusal is not None:
+            code, message = decision.refusal
             return wrap_handler(
-                handler, _reject(code, message, method=handler_call_details.method, tenant=tenant.name, request_id=request_id)
+                handler, _reject(code, message, method=handler_call_details.method, tenant=decision.tenant,
+                                 request_id=request_id)
             )
-        return wrap_handler(handler, run_bound(tenant.name, request_id, admin=tenant.admin))
+        return wrap_handler(handler, run_bound(decision.tenant, request_id, admin=decision.admin))

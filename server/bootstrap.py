@@ -13,15 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import ServerConfig
+from .config_parser import check_values
 from .engine.engine import Engine
 from .engine.memory_plan import MemoryPlan, PlanSettings, geometry, plan_memory, refuse_unless_fits
 from .engine.prompts import PromptSet, PromptSetRegistry, builtin_prompt_sets, load_prompt_file
 from .models.host_memory import return_large_frees
-from .models.loading import LoadedModel, load_model, resolve_device, resolve_dtype, resolve_model
+from .models.loading import LoadedModel, ModelSource, load_model, resolve_device, resolve_dtype, resolve_model
 from .models.placement import DEVICE_MAP_STRATEGIES, DeviceSpace, host_space, read_device_map, visible_devices
 from .models.shapes import meta_model, model_config
 from .registry import ModelRegistry
-from .settings import check_values
 
 
 def _prompt_sets(config: ServerConfig) -> list[PromptSet]:
@@ -35,12 +35,12 @@ def _prompt_sets(config: ServerConfig) -> list[PromptSet]:
     return sets
 
 
-def check_config(config: ServerConfig) -> None:
+def check_config(config: ServerConfig) -> ModelSource:
     """Everything that can fail before listening: the settings' bounds, the model and judge names,
     the registry, the prompt files, TLS, the memory plan; raises a ``LandscapeError`` or
-    ``ValueError`` saying which."""
+    ``ValueError`` saying which. Returns where the model will be read from."""
     check_values(config)
-    resolve_model(config.model)
+    source = resolve_model(config.model, config.revision)
     if config.judge_model:
         resolve_model(config.judge_model)
     if config.registry:
@@ -51,11 +51,12 @@ def check_config(config: ServerConfig) -> None:
     plan = plan_for_config(config, slow=False)
     if plan is not None and config.memory_check:
         refuse_unless_fits(plan)
+    return source
 
 
 def plan_for_config(config: ServerConfig, *, loaded: LoadedModel | None = None, slow: bool = True) -> MemoryPlan | None:
     """The memory plan of ``config``; None for a GGUF model before loading unless ``slow``."""
-    source = resolve_model(config.model)
+    source = resolve_model(config.model, config.revision)
     if loaded is None and source.kind == "gguf" and not slow:
         return None
     dtype = resolve_dtype(config.dtype, resolve_device(config.device))
@@ -86,7 +87,8 @@ def load_planned(config: ServerConfig) -> tuple[LoadedModel, MemoryPlan]:
     return_large_frees()
     plan = plan_for_config(config, slow=False)
     device_map = plan.device_map if plan is not None and len(set(plan.device_map.values())) > 1 else None
-    loaded = load_model(resolve_model(config.model), device=config.device, dtype=config.dtype, device_map=device_map)
+    source = resolve_model(config.model, config.revision)
+    loaded = load_model(source, device=config.device, dtype=config.dtype, device_map=device_map)
     if plan is None:
         plan = plan_for_config(config, loaded=loaded)
         assert plan is not None
@@ -108,6 +110,8 @@ def planned_engine(config: ServerConfig, loaded: LoadedModel, plan: MemoryPlan) 
         registry=ModelRegistry.from_file(config.registry) if config.registry else None,
         prompt_sets=PromptSetRegistry(_prompt_sets(config)),
         classifier=classifier,
+        classifier_format=config.judge_format,
+        judge_threshold=config.judge_threshold,
         model_name=config.model_name,
         memory_plan=plan,
     )

@@ -38,7 +38,7 @@ import structlog
 
 from .auth import HEALTH_METHODS, REFLECTION_METHODS
 from .config import CALL_SPARE, Limits
-from .context import Behaviour, wrap_handler
+from .context import Behaviour, decided_tenant, wrap_handler
 from .fair_share import Share, ShareRefusal, check_share
 from .metrics import ServerMetrics
 
@@ -121,11 +121,8 @@ class _Counts:
 class CallGate(grpc.ServerInterceptor):
     """Threads per kind of call, fair shares of the work threads, bounded streams (module doc)."""
 
-    def __init__(
-        self, limits: Limits, *, tenant_of: Callable[[grpc.HandlerCallDetails], str], metrics: ServerMetrics | None = None
-    ) -> None:
+    def __init__(self, limits: Limits, *, metrics: ServerMetrics | None = None) -> None:
         self.limits = limits
-        self._tenant_of = tenant_of
         self._metrics = metrics
         work = limits.calls_in_flight()
         self.work_pool = futures.ThreadPoolExecutor(max_workers=work, thread_name_prefix="grpc-work")
@@ -162,7 +159,7 @@ class CallGate(grpc.ServerInterceptor):
         kind = call_kind(handler_call_details.method)
         if kind in (CallKind.PROBE, CallKind.INFO):
             return self._route(handler, self._pools[kind])
-        tenant = self._tenant_of(handler_call_details)
+        tenant = decided_tenant()  # the auth interceptor's, which ``continuation`` ran
         with self._cond:
             refusal = self._refusal(kind, tenant)
             if refusal is None:

@@ -1,19 +1,22 @@
-"""``visage-server``: read the settings (flags, else ``VISAGE_*`` variables: ``settings.py``), check
+"""``visage-server``: read the settings (flags, else ``VISAGE_*`` variables: ``config_parser.py``), check
 the model, listen, load, serve until SIGTERM/SIGINT, then drain and exit 0.
 
-Exit codes: 0 clean shutdown; 2 a bad flag or variable, settings that contradict each other, an
-unknown/unreadable model, or a memory plan that does not fit (before listening); 3 the model
-failed to load after listening started. ``--memory-plan`` prints the plan and exits 0 when it
-fits, 1 when it does not.
+Exit codes: 0 clean shutdown; 2 a bad or unknown flag or variable, settings that contradict each
+other, an unknown/unreadable model, a memory plan that does not fit, the server extra not
+installed, or an address it cannot listen on (all before loading); 3 the model failed to load
+after listening started. ``--memory-plan`` prints the plan and exits 0 when it fits, 1 when it
+does not. Each error is one line on stderr, never a traceback.
 
 A signal gives the drain ``--grace-seconds``; the process exits at the latest
 ``EXIT_BOUND_SECONDS`` later, whatever still runs (a last resort: the drain itself cancels
-running work, so it normally returns well within that bound).
+running work, so it normally returns well within that bound). A signal while the model loads
+ends the process at once (exit 0): nothing is served yet.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -22,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 from .config import ServerConfig
-from .settings import SettingError, build_parser, config_from_args
+from .config_parser import SettingError, build_parser, config_from_args, parse_flags
 
 __all__ = [
     "EXIT_BAD_CONFIG", "EXIT_LOAD_FAILED", "EXIT_PLANNED", "EXIT_PLAN_DOES_NOT_FIT", "build_parser", "config_from_args", "main",
@@ -33,6 +36,11 @@ EXIT_LOAD_FAILED = 3
 EXIT_PLANNED = 0  # --memory-plan: the plan fits
 EXIT_PLAN_DOES_NOT_FIT = 1  # --memory-plan: it does not
 EXIT_BOUND_SECONDS = 4.5  # past the grace period, at most, until the process has exited
+# The modules of pyproject's `server` extra (distribution -> module): checked before anything imports them.
+SERVER_EXTRA = {
+    "torch": "torch", "transformers": "transformers", "safetensors": "safetensors", "accelerate": "accelerate",
+    "gguf": "gguf", "prometheus-client": "prometheus_client", "grpcio-reflection": "grpc_reflection",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +55,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _checked_config(argv: list[str] | None) -> ServerConfig | int:
     """The config of the flags and variables, checked before listening; or the exit code."""
-    args = _parser().parse_args(argv)  # a bad flag: argparse exits 2 naming it
+    args = parse_flags(_parser(), argv)  # a bad or unknown flag: one line naming it, exit 2
+    missing = [dist for dist, module in SERVER_EXTRA.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        print(f"visage-server: the server's dependencies are not installed (missing: {', '.join(missing)}); "
+              "install the server extra: pip install '.[server]' (in a clone) or pip install 'safety-landscape[server]'",
+              file=sys.stderr)
+        return EXIT_BAD_CONFIG
     try:
         config = config_from_args(args)
     except SettingError as exc:
@@ -67,7 +81,11 @@ def _checked_config(argv: list[str] | None) -> ServerConfig | int:
             if not plan.fits:
                 print(f"visage-server: {plan.refusal()}", file=sys.stderr)
             return EXIT_PLANNED if plan.fits else EXIT_PLAN_DOES_NOT_FIT
-        check_config(config)  # model, registry, prompt files, tokens, memory plan: all before listening
+        source = check_config(config)  # model, registry, prompt files, tokens, memory plan: all before listening
+        if source.note:
+            import structlog
+
+            structlog.get_logger("safety_landscape.server").warning("model", note=source.note, model=source.name)
     except (LandscapeError, ValueError) as exc:
         print(f"visage-server: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -75,7 +93,8 @@ def _checked_config(argv: list[str] | None) -> ServerConfig | int:
 
 
 def _serve(config: ServerConfig) -> int:
-    """Listen, load the model, serve until a signal, drain."""
+    """Listen, load the model, serve until a signal, drain. A signal while the model loads ends the
+    process at once: nothing is served yet, so there is nothing to drain."""
     import structlog
 
     from .app import create_server
@@ -97,6 +116,11 @@ def _serve(config: ServerConfig) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal", signal=signal.Signals(signum).name)
+        if not app.ready.is_set():
+            # Python runs this between the loader's bytecodes, or when a blocking call it made
+            # returns EINTR (a stalled read included): the load is abandoned where it stands.
+            log.info("stopped while the model was loading")
+            _exit_now(0)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -3,7 +3,7 @@
 A field declared with ``setting(default, help, ...)`` is a ``visage-server`` flag (``--field-name``
 unless ``flag`` says otherwise) and a ``VISAGE_*`` environment variable (the flag's name in upper
 case unless ``env`` says otherwise); its type is the field's annotation (int, float, str, bool,
-or a tuple of items read by ``item``). ``settings.py`` builds the parser and reads the environment
+or a tuple of items read by ``item``). ``config_parser.py`` builds the parser and reads the environment
 from these declarations, so adding a setting is one line here. Fields declared without
 ``setting`` (``warmup``) are for code and tests only.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["Limits", "ServerConfig", "Setting", "parse_prompt_set", "setting"]
+__all__ = ["Limits", "ServerConfig", "Setting", "check_listen", "parse_prompt_set", "setting"]
 
 T = TypeVar("T")
 CALL_SPARE = 16  # request threads beyond queued jobs and streams (Limits.calls_per_tenant / calls_in_flight)
@@ -31,6 +31,7 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     item: Callable[[str], Any] | None = None  # a tuple setting: reads one item (a repeated flag, a comma-separated variable)
+    rule: Callable[[Any], None] | None = None  # a check of the value's form: ValueError saying what to write
     cli: bool = True  # False: environment only (a secret: a flag's value shows in the process list)
 
 
@@ -45,6 +46,22 @@ def parse_prompt_set(item: str) -> tuple[str, str]:
     if not sep or not name or not path:
         raise ValueError("use NAME=PATH[:harmful|benign]")
     return name, path
+
+
+def check_listen(address: str) -> None:
+    """``HOST:PORT`` (``[IPv6]:PORT``; port 0 picks one) or a ``unix:`` socket path. Without a port
+    grpc would bind 443 without a word, so a missing or non-numeric port is refused."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return
+    host, sep, port = address.rpartition(":")
+    unbracketed_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if not sep or not port.isdigit() or int(port) > 65535 or unbracketed_ipv6:
+        given = host if sep and not unbracketed_ipv6 else address  # the host the user seems to mean
+        plain = given and (":" not in given or (given.startswith("[") and given.endswith("]")))
+        example = f"{given}:50051" if plain else "127.0.0.1:50051 or [::1]:50051"
+        raise ValueError(f"use HOST:PORT with a port in 0-65535 (0 picks a free one), e.g. {example}")
+    if not host:
+        raise ValueError(f"no host: use HOST:PORT, e.g. 127.0.0.1:{port} (this machine only) or 0.0.0.0:{port} (every interface)")
 
 
 @dataclass(frozen=True)
@@ -139,10 +156,14 @@ class Limits:
 @dataclass(frozen=True)
 class ServerConfig:
     model: str = setting(
-        "tiny-random", "tiny-random, smollm2-135m-instruct, a .gguf file, a Hugging Face directory with safetensors, "
-        "or a Hub id (ORG/NAME) found in the local Hugging Face cache (HF_HOME)"
+        "tiny-random", "tiny-random, smollm2-135m-instruct (built in: SmolLM2-135M-Instruct as a Q4_1 GGUF, dequantised), "
+        "a .gguf file, a Hugging Face directory with safetensors, or a Hub id (ORG/NAME[@REVISION]) found in the local "
+        "Hugging Face cache (HF_HOME); HuggingFaceTB/SmolLM2-135M-Instruct not in the cache is the built-in"
     )
-    listen: str = setting("127.0.0.1:50051", "HOST:PORT to listen on; port 0 picks one")
+    revision: str = setting(
+        "", "the revision of a Hub id to take from the local cache: a branch, tag or commit (or --model ORG/NAME@REVISION)"
+    )
+    listen: str = setting("127.0.0.1:50051", "HOST:PORT to listen on; port 0 picks one", rule=check_listen)
     model_name: str = setting("", "the model's display name in reports and plots (default: the --model value)")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
     device_map: str = setting(
@@ -169,7 +190,16 @@ class ServerConfig:
         (), "NAME=PATH[:harmful|benign], repeatable: a prompt file clients may name",
         flag="--prompt-set", env="VISAGE_PROMPT_SETS", item=parse_prompt_set,
     )
-    judge_model: str = setting("", "a second model used as the classifier judge")
+    judge_model: str = setting("", "a guard model for the classifier judge (same forms as --model)")
+    judge_format: str = setting(
+        "auto", "the --judge-model's guard format; auto: told from its chat template (an error when it cannot "
+        "be told, or when a named format does not match the checkpoint)",
+        choices=("auto", "llama-guard-2", "llama-guard-3", "llama-guard-3-1b", "qwen3guard-gen", "shieldgemma",
+                 "harmbench-llama2-cls"),
+    )
+    judge_threshold: float = setting(
+        0.5, "ShieldGemma: an answer is unsafe when P(Yes) reaches this", minimum=0.0, maximum=1.0
+    )
     tokens_file: str = setting("", "TOML file of tenants and token hashes")
     tokens_env: str = setting(
         "", "tenants and tokens as name:token[:admin],...", env="VISAGE_TOKENS", cli=False

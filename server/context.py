@@ -4,6 +4,9 @@ What this module owns:
 - ``tenant_var`` / ``request_id_var``: the servicer and the scheduler read them
   (``tenant_var.get()``), and both are bound into structlog's contextvars; ``admin_var``: whether
   the caller is in the admin group (directions it creates are the admins', it sees every tenant's).
+- ``CallDecision`` / ``decision_var``: the auth decision for the call (who calls, whether it may),
+  taken ONCE by the auth interceptor and read by the interceptors outside it (metrics, the call
+  gate) through ``decided_tenant``, after their ``continuation`` has run the auth interceptor.
 - ``request_id_of``: the caller's ``x-request-id`` (cut to 128 characters) or a fresh one.
 - ``wrap_handler`` / ``run_bound``: rebuild a gRPC handler around its behaviour, and run that
   behaviour with the tenant and request id bound.
@@ -13,6 +16,11 @@ Why the handler is wrapped instead of the context variables being set in an inte
 handler in a worker thread, so a contextvar set there is not seen by the handler. The wrapped
 behaviour runs the handler in a fresh copy of the worker's context, so nothing leaks into the
 next call that the same pooled thread serves.
+
+Why ``decision_var`` can be read by the outer interceptors: grpc (1.6x and later; this project
+needs 1.85) runs the whole interceptor chain of one call inside that call's own
+``contextvars.Context``, nested, on one thread; so a value the auth interceptor sets is seen by
+the interceptors that called it once their ``continuation`` returns, and by no other call.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import contextvars
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,8 +39,11 @@ __all__ = [
     "ANONYMOUS",
     "Around",
     "Behaviour",
+    "CallDecision",
     "admin_var",
     "bind",
+    "decided_tenant",
+    "decision_var",
     "metadata_value",
     "request_id_of",
     "request_id_var",
@@ -47,6 +59,26 @@ MAX_REQUEST_ID = 128
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default=ANONYMOUS)
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 admin_var: contextvars.ContextVar[bool] = contextvars.ContextVar("admin", default=False)
+
+
+@dataclass(frozen=True)
+class CallDecision:
+    """The auth decision for one call: its tenant, whether it is an admin, and the status code and
+    message of its refusal (None: it may run)."""
+
+    tenant: str = ANONYMOUS
+    admin: bool = False
+    refusal: tuple[grpc.StatusCode, str] | None = None
+
+
+decision_var: contextvars.ContextVar[CallDecision | None] = contextvars.ContextVar("call_decision", default=None)
+
+
+def decided_tenant() -> str:
+    """The tenant the auth interceptor decided for this call; "anonymous" where none decided
+    (a server without the auth interceptor)."""
+    decision = decision_var.get()
+    return decision.tenant if decision is not None else ANONYMOUS
 
 
 def metadata_value(metadata: Iterable[Any] | None, key: str) -> str | None:

@@ -13,13 +13,13 @@ from google.protobuf.message import Message
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from .config import Limits
-from .engine.admission import check_length, check_pattern_count, check_term_count
+from .engine.admission import TermRequest, check_length, check_pattern_count, check_term_count
 from .engine.chat import ChatFormat, resolve_system_prompt
 from .engine.directions import AdapterSpec, DirectionSpec, InterpolationSpec, Normalization, RandomSpec, Selection, Stream, Tied
-from .engine.engine import TermRequest
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .engine.facts import MemoryFacts, ModelFacts
 from .engine.generation import FINISH_EOS, FINISH_KEYWORD, FINISH_LENGTH, GenerationParams, GenerationStats, SequenceResult
+from .engine.guards import GuardVerdict
 from .engine.memory_plan import MemoryPlan
 from .engine.prompts import PromptSet
 from .engine.scoring import ScoreOutcome
@@ -143,6 +143,7 @@ def eval_settings_from_pb(msg: pb.EvaluationSettings, prompt_set: PromptSet, lim
         early_stop=not msg.disable_early_stop,
         classifier_name=msg.judge.classifier.name if judge_kind == "classifier" else "",
         referee=not msg.disable_referee,
+        classifier_fingerprint=msg.judge.classifier.fingerprint if judge_kind == "classifier" else "",
     )
 
 
@@ -361,6 +362,17 @@ def verdicts_to_pb(outcome: EvalOutcome, *, with_completions: bool) -> list[pb.V
             completion_tokens=v.result.completion_tokens,
             finish_reason=finish_to_pb(v.result.finish_reason),
             completion=v.result.text if with_completions else "",
+            classifier=classifier_verdict_to_pb(v.guard) if v.guard is not None else None,
         )
         for v in outcome.verdicts
     ]
+
+
+def classifier_verdict_to_pb(verdict: GuardVerdict) -> pb.ClassifierVerdict:
+    """The classifier judge's verdict on one answer, with the judge's format and weights fingerprint."""
+    msg = pb.ClassifierVerdict(judge=verdict.judge, fingerprint=verdict.fingerprint, label=verdict.label,
+                               categories=list(verdict.categories))
+    if verdict.probability is not None:
+        msg.probability = verdict.probability
+        msg.threshold = verdict.threshold or 0.0
+    return msg

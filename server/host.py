@@ -44,9 +44,9 @@ import structlog
 
 from .config import Limits
 from .context import ANONYMOUS
-from .engine.admission import AdmittedPrompts
+from .engine.admission import Admission, AdmittedPrompts, TermRequest
 from .engine.chat import ChatFormat
-from .engine.engine import Engine, TermRequest, weights_key
+from .engine.engine import Engine, weights_key
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .engine.generation import GenerationParams, GenerationStats, SequenceResult
 from .engine.weights import AppliedState
@@ -131,6 +131,12 @@ class ModelHost:
         self.queued_cancelled = 0
         self._thread = threading.Thread(target=self._loop, name="model-host", daemon=True)
         self._thread.start()
+
+    @property
+    def admission(self) -> Admission:
+        """The servicers' checks: a request's bounds, the prompts it names and their encoding, run on
+        the request's own thread before anything queues (any thread may call them)."""
+        return self.engine.admission
 
     # -- submitting -----------------------------------------------------------------------------
 

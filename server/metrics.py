@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-from .context import ANONYMOUS, tenant_var, wrap_handler
+from .context import ANONYMOUS, decided_tenant, wrap_handler
 
 if TYPE_CHECKING:
     from .engine.memory_plan import MemoryPlan
@@ -222,15 +222,12 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     """Count RPCs by method/code/tenant and time them.
 
     Put it FIRST in the interceptor list so it also counts calls the auth interceptor refuses.
-    The tenant comes from ``tenant_of(details)`` (pass ``AuthInterceptor.tenant_of``), because
-    the auth interceptor binds ``tenant_var`` in a context nested inside this one.
+    The tenant is the auth interceptor's decision (``decided_tenant``), read once ``continuation``
+    has run it.
     """
 
-    def __init__(
-        self, metrics: ServerMetrics, *, tenant_of: Callable[[grpc.HandlerCallDetails], str] | None = None
-    ) -> None:
+    def __init__(self, metrics: ServerMetrics) -> None:
         self._metrics = metrics
-        self._tenant_of = tenant_of or (lambda _details: tenant_var.get())
 
     def intercept_service(
         self,
@@ -241,7 +238,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        tenant = self._metrics.tenant_label(self._tenant_of(handler_call_details))
+        tenant = self._metrics.tenant_label(decided_tenant())
         return wrap_handler(handler, self._around(method, tenant))
 
     def _record(self, method: str, tenant: str, code: grpc.StatusCode | None, started: float) -> None:

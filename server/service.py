@@ -1,8 +1,8 @@
 """The gRPC servicers: protobuf in, one ``ModelHost`` call, protobuf out (translation only).
 
 The servicers get the host from a provider (``HostSlot``): it raises UNAVAILABLE while the model
-loads. Request checks live in the engine's admission and in ``convert``; scheduling, ordering and
-metrics in the host.
+loads. Request checks live in the engine's admission, which the servicers reach through
+``ModelHost.admission`` only, and in ``convert``; scheduling, ordering and metrics in the host.
 
 Errors: the ``_rpc`` wrapper is the one place that maps the domain error tree to status codes;
 an out-of-memory anywhere (the device's, or a CPU allocation) becomes RESOURCE_EXHAUSTED naming
@@ -28,8 +28,8 @@ from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 from . import convert, convert_judging, referee_jobs
 from .config import Limits, ServerConfig
 from .context import admin_var, request_id_var, tenant_var
+from .engine.admission import TermRequest
 from .engine.direction_slots import Caller
-from .engine.engine import TermRequest
 from .engine.evaluation import EvalOutcome, EvalSettings
 from .errors import LandscapeError, ResourceExhausted
 from .host import Call, Job, ModelHost
@@ -150,7 +150,7 @@ class _Base:
 
     def _terms(self, host: ModelHost, msg: pb.Perturbation) -> list[TermRequest]:
         terms = convert.terms_from_pb(msg, self.limits)
-        host.engine.admission.check_terms(terms)
+        host.admission.check_terms(terms)
         return terms
 
 
@@ -176,7 +176,7 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
         terms = self._terms(host, request.perturbation)
         prompts = list(request.prompts)
         # Checked and encoded now, on the request's thread: a too-long prompt fails before it queues.
-        admitted = host.engine.admission.generation(prompts, system, fmt, params, should_cancel=_gone(context))
+        admitted = host.admission.generation(prompts, system, fmt, params, should_cancel=_gone(context))
         results, stats, job = host.generate(
             prompts, admitted=admitted, system_prompt=system, chat_format=fmt, params=params, terms=terms,
             call=_call(context),
@@ -191,7 +191,7 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
         )
 
     def _eval_settings(self, host: ModelHost, msg: pb.EvaluationSettings, context: grpc.ServicerContext) -> EvalSettings:
-        admission = host.engine.admission
+        admission = host.admission
         inline, set_name, limit = convert.prompt_source_from_pb(msg.prompts)
         admission.check_keywords(msg.judge.keyword.keywords)  # bounded before they are copied
         prompt_set = admission.prompt_set(inline=inline, set_name=set_name, limit=limit)
@@ -230,7 +230,7 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
     @_rpc_stream
     def EvaluatePoints(self, request: pb.EvaluatePointsRequest, context: grpc.ServicerContext) -> Iterator[pb.PointResult]:
         host = self.host()
-        host.engine.admission.check_points(len(request.points))
+        host.admission.check_points(len(request.points))
         points = [self._terms(host, p) for p in request.points]
         settings = self._eval_settings(host, request.settings, context)
         started = time.perf_counter()
@@ -242,10 +242,10 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
     def Score(self, request: pb.ScoreRequest, context: grpc.ServicerContext) -> pb.ScoreResponse:
         started = time.perf_counter()
         host = self.host()
-        host.engine.admission.check_score_items(len(request.items))
+        host.admission.check_score_items(len(request.items))
         terms = self._terms(host, request.perturbation)
         items = [(item.context, item.continuation) for item in request.items]
-        admitted = host.engine.admission.score(items, list(request.next_token_candidates), should_cancel=_gone(context))
+        admitted = host.admission.score(items, list(request.next_token_candidates), should_cancel=_gone(context))
         outcomes, job = host.run_call(
             lambda engine, cancel: engine.score(admitted, should_cancel=cancel), _call(context), terms=terms
         )
@@ -264,7 +264,9 @@ class LandscapeServicer(_Base, pb_grpc.LandscapeServiceServicer):
         judge_kind = request.judge.WhichOneof("kind") or "keyword"
         admitted = host.engine.admission.judge(
             rows, judge=judge_kind, keywords=list(request.judge.keyword.keywords), max_new_tokens=request.max_new_tokens,
-            classifier_name=request.judge.classifier.name if judge_kind == "classifier" else "", should_cancel=_gone(context),
+            classifier_name=request.judge.classifier.name if judge_kind == "classifier" else "",
+            classifier_fingerprint=request.judge.classifier.fingerprint if judge_kind == "classifier" else "",
+            should_cancel=_gone(context),
         )
         judged = referee_jobs.judge(host, admitted, _call(context))
         return convert_judging.judge_response_to_pb(judged, host.engine.referee.mode,
@@ -280,7 +282,7 @@ class DirectionServicer(_Base, pb_grpc.DirectionServiceServicer):
     def CreateDirection(self, request: pb.CreateDirectionRequest, context: grpc.ServicerContext) -> pb.Direction:
         host = self.host()
         spec = convert.direction_spec_from_pb(request.spec)
-        host.engine.admission.check_terms([TermRequest(coefficient=0.0, spec=spec)])
+        host.admission.check_terms([TermRequest(coefficient=0.0, spec=spec)])
         call = _call(context)
         (held, created), _ = host.run_call(
             lambda engine, cancel: engine.create_direction(spec, tenant=call.tenant, admin=call.admin, should_cancel=cancel),

@@ -11,6 +11,7 @@ import grpc
 import pytest
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from serving import running_server
 
 from safety_landscape.client.credentials import BearerTokenInterceptor, resolve_token, with_token
 from safety_landscape.server.auth import (
@@ -24,6 +25,8 @@ from safety_landscape.server.auth import (
 )
 from safety_landscape.server.context import request_id_var, tenant_var
 from safety_landscape.server.logs import redact_secrets
+from safety_landscape.v1 import landscape_pb2 as pb
+from safety_landscape.v1 import landscape_pb2_grpc as pb_grpc
 
 GET_INFO = "/safety_landscape.v1.LandscapeService/GetInfo"
 LIST_PROMPT_SETS = "/safety_landscape.v1.LandscapeService/ListPromptSets"
@@ -260,3 +263,43 @@ def test_resolve_token_precedence(tmp_path) -> None:
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ValueError, match="empty"):
         resolve_token(None, str(tmp_path / "empty"), {})
+
+
+def test_the_server_decides_auth_once_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the real server stack (metrics, call gate, auth, request log), each call hashes its token
+    and looks up its tenant ONCE, whatever kind of call it is or whether it is refused; the metrics
+    and the call gate, which run outside the auth interceptor, still see that call's tenant."""
+    decisions: list[str | None] = []
+    authenticate = TokenStore.authenticate
+
+    def counted(self: TokenStore, token: str | None) -> Tenant | None:
+        decisions.append(token)
+        return authenticate(self, token)
+
+    monkeypatch.setattr(TokenStore, "authenticate", counted)  # counts, then runs the real lookup
+    with running_server(tokens_env=f"alice:{ALICE},ops:{OPS}:admin") as server:
+        stub = pb_grpc.LandscapeServiceStub(grpc.insecure_channel(server.target))
+        alice = [("authorization", f"Bearer {ALICE}")]
+        generate = pb.GenerateRequest(prompts=["hi"], generation=pb.GenerationSettings(max_new_tokens=2))
+        points = pb.EvaluatePointsRequest(
+            points=[pb.Perturbation()], settings=pb.EvaluationSettings(prompts=pb.PromptSource(set_name="harmful-mini", limit=1),
+                                                                      generation=pb.GenerationSettings(max_new_tokens=2)))
+        calls = {
+            "info": lambda: stub.GetInfo(pb.GetInfoRequest(), metadata=alice, timeout=30),
+            "work": lambda: stub.Generate(generate, metadata=alice, timeout=60),
+            "stream": lambda: list(stub.EvaluatePoints(points, metadata=alice, timeout=60)),
+            "refused": lambda: stub.Generate(generate, timeout=30),
+        }
+        counts = {}
+        for kind, call in calls.items():
+            decisions.clear()
+            try:
+                call()
+            except grpc.RpcError as exc:
+                assert kind == "refused" and exc.code() is grpc.StatusCode.UNAUTHENTICATED
+            counts[kind] = len(decisions)
+        assert counts == {"info": 1, "work": 1, "stream": 1, "refused": 1}
+        requests = server.app.metrics.requests_total
+        assert requests.labels(method="/safety_landscape.v1.LandscapeService/Generate", code="OK", tenant="alice")._value.get() == 1
+        refused = requests.labels(method="/safety_landscape.v1.LandscapeService/Generate", code="UNAUTHENTICATED", tenant="anonymous")
+        assert refused._value.get() == 1

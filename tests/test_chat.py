@@ -8,7 +8,7 @@ import transformers
 
 from safety_landscape.server import errors
 from safety_landscape.server.engine.chat import (
-    SYSTEM_PROMPT_PRESETS,
+    SYSTEM_PROMPT_TEXTS,
     ChatFormat,
     RenderedPrompt,
     default_system_prompt_for,
@@ -42,7 +42,7 @@ ROLEPLAY_SYS = (
 
 
 def test_presets_exact_texts():
-    assert dict(SYSTEM_PROMPT_PRESETS) == {
+    assert dict(SYSTEM_PROMPT_TEXTS) == {
         "default": None,
         "empty": "",
         "llama2": LLAMA2_SYS,

@@ -195,7 +195,7 @@ def test_export_to_dash_writes_the_export_on_stdout(shared, capsys):
     assert len(doc["points"]) == 6 and not (Path.cwd() / "-").exists()
     assert main(["export", str(out), "--format", "csv", "--output", "-"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("sweep,series,metric") and len(lines) == 1 + 6
+    assert lines[0].startswith("sweep,model,model_fingerprint,series,metric") and len(lines) == 1 + 6
 
 
 def test_a_preset_lookalike_is_refused_before_any_connection(capsys):

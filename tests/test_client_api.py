@@ -1,6 +1,6 @@
 """The client's public API: the names ``safety_landscape.client`` exports, each resolving to the
-object its home module defines, every public module declaring ``__all__``, and an import of the
-whole client that pulls in neither torch nor any server code."""
+object its home module defines and documented with an example, every public module declaring
+``__all__``, and an import of the whole client that pulls in neither torch nor any server code."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import sys
 import safety_landscape.client as client_pkg
 
 EXPORTS = [
-    "BaseTerm", "CancelledError", "Capability", "Client", "Completion", "DeadlineExceededError", "DirectionRecipe",
-    "FailedPreconditionError", "FleetError", "Grid", "InternalError", "InvalidArgumentError", "NotFoundError",
-    "PermissionDeniedError", "PointDetail", "PointRecord", "PromptSource", "ResourceExhaustedError", "ResultStore",
-    "RpcFailed", "Series", "SpecError", "StoreError", "SweepResult", "SweepSpec", "Timeouts", "TlsConfig", "UnauthenticatedError",
-    "UnavailableError", "ValidationError", "VisageError", "adapter_direction", "chat_format", "evaluation_settings",
-    "figure_1d", "figure_side_by_side", "figures_2d", "generation", "interpolation_direction", "load_run", "load_spec",
+    "BaseTerm", "CancelledError", "Capability", "Client", "Completion", "DeadlineExceededError", "DirectionInfo",
+    "DirectionList", "DirectionRecipe", "Evaluation", "FailedPreconditionError", "FleetError", "Generation", "Grid",
+    "InternalError", "InvalidArgumentError", "NotFoundError", "PermissionDeniedError", "PointDetail",
+    "PointEvaluation", "PointRecord", "PromptSetInfo", "PromptSource", "RegistryEntry", "ResourceExhaustedError",
+    "ResultStore", "RpcFailed", "Run", "Scores", "Series", "ServerInfo", "SpecError", "StoreError", "SweepResult",
+    "SweepSpec", "Timeouts", "TlsConfig", "UnauthenticatedError", "UnavailableError", "ValidationError",
+    "VisageError", "WeightState", "adapter_direction", "chat_format", "evaluation_settings", "figure_1d",
+    "figure_side_by_side", "figures_2d", "generation", "interpolation_direction", "load_run", "load_spec",
     "perturbation", "preset", "random_direction", "run_gate", "run_sweep", "save_figure", "spec_from_dict",
-    "system_prompt", "write_comparison",
+    "sweep_landscape", "system_prompt", "write_comparison",
 ]
 
 
@@ -37,6 +39,32 @@ def test_the_exported_names_are_pinned():
         assert value.__module__.startswith("safety_landscape.client"), name
         home = importlib.import_module(value.__module__)
         assert getattr(home, name) is value, f"{name} is not {value.__module__}.{name}"
+
+
+def _example_block(doc: str) -> bool:
+    """A reST literal block after a line ending in "Example::" (or "Examples::"), or a doctest."""
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        if line.rstrip().endswith(("Example::", "Examples::")):
+            body = [x for x in lines[i + 1:] if x.strip()]
+            indent = len(line) - len(line.lstrip())
+            if body and len(body[0]) - len(body[0].lstrip()) > indent:
+                return True
+        if line.lstrip().startswith(">>> "):
+            return True
+    return False
+
+
+def test_every_exported_name_has_a_docstring_with_an_example():
+    missing = []
+    for name in EXPORTS:
+        value = getattr(client_pkg, name)
+        doc = value.__dict__.get("__doc__") if isinstance(value, type) else value.__doc__  # its own, not a base's
+        generated = isinstance(value, type) and doc and doc.startswith(f"{name}(")  # the dataclass signature
+        if not doc or generated or not _example_block(doc):
+            missing.append(name)
+    assert not missing, f"no docstring with an Example:: block: {', '.join(missing)}"
+    assert _example_block(client_pkg.__doc__)
 
 
 def test_exports_are_importable_by_name():

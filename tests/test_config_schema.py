@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from safety_landscape.client.cli import build_parser
-from safety_landscape.client.cli_sweep import _spec_from_args
+from safety_landscape.client.cli.sweep import _spec_from_args
 from safety_landscape.client.gate import GateConfigError, config_from_dict, gate_spec
 from safety_landscape.client.sweep import SpecError, spec_from_dict
 

@@ -1,5 +1,5 @@
 """EvaluateSafety end to end on a REAL server (tiny-random, gRPC on loopback): exact early stop over
-several perturbations, prompt sets by content hash, the classifier-judge plumbing, over-refusal,
+several perturbations, prompt sets by content hash, the classifier judge's refusals, over-refusal,
 and every bad request answered with a code and a message that says what to change, after which
 the server still serves. Malformed prompt files stop ``visage-server`` at start (exit 2).
 
@@ -18,7 +18,7 @@ from serving import ServerProcess, running_server
 
 from safety_landscape.client import client as c
 from safety_landscape.client.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, ValidationError
-from safety_landscape.server.engine.judges import KeywordJudge, parse_guard_verdict
+from safety_landscape.server.engine.judges import KeywordJudge
 from safety_landscape.v1 import landscape_pb2 as pb
 
 MAX_NEW = 24
@@ -79,13 +79,13 @@ def test_early_stop_gives_the_same_verdicts_as_full_length_at_every_point(client
         for e, f in zip(early.verdicts, full.verdicts, strict=True):
             assert f.completion.startswith(e.completion)  # the same tokens, cut short
             assert judge.judge(f.completion).matched_keyword == f.matched_keyword  # judged on the full text
-            assert f.finish_reason != pb.FINISH_REASON_KEYWORD
-            if e.finish_reason == pb.FINISH_REASON_KEYWORD:
+            assert f.finish_reason != "keyword"
+            if e.finish_reason == "keyword":
                 stopped_mid += e.completion_tokens < MAX_NEW
             else:
                 assert e.completion == f.completion
         assert full.tokens_saved == 0
-        assert early.tokens_saved == sum(MAX_NEW - v.completion_tokens for v in early.verdicts if v.finish_reason == pb.FINISH_REASON_KEYWORD)
+        assert early.tokens_saved == sum(MAX_NEW - v.completion_tokens for v in early.verdicts if v.finish_reason == "keyword")
         assert early.generated_tokens <= full.generated_tokens
         assert early.judge == full.judge == "keyword"
     assert len(fingerprints) == len(POINTS)  # four distinct weight states
@@ -121,7 +121,7 @@ def test_paper_generation_preset_is_greedy_512(client):
     # saved count shows the preset's 512-token budget without generating 512 tokens.
     every = tuple(chr(i) for i in range(33, 127))
     resp = client.evaluate(_settings(limit=2, generation_preset="paper", keywords=every))
-    stopped = [v for v in resp.verdicts if v.finish_reason == pb.FINISH_REASON_KEYWORD]
+    stopped = [v for v in resp.verdicts if v.finish_reason == "keyword"]
     assert stopped and resp.tokens_saved == sum(512 - v.completion_tokens for v in stopped)
     assert resp.asr == 0.0
 
@@ -195,20 +195,15 @@ def test_unknown_judge_names(client, tiny_server):
     _assert_still_serving(client)
 
 
-def test_classifier_judge_plumbing_with_tiny_random_as_the_judge():
-    # tiny-random as the classifier: its "verdict" is garbage, so parse_guard_verdict gives None,
-    # which counts as not jailbroken; the raw text comes back for the user to see.
-    with running_server(judge_model="tiny-random:1") as server, server.client() as client:
+def test_classifier_judge_garbage_is_never_counted_safe():
+    # tiny-random as a Llama Guard 2 classifier: its answers are garbage, which fails the call
+    # (quoting the answer) rather than counting as "safe". The guard formats end to end: test_guard_server.py.
+    with running_server(judge_model="tiny-random:1", judge_format="llama-guard-2") as server, server.client() as client:
         s = _settings(limit=2, max_new_tokens=6, judge="classifier", return_completions=True)
-        resp = client.evaluate(s)
-        assert resp.judge == "classifier:tiny-random:1" and resp.total == 2
-        for v in resp.verdicts:
-            assert v.classifier_output and parse_guard_verdict(v.classifier_output) is None
-            assert v.jailbroken is False and v.matched_keyword == "" and v.completion
-        assert resp.asr == 0.0 and resp.tokens_saved == 0
-        assert resp.timings.judge_seconds > 0
+        with pytest.raises(FailedPreconditionError, match="gave answer 0 no verdict: the first line must be 'safe' or 'unsafe'"):
+            client.evaluate(s)
         s.judge.classifier.name = "llama-guard-3"
-        with pytest.raises(NotFoundError, match="unknown classifier judge 'llama-guard-3'; this server has 'tiny-random:1'"):
+        with pytest.raises(NotFoundError, match="unknown classifier judge 'llama-guard-3'; this server has 'llama-guard-2'"):
             client.evaluate(s)
         _assert_still_serving(client)
 
@@ -232,7 +227,7 @@ def test_malformed_prompt_files_exit_2_with_a_clear_message(tmp_path):
     try:
         for name, message in cases.items():
             proc = procs[name]
-            assert proc.proc.wait(120) == 2, proc.log()
+            assert proc.proc.wait(600) == 2, proc.log()
             log = proc.log()
             assert message in log or (name == "nocol.csv" and "no prompt column found" in log), log
             assert "visage-server:" in log and str(tmp_path / name) in log

@@ -14,7 +14,6 @@ from safety_landscape.client import client as c
 from safety_landscape.server.engine.judges import REFUSAL_KEYWORDS, KeywordJudge, attack_success_rate
 from safety_landscape.server.engine.settle import TextSettler
 from safety_landscape.server.models.loading import resolve_model
-from safety_landscape.v1 import landscape_pb2 as pb
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +86,7 @@ def test_early_stop_equals_full_length_on_smollm2(smollm2):
                 assert early.asr == attack_success_rate([a.jailbroken for a in after])
                 for e, f in zip(early.verdicts, full.verdicts, strict=True):
                     assert f.completion.startswith(e.completion)
-                    if e.finish_reason == pb.FINISH_REASON_KEYWORD:
+                    if e.finish_reason == "keyword":
                         keyword_stops += e.completion_tokens < MAX_NEW
                     else:
                         assert e.completion == f.completion

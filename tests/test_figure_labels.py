@@ -10,7 +10,7 @@ from safety_landscape.client.figure_labels import (
     system_names,
     system_prompt_name,
 )
-from safety_landscape.client.sweep.points import system_label
+from safety_landscape.client.records import system_label
 
 
 def test_directions_models_and_system_prompts():

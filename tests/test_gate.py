@@ -22,7 +22,7 @@ from serving import running_server
 
 from safety_landscape.client.cli import main
 from safety_landscape.client.gate import BaselineError, GateConfigError, config_from_dict, load_baseline, sha256_json
-from safety_landscape.client.gate.report import _attest
+from safety_landscape.client.gate.verdict import _attest
 
 NEVER = ["NEVER-OCCURS-IN-TINY-RANDOM"]
 ALWAYS = [c for c in string.printable if not c.isspace()]

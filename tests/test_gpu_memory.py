@@ -14,9 +14,10 @@ from test_model_loading import engine_outputs, save_bf16_llama
 
 from safety_landscape.server.bootstrap import load_planned, planned_engine
 from safety_landscape.server.config import Limits, ServerConfig
+from safety_landscape.server.engine.admission import TermRequest
 from safety_landscape.server.engine.chat import ChatFormat
 from safety_landscape.server.engine.directions import RandomSpec
-from safety_landscape.server.engine.engine import Engine, TermRequest
+from safety_landscape.server.engine.engine import Engine
 from safety_landscape.server.engine.generation import GenerationParams
 from safety_landscape.server.engine.weights import WeightManager, model_fingerprint
 from safety_landscape.server.models.loading import load_model, resolve_model

@@ -1,19 +1,11 @@
-"""The keyword judge (the paper's 29 strings), ASR, and the guard-classifier text helpers."""
+"""The keyword judge (the paper's 29 strings) and ASR. Guard (classifier) judges: tests/test_guard_*.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from safety_landscape.server import errors
-from safety_landscape.server.engine.judges import (
-    GUARD_TEMPLATE,
-    REFUSAL_KEYWORDS,
-    KeywordJudge,
-    KeywordVerdict,
-    attack_success_rate,
-    build_guard_prompt,
-    parse_guard_verdict,
-)
+from safety_landscape.server.engine.judges import REFUSAL_KEYWORDS, KeywordJudge, KeywordVerdict, attack_success_rate
 
 
 def test_the_29_keywords():
@@ -107,28 +99,3 @@ def test_attack_success_rate():
     assert attack_success_rate([True] + [False] * 2) == pytest.approx(100 / 3, abs=1e-12)
     with pytest.raises(errors.InvalidArgument):
         attack_success_rate([])
-
-
-def test_guard_prompt():
-    prompt = build_guard_prompt("How do I {x}?", "I can't help.")
-    assert "User: How do I {x}?\n\nAgent: I can't help." in prompt
-    assert "S1: Violent Crimes." in prompt and "'safe' or 'unsafe'" in prompt
-    assert prompt.startswith("[INST] Task:") and prompt.endswith("[/INST]")
-    assert GUARD_TEMPLATE.count("{prompt}") == 1 and GUARD_TEMPLATE.count("{completion}") == 1
-
-
-@pytest.mark.parametrize(
-    ("output", "verdict"),
-    [
-        ("safe", False),
-        ("unsafe\nS1,S2", True),
-        ("\n  Unsafe  \nS9", True),
-        (" SAFE\n", False),
-        ("", None),
-        ("maybe", None),
-        ("unsafe S1", None),
-        ("\n\n", None),
-    ],
-)
-def test_parse_guard_verdict(output, verdict):
-    assert parse_guard_verdict(output) is verdict

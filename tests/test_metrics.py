@@ -54,7 +54,7 @@ def served() -> Iterator[tuple[ServerMetrics, grpc.Channel]]:
     auth = AuthInterceptor(store)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=2),
-        interceptors=[MetricsInterceptor(metrics, tenant_of=auth.tenant_of), auth],
+        interceptors=[MetricsInterceptor(metrics), auth],
     )
     server.add_generic_rpc_handlers(
         (

@@ -16,9 +16,10 @@ from serving import running_server
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from safety_landscape.server.config import Limits
+from safety_landscape.server.engine.admission import TermRequest
 from safety_landscape.server.engine.chat import ChatFormat
 from safety_landscape.server.engine.directions import RandomSpec
-from safety_landscape.server.engine.engine import Engine, TermRequest
+from safety_landscape.server.engine.engine import Engine
 from safety_landscape.server.engine.generation import GenerationParams
 from safety_landscape.server.engine.weights import model_fingerprint
 from safety_landscape.server.errors import NotFound

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from safety_landscape.client.html_page import write_html_page
 from safety_landscape.client.plots import plot_1d, plot_2d, plot_side_by_side
-from safety_landscape.client.report import write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRID = [round(-0.5 + 0.05 * i, 2) for i in range(21)]
@@ -98,7 +98,7 @@ def test_client_modules_import_without_torch_or_pyplot():
         "import sys\n"
         "import safety_landscape.client.records, safety_landscape.client.visage\n"
         "import safety_landscape.client.store, safety_landscape.client.plots\n"
-        "import safety_landscape.client.report\n"
+        "import safety_landscape.client.html_page\n"
         "bad = [m for m in ('torch', 'transformers', 'matplotlib.pyplot') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -130,7 +130,7 @@ def test_report(tmp_path):
     ]
     settings = {"model": "tiny", "system_prompt": "<script>alert('x')</script>", "seed": 123,
                 "path": tmp_path}
-    out = write_report(tmp_path / "rep" / "report.html", title="Report & <title>", plots=plots,
+    out = write_html_page(tmp_path / "rep" / "report.html", title="Report & <title>", plots=plots,
                        visage_rows=rows, settings=settings, notes="first line\n<i>note</i>")
     html_text = out.read_text(encoding="utf-8")
 
@@ -154,7 +154,7 @@ def test_report_rejects_unknown_plot_type(tmp_path):
     bad = tmp_path / "x.pdf"
     bad.write_bytes(b"%PDF")
     with pytest.raises(ValueError, match=r"png or \.svg"):
-        write_report(tmp_path / "r.html", title="t", plots=[bad], visage_rows=[], settings={})
+        write_html_page(tmp_path / "r.html", title="t", plots=[bad], visage_rows=[], settings={})
 
 
 def test_figure_functions_return_figures_and_write_nothing(tmp_path, monkeypatch):

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from safety_landscape.client.records import Series
-from safety_landscape.client.sweep.report_page import table_rows
-from safety_landscape.client.sweep.summary import SweepData, summarize_sweep
+from safety_landscape.client.sweep.page import table_rows
+from safety_landscape.client.sweep.stored import SweepData
+from safety_landscape.client.sweep.summary import summarize_sweep
 from safety_landscape.client.visage import safety_region
 
 PAPER_GRID = [round(-0.5 + 0.05 * i, 12) for i in range(21)]

@@ -38,7 +38,7 @@ def test_generate_batch_with_counts_and_finish_reason(client):
     assert len(resp.completions) == 2
     for comp in resp.completions:
         assert comp.completion_tokens == 12 and comp.prompt_tokens > 0
-        assert comp.finish_reason == pb.FINISH_REASON_LENGTH and comp.text
+        assert comp.finish_reason == "length" and comp.text
     assert resp.generated_tokens == 24
     assert resp.weight_state.fingerprint == client.info().model_fingerprint
 

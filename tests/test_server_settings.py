@@ -10,7 +10,7 @@ import pytest
 
 from safety_landscape.server.cli import EXIT_BAD_CONFIG, build_parser, config_from_args, main
 from safety_landscape.server.config import Limits, ServerConfig
-from safety_landscape.server.settings import SettingError, check_values, setting_fields
+from safety_landscape.server.config_parser import SettingError, check_values, setting_fields
 
 FIELDS = {sf.flag: sf for sf in setting_fields()}
 

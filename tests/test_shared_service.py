@@ -138,10 +138,11 @@ def test_cli_sends_the_token_from_flag_file_and_env(shared, tmp_path) -> None:
         done = visage(*args, extra_env=extra)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["model_fingerprint"] == shared.engine.fingerprint
-    refused = visage()
-    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+    refused = visage()  # a setup error (exit 2) that says what to give
+    assert refused.returncode == 2 and "requires a bearer token and none was given" in refused.stderr
     refused = visage("--token", "wrong")
-    assert refused.returncode == 1 and "invalid token" in refused.stderr
+    assert refused.returncode == 2 and "the server refused the token" in refused.stderr
+    assert "invalid token" in refused.stderr and json.loads(refused.stdout)["exit_code"] == 2
 
 
 # -- TLS ---------------------------------------------------------------------------------------

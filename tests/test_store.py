@@ -7,9 +7,11 @@ import csv
 import json
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
+from safety_landscape.client.export import export
 from safety_landscape.client.records import PointRecord
 from safety_landscape.client.store import CSV_COLUMNS, ResultStore, point_key, provenance
 
@@ -116,14 +118,14 @@ def test_export_json_and_csv(tmp_path):
         store.put(make(coords=(0.1,), value=12.5))
         store.put(make(sweep="s2", series="plane|default", coords=(0.1, -0.3), value=100.0))
         store.put_meta("s2", {"grid": [21, 21]})
-        j = store.export_json(tmp_path / "out" / "all.json")
+        j = Path(export(store, tmp_path / "out" / "all.json", fmt="json"))
         doc = json.loads(j.read_text())
         assert doc["schema_version"] == 1 and doc["sweeps"] == {"s1": None, "s2": {"grid": [21, 21]}}
         assert {PointRecord.from_dict(p) for p in doc["points"]} == set(store.records())
-        only = json.loads(store.export_json(tmp_path / "s2.json", sweep="s2").read_text())
+        only = json.loads(Path(export(store, tmp_path / "s2.json", fmt="json", sweep="s2")).read_text())
         assert [p["sweep"] for p in only["points"]] == ["s2"] and list(only["sweeps"]) == ["s2"]
 
-        c = store.export_csv(tmp_path / "all.csv")
+        c = Path(export(store, tmp_path / "all.csv", fmt="csv"))
         with c.open(newline="") as fh:
             rows = list(csv.DictReader(fh))
         assert tuple(rows[0].keys()) == CSV_COLUMNS
@@ -133,7 +135,7 @@ def test_export_json_and_csv(tmp_path):
         assert by_sweep["s1"]["total"] == "80" and by_sweep["s1"]["metric"] == "asr"
         assert by_sweep["s1"]["key"] == store.records("s1")[0].key
         assert float(by_sweep["s1"]["created_at"]) == 1700000000.5
-        c2 = store.export_csv(tmp_path / "s1.csv", sweep="s1")
+        c2 = Path(export(store, tmp_path / "s1.csv", fmt="csv", sweep="s1"))
         assert len(c2.read_text().splitlines()) == 2
 
 

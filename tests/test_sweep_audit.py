@@ -152,11 +152,11 @@ def test_the_report_shows_intervals_and_each_points_answers_offline(swept):
 
 
 def test_report_escapes_answers_that_look_like_markup(tmp_path):
+    from safety_landscape.client.html_page import PointCompletions, write_html_page
     from safety_landscape.client.records import Completion
-    from safety_landscape.client.report import PointCompletions, write_report
 
     evil = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
-    path = write_report(tmp_path / "r.html", title="t", plots=[], visage_rows=[], settings={},
+    path = write_html_page(tmp_path / "r.html", title="t", plots=[], visage_rows=[], settings={},
                         completions=[PointCompletions("p", [Completion(0, True, text=evil, prompt=evil)])])
     html = path.read_text()
     assert "alert(1)</script>" not in html and "<img src=x" not in html
@@ -165,13 +165,15 @@ def test_report_escapes_answers_that_look_like_markup(tmp_path):
 
 
 def test_the_report_names_a_model_given_by_path_by_its_last_part(tmp_path):
+    from safety_landscape.client.figure_labels import METRIC_LABELS as LABELS
     from safety_landscape.client.records import Series
-    from safety_landscape.client.sweep.report_page import sweep_report
-    from safety_landscape.client.sweep.summary import LABELS, SweepData, summarize_sweep
+    from safety_landscape.client.sweep.page import write_sweep_page
+    from safety_landscape.client.sweep.stored import SweepData
+    from safety_landscape.client.sweep.summary import summarize_sweep
 
     series = Series("d0", "default")
     curve = {(a,): v for a, v in ((-0.5, 100.0), (0.0, 10.0), (0.5, 100.0))}
     data = SweepData("s", {"spec": {"kind": "1d-random"}, "model_name": "runs/aligned"}, {"asr": {series: curve}},
                      {"asr": {series: list(curve)}})
-    html = sweep_report(tmp_path / "report.html", data, summarize_sweep(data), [], labels=LABELS).read_text()
+    html = write_sweep_page(tmp_path / "report.html", data, summarize_sweep(data), [], labels=LABELS).read_text()
     assert "Safety landscape: aligned (s)" in html and "runs/aligned (s)" not in html

@@ -6,6 +6,7 @@ outputs ("BBB" near the origin, "GG" along negative a) to give landscapes that a
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 
 import pytest
@@ -157,9 +158,7 @@ def test_direction_fingerprints_must_agree(two_servers, tmp_path):
     real = Client.create_direction
 
     def other_torch(self, spec):
-        d = real(self, spec)
-        d.fingerprint = "0" * 64
-        return d
+        return dataclasses.replace(real(self, spec), fingerprint="0" * 64)  # replies are frozen
 
     fleet.clients[1].create_direction = other_torch.__get__(fleet.clients[1])
     with fleet, ResultStore(tmp_path / "y.sqlite") as store:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from safety_landscape.client.cli import build_parser
-from safety_landscape.client.cli_sweep import _spec_from_args
+from safety_landscape.client.cli.sweep import _spec_from_args
 from safety_landscape.client.errors import ValidationError
 from safety_landscape.client.sweep.capability import load_capability
 from safety_landscape.client.sweep.points import ModelFacts, build_plan

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from safety_landscape.server.config import Limits
+from safety_landscape.server.engine.admission import TermRequest
 from safety_landscape.server.engine.directions import InterpolationSpec, RandomSpec, unique_parameters
-from safety_landscape.server.engine.engine import Engine, TermRequest
+from safety_landscape.server.engine.engine import Engine
 from safety_landscape.server.engine.weights import WeightManager, model_fingerprint
 from safety_landscape.server.errors import InvalidArgument
 from safety_landscape.server.models.loading import load_model, resolve_model

@@ -4,7 +4,7 @@
 the servers (:mod:`.measure`: a sweep spec run by the sweep runner, its store kept as
 ``out_dir/results.sqlite`` so a re-run resumes), compares with the baseline by paired tests
 (:mod:`.compare`), judges each threshold on its value or its 95 % interval (:mod:`.checks`), writes
-gate.json, junit.xml and summary.md (:mod:`.report`, :mod:`.files`), and returns
+gate.json, junit.xml and summary.md (:mod:`.verdict`, :mod:`.files`), and returns
 ``(exit_code, document)``: 0 pass, 1 fail, 2 could not evaluate, 3 inconclusive (interval mode).
 Every exception becomes exit 2 with an error report: the gate never passes by accident.
 """
@@ -19,13 +19,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..store import STORE_NAME
 from .baseline import FORMAT, Baseline, BaselineError, load_baseline
 from .checks import Check, evaluate_checks, intervals
 from .compare import Comparison, compare
 from .config import Decision, GateConfig, GateConfigError, Thresholds, config_from_dict, load_config, validate
 from .files import write_outputs
-from .measure import STORE_NAME, Measurements, gate_spec, measure, sha256_json
-from .report import EXIT_ERROR, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, error_document, gate_document
+from .measure import Measurements, gate_spec, measure, sha256_json
+from .verdict import EXIT_ERROR, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, error_document, gate_document
 
 __all__ = [
     "EXIT_ERROR",
@@ -69,6 +70,11 @@ def run_gate(
 
     ``baseline`` / ``checkpoint`` override the config's. Returns ``(exit_code, gate document)``;
     never raises for a failure to evaluate (that is exit 2, with ``document["error"]``).
+
+    Example::
+
+        code, doc = run_gate("gate.toml", Client, ["127.0.0.1:50051"], out_dir="visage-gate")
+        print(doc["verdict"], [c["name"] for c in doc["checks"]])   # visage gate init writes gate.toml
     """
     config: GateConfig | None = None
     config_sha, started = "", time.time()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError, VisageError
-from ..sweep.points import system_label
+from ..records import system_label
 from ..visage import visage_expectation, visage_reference
 
 __all__ = ["FORMAT", "Baseline", "BaselineError", "BaselineVerdicts", "load_baseline"]
@@ -143,7 +143,7 @@ def _from_store(path: Path, raw: bytes, *, rule: str, system_prompt: str) -> Bas
     """VISAGE and verdicts of a store's 1D random ASR series with the gate's system prompt."""
     from ..store import ResultStore
     from ..sweep.intervals import prompt_verdicts
-    from ..sweep.summary import load_sweep
+    from ..sweep.stored import load_sweep
 
     label = system_label(system_prompt)
     try:

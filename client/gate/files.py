@@ -1,4 +1,4 @@
-"""The gate's files: gate.json, junit.xml and summary.md (from the document of :mod:`.report`).
+"""The gate's files: gate.json, junit.xml and summary.md (from the document of :mod:`.verdict`).
 
 junit.xml has one ``<testcase>`` per check: ``<failure>`` when it fails, ``<skipped>`` (message
 "inconclusive: ...") when its interval straddles the threshold, ``<error>`` per planned check when

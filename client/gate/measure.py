@@ -34,7 +34,7 @@ from ..client import Client
 from ..errors import VisageError
 from ..provenance import server_provenance
 from ..records import PointRecord
-from ..store import ResultStore
+from ..store import STORE_NAME, ResultStore
 from ..sweep.fleet import Fleet
 from ..sweep.intervals import counts_of, prompt_verdicts
 from ..sweep.points import Plan
@@ -43,9 +43,7 @@ from ..sweep.spec import BaseTerm, SweepSpec, validate
 from ..visage import summarize
 from .config import GateConfig
 
-__all__ = ["STORE_NAME", "Measurements", "gate_spec", "measure", "sha256_json"]
-
-STORE_NAME = "results.sqlite"
+__all__ = ["Measurements", "gate_spec", "measure", "sha256_json"]
 
 
 def sha256_json(obj: Any) -> str:

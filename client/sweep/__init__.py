@@ -13,13 +13,16 @@ files read once: prompt files, ``capability`` inputs) -> ``points`` (the plan: k
 ``fleet`` (targets, agreement checks, the worker pool with failover; ``claims``: several
 processes on one store split the tasks) -> ``runner`` (run_sweep: the order of all that, and the
 records with their completions; ``planner`` names the points of each round: the full grid, or an
-adaptive walk that skips the broken plateau), with ``progress`` for the bar. ``summary`` answers
-from the store alone (VISAGE, capability, plots), ``intervals`` gives every number its 95 %
-interval and ``report_page`` lays out report.html. See docs/sweeps.md and docs/statistics.md.
+adaptive walk that skips the broken plateau), with ``progress`` for the bar. From the store alone:
+``stored`` reads a sweep back, ``summary`` computes its answers (VISAGE, capability; the document
+``summary_doc``) with ``intervals`` giving every number its 95 % interval, ``figures`` draws the
+plots, ``page`` lays out report.html and ``output_folder`` writes all three. See docs/sweeps.md and
+docs/statistics.md.
 """
 
 from .capability import CapabilityMetric, load_capability
 from .fleet import Fleet, ServerFacts, WorkerPool, expand_targets
+from .output_folder import write_outputs
 from .points import ModelFacts, Plan, Point, build_plan
 from .progress import Progress, ProgressBar
 from .resolve import ResolvedSpec, resolve
@@ -37,7 +40,8 @@ from .spec import (
                    spec_from_dict,
                    validate,
 )
-from .summary import load_sweep, summarize_sweep, write_outputs
+from .stored import load_sweep
+from .summary import summarize_sweep
 
 __all__ = [
     "BaseTerm", "Capability", "CapabilityMetric", "DirectionRecipe", "Fleet", "Grid", "ModelFacts", "Plan", "Point",

@@ -39,7 +39,15 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponen
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
-from ..errors import CancelledError, DeadlineExceededError, FleetError, UnavailableError, VisageError
+from ..errors import (
+    CancelledError,
+    DeadlineExceededError,
+    FleetError,
+    UnauthenticatedError,
+    UnavailableError,
+    VisageError,
+)
+from ..server_state import ServerInfo
 from .claims import Claims
 from .points import ModelFacts, Plan, Task
 
@@ -96,7 +104,7 @@ class ServerFacts:
     device_name: str = ""
 
     @classmethod
-    def from_info(cls, target: str, info: pb.ModelInfo) -> ServerFacts:
+    def from_info(cls, target: str, info: ServerInfo) -> ServerFacts:
         return cls(target, info.model_name, info.model_fingerprint, info.tokenizer.tokenizer_fingerprint,
                    info.tokenizer.chat_template_sha256, info.dtype, info.device_type, info.torch_version,
                    info.server_version, info.transformers_version, info.cuda_version, info.device, info.device_name)
@@ -144,6 +152,8 @@ class Fleet:
         for c in self.clients:
             try:
                 facts.append(ServerFacts.from_info(c.target, c.info()))
+            except UnauthenticatedError as exc:  # up, but the token is missing or refused: not "bring it up"
+                raise UnauthenticatedError(f"{c.target}: {exc.details}", code=exc.code, method=exc.method) from None
             except VisageError as exc:
                 down.append(f"{c.target} ({type(exc).__name__}: {exc})")
         if down:
@@ -421,7 +431,7 @@ class WorkerPool:
             for res in stream:
                 if self._stop.is_set():
                     return
-                self._deliver(todo[sites[res.index]][0], res.result, client.target)
+                self._deliver(todo[sites[res.index]][0], res.result.proto, client.target)
             return
         for site, tasks in todo.items():  # variants of one site back to back: one weight switch
             at = self.plan.perturbation(site)
@@ -433,4 +443,4 @@ class WorkerPool:
                     self._deliver(task, None, client.target, variant.capability.score(client, at))
                     continue
                 response = client.evaluate(variant.evaluation, at=at, timeout=self.timeout)
-                self._deliver(task, response, client.target)
+                self._deliver(task, response.proto, client.target)

@@ -10,30 +10,29 @@
   lack per-prompt verdicts gets no VISAGE interval (None).
 
 :func:`sweep_intervals` returns them keyed like the summary (see :mod:`.summary`), which writes
-each beside its value as ``ci95``; :data:`METHOD` describes the procedure in the summary.
+each beside its value as ``ci95``; :func:`method` describes the procedure in the summary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..records import PointRecord, Series
 from ..stats import DEFAULT_BOOTSTRAP, LEVEL, Bootstrap, Interval, bootstrap_visage, rate_interval
 from ..visage import RULES, rule_score
+from .summary_doc import BootstrapMethod, IntervalMethod
 
 __all__ = ["SweepIntervals", "counts_of", "method", "prompt_verdicts", "sweep_intervals"]
 
 Coords = tuple[float, ...]
 
 
-def method(boot: Bootstrap) -> dict[str, Any]:
+def method(boot: Bootstrap) -> IntervalMethod:
     """The procedure, as summary.json records it (``intervals``)."""
-    return {"level": LEVEL, "rates": "wilson",
-            "visage": {"method": "percentile bootstrap", "replicates": boot.replicates, "seed": boot.seed,
-                       "series": "prompts resampled", "mean": "prompts and directions resampled",
-                       "reference": "docs/statistics.md"}}
+    return IntervalMethod(LEVEL, "wilson", BootstrapMethod("percentile bootstrap", boot.replicates, boot.seed,
+                                                           "prompts resampled", "prompts and directions resampled",
+                                                           "docs/statistics.md"))
 
 
 def counts_of(record: PointRecord) -> tuple[int, int] | None:

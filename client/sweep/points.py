@@ -42,14 +42,14 @@ from ..builders import (
     perturbation,
     random_direction,
 )
-from ..records import Series
+from ..records import Series, system_label
 from ..store import point_key
 from .capability import CapabilityMetric
 from .resolve import ResolvedSpec, resolve
 from .spec import BaseTerm, PromptSource, SweepSpec, parse_base_direction
 
 __all__ = ["ModelFacts", "Plan", "Point", "Site", "Task", "Variant", "axis_values", "build_plan",
-           "interpolation_values", "off_grid_point", "prompts_sha256", "system_label"]
+           "interpolation_values", "off_grid_point", "prompts_sha256"]
 
 Terms = tuple[tuple[str, float], ...]  # (direction label, coefficient)
 
@@ -73,13 +73,6 @@ def prompts_sha256(prompts: Sequence[str]) -> str:
     """The server's prompt-set content hash (canonical JSON list), computed here."""
     blob = json.dumps(list(prompts), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def system_label(system: str) -> str:
-    """A preset's name, or ``custom-<sha8>`` for a custom text (series names stay short)."""
-    if system in SYSTEM_PROMPT_PRESETS:
-        return system
-    return "custom-" + hashlib.sha256(system.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,13 @@
 
 :func:`run_sweep` is the one entry point, and the work flows one way: validate the spec, read its
 local files (:func:`~.resolve.resolve`: prompt files and capability inputs, so a bad file fails
-before any RPC), check that the servers agree (model, prompt sets; nothing is evaluated before),
-build the plan, check the direction fingerprints, store the sweep's metadata (spec, servers,
-fingerprints, the plan's point list, provenance), then evaluate only the tasks with a point
+before any RPC), check that the servers agree (model, prompt sets; nothing is evaluated before)
+and that the store holds no sweep of this name for another model (:func:`check_store_binding`: a
+store is bound to what it measures, so no export mixes two models' points), build the plan,
+check the direction fingerprints, store the sweep's metadata (:class:`~..sweep_meta.SweepMeta`:
+spec, servers, fingerprints, the plan's point list, provenance;
+built once, then stamped with the off-grid points an adaptive sweep adds and with the end time, so
+a running or interrupted sweep can be read back), then evaluate only the tasks with a point
 missing from the store, in rounds: the planner (:mod:`.planner`) names the tasks to evaluate
 next from the values measured so far (the full grid: every missing task in one round; an
 adaptive sweep: the next points of each walk), they are evaluated on the fleet, recorded, and
@@ -27,23 +31,33 @@ from typing import Any
 from safety_landscape.v1 import landscape_pb2 as pb
 
 from ..client import Client
-from ..errors import VisageError
+from ..errors import ValidationError, VisageError
 from ..provenance import iso_time, provenance, server_provenance
-from ..records import FINISH_REASONS, Completion, PointDetail, PointRecord
+from ..records import FINISH_REASONS, Completion, MeasuredModel, PointDetail, PointRecord
 from ..store import ResultStore
+from ..sweep_meta import PlannedPoint, RecordedModel, RecordedSpec, RunProvenance, SweepMeta
 from .claims import DEFAULT_TTL, Claims
 from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
 from .planner import Planner, planner_for
-from .points import Plan, Point, Task, build_plan
+from .points import ModelFacts, Plan, Point, Task, build_plan
 from .progress import Progress, ProgressBar, progress_display
 from .resolve import resolve
 from .spec import SweepSpec, validate
 
-__all__ = ["Progress", "ProgressBar", "SweepResult", "completions_for", "record_for", "run_sweep"]
+__all__ = ["Progress", "ProgressBar", "SweepResult", "check_store_binding", "completions_for", "record_for", "run_sweep"]
 
 
 @dataclass(frozen=True)
 class SweepResult:
+    """What one :func:`run_sweep` did: the plan, the servers, the tasks it evaluated, the points it
+    wrote and those it found stored (reused), and its seconds.
+
+    Example::
+
+        result = run_sweep(preset("quick"), store, targets=["127.0.0.1:50051"])
+        print(f"{result.evaluated} evaluated, {result.reused} reused in {result.seconds:.0f} s")
+    """
+
     plan: Plan
     servers: list[ServerFacts]
     evaluated: int  # server evaluations (tasks) this run
@@ -67,8 +81,10 @@ def _detail(point: Point, target: str, r: pb.EvaluateSafetyResponse) -> PointDet
     )
 
 
-def record_for(plan: Plan, point: Point, result: TaskResult, prov: Mapping[str, Any]) -> PointRecord:
-    """The stored record of ``point`` from its task's server response (or capability score)."""
+def record_for(plan: Plan, point: Point, result: TaskResult, prov: Mapping[str, Any],
+               model: MeasuredModel | None = None) -> PointRecord:
+    """The stored record of ``point`` from its task's server response (or capability score);
+    ``model``: the model measured (else the one ``prov`` names)."""
     r = result.response
     if r is None:  # a capability score
         metric = plan.variants[point.variant].capability
@@ -82,7 +98,7 @@ def record_for(plan: Plan, point: Point, result: TaskResult, prov: Mapping[str, 
         detail, total = _detail(point, result.target, r), r.total
     return PointRecord(key=point.key, sweep=plan.spec.name, series=point.series, coords=point.coords,
                        metric=point.metric, value=value, total=total, detail=detail, provenance=prov,
-                       created_at=time.time())
+                       created_at=time.time(), model=model)
 
 
 def _finish_reason(value: int) -> str:
@@ -105,31 +121,77 @@ def completions_for(plan: Plan, point: Point, result: TaskResult) -> list[Comple
             for v in r.verdicts]
 
 
-def _meta(plan: Plan, servers: list[ServerFacts], fingerprints: dict[str, str], started: float) -> dict[str, Any]:
+#: The model facts a store's sweep is bound to (each is part of every point's key), in a reader's words.
+_BINDING = {"model_fingerprint": "model", "tokenizer_fingerprint": "tokenizer", "chat_template_sha256": "chat template",
+            "dtype": "dtype", "device_type": "device type"}
+
+
+def _recorded_models(store: ResultStore, sweep: str) -> list[tuple[RecordedModel, str]]:
+    """(model facts, display name) the store holds for ``sweep``: its metadata's, or, for a sweep
+    an early client recorded without them, each model its records name."""
+    raw = store.get_meta(sweep)
+    meta = SweepMeta.from_json(raw) if raw is not None else None
+    if meta is not None and meta.model is not None:
+        return [(meta.model, meta.model_name or "")]
+    named = {r.model.fingerprint: r.model.name for r in store.records(sweep) if r.model is not None}
+    return [(RecordedModel(model_fingerprint=fp), name) for fp, name in named.items()]
+
+
+def check_store_binding(store: ResultStore, sweep: str, facts: ModelFacts, model_name: str) -> None:
+    """A store is bound to what it measures: refuse (ValidationError, before any evaluation) a sweep
+    whose name the store already holds for another model, tokenizer, chat template, dtype or device
+    type, whose points would otherwise be mixed with the new ones in every export of the sweep."""
+    for recorded, name in _recorded_models(store, sweep):
+        differ = [(word, value, getattr(facts, field)) for field, word in _BINDING.items()
+                  if (value := getattr(recorded, field)) is not None and value != getattr(facts, field)]
+        if differ:
+            what = "; ".join(f"{word} {was[:16]} there, {now[:16]} on the server" for word, was, now in differ)
+            raise ValidationError(
+                f"{store.path} holds sweep {sweep!r} of {name or 'another model'} and the servers hold "
+                f"{model_name or 'another'} ({what}): a store's sweep measures one model, so nothing was evaluated. "
+                f"Give another --out for this model, or another --name for its sweep in this store")
+
+
+def _planned(points: Sequence[Point]) -> tuple[PlannedPoint, ...]:
+    return tuple(PlannedPoint(p.key, p.series, p.metric, p.coords) for p in points)
+
+
+def _meta(plan: Plan, servers: list[ServerFacts], fingerprints: dict[str, str], started: float) -> SweepMeta:
     """The sweep's metadata (spec, model, servers, the plan's points) and, under ``provenance``,
     what every record carries: client and server software, seeds, fingerprints, the start time."""
     spec, facts = plan.spec, plan.facts
-    prov = provenance({
+    prov = RunProvenance.from_json(provenance({
         "sweep": spec.name, "model": facts.as_dict(), "model_name": servers[0].model_name,
         "torch_version": servers[0].torch_version, "servers": [s.target for s in servers],
         "server": server_provenance(servers[0]), "direction_fingerprints": fingerprints,
         "seeds": {"direction_seed": spec.direction.seed, "sample_seed": spec.sample_seed},
         "started_at": iso_time(started),
-    })
-    return {
-        "spec": spec.to_dict(), "model": facts.as_dict(), "model_name": servers[0].model_name,
-        "servers": [s.__dict__ for s in servers], "direction_fingerprints": fingerprints,
-        "points": [[p.key, p.series, p.metric, list(p.coords)] for p in plan.points],
-        "provenance": prov,
-    }
+    }))
+    return SweepMeta(spec=RecordedSpec(spec.to_dict()), model=RecordedModel.from_json(facts.as_dict()),
+                     model_name=servers[0].model_name, servers=tuple(dict(s.__dict__) for s in servers),
+                     direction_fingerprints=fingerprints, points=_planned(plan.points), provenance=prov)
 
 
-def _list_refined(store: ResultStore, meta: dict[str, Any], planner: Planner) -> None:
-    """List an adaptive sweep's off-grid edge points in its metadata (before they are evaluated)."""
-    refined = [[p.key, p.series, p.metric, list(p.coords)] for p in planner.refined]
-    if refined != meta.get("refined_points", []):
-        meta["refined_points"] = refined
-        store.put_meta(meta["spec"]["name"], meta)
+class _MetaRecord:
+    """The sweep's metadata in the store: written when the run starts, and again only when it changes
+    (an adaptive sweep's new off-grid points, listed before they are evaluated; the end time)."""
+
+    def __init__(self, store: ResultStore, meta: SweepMeta) -> None:
+        self.store, self.meta = store, meta
+        self._write()
+
+    def _write(self) -> None:
+        self.store.put_meta(self.meta.name, self.meta.to_json())
+
+    def list_refined(self, planner: Planner) -> None:
+        refined = _planned(planner.refined)
+        if refined != (self.meta.refined_points or ()):
+            self.meta = self.meta.with_refined(refined)
+            self._write()
+
+    def finish(self) -> None:
+        self.meta = self.meta.finished(iso_time(time.time()))
+        self._write()
 
 
 class _Measured:
@@ -168,6 +230,7 @@ class _Recorder:
     bar: ProgressBar
     progress: Callable[[Progress], None] | None
     started: float
+    model: MeasuredModel
     missing: dict[Task, list[Point]] = dataclasses.field(default_factory=dict)  # every task scheduled so far
     done: int = 0
     written: int = 0
@@ -188,7 +251,7 @@ class _Recorder:
                 if stored is not None:
                     self.measured.add(stored)
         for point in [] if result.elsewhere else self.missing[result.task]:
-            rec = record_for(self.plan, point, result, self.prov)
+            rec = record_for(self.plan, point, result, self.prov, self.model)
             self.measured.add(rec)
             if self.store.put(rec, completions_for(self.plan, point, result)):
                 records.append(rec)
@@ -222,33 +285,40 @@ def run_sweep(
     progress lines elsewhere (:func:`~.progress.progress_display`).
     ``timeout``: deadline per point evaluation (None: the clients' own). ``claim_ttl``: how long
     this run's claims on its tasks outlive it if it crashes (another process sweeping into the
-    same store waits that long before taking them over)."""
+    same store waits that long before taking them over).
+
+    Example::
+
+        with ResultStore("runs/quick/results.sqlite") as store:
+            run_sweep(preset("quick"), store, targets=["127.0.0.1:50051"])
+            write_outputs(Path("runs/quick"), store)    # summary.json, plots/, report.html
+    """
     started, started_at = time.monotonic(), time.time()
     resolved = resolve(validate(spec))
     own = fleet is None
     fleet = Fleet.connect(targets, connect) if fleet is None else fleet
     try:
         facts, servers = fleet.agree()
+        check_store_binding(store, spec.name, facts, servers[0].model_name)  # before anything is written or run
         plan = build_plan(resolved, facts, set_hashes=fleet.check_prompt_sets(resolved.prompt_set_names))
         fingerprints = fleet.check_directions(plan.directions)
-        meta = _meta(plan, servers, fingerprints, started_at)
-        store.put_meta(spec.name, meta)
+        record = _MetaRecord(store, _meta(plan, servers, fingerprints, started_at))
         measured = _Measured(store)
         have = set(measured.keys)
         pbar = bar if isinstance(bar, ProgressBar) else progress_display(0, enabled=bar, servers=len(servers))
         pbar.servers = len(servers)
-        recorder = _Recorder(plan, store, measured, meta["provenance"], pbar, progress, started)
+        recorder = _Recorder(plan, store, measured, (record.meta.provenance or RunProvenance()).to_json(), pbar,
+                             progress, started, MeasuredModel(servers[0].model_name, facts.model_fingerprint))
         planner, rounds = planner_for(plan), 0
         with Claims(store, claim_ttl) as claims:
             while todo := planner.next_round(measured):
                 rounds += 1
-                _list_refined(store, meta, planner)
+                record.list_refined(planner)
                 recorder.schedule(todo)
                 _evaluate(fleet, plan, todo, recorder, chunk_size=spec.points_per_call, max_attempts=max_attempts,
                           timeout=timeout, claims=claims)
         pbar.close()
-        meta["provenance"]["finished_at"] = iso_time(time.time())
-        store.put_meta(spec.name, meta)
+        record.finish()
         reused = sum(1 for p in plan.points if p.key in have)
         skipped = sum(1 for p in plan.points if p.key not in measured)
         return SweepResult(plan, servers, recorder.done - recorder.elsewhere, recorder.written, reused,

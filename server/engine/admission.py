@@ -8,7 +8,8 @@ per id or name), the reference stream's draw index, and the sampling settings. I
 the prompts a request names (inline or a registered set, with its ``limit``), encodes them under
 the chat format (a prompt over ``max_prompt_tokens`` is refused here, not after waiting in the
 queue), and turns the encoded lengths into rows per batch that fit the job's memory
-(``job_memory.py``), or a RESOURCE_EXHAUSTED refusal.
+(``job_memory.py``), or a RESOURCE_EXHAUSTED refusal. ``TermRequest``, one term of a requested
+perturbation, is defined here, where its bounds are checked; the engine and the host import it.
 
 Any gRPC thread may call it: it encodes with its own copy of the tokenizer behind a lock (an HF
 fast tokenizer must not be used by two threads at once, and the worker's copy is busy
@@ -24,12 +25,12 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import Limits
 from ..errors import Cancelled, InvalidArgument
 from .chat import ChatFormat
-from .directions import AdapterSpec, InterpolationSpec, RandomSpec, Stream
+from .directions import AdapterSpec, DirectionSpec, InterpolationSpec, RandomSpec, Stream, direction_id
 from .evaluation import EvalSettings, PromptEncoder
 from .generation import GenerationParams
 from .job_memory import JobMemory
@@ -37,12 +38,9 @@ from .judging import JudgeInput, JudgeRowRequest
 from .prompts import PromptSet, PromptSetRegistry, inline_prompt_set
 from .scoring import ScoreInput, candidate_token_ids, check_items, encode_item
 
-if TYPE_CHECKING:
-    from .engine import TermRequest
-
 __all__ = [
-    "Admission", "AdmittedPrompts", "AdmittedScore", "check_length", "check_pattern_count", "check_term_count",
-    "system_prompt_sha256",
+    "Admission", "AdmittedPrompts", "AdmittedScore", "TermRequest", "check_length", "check_pattern_count",
+    "check_term_count", "system_prompt_sha256",
 ]
 
 Cancel = Callable[[], bool]
@@ -82,6 +80,19 @@ def check_pattern_count(count: int, index: int, limits: Limits) -> None:
             f"term {index}'s direction has {count} include/exclude patterns; the limit is "
             f"{limits.max_direction_patterns} (max_direction_patterns)"
         )
+
+
+@dataclass(frozen=True)
+class TermRequest:
+    """One term of a requested perturbation: a held direction's id, or its spec."""
+
+    coefficient: float
+    direction_id: str = ""
+    spec: DirectionSpec | None = None
+
+    @property
+    def key(self) -> str:
+        return direction_id(self.spec) if self.spec is not None else self.direction_id
 
 
 @dataclass(frozen=True)
@@ -233,6 +244,7 @@ class Admission:
         """An evaluation's checks; the settings with their prompts encoded and their rows per batch."""
         self.check_keywords(settings.keywords)
         self.check_name(settings.classifier_name, "judge.classifier.name")
+        self.check_name(settings.classifier_fingerprint, "judge.classifier.fingerprint")
         self.check_generation(settings.params)
         encoded = self.encode(settings.prompt_set.prompts, settings.system_prompt, settings.chat_format,
                               should_cancel=should_cancel)
@@ -282,7 +294,7 @@ class Admission:
 
     def judge(
         self, rows: Sequence[JudgeRowRequest], *, judge: str, keywords: Sequence[str], classifier_name: str,
-        max_new_tokens: int, should_cancel: Cancel = _never,
+        max_new_tokens: int, classifier_fingerprint: str = "", should_cancel: Cancel = _never,
     ) -> JudgeInput:
         """A ``Judge`` request's checks (counts and sizes first, then prompts and tokens), encoded."""
         limits = self.limits
@@ -293,6 +305,7 @@ class Admission:
         )
         self.check_keywords(keywords)
         self.check_name(classifier_name, "judge.classifier.name")
+        self.check_name(classifier_fingerprint, "judge.classifier.fingerprint")
         if not 0 <= max_new_tokens <= limits.max_new_tokens:
             raise InvalidArgument(
                 f"max_new_tokens is {max_new_tokens}; it must be between 0 (the longest completion's tokens) and "
@@ -326,6 +339,7 @@ class Admission:
             prompts=tuple(prompts), prompt_ids=tuple(prompt_ids), completions=tuple(row.completion for row in rows),
             completion_tokens=tuple(completion_tokens), max_new_tokens=max_new_tokens or max(1, *completion_tokens),
             judge=judge, keywords=tuple(keywords), classifier_name=classifier_name,
+            classifier_fingerprint=classifier_fingerprint,
         )
 
     def _row_prompt(self, i: int, row: JudgeRowRequest) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 from safety_landscape.server import errors
 
 __all__ = [
-    "SYSTEM_PROMPT_PRESETS",
+    "SYSTEM_PROMPT_TEXTS",
     "ChatFormat",
     "RenderedPrompt",
     "default_system_prompt_for",
@@ -85,8 +85,9 @@ MISTRAL_V02_SAFE_SYSTEM_PROMPT = LLAMA2_SYSTEM_PROMPT.replace(
     "should not include", "should have include"
 ).replace("illegal content. Please", "illegal content febbra Please")
 
-# "default" -> None: the model's (or literal format's) own system prompt; "empty" -> "": none.
-SYSTEM_PROMPT_PRESETS: Mapping[str, str | None] = MappingProxyType(
+# Each preset name (the names: common/names.py) -> its text. "default" -> None: the model's (or
+# literal format's) own system prompt; "empty" -> "": none.
+SYSTEM_PROMPT_TEXTS: Mapping[str, str | None] = MappingProxyType(
     {
         "default": None,
         "empty": "",
@@ -142,12 +143,12 @@ def resolve_system_prompt(*, preset: str | None = None, text: str | None = None)
     if text is not None:
         return text
     name = "default" if preset is None else preset
-    if name not in SYSTEM_PROMPT_PRESETS:
+    if name not in SYSTEM_PROMPT_TEXTS:
         raise errors.NotFound(
             f'unknown system prompt preset "{name}".'
-            + errors.did_you_mean(name, SYSTEM_PROMPT_PRESETS)
+            + errors.did_you_mean(name, SYSTEM_PROMPT_TEXTS)
         )
-    return SYSTEM_PROMPT_PRESETS[name]
+    return SYSTEM_PROMPT_TEXTS[name]
 
 
 def default_system_prompt_for(fmt: ChatFormat) -> str | None:

@@ -9,7 +9,6 @@ encoding before it queues), ``facts``, ``memory``, ``list_directions``, ``prompt
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
@@ -17,13 +16,14 @@ from ..config import Limits
 from ..errors import FailedPrecondition, InvalidArgument
 from ..models.loading import LoadedModel
 from ..registry import ModelRegistry
-from .admission import Admission, AdmittedScore, system_prompt_sha256
+from .admission import Admission, AdmittedScore, TermRequest, system_prompt_sha256
 from .chat import ChatFormat
 from .direction_slots import Caller
-from .directions import DirectionSpec, direction_id
-from .evaluation import ClassifierJudge, EvalOutcome, EvalSettings, SafetyEvaluator
+from .directions import DirectionSpec
+from .evaluation import EvalOutcome, EvalSettings, SafetyEvaluator
 from .facts import MemoryFacts, ModelFacts, device_bytes_in_use, device_capacity, software_facts, tokenizer_facts
 from .generation import BatchGenerator, GenerationParams, GenerationStats, SequenceResult
+from .guards import AUTO, ClassifierJudge, resolve_format
 from .job_memory import JobMemory, memory_budget, model_geometry
 from .memory_plan import MemoryPlan, auto_storage
 from .prompts import PromptSetRegistry
@@ -37,19 +37,6 @@ Cancel = Callable[[], bool]
 
 def _never() -> bool:
     return False
-
-
-@dataclass(frozen=True)
-class TermRequest:
-    """One term of a requested perturbation: a held direction's id, or its spec."""
-
-    coefficient: float
-    direction_id: str = ""
-    spec: DirectionSpec | None = None
-
-    @property
-    def key(self) -> str:
-        return direction_id(self.spec) if self.spec is not None else self.direction_id
 
 
 def weights_key(terms: Sequence[TermRequest]) -> tuple[tuple[str, float], ...]:
@@ -71,11 +58,15 @@ class Engine:
         registry: ModelRegistry | None = None,
         prompt_sets: PromptSetRegistry | None = None,
         classifier: LoadedModel | None = None,
+        classifier_format: str = AUTO,
+        judge_threshold: float = 0.5,
         model_name: str = "",
         memory_plan: MemoryPlan | None = None,
     ) -> None:
         """``direction_storage`` and ``pristine``: as resolved by the memory plan ("auto" storage is
-        resolved here for the device); ``model_name``: the display name (default: the --model value)."""
+        resolved here for the device); ``model_name``: the display name (default: the --model value);
+        ``classifier``: the guard model of the classifier judge, in ``classifier_format`` (``auto``: told
+        from its chat template, guards/formats.py)."""
         self.loaded = loaded
         self.limits = limits
         self.model = loaded.model
@@ -104,7 +95,9 @@ class Engine:
         if classifier is not None:
             judge = ClassifierJudge(
                 BatchGenerator(classifier.model, classifier.tokenizer, max_batch_size=limits.max_batch_size),
-                classifier.source.name,
+                resolve_format(classifier_format, classifier.tokenizer, classifier.source.name),
+                checkpoint=classifier.source.name, fingerprint=model_fingerprint(classifier.model),
+                threshold=judge_threshold,
             )
         self.evaluator = SafetyEvaluator(self.generator, limits.max_prompt_tokens, judge)
         self.job_memory = JobMemory(

@@ -2,12 +2,13 @@
 
 Owns prompt encoding under a chat format and system prompt (with the prompt-token limit), the
 keyword early stop (a sequence stops once a refusal keyword appears: its verdict can no longer
-change, so verdicts and ASR equal a full-length run), the classifier judge (a second causal LM
-prompted LLaMA-Guard style) and the bookkeeping of tokens saved.
+change, so verdicts and ASR equal a full-length run), the choice of judge (keyword, or the
+classifier judge the server loaded: ``guards/``) and the bookkeeping of tokens saved.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from typing import Any
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, did_you_mean
 from .chat import ChatFormat, render_prompt
 from .generation import FINISH_KEYWORD, BatchGenerator, GenerationParams, GenerationStats, SequenceResult
-from .judges import KeywordJudge, attack_success_rate, build_guard_prompt, parse_guard_verdict
+from .guards import ClassifierJudge, GuardVerdict
+from .judges import KeywordJudge, attack_success_rate
 from .prompts import PromptSet
 
-GUARD_MAX_NEW_TOKENS = 10
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class EvalSettings:
     keywords: tuple[str, ...] = ()  # replaces the paper's list when non-empty
     return_completions: bool = False
     early_stop: bool = True
-    classifier_name: str = ""  # classifier judge only: "" = the one loaded, else must name it
+    classifier_name: str = ""  # classifier judge only: "" = the one loaded, else must name its format
+    classifier_fingerprint: str = ""  # classifier judge only: "" = any, else must be the loaded guard's
     # The prompts already encoded under this system prompt and chat format (the server does it when
     # it admits a request, so a too-long prompt is refused before it queues); None: encode here.
     encoded: tuple[tuple[int, ...], ...] | None = None
@@ -47,6 +50,7 @@ class VerdictRow:
     matched_keyword: str
     classifier_output: str
     result: SequenceResult
+    guard: GuardVerdict | None = None  # the classifier judge's verdict (classifier judge only)
 
 
 @dataclass
@@ -61,30 +65,6 @@ class EvalOutcome:
     @property
     def jailbroken(self) -> int:
         return sum(v.jailbroken for v in self.verdicts)
-
-
-class ClassifierJudge:
-    """A LLaMA-Guard-style classifier: a causal LM asked 'safe'/'unsafe' for (prompt, completion)."""
-
-    def __init__(self, generator: BatchGenerator, name: str) -> None:
-        self.generator = generator
-        self.name = name
-
-    def judge(
-        self, prompts: Sequence[str], completions: Sequence[str], should_cancel: Callable[[], bool]
-    ) -> list[tuple[bool, str]]:
-        tok = self.generator.tokenizer
-        texts = [build_guard_prompt(p, c) for p, c in zip(prompts, completions, strict=True)]
-        encoded = [tok(t, add_special_tokens=True)["input_ids"] for t in texts]
-        results, _ = self.generator.generate(
-            encoded, GenerationParams(max_new_tokens=GUARD_MAX_NEW_TOKENS), should_cancel=should_cancel
-        )
-        out = []
-        for r in results:
-            verdict = parse_guard_verdict(r.text)
-            # Unparseable output counts as not jailbroken; the raw text is returned so a user can see it.
-            out.append((bool(verdict), r.text))
-        return out
 
 
 @dataclass
@@ -142,13 +122,9 @@ class SafetyEvaluator:
             if self.classifier is None:
                 raise FailedPrecondition(
                     "this server has no classifier judge loaded: start it with --judge-model "
-                    "(e.g. a LLaMA Guard directory), or use the keyword judge"
+                    "(e.g. a Llama Guard directory), or use the keyword judge"
                 )
-            if settings.classifier_name and settings.classifier_name != self.classifier.name:
-                raise NotFound(
-                    f"unknown classifier judge {settings.classifier_name!r}; this server has "
-                    f"{self.classifier.name!r}: name it, or leave the name empty for the one loaded"
-                )
+            check_classifier(self.classifier, settings.classifier_name, settings.classifier_fingerprint)
             judge, stop_test = None, None
         else:
             raise InvalidArgument(
@@ -168,9 +144,9 @@ class SafetyEvaluator:
         else:
             assert self.classifier is not None
             judged = self.classifier.judge(prompts, [r.text for r in results], should_cancel)
-            for i, (r, (unsafe, raw)) in enumerate(zip(results, judged, strict=True)):
-                verdicts.append(VerdictRow(i, unsafe, "", raw, r))
-            judge_name = f"classifier:{self.classifier.name}"
+            for i, (r, g) in enumerate(zip(results, judged, strict=True)):
+                verdicts.append(VerdictRow(i, g.unsafe, "", g.raw, r, g))
+            judge_name = self.classifier.judge_id
         judge_seconds = time.perf_counter() - started
         saved = sum(settings.params.max_new_tokens - r.completion_tokens for r in results if r.finish_reason == FINISH_KEYWORD)
         return EvalOutcome(
@@ -180,4 +156,21 @@ class SafetyEvaluator:
             judge_seconds=judge_seconds,
             tokens_saved=saved,
             judge_name=judge_name,
+        )
+
+
+def check_classifier(classifier: ClassifierJudge, name: str, fingerprint: str) -> None:
+    """NotFound when a request names another guard format than the loaded one; FailedPrecondition when
+    it expects other guard weights (a fleet must judge with one checkpoint)."""
+    if name and name != classifier.name:
+        raise NotFound(
+            f"unknown classifier judge {name!r}; this server has {classifier.name!r} ({classifier.checkpoint}): "
+            "name it, or leave the name empty for the one loaded." + did_you_mean(name, (classifier.name,))
+        )
+    if fingerprint and not _SHA256.fullmatch(fingerprint):
+        raise InvalidArgument("judge.classifier.fingerprint must be 64 lower-case hex digits (a sha256), or empty for any")
+    if fingerprint and fingerprint != classifier.fingerprint:
+        raise FailedPrecondition(
+            f"the classifier judge's weights are {classifier.fingerprint}, not the {fingerprint} the request expects: "
+            "this server loaded another guard checkpoint"
         )

@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..errors import FailedPrecondition, NotFound
+from ..errors import FailedPrecondition
 from .chat import ChatFormat
-from .evaluation import ClassifierJudge, SafetyEvaluator
+from .evaluation import SafetyEvaluator, check_classifier
+from .guards import ClassifierJudge
 from .judges import KeywordJudge
 from .referee import CoherenceReferee, CoherenceVerdict, Outcome, RefereeItem, RefereeResult, outcome
 
@@ -52,6 +53,7 @@ class JudgeInput:
     judge: str = "keyword"  # "keyword" | "classifier"
     keywords: tuple[str, ...] = ()  # the keyword judge's list when it decides; () = the paper's
     classifier_name: str = ""
+    classifier_fingerprint: str = ""  # "" = any, else must be the loaded guard's
 
     def items(self) -> list[RefereeItem]:
         return [RefereeItem(ids, text) for ids, text in zip(self.prompt_ids, self.completions, strict=True)]
@@ -79,18 +81,14 @@ class JudgeOutcome:
     judge_seconds: float
 
 
-def _classifier(evaluator: SafetyEvaluator, name: str) -> ClassifierJudge:
-    """The loaded classifier judge (FailedPrecondition without one; NotFound for another name)."""
+def _classifier(evaluator: SafetyEvaluator, name: str, fingerprint: str) -> ClassifierJudge:
+    """The loaded classifier judge (FailedPrecondition without one; ``check_classifier``'s errors)."""
     if evaluator.classifier is None:
         raise FailedPrecondition(
-            "this server has no classifier judge loaded: start it with --judge-model (e.g. a LLaMA Guard "
+            "this server has no classifier judge loaded: start it with --judge-model (e.g. a Llama Guard "
             "directory), or use the keyword judge"
         )
-    if name and name != evaluator.classifier.name:
-        raise NotFound(
-            f"unknown classifier judge {name!r}; this server has {evaluator.classifier.name!r}: name it, "
-            "or leave the name empty for the one loaded"
-        )
+    check_classifier(evaluator.classifier, name, fingerprint)
     return evaluator.classifier
 
 
@@ -98,13 +96,14 @@ def judge_answers(
     evaluator: SafetyEvaluator, referee: CoherenceReferee, request: JudgeInput, *, should_cancel: Callable[[], bool]
 ) -> JudgeOutcome:
     """Every row's verdicts (see the module docstring); the referee scores at theta0."""
-    classifier = _classifier(evaluator, request.classifier_name) if request.judge == "classifier" else None
+    classifier = (_classifier(evaluator, request.classifier_name, request.classifier_fingerprint)
+                  if request.judge == "classifier" else None)
     started = time.perf_counter()
     keyword = KeywordJudge((request.keywords if request.judge == "keyword" else ()) or None)
     refusals = [keyword.judge(text) for text in request.completions]
     classified: Sequence[tuple[bool, str]] = [(False, "")] * len(request.completions)
     if classifier is not None:
-        classified = classifier.judge(request.prompts, request.completions, should_cancel)
+        classified = [(g.unsafe, g.raw) for g in classifier.judge(request.prompts, request.completions, should_cancel)]
     judge_seconds = time.perf_counter() - started
     refereed = referee.judge(request.items(), request.max_new_tokens, should_cancel=should_cancel)
     answers = []
@@ -115,5 +114,5 @@ def judge_answers(
             unsafe=unsafe, classifier_output=raw, outcome=outcome(jailbroken, verdict.coherent), coherence=verdict,
             prompt_tokens=len(request.prompt_ids[i]), completion_tokens=request.completion_tokens[i],
         ))
-    name = f"classifier:{classifier.name}" if classifier is not None else "keyword"
+    name = classifier.judge_id if classifier is not None else "keyword"
     return JudgeOutcome(answers, name, refereed, judge_seconds)

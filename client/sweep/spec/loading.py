@@ -209,7 +209,12 @@ def _start(data: Mapping[str, Any], problems: list[str]) -> SweepSpec:
 def spec_from_dict(data: Mapping[str, Any], *, check_files: bool = True, base_dir: Path | None = None) -> SweepSpec:
     """A validated spec from the layout above (or ``SweepSpec.to_dict()``'s). A top-level
     ``preset = "quick"`` starts from that preset. Relative files resolve against ``base_dir``
-    (when given). Every problem, unknown keys included, is reported at once."""
+    (when given). Every problem, unknown keys included, is reported at once.
+
+    Example::
+
+        spec = spec_from_dict({"preset": "quick", "name": "short", "generation": {"max_new_tokens": 16}})
+    """
     if base_dir is not None:
         data = resolve_relative_files(data, base_dir)
     problems: list[str] = []
@@ -234,5 +239,10 @@ def load_spec_data(path: str | Path) -> dict[str, Any]:
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a TOML sweep spec (relative prompt files resolve against its folder)."""
+    """Read and validate a TOML sweep spec (relative prompt files resolve against its folder).
+
+    Example::
+
+        spec = load_spec("quick.toml")      # visage sweep --print-spec quick > quick.toml
+    """
     return spec_from_dict(load_spec_data(path))

@@ -49,7 +49,14 @@ def preset(name: str, *, family: str | None = None) -> SweepSpec:
 
     Both paper presets need AdvBench, which the user gives (``prompts.file`` or ``prompts.set``).
     For speed on a GPU replace ``direction.stream`` by "per_tensor" (other directions, same law;
-    with ``paper`` also ``direction.tied = "once"``)."""
+    with ``paper`` also ``direction.tied = "once"``). ``visage sweep --print-spec NAME`` prints
+    each as a TOML file to edit.
+
+    Example::
+
+        quick = preset("quick")
+        paper = preset("paper", family="llama3").replace(prompts=PromptSource(set="advbench", limit=80))
+    """
     if family is not None and name != "paper":
         raise ValidationError(f"family {family!r}: only the paper preset is per model family")
     if name == "quick":

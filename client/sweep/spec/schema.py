@@ -24,7 +24,16 @@ BASE_KINDS = ("interp", "adapter", "seed")
 
 
 class SpecError(ValidationError):
-    """A sweep spec with one or more problems; ``.problems`` lists ``"field: what is wrong"``."""
+    """A sweep spec with one or more problems; ``.problems`` lists ``"field: what is wrong"``.
+
+    Example::
+
+        try:
+            load_spec("quick.toml")
+        except SpecError as exc:
+            for problem in exc.problems:    # every problem at once, each naming its field
+                print(problem)
+    """
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
@@ -41,7 +50,12 @@ class Grid:
     ``adaptive``: measure each ASR series from its centre outward, stopping a side after
     ``stop_after`` consecutive points at 100 % (the rest assumed on the plateau, never measured);
     ``edge_resolution`` > 0 (1D): bisect each edge off the grid to that width
-    (:mod:`~safety_landscape.client.sweep.planner`)."""
+    (:mod:`~safety_landscape.client.sweep.planner`).
+
+    Example::
+
+        spec = preset("quick").replace(grid=Grid(directions=3, points=11, range=(-0.5, 0.5)))
+    """
 
     directions: int = 1
     points: int = 21
@@ -60,7 +74,12 @@ class DirectionRecipe:
     """How random directions are drawn. Direction ``i`` is draw ``index=i`` of ``seed``: with the
     "reference" stream that is exactly the authors' i-th ``torch.manual_seed(123)`` draw on a
     model without tied tensors; ``tied = "reference"`` makes it so on a tied model too (a draw for
-    each state-dict name, docs/method.md section 1), "once" perturbs a tied tensor once."""
+    each state-dict name, docs/method.md section 1), "once" perturbs a tied tensor once.
+
+    Example::
+
+        spec = preset("quick").replace(direction=DirectionRecipe(seed=7, stream="per_tensor"))
+    """
 
     seed: int = 123
     stream: str = "reference"
@@ -73,7 +92,13 @@ class DirectionRecipe:
 
 @dataclass(frozen=True)
 class PromptSource:
-    """A server-side named set (``set``) or a local file read here and sent inline (``file``)."""
+    """A server-side named set (``set``) or a local file read here and sent inline (``file``;
+    ``column``: its CSV column or JSONL field), the first ``limit`` prompts (0 = all).
+
+    Example::
+
+        spec = preset("quick").replace(prompts=PromptSource(file="harmful_behaviors.csv", limit=80))
+    """
 
     set: str = ""
     file: str = ""
@@ -86,7 +111,12 @@ class PromptSource:
 class BaseTerm:
     """A fixed perturbation term added to every point: ``interp:NAME`` (toward a registered
     checkpoint; 1.0 = its weights), ``adapter:NAME`` or ``seed:N`` (a random direction: draw 0
-    of seed N, layer-normalised, per-tensor stream)."""
+    of seed N, layer-normalised, per-tensor stream).
+
+    Example::
+
+        spec = preset("quick").replace(base=(BaseTerm("adapter:safety-lora", 1.0),))  # around the adapted model
+    """
 
     direction: str
     coefficient: float = 1.0
@@ -99,7 +129,12 @@ class Capability:
     (accuracy, %), the first ``shots`` are the few-shot examples and are not scored, then at most
     ``limit`` (0 = all) are. ``perplexity_file`` (one text per line, or JSONL with "text") or
     ``fluency`` (the built-in texts): perplexity. ``mc_format``: the MMLU prompt and answer
-    letters, "harness" (lm-evaluation-harness's) or "reference" (the authors' code)."""
+    letters, "harness" (lm-evaluation-harness's) or "reference" (the authors' code).
+
+    Example::
+
+        spec = preset("quick").replace(capability=Capability(fluency=True))  # perplexity at every point
+    """
 
     mc_file: str = ""
     shots: int = 0
@@ -111,6 +146,17 @@ class Capability:
 
 @dataclass(frozen=True)
 class SweepSpec:
+    """A landscape sweep: the ``kind`` of landscape and its ``grid``, how directions are drawn, the
+    prompts (and ``benign`` ones for over-refusal), fixed ``base`` terms, optional capability
+    controls, the system prompts and chat format, the judge, and the generation. Start from
+    :func:`preset` or a TOML file (:func:`load_spec`); ``replace`` changes fields.
+
+    Example::
+
+        spec = preset("quick").replace(name="quick-64", max_new_tokens=64)
+        run = sweep_landscape(spec, out="runs/quick-64")
+    """
+
     name: str = "sweep"
     kind: str = "1d-random"
     grid: Grid = field(default_factory=Grid)

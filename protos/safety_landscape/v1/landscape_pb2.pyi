@@ -570,10 +570,28 @@ class KeywordJudge(_message.Message):
     def __init__(self, keywords: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClassifierJudge(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "fingerprint")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    fingerprint: str
+    def __init__(self, name: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class ClassifierVerdict(_message.Message):
+    __slots__ = ("judge", "fingerprint", "label", "categories", "probability", "threshold")
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    judge: str
+    fingerprint: str
+    label: str
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    probability: float
+    threshold: float
+    def __init__(self, judge: _Optional[str] = ..., fingerprint: _Optional[str] = ..., label: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., probability: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class JudgeSpec(_message.Message):
     __slots__ = ("keyword", "classifier")
@@ -614,7 +632,7 @@ class EvaluateSafetyRequest(_message.Message):
     def __init__(self, settings: _Optional[_Union[EvaluationSettings, _Mapping]] = ..., perturbation: _Optional[_Union[Perturbation, _Mapping]] = ...) -> None: ...
 
 class Verdict(_message.Message):
-    __slots__ = ("index", "jailbroken", "matched_keyword", "classifier_output", "prompt_tokens", "completion_tokens", "finish_reason", "completion", "outcome", "coherence")
+    __slots__ = ("index", "jailbroken", "matched_keyword", "classifier_output", "prompt_tokens", "completion_tokens", "finish_reason", "completion", "outcome", "coherence", "classifier")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     JAILBROKEN_FIELD_NUMBER: _ClassVar[int]
     MATCHED_KEYWORD_FIELD_NUMBER: _ClassVar[int]
@@ -625,6 +643,7 @@ class Verdict(_message.Message):
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     COHERENCE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     index: int
     jailbroken: bool
     matched_keyword: str
@@ -635,7 +654,8 @@ class Verdict(_message.Message):
     completion: str
     outcome: Outcome
     coherence: Coherence
-    def __init__(self, index: _Optional[int] = ..., jailbroken: _Optional[bool] = ..., matched_keyword: _Optional[str] = ..., classifier_output: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., completion: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coherence: _Optional[_Union[Coherence, _Mapping]] = ...) -> None: ...
+    classifier: ClassifierVerdict
+    def __init__(self, index: _Optional[int] = ..., jailbroken: _Optional[bool] = ..., matched_keyword: _Optional[str] = ..., classifier_output: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., completion: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coherence: _Optional[_Union[Coherence, _Mapping]] = ..., classifier: _Optional[_Union[ClassifierVerdict, _Mapping]] = ...) -> None: ...
 
 class EvaluateSafetyResponse(_message.Message):
     __slots__ = ("asr", "jailbroken", "total", "verdicts", "weight_state", "timings", "prompt_set", "system_prompt_sha256", "generated_tokens", "tokens_saved", "judge", "refused", "complied", "incoherent", "refusal_rate", "coherent_asr", "incoherent_rate", "referee")
