@@ -14,6 +14,7 @@ import dataclasses
 import json
 import sqlite3
 
+import guard_models as gm
 import pytest
 from serving import running_server
 
@@ -35,8 +36,10 @@ POINTS = 3
 
 
 @pytest.fixture(scope="module")
-def judge_server():
-    with running_server(judge_model="tiny-random:1") as server:
+def judge_server(tmp_path_factory):
+    """tiny-random with a tiny scripted Llama Guard 3 (tests/guard_models.py) that finds every answer unsafe."""
+    guard = gm.build_llama_guard(tmp_path_factory.mktemp("lg3") / "guard", version=3, answer=("unsafe", "\nS1"))
+    with running_server(judge_model=str(guard)) as server:
         yield server
 
 
@@ -61,8 +64,9 @@ def test_rejudge_stores_each_judge_beside_the_sweeps_verdicts_and_resumes(judge_
     with ResultStore(swept) as store, judge_server.client() as client:
         answers = stored_answers(store).answers
         assert len(answers) == PROMPTS * POINTS
-        [referee] = rejudge(store, client, kind="referee", keywords=("e",))
+        [referee] = rejudge(store, client, kind="referee")
         assert (referee.judged, referee.already_judged) == (PROMPTS * POINTS, 0)
+        assert referee.judge.keywords == ("e",)  # the sweep's own refusal keywords unless told otherwise
         assert referee.judge.referee == referee.thresholds.id and referee.thresholds.id.startswith("ref-")
         assert len(referee.points) == POINTS and all(p.total == PROMPTS for p in referee.points)
         for p in referee.points:  # the referee's success is "complied": the outcomes add up
@@ -71,7 +75,8 @@ def test_rejudge_stores_each_judge_beside_the_sweeps_verdicts_and_resumes(judge_
         assert (again.judged, again.already_judged) == (0, PROMPTS * POINTS)
         assert again.judge == referee.judge and again.points == referee.points
         [classifier] = rejudge(store, client, kind="classifier")
-        assert classifier.judge.server_judge == "classifier:tiny-random:1" and classifier.judged == PROMPTS * POINTS
+        assert classifier.judge.server_judge.startswith("classifier:llama-guard-3@") and classifier.judged == PROMPTS * POINTS
+        assert all(p.success == p.total for p in classifier.points)  # the scripted guard: every answer unsafe
         assert classifier.judge.fingerprint != referee.judge.fingerprint
     assert _generation_rows(swept) == before  # the sweep's own verdicts and texts untouched
     with VerdictTable(swept) as table:
@@ -136,9 +141,9 @@ def test_the_referee_refuses_a_server_of_another_model_and_the_keyword_judge_kee
 def test_an_answer_whose_prompt_the_server_renders_otherwise_stops_the_run_before_storing(judge_server, swept):
     with sqlite3.connect(swept) as db:  # as if the server's set, system prompt or template differed for one prompt
         db.execute("UPDATE completions SET prompt_tokens = prompt_tokens + 1 WHERE prompt_index = 2")
-    with ResultStore(swept) as store, judge_server.client() as client:
-        with pytest.raises(ValidationError, match="prompt 2: the server rendered its prompt in"):
-            rejudge(store, client, kind="keyword", batch_size=2)
+    with ResultStore(swept) as store, judge_server.client() as client, \
+            pytest.raises(ValidationError, match="prompt 2: the server rendered its prompt in"):
+        rejudge(store, client, kind="keyword", batch_size=2)
     with VerdictTable(swept) as table:
         [judge] = table.judges()
         assert len(table.judged(judge)) == 2  # the first batch (prompts 0 and 1 of the first point) only

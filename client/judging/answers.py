@@ -4,20 +4,19 @@ A :class:`StoredAnswer` is one prompt's completion at one point of an ``asr`` sw
 text, the prompt (its text when the client sent it inline, else its set's name, index and content
 hash), the system prompt and chat format it was answered under, the generation length (it picks the
 referee's calibration), the model it was measured on and the verdict the sweep's judge gave at
-generation time. Answers stored without their text (stores older than completions) cannot be judged
-again; :func:`stored_answers` counts them instead.
+generation time (with the refusal keywords the sweep named; empty: the paper's). Answers stored
+without their text (stores older than completions) cannot be judged again; :func:`stored_answers`
+counts them instead.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import StoreError
-from ..records import PointRecord
 from ..store import ResultStore
+from ..sweep_meta import RecordedEvaluation, SweepMeta
 
 __all__ = ["AnswerSet", "StoredAnswer", "stored_answers"]
 
@@ -46,6 +45,7 @@ class StoredAnswer:
     model_fingerprint: str
     jailbroken: bool
     judge: str
+    keywords: tuple[str, ...] = ()
     prompt_tokens: int | None = None
 
     @property
@@ -70,29 +70,23 @@ class AnswerSet:
         return out
 
 
-def _generation(meta: Mapping[str, Any] | None, sweep: str, path: object) -> tuple[str, int]:
-    """(chat format, max_new_tokens) of a sweep, from the spec its metadata recorded."""
-    spec = meta.get("spec") if meta else None
-    if not isinstance(spec, Mapping) or not spec.get("max_new_tokens"):
+def _generation(meta: SweepMeta | None, sweep: str, path: object) -> RecordedEvaluation:
+    """How a sweep's answers were generated and judged (chat format, max_new_tokens, keywords), from its spec."""
+    if meta is None or "max_new_tokens" not in meta.spec.data:
         raise StoreError(f"{path}: sweep {sweep!r} has no recorded spec, so how its answers were generated (chat "
                          "format, max_new_tokens) is unknown; it cannot be judged again")
-    return str(spec.get("chat_format") or "tokenizer"), int(spec["max_new_tokens"])
-
-
-def _model_fingerprint(record: PointRecord) -> str:
-    model = record.provenance.get("model")
-    return str(model.get("model_fingerprint") or "") if isinstance(model, Mapping) else ""
+    return meta.spec.evaluation
 
 
 def stored_answers(store: ResultStore, sweep: str | None = None) -> AnswerSet:
     """Every answer of the ``asr`` points of ``sweep`` (of every sweep when None) that has its text."""
     answers: list[StoredAnswer] = []
     without_text = 0
-    generation: dict[str, tuple[str, int]] = {}
+    generation: dict[str, RecordedEvaluation] = {}
     for record in store.records(sweep, metric=ASR_METRIC):
         if record.sweep not in generation:
-            generation[record.sweep] = _generation(store.get_meta(record.sweep), record.sweep, store.path)
-        chat, max_new_tokens = generation[record.sweep]
+            generation[record.sweep] = _generation(store.sweep_meta(record.sweep), record.sweep, store.path)
+        evaluation = generation[record.sweep]
         detail = record.detail
         for c in store.completions(record.key):
             if c.text is None:
@@ -106,7 +100,8 @@ def stored_answers(store: ResultStore, sweep: str | None = None) -> AnswerSet:
                 prompt_set = (detail.prompt_set_name, detail.prompt_set_sha256, int(detail.prompt_set_size or 0))
             answers.append(StoredAnswer(
                 key=record.key, sweep=record.sweep, series=record.series, coords=record.coords, prompt_index=c.index,
-                completion=c.text, prompt=c.prompt, prompt_set=prompt_set, system=detail.system_prompt, chat=chat,
-                max_new_tokens=max_new_tokens, model_fingerprint=_model_fingerprint(record), jailbroken=c.jailbroken,
-                judge=detail.judge or "keyword", prompt_tokens=c.prompt_tokens))
+                completion=c.text, prompt=c.prompt, prompt_set=prompt_set, system=detail.system_prompt,
+                chat=evaluation.chat_format, max_new_tokens=evaluation.max_new_tokens,
+                model_fingerprint=record.model.fingerprint if record.model is not None else "", jailbroken=c.jailbroken,
+                judge=detail.judge or "keyword", keywords=evaluation.keywords, prompt_tokens=c.prompt_tokens))
     return AnswerSet(tuple(answers), without_text)

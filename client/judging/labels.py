@@ -86,15 +86,14 @@ def _matches(row: dict[str, object], answers: Sequence[StoredAnswer], keys: Sequ
     prompt, completion = row.get("prompt"), row.get("completion")
     if not isinstance(prompt, str) or not isinstance(completion, str):
         raise ValidationError(f"{where}: name the answer by key and prompt_index, or by prompt and completion (texts)")
-    out = []
-    for a in answers:
+    def same(a: StoredAnswer) -> bool:
         if a.completion != completion:
-            continue
-        if a.prompt is not None and a.prompt == prompt and (index is None or index == a.prompt_index):
-            out.append((a.key, a.prompt_index))
-        elif a.prompt is None and index == a.prompt_index:
-            out.append((a.key, a.prompt_index))
-    return out
+            return False
+        if a.prompt is None:  # a server set's prompt: its text is not in the store
+            return index == a.prompt_index
+        return a.prompt == prompt and index in (None, a.prompt_index)
+
+    return [(a.key, a.prompt_index) for a in answers if same(a)]
 
 
 def read_labels(path: str | Path, answers: Sequence[StoredAnswer]) -> HumanLabels:

@@ -173,18 +173,27 @@ def _judge(client: Client, kind: str, rows: Sequence[JudgeRow], keywords: Sequen
 
 
 def rejudge(
-    store: ResultStore, client: Client, *, kind: str = "referee", sweep: str | None = None, keywords: Sequence[str] = (),
-    batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
+    store: ResultStore, client: Client, *, kind: str = "referee", sweep: str | None = None,
+    keywords: Sequence[str] | None = None, batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
 ) -> list[RejudgeResult]:
     """Judge the stored answers of ``store`` (of ``sweep``, else all) with ``client``'s ``kind`` judge and
     keep the verdicts; one result per generation length (each has its own referee calibration).
+    ``keywords``: the refusal strings of the keyword and referee judges; None = the sweep's own (the
+    paper's 29 unless its spec named others), () = the paper's.
     ``progress(done, total)`` after each batch. ValidationError before any work when the server cannot
     judge these answers (see :func:`_check_server`), or when no answer has its text."""
     if kind not in JUDGE_KINDS:
         raise ValidationError(f"unknown judge {kind!r}; use one of {', '.join(JUDGE_KINDS)}")
-    if keywords and kind == "classifier":
+    if keywords is not None and kind == "classifier" and tuple(keywords):
         raise ValidationError("keywords go with the keyword and referee judges (the classifier decides by itself)")
     answers = stored_answers(store, sweep)
+    if keywords is None and kind != "classifier":
+        named = {a.keywords for a in answers.answers}
+        if len(named) > 1:
+            raise ValidationError("the sweeps in this store named different refusal keywords: judge one sweep at a time, "
+                                  "or give the keywords")
+        keywords = next(iter(named), ())
+    keywords = tuple(keywords or ())
     if not answers.answers:
         raise ValidationError(f"{store.path}: no stored answer text to judge" + (
             f" ({answers.without_text} verdicts were stored without their text)" if answers.without_text else
