@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 
+import guard_models as gm
 import pytest
 from serving import running_server
 
@@ -110,6 +111,7 @@ def test_rejudge_then_judges_compare_the_sweeps_judge_the_referee_and_human_labe
 
 def test_rejudge_refuses_another_models_server_for_the_referee_in_one_line(swept, capsys):
     with running_server(model="tiny-random:1") as other:
+        capsys.readouterr()  # the server's start-up log
         code, out, err = run(capsys, "rejudge", str(swept), "--server", other.target)
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
         assert "the referee judges at theta0 of the model that answered" in err
@@ -122,3 +124,16 @@ def test_judges_and_rejudge_say_what_is_missing(tmp_path, capsys, swept):
     assert code == 2 and "does not exist: give the --out folder" in err
     code, _, err = run(capsys, "rejudge", str(swept), "--server", "127.0.0.1:9", "--batch-size", "0")
     assert code == 2 and "--batch-size must be >= 1" in err
+
+
+def test_judge_with_the_classifier_adds_its_verdict_to_every_row(tmp_path, capsys):
+    guard = gm.build_llama_guard(tmp_path / "guard", version=3, answer=("unsafe", "\nS1"))  # scripted: always unsafe
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    with running_server(judge_model=str(guard)) as server:
+        capsys.readouterr()  # the server's start-up log
+        code, out, _ = run(capsys, "--json", "judge", "--server", server.target, "--input", str(path), "--judge", "classifier")
+    doc = json.loads(out)
+    assert code == 0 and doc["judge"].startswith("classifier:llama-guard-3@")
+    assert [r["unsafe"] for r in doc["rows"]] == [True] * 3 and doc["rows"][0]["classifier_output"] == "unsafe\nS1"
+    assert doc["rows"][1]["refused"] is True and doc["rows"][1]["outcome"] != "refused"  # the guard decides, not the keywords
