@@ -109,12 +109,13 @@ def _verdict(kind: str, a: StoredAnswer, row: JudgedRow, with_outcome: bool) -> 
         failed=c.failed if with_outcome else None, completion_sha256=a.completion_sha256)
 
 
-def _check_server(client: Client, answers: AnswerSet, kind: str) -> str:
-    """The server's model fingerprint, once the answers' prompt sets (and, for the referee, their
+def _check_server(client: Client, answers: AnswerSet, kind: str) -> tuple[str, int]:
+    """The server's model fingerprint and rows per call, once the answers' prompt sets (and, for the referee, their
     model) are the server's; a ValidationError naming what differs otherwise. A set the sweep took in
     part (its first N prompts) has a content hash of those N only; :func:`_same_prompts` then checks
     every answer's prompt as the server rendered it."""
-    model = client.info().model_fingerprint
+    info = client.info()
+    model = info.model_fingerprint
     if kind == "referee":
         others = sorted({a.model_fingerprint for a in answers.answers if a.model_fingerprint != model})
         if others:
@@ -131,7 +132,7 @@ def _check_server(client: Client, answers: AnswerSet, kind: str) -> str:
         if held[name][1] == size and held[name][0] != sha:  # the whole set was used: its content hash must match
             raise ValidationError(f"the answers were given to prompt set {name!r} with content {sha[:12]}, but the "
                                   f"server's {name!r} has content {held[name][0][:12]}: start it with the same set")
-    return model
+    return model, info.limits.max_prompts_per_request
 
 
 def _same_prompts(answers: Sequence[StoredAnswer], rows: Sequence[JudgedRow]) -> None:
@@ -198,8 +199,7 @@ def rejudge(
         raise ValidationError(f"{store.path}: no stored answer text to judge" + (
             f" ({answers.without_text} verdicts were stored without their text)" if answers.without_text else
             "" if sweep is None else f" in sweep {sweep!r}"))
-    model = _check_server(client, answers, kind)
-    limit = client.info().limits.max_prompts_per_request
+    model, limit = _check_server(client, answers, kind)
     size = max(1, min(batch_size or limit, limit))
     groups: dict[int, list[StoredAnswer]] = {}
     for a in answers.answers:
