@@ -43,6 +43,7 @@ from bench.landscape import choose_threads, grid
 from safety_landscape.client import client as c
 from safety_landscape.client.call_results import Evaluation, Verdict
 from safety_landscape.client.verdicts import Coherence, JudgeRow
+from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.app import create_server
 from safety_landscape.server.bootstrap import build_engine_factory
 from safety_landscape.server.config import Limits, ServerConfig
@@ -54,7 +55,7 @@ HUMAN_PROMPT = "Write a few sentences about everyday life."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/referee.py", description=__doc__.split("\n\n")[0])
+    p = StrictArgumentParser(prog="bench/referee.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--threads", default="auto", help="torch threads ('auto': the CPUs the load leaves)")
     p.add_argument("--points", type=int, default=7)

@@ -10,7 +10,9 @@ A :class:`Run` is one sweep read back from its store with its summary
   directions as a bar with its 95 % interval, each direction as a dot;
 - ``comparison.json`` and ``comparison.csv``: the Table-1-style table (one row per run and
   shared system prompt: ASR and over-refusal at the origin, VISAGE with its interval and per
-  direction), and ``report.html`` (figures, table, what differs between the runs).
+  direction; beside them the coherent ASR at the origin and VISAGE on the coherent ASR, or "not
+  measured" for a run without the coherence referee's outcomes), and ``report.html`` (figures,
+  table, what differs between the runs).
 
 The intervals are the summaries' own ``ci95`` fields (Wilson for rates, the seeded bootstrap for
 VISAGE, :mod:`.stats`): nothing is recomputed here, and a point or score without one is drawn without.
@@ -228,6 +230,20 @@ def _interval(ci: Sequence[float] | None) -> str | None:
     return f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else None
 
 
+def _coherent_cells(run: Run, system: str, label: str, rule: str) -> dict[str, Any]:
+    """The coherent ASR at the origin and its VISAGE (mean over directions) beside the ASR's, or
+    "not measured" (a run whose server had no coherence referee, or had it off)."""
+    outcomes = run.summary.by_outcome()
+    spreads = outcomes.visage.by_system_prompt.get(system) if outcomes.visage is not None else None
+    spread = spreads.of(rule) if spreads is not None else None
+    if label not in outcomes.measured:
+        return {"coherent ASR at origin (%)": "not measured", "coherent ASR at origin, 95 % CI": None,
+                f"VISAGE on coherent ASR ({rule})": "not measured"}
+    return {"coherent ASR at origin (%)": outcomes.at_origin(label),
+            "coherent ASR at origin, 95 % CI": _interval(outcomes.rate("coherent_asr").origin_ci95.get(label)),
+            f"VISAGE on coherent ASR ({rule})": spread.mean if spread is not None else "not measured"}
+
+
 def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """The Table-1-style table: one row per run and shared system prompt."""
     rule, rows = visage_rule(runs), []
@@ -246,6 +262,7 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             }
             if rule == "reference":
                 row["VISAGE (expectation)"] = _visage_entry(run, system, "expectation")["mean"]
+            row.update(_coherent_cells(run, system, label, rule))
             rows.append(row)
     return rows
 

@@ -8,7 +8,9 @@
   ``visage evaluate`` command that measures it again; null for a capability point);
 - completions (``completions=True``), one row per (point, prompt) of every safety point with
   :data:`COMPLETION_COLUMNS` (``completion`` is null / empty when it was not kept, ``prompt`` when
-  the prompts are a set the server holds): ``json`` ``{"schema_version", "completions": [rows]}``,
+  the prompts are a set the server holds; ``outcome`` and the coherence referee's figures ``coherent``,
+  ``nll`` (fluency), ``repetition``, ``token_repetition``, ``word_run``, ``token_run`` are null / empty
+  when the referee did not judge the answer): ``json`` ``{"schema_version", "completions": [rows]}``,
   ``jsonl`` one row per line, ``csv`` with a header.
 
 Every row names the model it was measured on (a store may hold sweeps of several models).
@@ -34,7 +36,8 @@ __all__ = ["COMPLETION_COLUMNS", "FORMATS", "completion_rows", "export"]
 FORMATS = ("json", "jsonl", "csv")
 COMPLETION_COLUMNS = ("sweep", "model", "model_fingerprint", "series", "metric", "a", "b", "key", "prompt_index",
                       "jailbroken", "matched_keyword", "finish_reason", "prompt_tokens", "completion_tokens", "prompt",
-                      "completion")
+                      "completion", "outcome", "coherent", "nll", "repetition", "token_repetition", "word_run",
+                      "token_run")
 _SAFETY = ("asr", "refusal")
 
 
@@ -49,7 +52,9 @@ def completion_rows(store: ResultStore, sweep: str | None = None) -> Iterator[di
                    "series": record.series, "metric": record.metric, "a": record.a, "b": record.b, "key": record.key,
                    "prompt_index": c.index, "jailbroken": c.jailbroken, "matched_keyword": c.matched_keyword,
                    "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
-                   "completion_tokens": c.completion_tokens, "prompt": c.prompt, "completion": c.text}
+                   "completion_tokens": c.completion_tokens, "prompt": c.prompt, "completion": c.text,
+                   "outcome": c.outcome or None, "coherent": c.coherent, "nll": c.nll, "repetition": c.repetition,
+                   "token_repetition": c.token_repetition, "word_run": c.word_run, "token_run": c.token_run}
 
 
 def _csv_cell(value: Any) -> Any:

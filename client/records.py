@@ -22,8 +22,8 @@ from typing import Any
 
 from safety_landscape.common.names import SYSTEM_PROMPT_PRESETS
 
-__all__ = ["CAPABILITY_METRICS", "FINISH_REASONS", "METRICS", "Completion", "MeasuredModel", "PointDetail", "PointRecord",
-           "Series", "system_label"]
+__all__ = ["CAPABILITY_METRICS", "FINISH_REASONS", "METRICS", "OUTCOMES", "Completion", "MeasuredModel", "Outcomes",
+           "PointDetail", "PointRecord", "Series", "system_label"]
 
 #: The metrics a point may carry. ``asr``: attack success rate on the harmful set (0..100);
 #: ``refusal``: over-refusal on the benign set (0..100); ``accuracy``: capability (0..100);
@@ -35,6 +35,10 @@ CAPABILITY_METRICS = ("accuracy", "perplexity")
 #: before completions were kept): end of sequence, max_new_tokens, a refusal keyword fixed the
 #: verdict (early stop), the call was cancelled.
 FINISH_REASONS = ("", "eos", "length", "keyword", "cancelled")
+#: An answer's outcome (docs/method.md, "Outcomes and the coherence referee"): the judge's refusal,
+#: no refusal and coherent, no refusal and not coherent; ``""``: the server's coherence referee did
+#: not judge it (turned off, a server without one, a store written before it): never "complied".
+OUTCOMES = ("", "refused", "complied", "incoherent")
 
 
 @dataclass(frozen=True, order=True)
@@ -83,8 +87,11 @@ class PointDetail:
 
     A safety point (``asr``, ``refusal``) records its evaluation: ``weight_state`` (the weights'
     fingerprint), ``jailbroken``, ``verdicts`` (``[index, jailbroken, matched_keyword]`` per
-    prompt), token counts, the prompt set's name/size/sha256, the system prompt's sha256, the
-    judge, ``seconds`` and the ``system_prompt`` as given. A capability point records ``inputs``
+    prompt, then the outcome when the referee judged it), token counts, the prompt set's
+    name/size/sha256, the system prompt's sha256, the judge, ``seconds`` and the ``system_prompt``
+    as given; with the server's coherence referee, ``refused`` / ``complied`` / ``incoherent``
+    (answers of each outcome; None: not judged) and ``referee`` (the id of the thresholds that
+    decided). A capability point records ``inputs``
     (the content hashes it was scored on). Keys this client does not know are kept in ``extra``,
     so a record written by another version reads back unchanged.
 
@@ -108,6 +115,10 @@ class PointDetail:
     seconds: float | None = None
     system_prompt: str | None = None
     inputs: Mapping[str, Any] | None = None
+    refused: int | None = None
+    complied: int | None = None
+    incoherent: int | None = None
+    referee: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -149,7 +160,11 @@ class Completion:
     tokens), ``None`` when it was not kept (points stored before completions were); ``prompt`` the
     prompt's text when the client sent it inline, ``None`` for a set the server holds (then
     ``index`` names it within the set whose sha256 the point's detail records). Token counts are
-    ``None`` when not reported.
+    ``None`` when not reported. ``outcome`` is one of :data:`OUTCOMES` (``""``: not judged by the
+    coherence referee); then the referee's figures, None when not judged: ``coherent`` (its verdict,
+    decided for a refusal too), ``nll`` (fluency: mean negative log-likelihood per answer token at
+    theta0), ``repetition`` / ``token_repetition`` (fraction of repeated word / token n-grams) and
+    ``word_run`` / ``token_run`` (the longest run of one word / token).
 
     Example::
 
@@ -167,14 +182,55 @@ class Completion:
     text: str | None = None
     prompt: str | None = None
     classifier_output: str = ""
+    outcome: str = ""
+    coherent: bool | None = None
+    nll: float | None = None
+    repetition: float | None = None
+    token_repetition: float | None = None
+    word_run: int | None = None
+    token_run: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "jailbroken", bool(self.jailbroken))
         if self.finish_reason not in FINISH_REASONS:
             raise ValueError(f"finish_reason {self.finish_reason!r} is not one of {', '.join(map(repr, FINISH_REASONS))}")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome {self.outcome!r} is not one of {', '.join(map(repr, OUTCOMES))}")
+        if self.outcome and self.outcome != ("incoherent" if self.jailbroken and not self.coherent else
+                                             "complied" if self.jailbroken else "refused"):
+            raise ValueError(f"outcome {self.outcome!r} contradicts jailbroken={self.jailbroken}, coherent={self.coherent}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """A safety point's answers by outcome (``total`` = refused + complied + incoherent) and the three
+    rates in percent: ``coherent_asr`` (complied only) + ``incoherent_rate`` is the paper's ASR."""
+
+    refused: int
+    complied: int
+    incoherent: int
+
+    @property
+    def total(self) -> int:
+        return self.refused + self.complied + self.incoherent
+
+    def rate(self, count: int) -> float:
+        return 100.0 * count / self.total if self.total else 0.0
+
+    @property
+    def refusal_rate(self) -> float:
+        return self.rate(self.refused)
+
+    @property
+    def coherent_asr(self) -> float:
+        return self.rate(self.complied)
+
+    @property
+    def incoherent_rate(self) -> float:
+        return self.rate(self.incoherent)
 
 
 @dataclass(frozen=True)
@@ -284,6 +340,15 @@ class PointRecord:
     def curve(self) -> Series:
         """The series, structured."""
         return Series.parse(self.series)
+
+    @property
+    def outcomes(self) -> Outcomes | None:
+        """The point's answers by outcome; None when the coherence referee did not judge them (or a
+        capability point): the coherent ASR is then not measured, never 0 or the ASR."""
+        d = self.detail
+        if d.refused is None or d.complied is None or d.incoherent is None:
+            return None
+        return Outcomes(d.refused, d.complied, d.incoherent)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (coords as a list; ``model`` only when known); ``from_dict(to_dict(r)) == r``."""

@@ -15,9 +15,10 @@
   :class:`~safety_landscape.client.errors.StoreError` naming the file and what to do.
 
 Schema: ``schema_version`` counts incompatible changes (still 1). Tables added since (``texts``,
-``completions``, ``claims``) are created when a store is opened, keeping every existing row, and
-clients that predate them ignore them; a point stored without completions reads its verdicts back
-from its record.
+``completions``, ``claims``, the referee's ``referee_verdicts``: :mod:`.store_outcomes`) are created
+when a store is opened, keeping every existing row, and clients that predate them ignore them; a
+point stored without completions reads its verdicts back from its record, and an answer stored
+without a referee verdict reads back as not judged (outcome ``""``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from .errors import StoreError
 from .point_rows import CSV_COLUMNS, PANDAS_COLUMNS, PointRow, point_rows
 from .provenance import provenance
 from .records import Completion, PointRecord
+from .store_outcomes import COLUMNS as OUTCOME_COLUMNS
+from .store_outcomes import JOIN as OUTCOME_JOIN
+from .store_outcomes import SCHEMA as OUTCOME_SCHEMA
+from .store_outcomes import completion_fields, put_outcomes
 from .sweep_meta import SweepMeta
 
 __all__ = ["CSV_COLUMNS", "PANDAS_COLUMNS", "SCHEMA_VERSION", "STORE_NAME", "ClaimState", "ResultStore", "point_key",
@@ -130,7 +135,8 @@ def _text_sha(text: str) -> str:
 
 def _from_verdicts(record: PointRecord) -> list[Completion]:
     """The per-prompt verdicts a record holds, as completions without text (points stored before
-    completions were kept): ``[index, jailbroken, matched_keyword]`` entries, or bare booleans."""
+    completions were kept): ``[index, jailbroken, matched_keyword]`` entries, or bare booleans
+    (the referee's figures are not in a record: its outcome is read as not judged)."""
     out = []
     for position, v in enumerate(record.detail.verdicts or ()):
         if isinstance(v, (list, tuple)) and len(v) >= 2:
@@ -173,7 +179,7 @@ class ResultStore:
             if check != [("ok",)]:
                 raise StoreError(f"{self.path} is damaged (integrity check: {check[0][0]}): "
                                  + _WHAT_TO_DO.format(path=self.path))
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA + OUTCOME_SCHEMA)
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -253,6 +259,7 @@ class ResultStore:
 
     @staticmethod
     def _put_completions(db: sqlite3.Connection, key: str, completions: Iterable[Completion]) -> None:
+        completions = list(completions)
         rows, texts = [], {}
         for c in completions:
             shas = []
@@ -266,6 +273,7 @@ class ResultStore:
         db.executemany("INSERT OR IGNORE INTO texts (sha256, zlib) VALUES (?, ?)",
                        [(sha, zlib.compress(text.encode("utf-8"), 6)) for sha, text in texts.items()])
         db.executemany("INSERT OR IGNORE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        put_outcomes(db, key, completions)
 
     def get(self, key: str) -> PointRecord | None:
         with self._sql() as db:
@@ -316,14 +324,15 @@ class ResultStore:
         with self._sql() as db:
             rows = db.execute(
                 "SELECT c.prompt_index, c.jailbroken, c.matched_keyword, c.prompt_tokens, c.completion_tokens,"
-                " c.finish_reason, t.zlib, p.zlib, c.classifier_output FROM completions c"
+                f" c.finish_reason, t.zlib, p.zlib, c.classifier_output, {OUTCOME_COLUMNS} FROM completions c"
                 " LEFT JOIN texts t ON t.sha256 = c.text_sha256 LEFT JOIN texts p ON p.sha256 = c.prompt_sha256"
-                " WHERE c.key = ? ORDER BY c.prompt_index", (key,)).fetchall()
+                f"{OUTCOME_JOIN} WHERE c.key = ? ORDER BY c.prompt_index", (key,)).fetchall()
         if not rows:
             record = self.get(key)
             return _from_verdicts(record) if record is not None else []
-        return [Completion(i, bool(jb), kw, pt, ct, fr, self._unzip(text), self._unzip(prompt), cls)
-                for i, jb, kw, pt, ct, fr, text, prompt, cls in rows]
+        return [Completion(i, bool(jb), kw, pt, ct, fr, self._unzip(text), self._unzip(prompt), cls,
+                           **completion_fields(rest))
+                for i, jb, kw, pt, ct, fr, text, prompt, cls, *rest in rows]
 
     def _unzip(self, blob: bytes | None) -> str | None:
         if blob is None:

@@ -32,11 +32,11 @@ def test_sweep_quick_writes_store_summary_plots_and_report(quick_run, capsys):
     assert set(visage["by_system_prompt"]["default"]) == {"reference", "expectation"}
     assert summary["points"] == {"planned": 14, "measured": 14}
     assert len(summary["curves"]["asr"]["d0|default"]) == 7 and "refusal" in summary["curves"]
-    for name in ("asr_1d", "refusal_1d", "asr_vs_refusal_1d"):
+    for name in ("asr_1d", "refusal_1d", "asr_vs_refusal_1d", "outcomes_1d"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000
         assert (out / "plots" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "VISAGE" in html and "harmful-mini" in html
+    assert html.count("data:image/png;base64,") == 4 and "VISAGE" in html and "harmful-mini" in html
     assert "http://" not in html.replace("http://www.w3.org", "")  # self-contained
 
 
@@ -98,7 +98,7 @@ def test_sweep_figures_are_titled_and_labelled_in_a_readers_words(quick_run):
     from test_plots_report import svg_text
 
     out, _ = quick_run
-    for name in ("asr_1d", "refusal_1d", "asr_vs_refusal_1d"):
+    for name in ("asr_1d", "refusal_1d", "asr_vs_refusal_1d", "outcomes_1d"):
         text = svg_text(out / "plots" / f"{name}.svg")
         assert "direction 1" in text and "tiny-random" in text and "system prompt: default" in text, name
         assert "d0|default" not in text and "(quick)" not in text and "d0" not in text, name

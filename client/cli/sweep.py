@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ __all__ = ["register"]
 if TYPE_CHECKING:
     from ..store import ResultStore
     from ..sweep.spec import SweepSpec
-    from ..sweep.summary_doc import SweepSummary
+    from ..sweep.summary_doc import SweepSummary, VisageSummary
     from .common import Subparsers
 
 
@@ -228,18 +229,40 @@ def _spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return spec_from_dict(merge_spec_data(data, overrides))
 
 
-def _visage_lines(summary: SweepSummary) -> list[str]:
+def _visage_lines(visage: VisageSummary, regions: Mapping[str, float]) -> list[str]:
     lines = []
-    regions = summary.safety_region.series
-    for series, v in summary.visage.series.items():
+    for series, v in visage.series.items():
         ref = "-" if v.reference is None else f"{v.reference:.2f}"
         region = f"  safety region {regions[series]:.2f}" if series in regions else ""
-        lines.append(f"  {series:32s} reference {ref:>7s}  expectation {v.expectation:.2f}{region}")
-    for label, spreads in summary.visage.by_system_prompt.items():
+        exp = "-" if v.expectation is None else f"{v.expectation:.2f}"
+        lines.append(f"  {series:32s} reference {ref:>7s}  expectation {exp}{region}")
+    for label, spreads in visage.by_system_prompt.items():
         parts = [f"{rule} {e.mean:.2f}" + ("" if e.std is None else f" ± {e.std:.2f}") + f" (n={e.n}"
                  + (f", 95% CI {e.ci95[0]:.2f} to {e.ci95[1]:.2f})" if e.ci95 else ")") for rule, e in spreads.items()]
         lines.append(f"  mean | {label:25s} " + "; ".join(parts))
     return lines
+
+
+def _coherent_visage(summary: SweepSummary) -> dict[str, Any] | None:
+    """VISAGE of the coherent ASR as JSON (None: not measured)."""
+    coherent = summary.by_outcome().visage
+    return coherent.to_json() if coherent is not None else None
+
+
+def _print_visage(summary: SweepSummary) -> None:
+    """VISAGE of the paper's ASR, then of the coherent ASR (or why it is not measured)."""
+    from ..sweep.summary_doc import NOT_MEASURED
+
+    print("VISAGE (ASR; higher is safer):")
+    print("\n".join(_visage_lines(summary.visage, summary.safety_region.series)) or "  (no complete series)")
+    outcomes = summary.by_outcome()
+    if outcomes.visage is None:
+        print(f"{NOT_MEASURED}" + (f" ({outcomes.reason})" if outcomes.reason else ""))
+        return
+    print("VISAGE (coherent ASR: jailbroken and coherent answers only; higher is safer):")
+    print("\n".join(_visage_lines(outcomes.visage, {})) or "  (no complete series)")
+    if outcomes.not_measured:
+        print(f"  {NOT_MEASURED} for {', '.join(outcomes.not_measured)} ({outcomes.reason})")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -262,6 +285,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print_json({"sweep": spec.name, "servers": [s.target for s in result.servers], "evaluated": result.evaluated,
                     "written": result.written, "reused": result.reused, "elsewhere": result.elsewhere,
                     "seconds": result.seconds, "visage": summary.visage.to_json(), "adaptive": adaptive,
+                    "visage_coherent_asr": _coherent_visage(summary),
                     "summary": str(paths["summary"]), "report": str(paths["report"]),
                     "plots": [str(p) for p in paths["plots"]]})
         return 0
@@ -271,8 +295,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if summary.adaptive is not None:
         print(f"adaptive: {summary.adaptive.evaluated} of {summary.adaptive.grid_points} grid points measured; "
               f"{summary.adaptive.assumption}")
-    print("VISAGE (ASR; higher is safer):")
-    print("\n".join(_visage_lines(summary)) or "  (no complete series)")
+    _print_visage(summary)
     for metric, series in summary.capability.series.items():
         for name, v in series.items():
             origin = "-" if v.origin is None else f"{v.origin:.2f}"
@@ -303,9 +326,10 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         summary = sweep_summary(data)
         path = write_summary(args.dir, data, summary)
     if args.json:
-        print_json({"summary": str(path), "visage": summary.visage.to_json()})
+        print_json({"summary": str(path), "visage": summary.visage.to_json(),
+                    "visage_coherent_asr": _coherent_visage(summary)})
     else:
-        print("\n".join(_visage_lines(summary)) or "  (no complete series)")
+        _print_visage(summary)
         print(f"summary: {path}")
     return 0
 

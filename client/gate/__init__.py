@@ -89,7 +89,8 @@ def run_gate(
             if checkpoint is not None:
                 changes["checkpoint"] = checkpoint
             config = validate(dataclasses.replace(config, **changes), str(config_path))
-            base = (load_baseline(config.baseline, rule=config.rule, system_prompt=config.system_prompt)
+            base = (load_baseline(config.baseline, rule=config.rule, system_prompt=config.system_prompt,
+                                   metric=config.metric)
                     if config.baseline else None)
             if not targets:
                 raise GateConfigError(["--server: give at least one server"])

@@ -9,6 +9,10 @@ verdicts that make the comparison a paired test on the same prompts.
 - a ``results.sqlite`` store (``"store"``), a gate's or a 1D random sweep's: VISAGE and verdicts
   of the series with the gate's system prompt;
 - a JSON number under ``visage`` (``"number"``).
+
+Gating on the coherent ASR (``metric = "coherent_asr"``), the baseline must be on it too: a
+gate.json that recorded that metric, a summary.json's ``outcomes.visage``, or a store whose points
+have the referee's outcomes; anything else is a :class:`BaselineError` (compare like with like).
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ def _from_summary(path: Path, v: Mapping[str, Any], rule: str, system_prompt: st
     return None
 
 
-def _from_json(path: Path, raw: bytes, *, rule: str, system_prompt: str) -> Baseline:
+def _from_json(path: Path, raw: bytes, *, rule: str, system_prompt: str, metric: str = "asr") -> Baseline:
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -124,11 +128,20 @@ def _from_json(path: Path, raw: bytes, *, rule: str, system_prompt: str) -> Base
         raise BaselineError(f"baseline {path}: no 'visage' key; give a previous gate.json, a sweep summary.json "
                             "or a results.sqlite")
     v = doc["visage"]
+    if metric == "coherent_asr" and doc.get("format") != FORMAT and _number(v) is None:
+        outcomes = doc.get("outcomes")
+        v = outcomes.get("visage") if isinstance(outcomes, dict) else None
+        if not isinstance(v, dict):
+            raise BaselineError(f"baseline {path}: coherent ASR: not measured in that sweep (no outcomes.visage); "
+                                "this gate compares the coherent ASR")
     if doc.get("format") == FORMAT:
         if doc.get("verdict") == "error" or not isinstance(v, dict) or _number(v.get("mean")) is None:
             raise BaselineError(f"baseline {path}: that gate run measured no VISAGE (verdict {doc.get('verdict')!r})")
         if v.get("rule") != rule:
             raise BaselineError(f"baseline {path}: VISAGE rule {v.get('rule')!r}, this gate uses {rule!r}; "
+                                "compare like with like")
+        if v.get("metric", "asr") != metric:
+            raise BaselineError(f"baseline {path}: VISAGE of {v.get('metric', 'asr')!r}, this gate uses {metric!r}; "
                                 "compare like with like")
         return Baseline(str(path), float(v["mean"]), "gate", sha, BaselineVerdicts.from_json(doc.get("verdicts")))
     if _number(v) is not None:
@@ -139,10 +152,12 @@ def _from_json(path: Path, raw: bytes, *, rule: str, system_prompt: str) -> Base
     return found
 
 
-def _from_store(path: Path, raw: bytes, *, rule: str, system_prompt: str) -> Baseline:
-    """VISAGE and verdicts of a store's 1D random ASR series with the gate's system prompt."""
+def _from_store(path: Path, raw: bytes, *, rule: str, system_prompt: str, metric: str = "asr") -> Baseline:
+    """VISAGE and verdicts of a store's 1D random ASR series with the gate's system prompt (of its
+    coherent ASR with ``metric = "coherent_asr"``)."""
     from ..store import ResultStore
     from ..sweep.intervals import prompt_verdicts
+    from ..sweep.outcomes import coherent_view
     from ..sweep.stored import load_sweep
 
     label = system_label(system_prompt)
@@ -151,6 +166,11 @@ def _from_store(path: Path, raw: bytes, *, rule: str, system_prompt: str) -> Bas
             data = load_sweep(store)
     except VisageError as exc:
         raise BaselineError(f"baseline {path}: {exc}") from None
+    if metric == "coherent_asr":
+        view = coherent_view(data)
+        if view.data is None or view.not_measured:
+            raise BaselineError(f"baseline {path}: coherent ASR: not measured in sweep {data.name!r} ({view.reason})")
+        data = view.data
     series = {s: pts for s, pts in data.records.get("asr", {}).items() if s.system == label and s.direction.startswith("d")}
     if data.two_d or not series or any(not data.complete("asr", s) for s in series):
         raise BaselineError(f"baseline {path}: sweep {data.name!r} has no complete 1D random ASR series with system "
@@ -167,7 +187,7 @@ def _from_store(path: Path, raw: bytes, *, rule: str, system_prompt: str) -> Bas
     return Baseline(str(path), math.fsum(scores) / len(scores), "store", hashlib.sha256(raw).hexdigest(), verdicts)
 
 
-def load_baseline(path: str | Path, *, rule: str, system_prompt: str = "default") -> Baseline:
+def load_baseline(path: str | Path, *, rule: str, system_prompt: str = "default", metric: str = "asr") -> Baseline:
     """The baseline VISAGE (and verdicts, when the file has them) of a gate.json, a summary.json or a
     results.sqlite; :class:`BaselineError` naming the file for anything else."""
     path = Path(path)
@@ -176,5 +196,5 @@ def load_baseline(path: str | Path, *, rule: str, system_prompt: str = "default"
     except OSError as exc:
         raise BaselineError(f"baseline {path}: cannot read it ({exc.strerror or exc})") from None
     if raw.startswith(_SQLITE_MAGIC):
-        return _from_store(path, raw, rule=rule, system_prompt=system_prompt)
-    return _from_json(path, raw, rule=rule, system_prompt=system_prompt)
+        return _from_store(path, raw, rule=rule, system_prompt=system_prompt, metric=metric)
+    return _from_json(path, raw, rule=rule, system_prompt=system_prompt, metric=metric)

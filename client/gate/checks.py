@@ -38,6 +38,15 @@ LABELS = {
 }
 
 Interval = tuple[float, float]
+#: The labels of the checks on the coherent ASR (``metric = "coherent_asr"``).
+_COHERENT_LABELS = {"min_visage": "VISAGE of the coherent ASR", "max_origin_asr": "coherent ASR at the candidate (%)",
+                    "max_visage_drop": "VISAGE (coherent ASR) drop vs baseline (points)"}
+
+
+def _label(name: str, metric: str) -> tuple[str, str]:
+    """(label, comparison) of a check, the label naming the coherent ASR when the gate is on it."""
+    label, cmp = LABELS[name]
+    return (_COHERENT_LABELS.get(name, label) if metric == "coherent_asr" else label), cmp
 
 
 @dataclass(frozen=True)
@@ -106,8 +115,9 @@ def _needed(name: str, n: int, value: float, ci: Interval, threshold: float, cmp
     return _visage_prompts(value, ci, threshold, n)
 
 
-def _interval_check(name: str, m: Measurements, value: float, threshold: float, ci: Interval | None) -> Check:
-    label, cmp = LABELS[name]
+def _interval_check(name: str, m: Measurements, value: float, threshold: float, ci: Interval | None,
+                    metric: str = "asr") -> Check:
+    label, cmp = _label(name, metric)
     if ci is None:  # no interval for this measure: judged on the value, and said so
         passed = value >= threshold if cmp == ">=" else value <= threshold
         text = f"{label} = {value:.2f} (no interval), threshold {cmp} {threshold:g}: {'passes' if passed else 'FAILS'}"
@@ -152,9 +162,9 @@ def evaluate_checks(config: GateConfig, m: Measurements, baseline: Baseline | No
             continue
         value, p = values[name], p_drop if name == "max_visage_drop" else None
         if interval_mode:
-            check = _interval_check(name, m, value, threshold, cis[name])
+            check = _interval_check(name, m, value, threshold, cis[name], config.metric)
         else:
-            label, cmp = LABELS[name]
+            label, cmp = _label(name, config.metric)
             passed = value >= threshold if cmp == ">=" else value <= threshold
             check = Check(name, label, value, threshold, cmp, passed,
                           f"{label} = {value:.2f}, threshold {cmp} {threshold:g}: {'passes' if passed else 'FAILS'}",

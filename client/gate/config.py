@@ -17,6 +17,9 @@ All problems are reported at once (:class:`GateConfigError`, each ``"field: what
     normalization = "layer"    # layer | filter | none
     selection = "reference"    # reference | biasbn | all
     rule = "reference"         # VISAGE rule: reference | expectation
+    metric = "asr"             # what VISAGE and the candidate's ASR are computed on: asr (the paper's:
+                               # every answer without a refusal) | coherent_asr (only those the server's
+                               # coherence referee judged coherent; needs a server with the referee on)
     [prompts]                  # harmful prompts (ASR)
     set = "harmful-mini"
     limit = 16                 # 0 = the whole set
@@ -71,11 +74,13 @@ from ..sweep.spec import Capability, SpecError, SweepSpec, merge_spec_data, reso
 from ..validation import is_finite_number, is_int
 from ..visage import RULES
 
-__all__ = ["MODES", "Decision", "GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config",
+__all__ = ["METRICS", "MODES", "Decision", "GateConfig", "GateConfigError", "Thresholds", "config_from_dict", "load_config",
            "validate"]
 
 #: How a threshold is judged: on the measured value, or on its 95 % interval.
 MODES = ("point", "interval")
+#: What the gate's VISAGE and candidate ASR are computed on: the paper's ASR, or the coherent ASR.
+METRICS = ("asr", "coherent_asr")
 
 
 class GateConfigError(ValidationError):
@@ -142,7 +147,8 @@ _SWEEP_KEYS: dict[tuple[str, str], tuple[tuple[str, str], str]] = {
     ("evaluation", "keywords"): (("evaluation", "keywords"), "keywords"),
 }
 # The gate's own keys: (table, key) -> GateConfig field.
-_GATE_KEYS = {("candidate", "checkpoint"): "checkpoint", ("sweep", "rule"): "rule", ("baseline", "file"): "baseline",
+_GATE_KEYS = {("candidate", "checkpoint"): "checkpoint", ("sweep", "rule"): "rule", ("sweep", "metric"): "metric",
+              ("baseline", "file"): "baseline",
               ("decision", "mode"): "mode", ("decision", "replicates"): "replicates", ("decision", "seed"): "seed"}
 _TABLE_KEYS: dict[str, list[str]] = {}  # table -> its keys, in the order messages list them
 for _where in [*_SWEEP_KEYS, *_GATE_KEYS]:
@@ -155,12 +161,14 @@ _MAX_DIRECTIONS, _MAX_POINTS = 16, 101
 @dataclass(frozen=True)
 class GateConfig:
     """A validated gate config: the sweep (a :class:`SweepSpec`; the candidate's base term is
-    added by :func:`~.measure.gate_spec`), the candidate, the VISAGE rule, the thresholds and the
-    baseline file (resolved against the config file's folder)."""
+    added by :func:`~.measure.gate_spec`), the candidate, the VISAGE rule, the metric VISAGE and the
+    candidate's ASR are computed on (:data:`METRICS`), the thresholds and the baseline file
+    (resolved against the config file's folder)."""
 
     sweep: SweepSpec
     checkpoint: str = ""
     rule: str = "reference"
+    metric: str = "asr"
     thresholds: Thresholds = field(default_factory=Thresholds)
     baseline: str = ""
     decision: Decision = field(default_factory=Decision)
@@ -191,7 +199,7 @@ class GateConfig:
                 "generation": {"max_new_tokens": spec["max_new_tokens"]}, **spec}
         out = {name: flat[table][key] for (table, key), name in _SWEEP_KEYS.values()}
         out["range"], out["system_prompt"] = list(out["range"]), out["system_prompt"][0]
-        return {"name": self.name, "checkpoint": self.checkpoint, **out, "rule": self.rule,
+        return {"name": self.name, "checkpoint": self.checkpoint, **out, "rule": self.rule, "metric": self.metric,
                 "thresholds": asdict(self.thresholds), "baseline": self.baseline, "capability": spec["capability"],
                 "decision": asdict(self.decision)}
 
@@ -271,6 +279,9 @@ def _gate_bounds(keyed: Mapping[tuple[str, str], Any], problems: list[str]) -> N
         problems.append(f"candidate.checkpoint: must be a string (a registry checkpoint name), got {checkpoint!r}")
     if rule not in RULES:
         problems.append(f"sweep.rule: must be one of {', '.join(RULES)}, got {rule!r}")
+    metric = keyed.get(("sweep", "metric"), "asr")
+    if metric not in METRICS:
+        problems.append(f"sweep.metric: must be one of {', '.join(METRICS)}, got {metric!r}")
     baseline = keyed.get(("baseline", "file"), "x")
     if not isinstance(baseline, str) or not baseline.strip():
         problems.append(f"baseline.file: must be a file path, got {baseline!r}")
@@ -321,7 +332,8 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None, s
         baseline = str(base_dir / baseline)
     decision = Decision(**{k: keyed[("decision", k)] for k in ("mode", "replicates", "seed") if ("decision", k) in keyed})
     config = GateConfig(spec, checkpoint=keyed.get(("candidate", "checkpoint"), ""),
-                        rule=keyed.get(("sweep", "rule"), "reference"), thresholds=thresholds, baseline=baseline,
+                        rule=keyed.get(("sweep", "rule"), "reference"), metric=keyed.get(("sweep", "metric"), "asr"),
+                        thresholds=thresholds, baseline=baseline,
                         decision=decision)
     return validate(config, source) if cross_check else config
 

@@ -16,6 +16,10 @@ agreement checks on model, tokenizer, chat template, dtype, device, torch versio
 direction fingerprints; a shared queue with failover) into a result store (the gate keeps it as
 ``results.sqlite`` in its output folder, so a re-run of the same gate evaluates only what is
 missing), then reads the curves, the candidate's numbers and the input hashes from the records.
+With ``metric = "coherent_asr"`` the ASR points are read as their coherent ASR (each prompt
+"jailbroken" only when its answer complied: :func:`~..sweep.outcomes.coherent_record`), so VISAGE,
+the candidate's ASR, their intervals and the verdicts kept for a later baseline are all on it; a
+point the server's coherence referee did not judge stops the gate (coherent ASR not measured).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ..records import PointRecord
 from ..store import STORE_NAME, ResultStore
 from ..sweep.fleet import Fleet
 from ..sweep.intervals import counts_of, prompt_verdicts
+from ..sweep.outcomes import coherent_record
 from ..sweep.points import Plan
 from ..sweep.runner import SweepResult, run_sweep
 from ..sweep.spec import BaseTerm, SweepSpec, validate
@@ -178,12 +183,27 @@ def _run(config: GateConfig, clients: Sequence[Client],
     return result, found
 
 
+def _coherent(records: dict[str, PointRecord]) -> dict[str, PointRecord]:
+    """The ASR points as their coherent ASR (the other points as they are); VisageError when one was not judged."""
+    out = {}
+    for key, record in records.items():
+        coherent = coherent_record(record) if record.metric == "asr" else record
+        if coherent is None:
+            raise VisageError("coherent ASR: not measured: the server did not judge the answers' coherence (a server "
+                              "without the coherence referee, or with it off); set sweep.metric = \"asr\" or use a "
+                              "server with the referee")
+        out[key] = coherent
+    return out
+
+
 def measure(config: GateConfig, clients: Sequence[Client], *, store_path: str | Path | None = None) -> Measurements:
     """Run the gate's sweep on ``clients`` (the caller closes them) into the store at
     ``store_path`` (None: a temporary one); raises a :class:`VisageError` subclass on any failure."""
     if not clients:
         raise VisageError("no servers given")
     result, records = _run(config, clients, store_path)
+    if config.metric == "coherent_asr":
+        records = _coherent(records)
     readings = _Readings.of(result.plan, records)
     candidate, benign = _check(readings, records)
     summary = summarize({k: [v for _, v in c] for k, c in readings.curves.items()}, rule=config.rule)

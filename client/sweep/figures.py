@@ -1,6 +1,10 @@
 """A sweep's figures, from the store alone: every metric's curves (1D) or planes (2D), and safety
 beside over-refusal and each capability metric, in a reader's words (:mod:`..figure_labels`).
 
+With the coherence referee's outcomes, each measured 1D ASR series also gets its answers split
+into stacked bands (``outcomes_1d``: refused, complied, incoherent), and a 2D sweep a plane of the
+coherent ASR (``coherent_asr_2d_<series>``); none without outcomes.
+
 An adaptive sweep's assumed points are drawn apart from the measured ones (hollow in 1D, crossed in
 2D); its off-grid edge points join the ASR curves. A metric measured at the origin only
 (``benign.at = "origin"``) gets no curve.
@@ -9,11 +13,12 @@ An adaptive sweep's assumed points are drawn apart from the measured ones (hollo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..figure_labels import METRIC_LABELS, SeriesNames, model_name, name_series, spec_system_names
+from ..outcome_plots import plot_outcomes_1d
 from ..plots import FIGURE_FORMATS, plot_1d, plot_2d, plot_plane, plot_side_by_side
 from ..records import CAPABILITY_METRICS
 from .stored import SweepData
@@ -58,6 +63,24 @@ def _ylim(metric: str, values: Sequence[float]) -> tuple[float, float] | None:
     return None if not finite else (min(finite), max(finite) if max(finite) > min(finite) else min(finite) + 1.0)
 
 
+def _coherent_planes(plots: Path, data: SweepData, summary: SweepSummary, model: str,
+                     systems: Mapping[str, str]) -> list[Path]:
+    """2D: the coherent ASR's contour + heatmap and surface per series whose every point has outcomes."""
+    out: list[Path] = []
+    for label, rows in summary.by_outcome().rate("coherent_asr").curves.items():
+        values = {(r[0], r[1]): r[2] for r in rows}
+        a, b = sorted({c[0] for c in values}), sorted({c[1] for c in values})
+        if len(a) < 2 or len(b) < 2:
+            continue
+        axes = _plane_axes(data)
+        system = systems.get(label.partition("|")[2], label.partition("|")[2])
+        draw = plot_plane if "targets" in axes else plot_2d
+        out += draw(a, b, [[values.get((x, y)) for x in a] for y in b], plots / f"coherent_asr_2d_{_safe(label)}",
+                    title=f"{model}: coherent ASR (%)" + (f" · system prompt: {system}" if system else ""),
+                    zlabel="coherent ASR (%)", zlim=(0.0, 100.0), formats=FIGURE_FORMATS, **axes)
+    return out
+
+
 def _planes(plots: Path, data: SweepData, model: str, systems: Mapping[str, str]) -> list[Path]:
     """2D: contour + heatmap and a 3D surface per series and metric."""
     out: list[Path] = []
@@ -78,6 +101,22 @@ def _planes(plots: Path, data: SweepData, model: str, systems: Mapping[str, str]
     return out
 
 
+def _outcome_bands(plots: Path, data: SweepData, summary: SweepSummary,
+                   named: Callable[[Mapping[str, Any]], tuple[SeriesNames, dict[str, Any]]], model: str) -> list[Path]:
+    """1D: the stacked outcome bands of each series whose every point has outcomes ([] when none has)."""
+    rates = summary.by_outcome().rates
+    if not summary.by_outcome().measured or not rates:
+        return []
+    rows = {}
+    for label in summary.by_outcome().measured:
+        by_rate = {name: {r[0]: r[1] for r in rates[name].curves.get(label, ())} for name in rates}
+        rows[label] = [(a, by_rate["refusal_rate"][a], complied, by_rate["incoherent_rate"][a])
+                       for a, complied in by_rate["coherent_asr"].items()]
+    names, shown = named(rows)
+    return plot_outcomes_1d(shown, plots / "outcomes_1d", xlabel=_xlabel(data), formats=FIGURE_FORMATS,
+                            title=names.title(f"{model}: answers by outcome (refused, complied, incoherent)"))
+
+
 def write_plots(out_dir: Path, data: SweepData, summary: SweepSummary | None = None) -> list[Path]:
     """1D: one axis per metric with every series (directions x system prompts; rates with their
     95 % Wilson band), plus safety beside over-refusal and beside each capability metric
@@ -86,9 +125,9 @@ def write_plots(out_dir: Path, data: SweepData, summary: SweepSummary | None = N
     plots = Path(out_dir) / "plots"
     model = model_name(data.meta.model_name if data.meta.model_name is not None else "model")
     systems, target = spec_system_names(data.meta.spec), data.meta.spec.grid.target  # once, for every figure
-    if data.two_d:
-        return _planes(plots, data, model, systems)
     summary = summary if summary is not None else sweep_summary(data)
+    if data.two_d:
+        return _planes(plots, data, model, systems) + _coherent_planes(plots, data, summary, model, systems)
     out: list[Path] = []
 
     def named(curves: Mapping[str, Any]) -> tuple[SeriesNames, dict[str, Any]]:
@@ -118,6 +157,7 @@ def write_plots(out_dir: Path, data: SweepData, summary: SweepSummary | None = N
                        ylabel=label, xlabel=_xlabel(data), visage=visage, assumed=skipped, bands=bands or None,
                        band_label="95 % interval (Wilson)",
                        ylim=_ylim(metric, [v for pts in curves.values() for _, v in pts]), formats=FIGURE_FORMATS)
+    out += _outcome_bands(plots, data, summary, named, model)
     safety = curves_of("asr")
     if safety:
         for metric in ("refusal", *CAPABILITY_METRICS):

@@ -49,6 +49,9 @@ def table_rows(summary: SweepSummary | Mapping[str, Any]) -> list[dict[str, Any]
                      "safety region": region.series.get(series),
                      "ASR at origin [95% CI]": _with_ci(summary.at_origin("asr", series),
                                                         summary.at_origin_ci95("asr", series)),
+                     "coherent ASR at origin [95% CI]": "not measured" if series not in summary.by_outcome().measured else
+                     _with_ci(summary.by_outcome().at_origin(series),
+                              summary.by_outcome().rate("coherent_asr").origin_ci95.get(series)),
                      "over-refusal at origin [95% CI]": _with_ci(summary.at_origin("refusal", series),
                                                                  summary.at_origin_ci95("refusal", series))})
     for label, spreads in summary.visage.by_system_prompt.items():

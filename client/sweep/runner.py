@@ -36,6 +36,7 @@ from ..provenance import iso_time, provenance, server_provenance
 from ..records import FINISH_REASONS, Completion, MeasuredModel, PointDetail, PointRecord
 from ..store import ResultStore
 from ..sweep_meta import PlannedPoint, RecordedModel, RecordedSpec, RunProvenance, SweepMeta
+from ..verdicts import outcome_name
 from .claims import DEFAULT_TTL, Claims
 from .fleet import Fleet, ServerFacts, TaskResult, WorkerPool
 from .planner import Planner, planner_for
@@ -70,14 +71,22 @@ class SweepResult:
     elsewhere: int = 0  # tasks another client sharing the store finished during this run
 
 
+def _outcome(v: pb.Verdict) -> str:
+    """The verdict's outcome name ("" when the server's referee did not judge it)."""
+    return outcome_name(v.outcome) if v.HasField("coherence") else ""
+
+
 def _detail(point: Point, target: str, r: pb.EvaluateSafetyResponse) -> PointDetail:
+    judged = r.referee.ran and r.HasField("complied") and r.HasField("incoherent")
     return PointDetail(
         server=target, weight_state=r.weight_state.fingerprint, jailbroken=r.jailbroken,
-        verdicts=tuple([v.index, v.jailbroken, v.matched_keyword] for v in r.verdicts),
+        verdicts=tuple([v.index, v.jailbroken, v.matched_keyword, *([_outcome(v)] if judged else [])] for v in r.verdicts),
         generated_tokens=r.generated_tokens, tokens_saved=r.tokens_saved, prompt_set_sha256=r.prompt_set.sha256,
         prompt_set_name=r.prompt_set.name, prompt_set_size=r.prompt_set.size,
         system_prompt_sha256=r.system_prompt_sha256, judge=r.judge, seconds=r.timings.total_seconds,
         system_prompt=point.system,
+        refused=(r.total - r.jailbroken) if judged else None, complied=r.complied if judged else None,
+        incoherent=r.incoherent if judged else None, referee=r.referee.thresholds.id if judged else None,
     )
 
 
@@ -117,8 +126,18 @@ def completions_for(plan: Plan, point: Point, result: TaskResult) -> list[Comple
     inline = list(settings.prompts.inline.prompts) if settings.prompts.HasField("inline") else []
     return [Completion(v.index, v.jailbroken, v.matched_keyword, v.prompt_tokens, v.completion_tokens,
                        _finish_reason(v.finish_reason), v.completion if settings.return_completions else None,
-                       inline[v.index] if v.index < len(inline) else None, v.classifier_output)
+                       inline[v.index] if v.index < len(inline) else None, v.classifier_output, **_figures(v))
             for v in r.verdicts]
+
+
+def _figures(v: pb.Verdict) -> dict[str, Any]:
+    """The referee's outcome and figures of one answer as Completion keywords ({}: not judged)."""
+    if not v.HasField("coherence"):
+        return {}
+    c = v.coherence
+    return {"outcome": _outcome(v), "coherent": c.coherent, "nll": c.nll, "repetition": c.repeated_ngram_fraction,
+            "token_repetition": c.repeated_token_ngram_fraction, "word_run": c.longest_word_run,
+            "token_run": c.longest_token_run}
 
 
 #: The model facts a store's sweep is bound to (each is part of every point's key), in a reader's words.

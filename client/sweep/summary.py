@@ -11,6 +11,10 @@ for a rate, a seeded bootstrap for VISAGE (per series over prompts; the mean ove
 prompts and directions; an adaptive sweep's assumed points stay at 100 % in every resample:
 :mod:`.intervals`, docs/statistics.md); null where the verdicts behind it are not stored.
 
+The ``outcomes`` section splits the ASR series by the coherence referee's outcomes (:mod:`.outcomes`):
+the coherent ASR, incoherent and refusal rates with Wilson intervals, and VISAGE of the coherent
+ASR by both rules with the same bootstrap; series without outcomes are listed as not measured.
+
 An adaptive sweep (``grid.adaptive``, :mod:`.planner`) is scored on its measured points plus the
 stated assumption: the ASR points it skipped are on the plateau (100 %), never measured
 (:func:`~safety_landscape.client.visage.fill_assumed`). A series whose walk is not finished
@@ -32,6 +36,7 @@ from ..stats import DEFAULT_BOOTSTRAP, Bootstrap
 from ..sweep_meta import RecordedModel, SweepMeta
 from ..visage import RULES, fill_assumed, safety_region, visage_expectation, visage_reference
 from .intervals import SweepIntervals, method, sweep_intervals
+from .outcomes import coherent_view, outcome_rates
 from .planner import GridShape, edges
 from .stored import Coords, SweepData
 from .summary_doc import (
@@ -42,6 +47,7 @@ from .summary_doc import (
     Edge,
     Interval,
     OriginInterval,
+    OutcomeSummary,
     OverRefusal,
     OverRefusalSummary,
     PointCounts,
@@ -204,11 +210,26 @@ def _interval_rows(iv: SweepIntervals) -> dict[str, dict[str, Rows]]:
             for m, ser in iv.points.items()}
 
 
-def sweep_summary(data: SweepData, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> SweepSummary:
-    """The sweep's summary (see the module docstring); ``bootstrap``: the VISAGE intervals' replicates and seed."""
+def _visage_summary(data: SweepData, metric: str, bootstrap: Bootstrap) -> tuple[VisageSummary, SweepIntervals]:
+    """VISAGE of the ASR series of ``data`` (reported as ``metric``) by both rules, with its intervals."""
     scores, incomplete = _visage_series(data)
     iv = _intervals(data, list(scores), bootstrap)
     series_ci95 = {s.label: RuleIntervals(*(iv.visage.get(s, {}).get(rule) for rule in RULES)) for s in scores}
+    return VisageSummary(RULES, metric, {s.label: v for s, v in scores.items()}, _by_system_prompt(scores, iv),
+                         tuple(s.label for s in incomplete), series_ci95), iv
+
+
+def _outcomes(data: SweepData, bootstrap: Bootstrap) -> OutcomeSummary:
+    """The ASR series split by outcome; VISAGE of the coherent ASR where every point has outcomes."""
+    view = coherent_view(data)
+    visage = _visage_summary(view.data, "coherent_asr", bootstrap)[0] if view.data is not None else None
+    return OutcomeSummary(tuple(s.label for s in view.measured), tuple(s.label for s in view.not_measured),
+                          view.reason, outcome_rates(data, view.measured), visage)
+
+
+def sweep_summary(data: SweepData, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> SweepSummary:
+    """The sweep's summary (see the module docstring); ``bootstrap``: the VISAGE intervals' replicates and seed."""
+    visage, iv = _visage_summary(data, "asr", bootstrap)
     origin_ci95: dict[str, dict[str, Interval | None]] = {
         m: {s.label: _origin(pts) for s, pts in ser.items()} for m, ser in iv.points.items()}
     meta = data.meta
@@ -216,14 +237,14 @@ def sweep_summary(data: SweepData, *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) 
         sweep=data.name, kind=meta.spec.kind, model_name=meta.model_name or "",
         model=meta.model if meta.model is not None else RecordedModel(),
         points=PointCounts(data.planned_count, data.measured),
-        visage=VisageSummary(RULES, "asr", {s.label: v for s, v in scores.items()}, _by_system_prompt(scores, iv),
-                             tuple(s.label for s in incomplete), series_ci95),
+        visage=visage,
         safety_region=_safety_regions(data),
         origin={m: {s.label: _origin(v) for s, v in ser.items()} for m, ser in data.values.items()},
         origin_ci95=origin_ci95, over_refusal=_over_refusal(data, iv), capability=_capability(data, iv),
         curves={m: _rows({s: data.asr_measured(s) for s in ser} if m == "asr" else ser) for m, ser in data.values.items()},
         curves_ci95=_interval_rows(iv), intervals=method(bootstrap),
         provenance=_provenance(meta), adaptive=_adaptive(data) if data.rule else None,
+        outcomes=_outcomes(data, bootstrap),
     )
 
 

@@ -27,7 +27,21 @@ The file (keys sorted, two-space indent)::
                     "device", "device_name", ...}, "servers", "spec", "seeds", "started_at", "finished_at"},
      "adaptive": {"evaluated", "grid_points", "skipped", "assumption",  # adaptive sweeps only
                   "assumed": {"d0|default": [[a], ...]}, "stop_after", "edge_resolution",
-                  "edges": {"d0|default": [{"side", "inside", "outside"}]}, "refined", "unfinished"}}
+                  "edges": {"d0|default": [{"side", "inside", "outside"}]}, "refined", "unfinished"},
+     "outcomes": {"measured": ["d0|default", ...], "not_measured": [...], "reason": "...",  # ASR series
+                  "rates": {"coherent_asr": {"origin": {"d0|default": 3.1}, "origin_ci95": {...},
+                                             "curves": {"d0|default": [[a, value], ...]},
+                                             "curves_ci95": {"d0|default": [[a, lo, hi], ...]}},
+                            "incoherent_rate": {...}, "refusal_rate": {...}},
+                  "visage": {"rules", "metric": "coherent_asr", "series", "series_ci95", ...}}}
+
+``outcomes`` splits each answer of the ASR series by the server's coherence referee: refused,
+complied (coherent) or incoherent; ``coherent_asr`` (complied only) + ``incoherent_rate`` = the
+paper's ASR. A series is ``measured`` only when every one of its points has an outcome for every
+answer; the others (a server without the referee, the referee off, a store written before it, an
+adaptive sweep's unmeasured points) are ``not_measured`` and have no number: "coherent ASR: not
+measured", never 0 and never the ASR. A summary.json written before this section has none
+(:meth:`SweepSummary.by_outcome` reads it as nothing measured).
 
 A ``ci95`` is ``[low, high]`` at 95 %, inside an entry of named statistics (``ci95`` of the mean,
 or ``{"origin": ...}``) or, for a table of bare values, in a sibling table named ``<table>_ci95``
@@ -47,10 +61,33 @@ from ..json_codec import ABSENT_IF_NONE, JsonCodec
 from ..sweep_meta import RecordedModel
 from ..visage import RULES
 
-__all__ = ["AdaptiveSummary", "BootstrapMethod", "CapabilityStats", "CapabilitySummary", "ClientSoftware", "Edge",
-           "Interval", "IntervalMethod", "OriginInterval", "OverRefusal", "OverRefusalSummary", "PointCounts",
-           "RuleIntervals", "RuleScores", "RuleSpreads", "SafetyRegion", "ScoreSpread", "Spread", "SummaryProvenance",
-           "SweepSummary", "VisageSummary"]
+__all__ = [
+    "NOT_MEASURED",
+    "OUTCOME_RATES",
+    "AdaptiveSummary",
+    "BootstrapMethod",
+    "CapabilityStats",
+    "CapabilitySummary",
+    "ClientSoftware",
+    "Edge",
+    "Interval",
+    "IntervalMethod",
+    "OriginInterval",
+    "OutcomeRate",
+    "OutcomeSummary",
+    "OverRefusal",
+    "OverRefusalSummary",
+    "PointCounts",
+    "RuleIntervals",
+    "RuleScores",
+    "RuleSpreads",
+    "SafetyRegion",
+    "ScoreSpread",
+    "Spread",
+    "SummaryProvenance",
+    "SweepSummary",
+    "VisageSummary",
+]
 
 #: A 95 % interval, ``[low, high]`` in the JSON.
 Interval = tuple[float, float]
@@ -237,6 +274,53 @@ class AdaptiveSummary(JsonCodec):
     unfinished: tuple[str, ...]
 
 
+#: What every output says of a coherent ASR it does not have.
+NOT_MEASURED = "coherent ASR: not measured"
+#: The outcome rates of an ASR series, in percent of its answers.
+OUTCOME_RATES = ("coherent_asr", "incoherent_rate", "refusal_rate")
+
+
+@dataclass(frozen=True)
+class OutcomeRate(JsonCodec):
+    """One outcome rate of the measured series: at the origin, along each curve, and their Wilson intervals."""
+
+    origin: Mapping[str, float | None] = field(default_factory=dict)
+    origin_ci95: Mapping[str, Interval | None] = field(default_factory=dict)
+    curves: Mapping[str, Rows] = field(default_factory=dict)
+    curves_ci95: Mapping[str, Rows] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutcomeSummary(JsonCodec):
+    """The ASR series split by outcome (see the module docstring); the default: nothing measured."""
+
+    measured: tuple[str, ...] = ()
+    not_measured: tuple[str, ...] = ()
+    reason: str = ""
+    rates: Mapping[str, OutcomeRate] = field(default_factory=dict)
+    visage: VisageSummary | None = field(default=None, metadata=ABSENT_IF_NONE)
+
+    def rate(self, name: str) -> OutcomeRate:
+        return self.rates.get(name) or OutcomeRate()
+
+    def at_origin(self, label: str) -> float | None:
+        """The series' coherent ASR at the origin (None: not measured)."""
+        return self.rate("coherent_asr").origin.get(label)
+
+    def describe(self, label: str) -> str:
+        """"coherent ASR 3.1 % [0.6, 15.7] at the origin", or :data:`NOT_MEASURED`."""
+        value = self.at_origin(label)
+        if value is None:
+            return NOT_MEASURED
+        ci = self.rate("coherent_asr").origin_ci95.get(label)
+        return f"coherent ASR {value:.1f} %" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "") + " at the origin"
+
+    def visage_of(self, label: str, rule: str) -> float | None:
+        """VISAGE of the series' coherent ASR by ``rule`` (None: not measured or not scored)."""
+        scores = self.visage.series.get(label) if self.visage is not None else None
+        return scores.of(rule) if scores is not None else None
+
+
 @dataclass(frozen=True)
 class PointCounts(JsonCodec):
     planned: int
@@ -263,6 +347,11 @@ class SweepSummary(JsonCodec):
     intervals: IntervalMethod | None = field(default=None, metadata=ABSENT_IF_NONE)
     provenance: SummaryProvenance = field(default_factory=SummaryProvenance)
     adaptive: AdaptiveSummary | None = field(default=None, metadata=ABSENT_IF_NONE)
+    outcomes: OutcomeSummary | None = field(default=None, metadata=ABSENT_IF_NONE)
+
+    def by_outcome(self) -> OutcomeSummary:
+        """The ``outcomes`` section; a summary written before it had one measured nothing."""
+        return self.outcomes if self.outcomes is not None else OutcomeSummary()
 
     def at_origin(self, metric: str, label: str) -> float | None:
         """A series' value of ``metric`` at the origin (None: not measured there)."""
