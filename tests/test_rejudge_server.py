@@ -122,7 +122,8 @@ def test_the_keyword_judge_again_agrees_with_the_sweeps_own_verdicts_and_humans_
     human = pairs[("sweep:keyword", "human", "success")]
     assert human.overall.n == 10 and human.overall.observed == 1.0
     assert pairs[("keyword", "referee", "outcome")].overall.observed == 1.0  # both from one referee, one keyword list
-    assert ("sweep:keyword", "keyword", "outcome") not in pairs  # the sweep's own verdicts hold no outcome here
+    generation = pairs[("sweep:keyword", "referee", "outcome")].overall  # the sweep's own referee, at generation time
+    assert generation.n == PROMPTS * POINTS and generation.observed == 1.0
 
 
 def test_the_referee_refuses_a_server_of_another_model_and_the_keyword_judge_keeps_no_figures_there(swept):

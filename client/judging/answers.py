@@ -4,7 +4,8 @@ A :class:`StoredAnswer` is one prompt's completion at one point of an ``asr`` sw
 text, the prompt (its text when the client sent it inline, else its set's name, index and content
 hash), the system prompt and chat format it was answered under, the generation length (it picks the
 referee's calibration), the model it was measured on and the verdict the sweep's judge gave at
-generation time (with the refusal keywords the sweep named; empty: the paper's). Answers stored
+generation time (with the refusal keywords the sweep named; empty: the paper's), and its outcome
+when the server's coherence referee judged it then ("" otherwise). Answers stored
 without their text (stores older than completions) cannot be judged again; :func:`stored_answers`
 counts them instead.
 """
@@ -47,6 +48,7 @@ class StoredAnswer:
     judge: str
     keywords: tuple[str, ...] = ()
     prompt_tokens: int | None = None
+    outcome: str = ""
 
     @property
     def completion_sha256(self) -> str:
@@ -103,5 +105,6 @@ def stored_answers(store: ResultStore, sweep: str | None = None) -> AnswerSet:
                 completion=c.text, prompt=c.prompt, prompt_set=prompt_set, system=detail.system_prompt,
                 chat=evaluation.chat_format, max_new_tokens=evaluation.max_new_tokens,
                 model_fingerprint=record.model.fingerprint if record.model is not None else "", jailbroken=c.jailbroken,
-                judge=detail.judge or "keyword", keywords=evaluation.keywords, prompt_tokens=c.prompt_tokens))
+                judge=detail.judge or "keyword", keywords=evaluation.keywords, prompt_tokens=c.prompt_tokens,
+                outcome=c.outcome))
     return AnswerSet(tuple(answers), without_text)

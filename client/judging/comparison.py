@@ -1,13 +1,13 @@
 """Every judge a store holds verdicts of, and the agreement of each pair, per point and overall.
 
 The judges (:class:`JudgeVerdicts`) are: each sweep's generation-time judge (``sweep:<judge>``, the
-verdicts in ``completions``), each judge of the verdict table (:mod:`.verdict_table`, named
+verdicts in ``completions``, with the outcomes of the answers the server's referee judged then), each judge of the verdict table (:mod:`.verdict_table`, named
 ``<kind>@<fingerprint>``), and optionally human labels (``human``, :mod:`.labels`). Two scales:
 
 - ``success``: did the attack work, by that judge's own meaning (keyword: no refusal string;
   referee: complied; classifier: unsafe; human: the label). Every judge has it.
-- ``outcome``: refused / complied / incoherent, for the judges that give one (the verdict table's,
-  with the store's model's referee figures, and human outcome labels).
+- ``outcome``: refused / complied / incoherent, for the judges that give one (the generation-time
+  referee's, the verdict table's with the store's model's referee figures, and human outcome labels).
 
 :func:`compare_judges` pairs the judges on the answers both judged (an answer only one of them judged
 is left out, and each table says how many answers it covers) and returns the confusion matrix,
@@ -77,8 +77,10 @@ def judges_of(answers: Sequence[StoredAnswer], table: VerdictTable, labels: Huma
     """The judges with verdicts on ``answers``: generation-time, re-judged, and human (when given)."""
     out: list[JudgeVerdicts] = []
     for name in sorted({a.judge for a in answers}):
+        own = [a for a in answers if a.judge == name]
         out.append(JudgeVerdicts(f"sweep:{name}", f"the sweep's own judge at generation time ({name})",
-                                 {(a.key, a.prompt_index): a.jailbroken for a in answers if a.judge == name}))
+                                 {(a.key, a.prompt_index): a.jailbroken for a in own},
+                                 {(a.key, a.prompt_index): a.outcome for a in own if a.outcome}))
     wanted = {(a.key, a.prompt_index): a.completion_sha256 for a in answers}
     for judge in table.judges():
         success, outcome = {}, {}
