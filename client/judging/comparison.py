@@ -1,8 +1,9 @@
 """Every judge a store holds verdicts of, and the agreement of each pair, per point and overall.
 
 The judges (:class:`JudgeVerdicts`) are: each sweep's generation-time judge (``sweep:<judge>``, the
-verdicts in ``completions``, with the outcomes of the answers the server's referee judged then), each judge of the verdict table (:mod:`.verdict_table`, named
-``<kind>@<fingerprint>``), and optionally human labels (``human``, :mod:`.labels`). Two scales:
+verdicts in ``completions``, with the outcomes of the answers the server's referee judged then),
+each judge of the verdict table (:mod:`.verdict_table`, named ``<kind>@<fingerprint>``), and
+optionally human labels (``human``, :mod:`.labels`). Two scales:
 
 - ``success``: did the attack work, by that judge's own meaning (keyword: no refusal string;
   referee: complied; classifier: unsafe; human: the label). Every judge has it.
