@@ -141,10 +141,11 @@ def test_the_referee_refuses_a_server_of_another_model_and_the_keyword_judge_kee
 
 def test_an_answer_whose_prompt_the_server_renders_otherwise_stops_the_run_before_storing(judge_server, swept):
     with sqlite3.connect(swept) as db:  # as if the server's set, system prompt or template differed for one prompt
-        db.execute("UPDATE completions SET prompt_tokens = prompt_tokens + 1 WHERE prompt_index = 2")
+        db.execute("UPDATE completions SET prompt_tokens = prompt_tokens + 1 WHERE prompt_index = 3")
     with ResultStore(swept) as store, judge_server.client() as client, \
-            pytest.raises(ValidationError, match="prompt 2: the server rendered its prompt in"):
+            pytest.raises(ValidationError, match="prompt 3: the server rendered its prompt in"):
         rejudge(store, client, kind="keyword", batch_size=2)
     with VerdictTable(swept) as table:
         [judge] = table.judges()
-        assert len(table.judged(judge)) == 2  # the first batch (prompts 0 and 1 of the first point) only
+        # the first call (prompt 0 of the first point) and the first batch (prompts 1 and 2) only
+        assert len(table.judged(judge)) == 3

@@ -17,7 +17,8 @@ the store's model (otherwise they would be another model's view, and are stored 
 Resumable: a judge's verdicts already stored are skipped; a run stopped half-way loses at most the
 batch in flight. A judge is known by a fingerprint of what decides its verdicts (kind, the server's
 name of its deciding judge, keywords, the referee's thresholds id): a first one-answer call learns
-them, and every later batch must report the same, or the run stops (the server changed under it).
+them (its verdict is kept like any other), and every later batch must report the same, or the run
+stops (the server changed under it).
 """
 
 from __future__ import annotations
@@ -215,10 +216,10 @@ def rejudge(
             same_model = all(a.model_fingerprint == thresholds.model_fingerprint == model for a in group)
             identity = JudgeIdentity(kind, probe.judge, tuple(keywords), thresholds.id if same_model else "", model)
             table.add_judge(identity)
-            judged = table.judged(identity)
-            pending = [a for a in group if (a.key, a.prompt_index) not in judged]
+            already = table.judged(identity)
+            added = table.put(identity, [_verdict(kind, group[0], probe.rows[0], same_model)])  # kept unless there
+            pending = [a for a in group[1:] if (a.key, a.prompt_index) not in already]
             done += len(group) - len(pending)
-            added = 0
             for start in range(0, len(pending), size):
                 chunk = pending[start:start + size]
                 result = _judge(client, kind, [_row(a) for a in chunk], keywords, max_new_tokens)
@@ -232,6 +233,6 @@ def rejudge(
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
-            results.append(RejudgeResult(identity, thresholds, added, len(group) - len(pending),
+            results.append(RejudgeResult(identity, thresholds, added, len(group) - added,
                                          _landscape(identity, group, table)))
     return results
