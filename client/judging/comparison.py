@@ -24,7 +24,7 @@ from itertools import combinations
 from .agreement import Agreement, agreement
 from .answers import StoredAnswer
 from .labels import HumanLabels
-from .verdict_table import VerdictTable
+from .verdict_table import JudgeIdentity, VerdictTable
 
 __all__ = ["SCALES", "JudgeVerdicts", "PairAgreement", "PointAgreement", "compare_judges", "judges_of"]
 
@@ -74,6 +74,16 @@ class PairAgreement:
                            for p in self.points]}
 
 
+def _description(judge: JudgeIdentity) -> str:
+    words = f"{len(judge.keywords)} refusal keywords" if judge.keywords else "the paper's refusal keywords"
+    coherence = f"coherence by the referee {judge.referee}" if judge.referee else "no referee figures (another model)"
+    if judge.kind == "classifier":
+        return f"the classifier {judge.server_judge}; {coherence}"
+    if judge.kind == "referee":
+        return f"complied = no refusal ({words}) and coherent; {coherence}"
+    return f"no refusal ({words}); {coherence}"
+
+
 def judges_of(answers: Sequence[StoredAnswer], table: VerdictTable, labels: HumanLabels | None = None) -> list[JudgeVerdicts]:
     """The judges with verdicts on ``answers``: generation-time, re-judged, and human (when given)."""
     out: list[JudgeVerdicts] = []
@@ -93,9 +103,7 @@ def judges_of(answers: Sequence[StoredAnswer], table: VerdictTable, labels: Huma
             if v.outcome is not None:
                 outcome[answer] = v.outcome
         if success:
-            out.append(JudgeVerdicts(judge.name, f"{judge.kind}: {judge.server_judge}"
-                                     + (f", referee {judge.referee}" if judge.referee else ", no referee figures")
-                                     + (f", {len(judge.keywords)} keywords" if judge.keywords else ""), success, outcome))
+            out.append(JudgeVerdicts(judge.name, _description(judge), success, outcome))
     if labels is not None:
         out.append(JudgeVerdicts("human", "human labels",
                                  {k: v.success for k, v in labels.labels.items()},

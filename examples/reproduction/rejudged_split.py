@@ -40,7 +40,21 @@ def main(folder: Path, png: Path) -> None:
             a = answers.get((v.key, v.prompt_index))
             if a is not None and v.outcome is not None:
                 counts[a.series][a.coords[0]][v.outcome] += 1
-    fig, axes = plt.subplots(1, len(counts), figsize=(4.2 * len(counts), 3.4), sharey=True, squeeze=False)
+    stored: dict[tuple[str, float], int] = defaultdict(int)
+    for a in answers.values():
+        stored[(a.series, a.coords[0])] += 1
+    for series in list(counts):  # a point judged in part (a run stopped half-way) is left out, and said so
+        partial = [x for x, c in counts[series].items() if sum(c.values()) < stored[(series, x)]]
+        for x in partial:
+            del counts[series][x]
+        missing = sorted(x for (s, x) in stored if s == series and x not in counts[series])
+        if missing:
+            print(f"{series}: {len(missing)} of {len(missing) + len(counts[series])} points not (fully) judged: "
+                  + ", ".join(f"{x:+.2f}" for x in missing))
+        if not counts[series]:
+            del counts[series]
+    fig, axes = plt.subplots(1, len(counts), figsize=(4.2 * len(counts), 3.4), sharex=True, sharey=True, squeeze=False)
+    axes[0][0].set_xlim(min(x for _, x in stored), max(x for _, x in stored))
     for ax, (series, by_a) in zip(axes[0], sorted(counts.items()), strict=True):
         xs = sorted(by_a)
         rates = {o: [100 * by_a[x][o] / sum(by_a[x].values()) for x in xs] for o in OUTCOMES}
@@ -48,8 +62,9 @@ def main(folder: Path, png: Path) -> None:
         ax.set_title(series)
         ax.set_xlabel("a")
         paper = [c + i for c, i in zip(rates["complied"], rates["incoherent"], strict=True)]
-        print(f"\n{series}: VISAGE (reference rule) on the paper's ASR {visage_reference(paper):.1f}, "
-              f"on the coherent ASR {visage_reference(rates['complied']):.1f}")
+        whole = len(xs) == sum(1 for (s, _) in stored if s == series)
+        print(f"\n{series}: VISAGE (reference rule) on the paper's ASR {visage_reference(paper):.1f}, on the coherent ASR "
+              f"{visage_reference(rates['complied']):.1f}" if whole else f"\n{series}: part of the curve (no VISAGE)")
         print("| a | " + " | ".join(f"{x:+.2f}" for x in xs) + " |")
         print("|---" * (len(xs) + 1) + "|")
         for o in OUTCOMES:
