@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 
 import guard_models as gm
 import pytest
@@ -137,3 +138,14 @@ def test_judge_with_the_classifier_adds_its_verdict_to_every_row(tmp_path, capsy
     assert code == 0 and doc["judge"].startswith("classifier:llama-guard-3@")
     assert [r["unsafe"] for r in doc["rows"]] == [True] * 3 and doc["rows"][0]["classifier_output"] == "unsafe\nS1"
     assert doc["rows"][1]["refused"] is True and doc["rows"][1]["outcome"] != "refused"  # the guard decides, not the keywords
+
+
+def test_judges_on_a_store_never_rejudged_reads_it_without_writing(server, tmp_path, capsys):
+    out = tmp_path / "fresh"
+    assert main(["sweep", "--preset", "quick", "--set", "harmful-mini", "--limit", "2", "--points", "3",
+                 "--max-new-tokens", "8", "--no-benign", "--no-progress", "--server", server.target, "--out", str(out)]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "judges", str(out))
+    assert code == 2 and "verdicts of 1 judge(s)" in err and "visage rejudge" in err
+    with sqlite3.connect(out / "results.sqlite") as db:
+        assert not db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'judge%'").fetchall()

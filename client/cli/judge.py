@@ -180,7 +180,7 @@ def cmd_judges(args: argparse.Namespace) -> int:
     with ResultStore(path) as store:
         answers = stored_answers(store, args.sweep).answers
     labels = read_labels(args.labels, answers) if args.labels is not None else None
-    with VerdictTable(path) as table:
+    with VerdictTable(path, create=False) as table:  # reading: a store never re-judged stays as it is
         judges = judges_of(answers, table, labels)
     pairs = compare_judges(judges, answers)
     if not pairs:

@@ -117,16 +117,21 @@ class StoredVerdict:
 class VerdictTable:
     """The ``judges`` and ``judge_verdicts`` tables of one store file; a context manager."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """``create=False`` (for readers): the tables are not created, and a store without them reads as
+        holding no judge."""
         self.path = Path(path)
         if not self.path.is_file():
             raise StoreError(f"no results store at {self.path}: give the output folder of a sweep (it holds results.sqlite)")
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            if create:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(_SCHEMA)
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot keep re-judged verdicts in it ({exc})") from None
+        self._present = {"judges", "judge_verdicts"} <= tables
 
     def close(self) -> None:
         self._db.close()
@@ -138,6 +143,8 @@ class VerdictTable:
         self.close()
 
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        if not self._present:
+            return []
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
