@@ -2,8 +2,8 @@
 
 Thin by design: parse, build a request with the library's builders, call, print (text, or JSON
 with ``--json``). Heavy imports happen after parsing, so ``--help`` is instant. The command
-families (:mod:`.basic`, :mod:`.sweep`, :mod:`.compare`, :mod:`.gate`, :mod:`.candidate`) each register their
-subcommands; what they share is :mod:`.common`, below them. ``main`` is the ``visage`` console
+families (:mod:`.basic`, :mod:`.sweep`, :mod:`.compare`, :mod:`.gate`, :mod:`.candidate`, :mod:`.judge`)
+each register their subcommands; what they share is :mod:`.common`, below them. ``main`` is the ``visage`` console
 script (``python -m safety_landscape.client.cli`` runs it too).
 
 Habits every command keeps: ``--json`` and ``-v`` work before or after the command; stdout
@@ -23,14 +23,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import basic, candidate, compare, gate, sweep
+from . import basic, candidate, compare, gate, judge, sweep
 from .common import EXIT_OK, EXIT_USAGE, message_to_dict
 from .failures import CommandParser, report_failure, stdout_closed, wants_json
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main", "message_to_dict"]
 
 #: The command families, in the order ``visage --help`` lists them: each has ``register(subparsers)``.
-COMMAND_MODULES = (basic, sweep, compare, gate, candidate)
+COMMAND_MODULES = (basic, sweep, compare, gate, candidate, judge)
 
 
 def build_parser() -> argparse.ArgumentParser:
