@@ -4,6 +4,7 @@
     python bench/memory.py --plan-only                             # plans only (seconds, nothing loaded)
     python bench/memory.py --measure DIR --measure llama3-8b-shape # also a checkpoint, or a shape (a GPU task)
     python bench/memory.py --server-limit 8                        # the server path on 8 prompts, not 40
+    python bench/memory.py --server-referee off                    # the server path without the coherence referee
 
 Plans (nothing is loaded; the shapes are planned on the meta device):
   - the built-in models, and smollm2 saved as bf16 safetensors, at the server's defaults here;
@@ -207,13 +208,14 @@ def smollm2_bf16(workdir: Path) -> Path:
 # -- the server path ---------------------------------------------------------------------------------
 
 
-def server_path(target: tuple[str, str], device: str, limit: int) -> dict:
+def server_path(target: tuple[str, str], device: str, limit: int, *, referee: bool = True) -> dict:
     """The server path's peaks for ``target`` (label, folder), printed beside the engine path's."""
     from bench.memory_server import measure_server
 
     label, folder = target
-    result = measure_server(folder, "cpu" if device == "auto" else device, limit=limit)
-    print(f"\n## the server path: {label}, a real visage-server over gRPC (storage {result['storage']}, "
+    result = measure_server(folder, "cpu" if device == "auto" else device, limit=limit, referee=referee)
+    print(f"\n## the server path: {label}, referee {'on' if referee else 'off'}, a real visage-server over gRPC "
+          f"(storage {result['storage']}, "
           f"theta0 {result['pristine']}), RSS above a tiny-random server's peak after the same calls")
     rows = [[call, mib(peak - result["runtime_peak"]), f"{result['split_x'][call]:.2f}x", result["seconds"][call]]
             for call, peak in result["peaks"].items()]
@@ -264,6 +266,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "visage-bench-memory")
     p.add_argument("--json", type=Path, help="write every figure here")
     p.add_argument("--no-server", action="store_true", help="skip the server path (a real visage-server over gRPC)")
+    p.add_argument("--server-referee", choices=("on", "off", "both"), default="both",
+                   help="the server path with the coherence referee on (the default of a request), off, or both arms")
     p.add_argument("--server-limit", type=int, default=0, help="the server path's prompts: the first N of "
                    "harmful-mini (default: all 40)")
     p.add_argument("--probe", help=argparse.SUPPRESS)  # internal: one measurement, in this fresh process
@@ -302,7 +306,9 @@ def main(argv=None) -> int:
                      "sweep s"], rows))
     print("targets: load <= 1.5x, 3-direction 1D sweep <= 2.5x the model's bytes")
     if not args.no_server:
-        doc["server"] = server_path(targets[0], args.device, args.server_limit)
+        arms = {"on": (True,), "off": (False,), "both": (False, True)}[args.server_referee]
+        doc["server"] = {("referee_on" if on else "referee_off"): server_path(targets[0], args.device, args.server_limit,
+                                                                             referee=on) for on in arms}
     print(f"\n## a switch (storage stream) by the place of theta0: {targets[0][0]}")
     rows = switch_seconds(targets[0][1], args.device)
     doc["switch_seconds"] = rows

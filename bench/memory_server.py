@@ -83,27 +83,30 @@ def _at(seed: int) -> pb.Perturbation:
     return C.perturbation([(C.random_direction(seed), COEFFICIENT)])
 
 
-def _evaluate(server: _Server, seed: int, limit: int) -> None:
+def _evaluate(server: _Server, seed: int, limit: int, referee: bool = True) -> None:
     settings = C.evaluation_settings(prompt_set=PROMPT_SET, limit=limit, max_new_tokens=NEW_TOKENS)
+    settings.disable_referee = not referee
     server.client.evaluate(settings, at=_at(seed))
 
 
-def _calls(server: _Server, limit: int) -> dict[str, object]:
-    peaks = {f"evaluate seed:{s}": server.peak_of(lambda s=s: _evaluate(server, s, limit)) for s in SEEDS}
+def _calls(server: _Server, limit: int, referee: bool = True) -> dict[str, object]:
+    peaks = {f"evaluate seed:{s}": server.peak_of(lambda s=s: _evaluate(server, s, limit, referee)) for s in SEEDS}
     peaks[f"switch seed:{SPLIT_SEED}"] = server.peak_of(lambda: server.client.set_coefficients(_at(SPLIT_SEED)))
-    peaks[f"evaluate seed:{SPLIT_SEED}, no switch"] = server.peak_of(lambda: _evaluate(server, SPLIT_SEED, limit))
+    peaks[f"evaluate seed:{SPLIT_SEED}, no switch"] = server.peak_of(lambda: _evaluate(server, SPLIT_SEED, limit, referee))
     return {"peaks": {k: v[0] for k, v in peaks.items()}, "seconds": {k: round(v[1], 1) for k, v in peaks.items()}}
 
 
-def measure_server(folder: str, device: str = "cpu", extra: tuple[str, ...] = (), limit: int = 0) -> dict[str, object]:
-    """The server path's figures for the model in ``folder`` (see the module docstring)."""
+def measure_server(folder: str, device: str = "cpu", extra: tuple[str, ...] = (), limit: int = 0,
+                   referee: bool = True) -> dict[str, object]:
+    """The server path's figures for the model in ``folder`` (see the module docstring); ``referee``:
+    the evaluations with the coherence referee on (a request's default) or off."""
     with _Server("tiny-random", device, extra) as tiny:
-        _calls(tiny, limit)
+        _calls(tiny, limit, referee)
         runtime = _status(tiny.proc.pid, "VmHWM:")
     with _Server(folder, device, extra) as server:
         info = server.client.info()
         loaded = _status(server.proc.pid, "VmRSS:")
-        calls = _calls(server, limit)
+        calls = _calls(server, limit, referee)
         model_bytes = info.memory.model_bytes
         storage, pristine = info.memory_plan.direction_storage, info.memory_plan.pristine
     peaks: dict[str, int] = calls["peaks"]  # type: ignore[assignment]
