@@ -30,7 +30,7 @@ def test_sighup_rereads_the_registry_and_keeps_the_directions_built_before(tmp_p
             at_before = texts(c.generate(PROMPTS, settings=GREEDY, at=C.perturbation([(before.id, 1.0)])))
             registry.write_text('[checkpoints]\na = "third"\nb = "second"\n')
             server.proc.send_signal(signal.SIGHUP)
-            wait_for(lambda: {e.name for e in c.list_registry()} == {"a", "b"}, what="the reload")
+            wait_for(lambda: {e.name for e in c.list_registry()} == {"a", "b"}, timeout=120.0, what="the reload")
             after = c.create_direction(C.interpolation_direction("a"))
             assert after.id != before.id and after.fingerprint != before.fingerprint  # "a" is now "third"
             assert c.create_direction(C.interpolation_direction("b")).fingerprint == before.fingerprint
@@ -38,6 +38,6 @@ def test_sighup_rereads_the_registry_and_keeps_the_directions_built_before(tmp_p
             assert texts(c.generate(PROMPTS, settings=GREEDY, at=C.perturbation([(before.id, 1.0)]))) == at_before
             registry.write_text("[checkpoints\n")  # broken: the entries stay as they were
             server.proc.send_signal(signal.SIGHUP)
-            wait_for(lambda: "registry not reloaded" in server.log(), what="the refusal in the log")
+            wait_for(lambda: "registry not reloaded" in server.log(), timeout=120.0, what="the refusal in the log")
             assert {e.name for e in c.list_registry()} == {"a", "b"}
         assert server.terminate() == 0
