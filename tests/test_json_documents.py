@@ -88,3 +88,14 @@ def test_a_field_added_to_a_document_is_written_and_read_with_no_other_change():
     assert _Entry.from_json({"value": 2, "label": "x", "note": "kept", "new": [1]}) == _Entry(2, "x", "kept", {"new": [1]})
     with pytest.raises(ValueError, match=r"_Entry\.value: expected float, got bool"):
         _Entry.from_json({"value": True})
+
+
+def test_a_recorded_direction_reads_missing_keys_with_the_spec_s_own_defaults():
+    # sweep_meta.RecordedDirection sits below the spec layer and so repeats DirectionRecipe's fields; a
+    # default that drifted would silently misread an older meta that left a key out.
+    import dataclasses
+
+    from safety_landscape.client.sweep.spec.schema import DirectionRecipe
+    from safety_landscape.client.sweep_meta import RecordedDirection
+
+    assert dataclasses.asdict(RecordedDirection()) == dataclasses.asdict(DirectionRecipe())
