@@ -20,7 +20,8 @@ template with the model's default system prompt, greedy, ``--max-new-tokens`` 48
      time) judged with the Judge RPC; the origin's answers to prompts the sweep does not use (rows
      17-40 of harmful-mini and benign-mini); with ``ADV``, AdvBench rows 1-80 answered at the origin.
 Process CPU seconds are the figure to quote on a shared machine (the load does not inflate them);
-everything goes to ``--json``.
+on a GPU (``--device cuda:0``, e.g. ``--model`` a checkpoint from ``bench/shapes.py``) the wall
+seconds are, the host's CPU being mostly idle. Everything goes to ``--json``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = StrictArgumentParser(prog="bench/referee.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--threads", default="auto", help="torch threads ('auto': the CPUs the load leaves)")
+    p.add_argument("--device", default="cpu", help="the server's --device (cpu; on cuda the wall seconds are the figure)")
     p.add_argument("--points", type=int, default=7)
     p.add_argument("--limit", type=int, default=16, help="prompts of each built-in set (16)")
     p.add_argument("--max-new-tokens", type=int, default=48)
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = choose_threads(args.threads)
     torch.set_num_threads(threads)
     adv = os.environ.get("ADV", "")
-    config = ServerConfig(model=args.model, listen="127.0.0.1:0", device="cpu", log_format="json", grace_seconds=5.0,
+    config = ServerConfig(model=args.model, listen="127.0.0.1:0", device=args.device, log_format="json", grace_seconds=5.0,
                           memory_check=False,  # a shared machine's free memory moves; the limits below are small
                           prompt_sets=(("advbench", adv),) if adv else (),
                           limits=Limits(max_batch_size=max(64, args.limit), max_prompt_tokens=256,
@@ -192,14 +194,16 @@ def main(argv: list[str] | None = None) -> int:
                     arms[arm].append(sweep(client, args, calls, points, referee=arm == "on"))
             off_cpu = sum(r["cpu_s"] for r in arms["off"])
             on_cpu = sum(r["cpu_s"] for r in arms["on"])
+            off_wall, on_wall = sum(r["wall_s"] for r in arms["off"]), sum(r["wall_s"] for r in arms["on"])
             row = {"off_cpu_s": off_cpu, "on_cpu_s": on_cpu, "cpu_overhead": on_cpu / off_cpu - 1,
-                   "off_wall_s": sum(r["wall_s"] for r in arms["off"]), "on_wall_s": sum(r["wall_s"] for r in arms["on"]),
+                   "off_wall_s": off_wall, "on_wall_s": on_wall, "wall_overhead": on_wall / off_wall - 1,
                    "referee_s": sum(r["referee_s"] for r in arms["on"]),
                    "same_answers": all(same_answers(a, b) for a, b in zip(arms["off"], arms["on"], strict=True)),
                    "verdicts": verdict_figures(arms["on"][-1], coefs)}
             doc[calls] = row
             print(f"## {calls}: referee off {off_cpu:.1f} CPU s, on {on_cpu:.1f} CPU s: overhead "
-                  f"{100 * row['cpu_overhead']:.1f} % (wall {row['off_wall_s']:.0f} s / {row['on_wall_s']:.0f} s; the "
+                  f"{100 * row['cpu_overhead']:.1f} % (wall {off_wall:.0f} s / {on_wall:.0f} s: "
+                  f"{100 * row['wall_overhead']:.1f} %, the figure on a GPU; the "
                   f"server's referee_seconds {row['referee_s']:.1f}); same answers: {row['same_answers']}")
             for a, n in row["verdicts"]["incoherent_by_abs_a"].items():
                 print(f"   |a| = {float(a):.3f}: {n['incoherent']} of {n['answers']} incoherent")

@@ -126,3 +126,25 @@ def test_the_plan_counts_the_directions_each_storage_holds(storage):
     row = plan.devices[0]
     assert row.model == 2 * g.numel  # bf16
     assert row.directions == (0 if storage == "stream" else 3 * 4 * g.numel)  # 3 whole fp32 directions
+
+
+def test_the_referees_rows_hold_no_logits_per_position():
+    """LLaMA-3-8B's shape: a referee batch of 80 answers x 512 tokens (prompt included) holds its KV cache,
+    activations and final hidden states, not 80 x 512 x 128,256 logits (about 63 GB in fp32 alone);
+    the one slice of logits it takes at a time comes off the budget first."""
+    from safety_landscape.server.engine.job_memory import JobMemory
+    from safety_landscape.server.engine.scoring import HEAD_SLICE_BYTES
+    from safety_landscape.server.errors import ResourceExhausted
+
+    g, _ = shaped("llama3-8b-shape")
+    memory = JobMemory(g, budget=8 * GiB, max_batch_size=80, max_batch_tokens=1 << 20)
+    assert memory.score_row(512) > 512 * g.vocab * 8  # the Score RPC's rows: every position's logits
+    assert memory.continuation_row(512) < memory.score_row(512) / 2
+    slice_tokens = max(1, HEAD_SLICE_BYTES // (g.vocab * 12))
+    rows = memory.continuation_rows(512, slice_tokens)
+    assert rows * memory.continuation_row(512) + slice_tokens * g.vocab * 12 <= memory.budget
+    assert rows > memory.score_rows(512)
+    tight = JobMemory(g, budget=slice_tokens * g.vocab * 12 + memory.continuation_row(512) - 1, max_batch_size=80,
+                      max_batch_tokens=1 << 20)
+    with pytest.raises(ResourceExhausted, match="max_job_memory_bytes"):  # one row must fit beside the slice
+        tight.continuation_rows(512, slice_tokens)

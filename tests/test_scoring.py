@@ -4,6 +4,7 @@ own), batching independence, candidate logits, multiple-choice accuracy, errors 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from scoring_reference import encode
 
 from safety_landscape.client.capability import MCQuestion, mc_accuracy, mc_candidates, mc_prompt, perplexity
-from safety_landscape.server.engine.scoring import ScoreOutcome, score
+from safety_landscape.server.engine.scoring import ScoreOutcome, output_head, score
 from safety_landscape.server.errors import Cancelled, InvalidArgument
 from safety_landscape.server.models.tiny import build_tiny_random, build_tiny_tokenizer
 
@@ -193,11 +194,76 @@ def test_continuations_of_shared_contexts_score_as_each_item_alone(tiny):
     items = [token_item(ctx, tok.encode(a, add_special_tokens=False)) for ctx in contexts for a in answers]
     prepared = ScoreInput.of(items, ())
     alone = score_prepared(model, tok, prepared, rows=64)
-    for rows in (64, 4, 1):  # contexts split over batches too
-        shared = score_continuations(model, tok, prepared, rows=rows)
+    head = output_head(model)
+    assert head is not None and head.slice_tokens >= 1
+    narrow = dataclasses.replace(head, slice_tokens=7)  # slices that cut rows apart
+    for rows, with_head in ((64, None), (4, None), (64, head), (4, narrow), (1, narrow)):  # contexts split over batches too
+        shared = score_continuations(model, tok, prepared, rows=rows, head=with_head)
         for a, b in zip(alone, shared, strict=True):
             assert b.num_tokens == a.num_tokens
+            assert b.is_greedy == a.is_greedy
             assert b.logprob == pytest.approx(a.logprob, rel=REL, abs=1e-4)
             assert b.token_logprobs == pytest.approx(a.token_logprobs, rel=REL, abs=1e-4)
     with pytest.raises(Cancelled):
         score_continuations(model, tok, prepared, rows=4, should_cancel=lambda: True)
+
+
+class _SoftCapped(torch.nn.Module):
+    """A model whose logits are more than its output embedding of the decoder's states (Gemma 2's soft cap)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+        self.config = model.config
+
+    def get_decoder(self):
+        return self.inner.get_decoder()
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+    def forward(self, **inputs):
+        out = self.inner(**inputs)
+        out.logits = 3.0 * torch.tanh(out.logits / 3.0)
+        return out
+
+
+def test_a_head_that_is_not_the_output_embedding_alone_gets_every_positions_logits(tiny):
+    """The probe refuses the sliced head for a soft-capped model, and scoring stays right without it."""
+    from safety_landscape.server.engine.scoring import ScoreInput, score_continuations, score_prepared, token_item
+
+    model, tok = tiny
+    capped = _SoftCapped(model)
+    assert output_head(capped) is None
+    context = tok.encode("<|im_start|>system\nBe brief.<|im_end|>\nuser: Hi\nassistant:", add_special_tokens=False)
+    prepared = ScoreInput.of([token_item(context, tok.encode(a, add_special_tokens=False)) for a in ("Hello there.", "Hi")], ())
+    alone = score_prepared(capped, tok, prepared, rows=8)
+    for a, b in zip(alone, score_continuations(capped, tok, prepared, rows=8, head=None), strict=True):
+        assert b.token_logprobs == pytest.approx(a.token_logprobs, rel=REL, abs=1e-4)
+    with pytest.raises(RuntimeError, match="other logits than the model"):  # a wrong head is caught, never used
+        score_continuations(capped, tok, prepared, rows=8, head=output_head(model))
+
+
+def test_the_referees_stand_in_scores_with_its_own_tensors_through_the_sliced_head(tiny):
+    """The resident referee's model-at-other-tensors: its head projects with those tensors (not the live
+    weights), and the sliced scorer agrees with every position's logits at them."""
+    from safety_landscape.server.engine.referee import _AtTensors
+    from safety_landscape.server.engine.scoring import ScoreInput, score_continuations, score_prepared, token_item
+
+    model, tok = tiny
+    scaled: dict[int, torch.Tensor] = {}  # tied names (embedding and head) keep one tensor
+    tensors = {name: scaled.setdefault(id(t), (1.5 * t if t.is_floating_point() else t).clone())
+               for name, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]}
+    other = _AtTensors(model, tensors)
+    head = output_head(other)
+    assert head is not None
+    hidden = torch.randn(2, model.config.hidden_size)
+    with torch.inference_mode():
+        assert torch.allclose(other.project_hidden(hidden), model.get_output_embeddings()(hidden) * 1.5, rtol=1e-5, atol=1e-5)
+    context = tok.encode("<|im_start|>system\nBe brief.<|im_end|>\nuser: Hi\nassistant:", add_special_tokens=False)
+    prepared = ScoreInput.of([token_item(context, tok.encode(a, add_special_tokens=False)) for a in ("Hello there.", "Hi")], ())
+    at_other = score_prepared(other, tok, prepared, rows=8)
+    live = score_prepared(model, tok, prepared, rows=8)
+    assert at_other[0].token_logprobs != pytest.approx(live[0].token_logprobs, rel=1e-3)  # the tensors matter
+    for a, b in zip(at_other, score_continuations(other, tok, prepared, rows=8, head=head), strict=True):
+        assert b.token_logprobs == pytest.approx(a.token_logprobs, rel=REL, abs=1e-4)

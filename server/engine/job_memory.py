@@ -9,7 +9,9 @@ vocabulary ``V`` and ``b`` bytes per weight element:
     scores in fp32 (``4 * H * T * T``: what a non-fused attention kernel materialises) and the
     padding mask (``T * T * b``);
   - the logits: the last position's for generation (``2 * 4 * V``), every position's for scoring
-    (``T * V * (b + 8)``: the logits, their fp32 copy and the log-softmax).
+    (``T * V * (b + 8)``: the logits, their fp32 copy and the log-softmax); the referee's scorer
+    keeps the KV cache and the final hidden states (``T * D * b``) instead, and one slice of
+    logits per batch (``scoring.HEAD_SLICE_BYTES``).
 It is an upper bound for the usual kernels (fused attention needs less), so a batch that fits
 the estimate fits the device. ``rows`` is the largest batch within ``max_batch_size``,
 ``max_batch_tokens`` (prompt tokens in one forward pass) and the memory budget; a job whose
@@ -75,6 +77,20 @@ class JobMemory:
 
     def score_rows(self, longest_item: int) -> int:
         return self._rows(self.score_row(longest_item), longest_item, f"one Score item of {longest_item} tokens")
+
+    def continuation_row(self, tokens: int) -> int:
+        """One item of the referee's scorer (``scoring.score_continuations`` with an output head): its
+        KV cache, one layer's activations and the decoder's final hidden states; no logits per position."""
+        g = self.shape
+        return _kv_cache(g, tokens) + _activations(g, tokens) + tokens * g.hidden * g.element_size
+
+    def continuation_rows(self, longest_item: int, slice_tokens: int) -> int:
+        """Rows per batch of the referee's scorer, within the budget less one slice of logits
+        (``slice_tokens`` positions, fp32, with their softmax's temporaries)."""
+        room = JobMemory(self.shape, max(0, self.budget - slice_tokens * self.shape.vocab * 12), self.max_batch_size,
+                         self.max_batch_tokens)
+        return room._rows(self.continuation_row(longest_item), longest_item,
+                          f"one answer of {longest_item} tokens (prompt included) to referee")
 
     def _rows(self, row_bytes: int, row_tokens: int, what: str) -> int:
         if row_bytes > self.budget:

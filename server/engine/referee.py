@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 import torch
 from torch.func import functional_call
 
@@ -49,7 +50,7 @@ from .job_memory import JobMemory
 from .prompts import PromptSet
 from .referee_calibration import DECODINGS, Calibration, Thresholds, calibration_length, decoding_params, thresholds_from
 from .repetition import RepetitionFigures, repetition_figures
-from .scoring import ScoreInput, score_continuations, token_item
+from .scoring import OutputHead, ScoreInput, output_head, score_continuations, token_item
 from .weights import WeightManager
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
 
 Cancel = Callable[[], bool]
 RESIDENT, SWITCH = "resident", "switch"
+log = structlog.get_logger(__name__)
 
 
 class Outcome(str, enum.Enum):
@@ -135,6 +137,8 @@ class CoherenceReferee:
         self.mode = RESIDENT if self._theta0 is not None else SWITCH
         self._thresholds: dict[int, Thresholds] = {}
         self._lock = threading.Lock()
+        self._head: OutputHead | None = None
+        self._head_probed = False
 
     # -- figures ------------------------------------------------------------------------------
 
@@ -158,14 +162,25 @@ class CoherenceReferee:
         nll: dict[int, tuple[float, int]] = {}
         if scored:
             prepared = ScoreInput.of([token_item(items[i].prompt_ids, answers[i]) for i in scored], ())
-            rows = self.job_memory.score_rows(prepared.longest)
-            scores = score_continuations(scorer, self.tokenizer, prepared, rows=rows, should_cancel=should_cancel)
+            head = self._output_head(scorer)
+            rows = (self.job_memory.continuation_rows(prepared.longest, head.slice_tokens) if head is not None
+                    else self.job_memory.score_rows(prepared.longest))
+            scores = score_continuations(scorer, self.tokenizer, prepared, rows=rows, head=head,
+                                         should_cancel=should_cancel)
             for i, score in zip(scored, scores, strict=True):
                 nll[i] = (-score.logprob / score.num_tokens if score.num_tokens else 0.0, score.num_tokens)
         return [
             CoherenceFigures(*nll.get(i, (0.0, 0)), repetition=repetition_figures(item.text, answers[i]))
             for i, item in enumerate(items)
         ]
+
+    def _output_head(self, scorer: Any) -> OutputHead | None:
+        """The scorer's output head, probed once (``scoring.output_head``; None: every position's logits)."""
+        if not self._head_probed:
+            self._head, self._head_probed = output_head(scorer), True
+            log.info("referee output head", sliced=self._head is not None,
+                     slice_tokens=self._head.slice_tokens if self._head is not None else None)
+        return self._head
 
     # -- thresholds ---------------------------------------------------------------------------
 
@@ -240,6 +255,17 @@ class _AtTensors:
 
     def __call__(self, **inputs: Any) -> Any:
         return functional_call(self.model, self.tensors, args=(), kwargs=inputs, tie_weights=True, strict=True)
+
+    def get_decoder(self) -> Any:
+        """The model's decoder (its hooks fire inside ``__call__``: the same module, other tensors)."""
+        return self.model.get_decoder()
+
+    def project_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The output head applied to ``hidden`` with these tensors (scoring.output_head)."""
+        head = self.model.get_output_embeddings()
+        prefix = next(name for name, module in self.model.named_modules(remove_duplicate=False) if module is head)
+        own = {name[len(prefix) + 1 :]: t for name, t in self.tensors.items() if name.startswith(prefix + ".")}
+        return functional_call(head, own, args=(hidden,), strict=True)
 
 
 def _resident_theta0(model: Any, weights: WeightManager) -> dict[str, torch.Tensor] | None:

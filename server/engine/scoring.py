@@ -24,7 +24,14 @@ points) go through ``score_continuations``: per batch, the prefix every context 
 template, system prompt) is run once, each distinct context once after it, and every continuation
 from a copy of its context's KV cache, with logits taken at the continuation's positions only. The
 same figures as ``score_prepared`` up to float rounding (the same sums in another order), for a
-fraction of the forward passes.
+fraction of the forward passes. Its memory does not grow with the vocabulary times the answers'
+tokens: with an ``OutputHead`` (``output_head``: the model's logits are its decoder's final hidden
+states through its output embedding, checked on a probe), the continuations' pass keeps only the
+last position's logits and the decoder's hidden states (a forward hook), and the answer tokens'
+log-probabilities are taken ``slice_tokens`` positions at a time (``HEAD_SLICE_BYTES`` of logits);
+every batch checks the head against the model's own logits at its last position. A model whose
+logits are more than that (soft-capped, scaled) has no ``OutputHead`` and gets every position's
+logits, as ``score_prepared`` does.
 
 Batching: items are sorted by length (longest first) and split into batches of at most
 ``max_batch_size`` (the server's admission passes fewer rows when long items would not fit the
@@ -45,11 +52,13 @@ from ..errors import Cancelled, InvalidArgument
 from .kv_cache import reserved_cache
 
 __all__ = [
-    "MIN_SHARED_PREFIX", "ScoreInput", "ScoreOutcome", "candidate_token_ids", "check_items", "encode_item", "prepare",
-    "score", "score_continuations", "score_prepared", "token_item",
+    "HEAD_SLICE_BYTES", "MIN_SHARED_PREFIX", "OutputHead", "ScoreInput", "ScoreOutcome", "candidate_token_ids",
+    "check_items", "encode_item", "output_head", "prepare", "score", "score_continuations", "score_prepared",
+    "token_item",
 ]
 
 MIN_SHARED_PREFIX = 8  # a shorter prefix shared by a batch's contexts is not worth a forward pass of its own
+HEAD_SLICE_BYTES = 64 << 20  # logits of one slice of answer positions (fp32, with their softmax's temporaries)
 
 
 @dataclass(frozen=True)
@@ -207,11 +216,72 @@ def _outcome(enc: _Encoded, logits: torch.Tensor, logprobs: torch.Tensor, cand_i
     )
 
 
+@dataclass(frozen=True)
+class OutputHead:
+    """A model's logits as ``project(decoder's final hidden states)``, taken ``slice_tokens`` positions at a time."""
+
+    decoder: torch.nn.Module
+    project: Callable[[torch.Tensor], torch.Tensor]
+    slice_tokens: int
+
+
+def _decoded(model: Any, decoder: torch.nn.Module, **inputs: Any) -> tuple[torch.Tensor, Any]:
+    """``model(**inputs)`` and its decoder's final hidden states (B, L, D), caught by a forward hook."""
+    caught: list[torch.Tensor] = []
+
+    def hook(_module: Any, _args: Any, output: Any) -> None:
+        caught.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
+
+    handle = decoder.register_forward_hook(hook)
+    try:
+        out = model(**inputs)
+    finally:
+        handle.remove()
+    if len(caught) != 1:
+        raise RuntimeError(f"the decoder ran {len(caught)} times in one forward pass; expected once")
+    return caught[0], out
+
+
+def _last_column(width: int, device: torch.device) -> torch.Tensor:
+    """``logits_to_keep`` for the last position only, as an index tensor: HF then gathers that column
+    into a contiguous (B, 1, D) tensor. With the int 1 it slices a strided view, and a bf16 LM head on
+    a CPU multiplies it as B matrix-vector products over a weight expanded to (B, D, V) (2.1 GB and
+    2.3 s for 40 rows of SmolLM2, measured; bench/memory.py's server path)."""
+    return torch.tensor([width - 1], device=device)
+
+
+def _same_logits(ours: torch.Tensor, model_logits: torch.Tensor) -> bool:
+    scale = 1.0 + float(model_logits.abs().max())
+    return bool(torch.allclose(ours.float(), model_logits.float(), rtol=1e-3, atol=1e-3 * scale))
+
+
+def output_head(model: Any) -> OutputHead | None:
+    """The model's ``OutputHead`` when its logits are exactly its output embedding applied to its
+    decoder's final hidden states (checked on a 3-token probe, so a soft-capped or scaled head is
+    never taken for one), else None. ``model`` may be a stand-in exposing ``get_decoder``,
+    ``project_hidden`` (the head at the weights it scores with), ``parameters`` and ``config``."""
+    get_decoder = getattr(model, "get_decoder", None)
+    decoder = get_decoder() if callable(get_decoder) else None
+    project = getattr(model, "project_hidden", None) or getattr(model, "get_output_embeddings", lambda: None)()
+    if not isinstance(decoder, torch.nn.Module) or decoder is model or project is None:
+        return None
+    device = next(model.parameters()).device
+    probe = torch.tensor([[1, 2, 3]], dtype=torch.long, device=device) % int(model.config.vocab_size)
+    with torch.inference_mode():
+        hidden, out = _decoded(model, decoder, input_ids=probe, use_cache=False)
+        if hidden.shape[:2] != probe.shape or not _same_logits(project(hidden), out.logits):
+            return None
+    vocab = int(out.logits.shape[-1])
+    return OutputHead(decoder, project, max(1, HEAD_SLICE_BYTES // (vocab * 12)))
+
+
 def score_continuations(
-    model: Any, tokenizer: Any, prepared: ScoreInput, *, rows: int, should_cancel: Callable[[], bool] = lambda: False
+    model: Any, tokenizer: Any, prepared: ScoreInput, *, rows: int, head: OutputHead | None = None,
+    should_cancel: Callable[[], bool] = lambda: False,
 ) -> list[ScoreOutcome]:
     """``score_prepared`` for continuations of repeated contexts (see the module docstring): every item
-    needs a context, and no candidates are read. Batches of at most ``rows`` items of similar length."""
+    needs a context, and no candidates are read. Batches of at most ``rows`` items of similar length;
+    with ``head`` (``output_head(model)``), no batch holds every position's logits."""
     encoded = prepared.items
     if prepared.candidate_ids or any(e.context_len == 0 or len(e.ids) == e.context_len for e in encoded):
         raise ValueError("score_continuations needs a context and a continuation in every item, and reads no candidates")
@@ -223,12 +293,13 @@ def score_continuations(
             if should_cancel():
                 raise Cancelled("the call was cancelled or its deadline passed; scoring stopped")
             batch = order[start : start + rows]
-            for i, outcome in zip(batch, _continuation_batch(model, tokenizer, [encoded[i] for i in batch]), strict=True):
+            for i, outcome in zip(batch, _continuation_batch(model, tokenizer, [encoded[i] for i in batch], head),
+                                  strict=True):
                 results[i] = outcome
     return results  # type: ignore[return-value]
 
 
-def _continuation_batch(model: Any, tokenizer: Any, items: Sequence[_Encoded]) -> list[ScoreOutcome]:
+def _continuation_batch(model: Any, tokenizer: Any, items: Sequence[_Encoded], head: OutputHead | None) -> list[ScoreOutcome]:
     """One batch: [shared prefix, once] [each context's own suffix, left-padded, once] [each item's
     continuation, right-padded, from a copy of its context's cache]."""
     device = next(model.parameters()).device
@@ -250,11 +321,11 @@ def _continuation_batch(model: Any, tokenizer: Any, items: Sequence[_Encoded]) -
     ctx_mask = ctx_mask.to(device)
     if shared:
         model(input_ids=torch.tensor([distinct[0][:shared]], device=device), cache=cache, use_cache=True,
-              logits_to_keep=1)
+              logits_to_keep=_last_column(shared, device))
         cache.batch_repeat_interleave(len(distinct))
     positions = (ctx_mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
     last = model(input_ids=ctx_ids.to(device), attention_mask=ctx_mask, position_ids=positions, cache=cache,
-                 use_cache=True, logits_to_keep=1).logits[:, -1, :].float()  # (C, V): predicts each first token
+                 use_cache=True, logits_to_keep=_last_column(width, device)).logits[:, -1, :].float()  # (C, V)
     # Continuations: (B, longest), right-padded, after a copy of their context's cache.
     select = torch.tensor(owner, device=device)
     cache.batch_select_indices(select)
@@ -266,18 +337,56 @@ def _continuation_batch(model: Any, tokenizer: Any, items: Sequence[_Encoded]) -
         cont_mask[row, : len(cont)] = 1
     lengths = torch.tensor([e.context_len for e in items], device=device)
     cont_positions = lengths[:, None] + torch.arange(longest, device=device)[None, :]
-    logits = model(input_ids=cont_ids.to(device), attention_mask=torch.cat([ctx_mask[select], cont_mask.to(device)], dim=1),
-                   position_ids=cont_positions, cache=cache, use_cache=True).logits.float()  # (B, L, V)
+    inputs = dict(input_ids=cont_ids.to(device), attention_mask=torch.cat([ctx_mask[select], cont_mask.to(device)], dim=1),
+                  position_ids=cont_positions, cache=cache, use_cache=True)
+    targets = [torch.tensor(e.ids[e.context_len :], dtype=torch.long, device=device) for e in items]
+    first = torch.log_softmax(last, dim=-1)  # (C, V): each context's first-token log-probs
+    first_lp = [first[owner[row], t[0]] for row, t in enumerate(targets)]
+    first_greedy = [bool(last[owner[row]].argmax() == t[0]) for row, t in enumerate(targets)]
+    if head is None:
+        logits = model(**inputs).logits.float()  # (B, L, V)
+        rest = [_token_logprobs(logits[row, : len(t) - 1], t[1:]) for row, t in enumerate(targets)]
+    else:
+        rest = _sliced_logprobs(model, head, inputs, targets)
     out = []
-    for row, e in enumerate(items):
-        n = len(e.ids) - e.context_len
-        step_logits = torch.cat([last[owner[row]][None, :], logits[row, : n - 1]])  # (n, V): predicts token j
-        targets = torch.tensor(e.ids[e.context_len :], dtype=torch.long, device=device)
-        token_lp = torch.log_softmax(step_logits, dim=-1)[torch.arange(n, device=device), targets]
-        token_logprobs = tuple(float(x) for x in token_lp.double().tolist())
-        out.append(ScoreOutcome(logprob=float(sum(token_logprobs)), num_tokens=n, token_logprobs=token_logprobs,
-                                is_greedy=bool((step_logits.argmax(dim=-1) == targets).all()), candidate_logits=()))
+    for row, t in enumerate(targets):
+        lp, greedy = rest[row]
+        token_logprobs = (float(first_lp[row].double()), *(float(x) for x in lp.double().tolist()))
+        out.append(ScoreOutcome(logprob=float(sum(token_logprobs)), num_tokens=len(t), token_logprobs=token_logprobs,
+                                is_greedy=first_greedy[row] and bool(greedy.all()), candidate_logits=()))
     return out
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(target) and whether it is the argmax, per position of (N, V) fp32 ``logits``."""
+    logits = logits.float()
+    chosen = logits.gather(1, targets[:, None]).squeeze(1)
+    return chosen - torch.logsumexp(logits, dim=-1), logits.argmax(dim=-1) == targets
+
+
+def _sliced_logprobs(
+    model: Any, head: OutputHead, inputs: dict[str, Any], targets: Sequence[torch.Tensor]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each row's log-probs of its targets after the first, ``head.slice_tokens`` positions at a time."""
+    ids = inputs["input_ids"]
+    hidden, out = _decoded(model, head.decoder, logits_to_keep=_last_column(ids.shape[1], ids.device), **inputs)
+    if not _same_logits(head.project(hidden[:, -1].contiguous()), out.logits[:, -1]):
+        raise RuntimeError("the output head gave other logits than the model at the batch's last position; "
+                           "scoring stopped rather than report a wrong likelihood")
+    device = hidden.device
+    rows = torch.cat([torch.full((len(t) - 1,), row, dtype=torch.long) for row, t in enumerate(targets)]).to(device)
+    cols = torch.cat([torch.arange(len(t) - 1) for t in targets]).to(device)
+    wanted = torch.cat([t[1:] for t in targets])
+    lps, greedy = [], []
+    for start in range(0, len(wanted), head.slice_tokens):
+        end = start + head.slice_tokens
+        lp, g = _token_logprobs(head.project(hidden[rows[start:end], cols[start:end]]), wanted[start:end])
+        lps.append(lp)
+        greedy.append(g)
+    flat_lp = torch.cat(lps) if lps else torch.zeros(0, device=device)
+    flat_greedy = torch.cat(greedy) if greedy else torch.zeros(0, dtype=torch.bool, device=device)
+    sizes = [len(t) - 1 for t in targets]
+    return list(zip(flat_lp.split(sizes), flat_greedy.split(sizes), strict=True))
 
 
 def _shared_prefix(contexts: Sequence[Sequence[int]]) -> int:
