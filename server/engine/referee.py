@@ -33,6 +33,7 @@ and ``has_thresholds``: the host's worker thread is its only caller.
 from __future__ import annotations
 
 import enum
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -260,12 +261,17 @@ class _AtTensors:
         """The model's decoder (its hooks fire inside ``__call__``: the same module, other tensors)."""
         return self.model.get_decoder()
 
-    def project_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The output head applied to ``hidden`` with these tensors (scoring.output_head)."""
+    @functools.cached_property
+    def _head(self) -> tuple[Any, dict[str, torch.Tensor]]:
         head = self.model.get_output_embeddings()
         prefix = next(name for name, module in self.model.named_modules(remove_duplicate=False) if module is head)
-        own = {name[len(prefix) + 1 :]: t for name, t in self.tensors.items() if name.startswith(prefix + ".")}
-        return functional_call(head, own, args=(hidden,), strict=True)
+        return head, {name[len(prefix) + 1 :]: t for name, t in self.tensors.items() if name.startswith(prefix + ".")}
+
+    def project_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The output head applied to ``hidden`` with these tensors (scoring.output_head)."""
+        head, own = self._head
+        projected: torch.Tensor = functional_call(head, own, args=(hidden,), strict=True)
+        return projected
 
 
 def _resident_theta0(model: Any, weights: WeightManager) -> dict[str, torch.Tensor] | None:

@@ -341,8 +341,8 @@ def _continuation_batch(model: Any, tokenizer: Any, items: Sequence[_Encoded], h
                   position_ids=cont_positions, cache=cache, use_cache=True)
     targets = [torch.tensor(e.ids[e.context_len :], dtype=torch.long, device=device) for e in items]
     first = torch.log_softmax(last, dim=-1)  # (C, V): each context's first-token log-probs
-    first_lp = [first[owner[row], t[0]] for row, t in enumerate(targets)]
-    first_greedy = [bool(last[owner[row]].argmax() == t[0]) for row, t in enumerate(targets)]
+    first_lp = [first[owner[row], int(t[0])] for row, t in enumerate(targets)]
+    first_greedy = [int(last[owner[row]].argmax()) == int(t[0]) for row, t in enumerate(targets)]
     if head is None:
         logits = model(**inputs).logits.float()  # (B, L, V)
         rest = [_token_logprobs(logits[row, : len(t) - 1], t[1:]) for row, t in enumerate(targets)]
@@ -359,7 +359,7 @@ def _continuation_batch(model: Any, tokenizer: Any, items: Sequence[_Encoded], h
 
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(target) and whether it is the argmax, per position of (N, V) fp32 ``logits``."""
-    logits = logits.float()
+    logits, targets = logits.float(), targets.to(logits.device)  # the head's device may be another (a device map)
     chosen = logits.gather(1, targets[:, None]).squeeze(1)
     return chosen - torch.logsumexp(logits, dim=-1), logits.argmax(dim=-1) == targets
 
