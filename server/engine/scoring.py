@@ -268,7 +268,10 @@ def output_head(model: Any) -> OutputHead | None:
     device = next(model.parameters()).device
     probe = torch.tensor([[1, 2, 3]], dtype=torch.long, device=device) % int(model.config.vocab_size)
     with torch.inference_mode():
-        hidden, out = _decoded(model, decoder, input_ids=probe, use_cache=False)
+        try:
+            hidden, out = _decoded(model, decoder, input_ids=probe, use_cache=False)
+        except RuntimeError:  # its decoder ran other than once per forward pass: not this model's layout
+            return None
         if hidden.shape[:2] != probe.shape or not _same_logits(project(hidden), out.logits):
             return None
     vocab = int(out.logits.shape[-1])
