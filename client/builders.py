@@ -225,9 +225,11 @@ def evaluation_settings(
     judge: str = "keyword",
     return_completions: bool = False,
     disable_early_stop: bool = False,
+    referee: bool = True,
 ) -> pb.EvaluationSettings:
     """The settings of one safety evaluation: exactly one of ``prompts`` (sent inline) or
-    ``prompt_set`` (a set the server holds), the prompting, the generation and the judge.
+    ``prompt_set`` (a set the server holds), the prompting, the generation and the judge;
+    ``referee=False`` turns the server's coherence referee off (no outcomes, only the ASR).
 
     Example::
 
@@ -244,6 +246,7 @@ def evaluation_settings(
         judge=judge_spec,
         return_completions=return_completions,
         disable_early_stop=disable_early_stop,
+        disable_referee=not referee,
     )
 
 

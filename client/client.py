@@ -322,17 +322,20 @@ class Client:
         judge: str = "keyword",
         return_completions: bool = False,
         disable_early_stop: bool = False,
+        referee: bool = True,
         at: At = None,
         timeout: float | None = None,
     ) -> Evaluation:
         """The attack success rate at ``at`` (None: theta0) of ``prompt_set`` (a set the server
         holds) or ``prompts`` (sent inline), the first ``limit`` (0: all), judged by ``judge``
-        ("keyword": the paper's refusal keywords, or ``keywords``; "classifier": the server's guard).
+        ("keyword": the paper's refusal keywords, or ``keywords``; "classifier": the server's guard);
+        ``referee=False`` turns the server's coherence referee off (no outcomes).
         ``settings`` (an ``evaluation_settings(...)`` message) replaces the keywords."""
         request = pb.EvaluateSafetyRequest(settings=evaluation(settings, {
             "prompts": prompts, "prompt_set": prompt_set, "limit": limit, "system": system, "chat": chat,
             "max_new_tokens": max_new_tokens, "generation_preset": generation_preset, "keywords": keywords,
             "judge": judge, "return_completions": return_completions, "disable_early_stop": disable_early_stop,
+            "referee": referee,
         }), perturbation=to_perturbation(at))
         return Evaluation.from_proto(self._call(self._landscape.EvaluateSafety, request, pb.EvaluateSafetyResponse,
                                                 timeout=timeout or self.timeouts.generate, name="EvaluateSafety"))
@@ -353,6 +356,7 @@ class Client:
         judge: str = "keyword",
         return_completions: bool = False,
         disable_early_stop: bool = False,
+        referee: bool = True,
         timeout: float | None = None,
     ) -> Iterator[PointEvaluation]:
         """:meth:`evaluate` at each of ``points`` with the same settings, streamed one result per
@@ -363,6 +367,7 @@ class Client:
             "prompts": prompts, "prompt_set": prompt_set, "limit": limit, "system": system, "chat": chat,
             "max_new_tokens": max_new_tokens, "generation_preset": generation_preset, "keywords": keywords,
             "judge": judge, "return_completions": return_completions, "disable_early_stop": disable_early_stop,
+            "referee": referee,
         }), points=[to_perturbation(p) for p in points])
         deadline = timeout or self.timeouts.generate * max(1, len(points))
         return self._stream_points(request, deadline)

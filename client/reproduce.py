@@ -106,4 +106,6 @@ def reproduce_command(record: PointRecord, spec: RecordedSpec, *, model: Measure
                  "--top-p", repr(e.top_p)]
     if not e.early_stop:
         args.append("--no-early-stop")
+    if not e.referee:
+        args.append("--no-referee")
     return shlex.join(args + at)

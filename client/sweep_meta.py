@@ -111,6 +111,7 @@ class RecordedEvaluation:
     temperature: float = 1.0
     top_p: float = 1.0
     early_stop: bool = True
+    referee: bool = True
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class RecordedSpec:
             _strings(d.get("keywords")), int(d.get("max_new_tokens", default.max_new_tokens)),
             bool(d.get("do_sample", default.do_sample)), int(d.get("sample_seed", default.sample_seed)),
             float(d.get("temperature", default.temperature)), float(d.get("top_p", default.top_p)),
-            bool(d.get("early_stop", default.early_stop)))
+            bool(d.get("early_stop", default.early_stop)), bool(d.get("referee", default.referee)))
 
 
 def _strings(value: object) -> tuple[str, ...]:

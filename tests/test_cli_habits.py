@@ -266,3 +266,15 @@ def test_a_gate_that_cannot_evaluate_still_prints_one_json_document(tmp_path, ca
     assert main(["compare", "a", "b", "--out", "-"]) == 2
     assert capsys.readouterr().err.count("--out -: this command writes several files") == 2
     assert not Path("-").exists()
+
+
+def test_no_referee_evaluates_the_same_asr_without_outcomes(tiny_server, capsys):
+    args = ["--json", "evaluate", "--server", tiny_server.target, "--set", "harmful-mini", "--limit", "3",
+            "--max-new-tokens", "4", "--keyword", "e"]
+    assert main(args) == 0
+    on = json.loads(capsys.readouterr().out)
+    assert main([*args, "--no-referee"]) == 0
+    off = json.loads(capsys.readouterr().out)
+    assert (off["asr"], off["jailbroken"]) == (on["asr"], on["jailbroken"])
+    assert on["coherent_asr"] is not None and on["referee"]["ran"] is True
+    assert "coherent_asr" not in off and "complied" not in off and off["referee"]["ran"] is False  # absent, never 0

@@ -61,7 +61,8 @@ def _spec(name: str, kind: str, grid: dict[str, Any], *, benign: dict[str, Any] 
             "prompts": prompts, "benign": None if benign is None else {**prompts, "set": "benign-mini", **benign},
             "base": [], "capability": capability, "system_prompts": ["default"], "system_prompt_texts": list(texts),
             "chat_format": "tokenizer", "judge": "keyword", "keywords": [], "max_new_tokens": 128, "do_sample": False,
-            "sample_seed": 0, "temperature": 1.0, "top_p": 1.0, "early_stop": True, "points_per_call": 4}
+            "sample_seed": 0, "temperature": 1.0, "top_p": 1.0, "early_stop": True, "referee": True,
+            "points_per_call": 4}
 
 
 MODEL = {"model_fingerprint": "f" * 64, "tokenizer_fingerprint": "e" * 64, "chat_template_sha256": "d" * 64,

@@ -7,7 +7,9 @@ coherent ASR by both rules with bootstrap intervals; the exports, the outcome ba
 report's table, ``visage compare`` and the gate carry the coherent ASR. A store written before the
 referee (made here by removing what the referee added, as an earlier client's store lacks it)
 reads as "not judged" everywhere: every output says "coherent ASR: not measured", never a number,
-and a gate on the coherent ASR stops instead of passing.
+and a gate on the coherent ASR stops instead of passing. A sweep with the referee off (``--no-referee``)
+measures the same points (same keys, same ASR) without outcomes, says so, and ``rejudge`` gives them
+the outcomes a sweep with the referee on stored.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from test_gate import ALWAYS, NEVER, run_gate, write_config
 
 from safety_landscape.client.cli import main
 from safety_landscape.client.compare import comparison_rows, load_run
+from safety_landscape.client.judging import rejudge
 from safety_landscape.client.store import ResultStore
 from safety_landscape.client.sweep.stored import load_sweep
 from safety_landscape.client.sweep.summary import sweep_summary
@@ -142,6 +145,32 @@ def test_a_store_written_before_the_referee_says_not_measured(quick, tmp_path, c
     # the store still takes new points with outcomes: its referee table comes back when opened
     with ResultStore(old / "results.sqlite") as store:
         assert store.text_stats()["completions"] > 0
+
+
+def test_a_sweep_with_the_referee_off_measures_the_same_points_without_outcomes(quick, tmp_path, capsys):
+    server, out = quick
+    off = tmp_path / "off"
+    assert main(["sweep", "--preset", "quick", "--no-referee", "--server", server.target, "--out", str(off)]) == 0
+    assert "coherent ASR: not measured" in capsys.readouterr().out
+    with ResultStore(out / "results.sqlite") as on_store, ResultStore(off / "results.sqlite") as off_store:
+        on = {r.key: r for r in on_store.records("quick", metric="asr")}
+        measured = {r.key: r for r in off_store.records("quick", metric="asr")}
+        assert measured.keys() == on.keys()  # the referee is not in a point's key: a resume reuses them
+        for key, record in measured.items():
+            assert record.value == on[key].value and record.outcomes is None
+            assert all(c.outcome == "" and c.nll is None for c in off_store.completions(key))
+        assert load_sweep(off_store).meta.spec.evaluation.referee is False
+        with server.client() as client:
+            [judged] = rejudge(off_store, client, kind="referee")
+    assert {p.key: (p.refused, p.complied, p.incoherent) for p in judged.points if p.key in on} == {
+        k: (r.outcomes.refused, r.outcomes.complied, r.outcomes.incoherent) for k, r in on.items()}
+
+
+def test_a_referee_flag_that_is_not_a_boolean_is_refused(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[evaluation]\nreferee = "no"\n')
+    assert main(["sweep", str(spec), "--server", "127.0.0.1:1", "--out", str(tmp_path / "x")]) == 2
+    assert "evaluation.referee: must be true or false, got 'no'" in capsys.readouterr().err
 
 
 def test_the_gate_thresholds_the_coherent_asr(quick, tmp_path):

@@ -114,6 +114,8 @@ def _register_evaluate(sub: Subparsers) -> None:
     p.add_argument("--at", action="append", default=[], help=AT_HELP)
     p.add_argument("--completions", action="store_true", help="return the completions (large)")
     p.add_argument("--no-early-stop", action="store_true", help="generate the full length even with the keyword judge")
+    p.add_argument("--no-referee", action="store_true",
+                   help="turn the server's coherence referee off: the ASR only, no outcomes (cheaper on a CPU)")
     p.add_argument("--expect-model", metavar="FINGERPRINT",
                    help="refuse, before evaluating, unless the server holds this model (its fingerprint as visage info "
                         "shows it, or its first 12+ characters): a stored point's command names the model it measured")
@@ -285,6 +287,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         system=_system_prompt(args), chat=args.chat_format,
         max_new_tokens=args.max_new_tokens, generation_preset=args.preset or "", keywords=args.keyword,
         judge=args.judge, return_completions=args.completions, disable_early_stop=args.no_early_stop,
+        referee=not args.no_referee,
     )
     if args.sample:
         if args.preset:

@@ -111,6 +111,9 @@ def _add_grid_args(o: argparse._ArgumentGroup) -> None:
     o.add_argument("--chat-format", help=", ".join(CHAT_FORMATS))
     o.add_argument("--keyword", action="append", help="replace the refusal keywords (repeatable)")
     o.add_argument("--max-new-tokens", type=int)
+    o.add_argument("--referee", action=argparse.BooleanOptionalAction, default=None,
+                   help="the server's coherence referee (refused / complied / incoherent per answer; default on); "
+                        "--no-referee: the ASR only, cheaper on a CPU; visage rejudge adds the outcomes later")
     o.add_argument("--directions", type=int, help="random directions (1D random)")
     o.add_argument("--points", type=int, help="points per random axis")
     o.add_argument("--range", type=float, nargs=2, metavar=("A", "B"), help="coefficient range of the random axes")
@@ -156,6 +159,7 @@ _FLAG_KEYS: dict[str, tuple[str, str]] = {
     "system_prompt": ("evaluation", "system_prompts"), "system_prompt_text": ("evaluation", "system_prompt_texts"),
     "column": ("prompts", "column"), "chat_format": ("evaluation", "chat_format"),
     "keyword": ("evaluation", "keywords"), "max_new_tokens": ("generation", "max_new_tokens"),
+    "referee": ("evaluation", "referee"),
     "benign_at": ("benign", "at"), "shots": ("capability", "shots"), "mc_limit": ("capability", "limit"),
     "mc_file": ("capability", "mc_file"), "mc_format": ("capability", "mc_format"), "tied": ("direction", "tied"),
     "family": ("", "family"), "adaptive": ("grid", "adaptive"), "stop_after": ("grid", "stop_after"),

@@ -185,6 +185,7 @@ def _variants(resolved: ResolvedSpec, set_hashes: Mapping[str, str]) -> list[Var
             settings = evaluation_settings(
                 **kwargs, system=system, chat=spec.chat_format, keywords=spec.keywords, judge=spec.judge,
                 disable_early_stop=not spec.early_stop, return_completions=True,  # transport: not in the key (desc)
+                referee=spec.referee,  # not in the key either: the ASR is the same; outcomes come with it or by rejudge
             )
             settings.generation.CopyFrom(gen)
             desc = {

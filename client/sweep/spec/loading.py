@@ -72,7 +72,8 @@ __all__ = ["load_spec", "load_spec_data", "merge_spec_data", "resolve_relative_f
 _FLAT: dict[str, dict[str, str | None]] = {
     "": {"name": "name", "kind": "kind", "points_per_call": "points_per_call", "preset": None, "family": None},
     "evaluation": {"system_prompts": "system_prompts", "system_prompt_texts": "system_prompt_texts",
-                   "chat_format": "chat_format", "judge": "judge", "keywords": "keywords", "early_stop": "early_stop"},
+                   "chat_format": "chat_format", "judge": "judge", "keywords": "keywords", "early_stop": "early_stop",
+                   "referee": "referee"},
     "generation": {"max_new_tokens": "max_new_tokens", "do_sample": "do_sample", "seed": "sample_seed",
                    "temperature": "temperature", "top_p": "top_p"},
 }

@@ -247,9 +247,19 @@ def _check_evaluation(spec: SweepSpec, p: list[str]) -> None:
         p.append("evaluation.keywords: every keyword must be a non-empty string")
     if spec.keywords and spec.judge != "keyword":
         p.append("evaluation.keywords: only meaningful with judge = \"keyword\"")
+    _check_flags(spec, p, "evaluation", ("early_stop", "referee"))
+
+
+def _check_flags(spec: SweepSpec, p: list[str], table: str, names: tuple[str, ...]) -> None:
+    """A flag is true or false: a string such as "no" would read as on."""
+    for name in names:
+        value: object = getattr(spec, name)
+        if not isinstance(value, bool):
+            p.append(f"{table}.{name}: must be true or false, got {value!r}")
 
 
 def _check_generation(spec: SweepSpec, p: list[str]) -> None:
+    _check_flags(spec, p, "generation", ("do_sample",))
     if not is_int(spec.max_new_tokens) or spec.max_new_tokens < 1:
         p.append(f"generation.max_new_tokens: must be an integer >= 1, got {spec.max_new_tokens!r}")
     if not is_finite_number(spec.temperature) or spec.temperature <= 0:

@@ -182,6 +182,9 @@ class SweepSpec:
     temperature: float = 1.0
     top_p: float = 1.0
     early_stop: bool = True
+    # The server's coherence referee (outcomes: refused / complied / incoherent); off: only the
+    # paper's ASR is measured, cheaper (docs/performance.md), and `visage rejudge` adds the outcomes later.
+    referee: bool = True
     points_per_call: int = 4  # most grid points a server takes from the queue at once
 
     @property
