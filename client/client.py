@@ -331,12 +331,7 @@ class Client:
         ("keyword": the paper's refusal keywords, or ``keywords``; "classifier": the server's guard);
         ``referee=False`` turns the server's coherence referee off (no outcomes).
         ``settings`` (an ``evaluation_settings(...)`` message) replaces the keywords."""
-        request = pb.EvaluateSafetyRequest(settings=evaluation(settings, {
-            "prompts": prompts, "prompt_set": prompt_set, "limit": limit, "system": system, "chat": chat,
-            "max_new_tokens": max_new_tokens, "generation_preset": generation_preset, "keywords": keywords,
-            "judge": judge, "return_completions": return_completions, "disable_early_stop": disable_early_stop,
-            "referee": referee,
-        }), perturbation=to_perturbation(at))
+        request = pb.EvaluateSafetyRequest(settings=evaluation(settings, locals()), perturbation=to_perturbation(at))
         return Evaluation.from_proto(self._call(self._landscape.EvaluateSafety, request, pb.EvaluateSafetyResponse,
                                                 timeout=timeout or self.timeouts.generate, name="EvaluateSafety"))
 
@@ -363,12 +358,8 @@ class Client:
         point as the server finishes it (in the server's order; each carries its ``index``)."""
         if not points:
             raise ValidationError("points: give at least one point")
-        request = pb.EvaluatePointsRequest(settings=evaluation(settings, {
-            "prompts": prompts, "prompt_set": prompt_set, "limit": limit, "system": system, "chat": chat,
-            "max_new_tokens": max_new_tokens, "generation_preset": generation_preset, "keywords": keywords,
-            "judge": judge, "return_completions": return_completions, "disable_early_stop": disable_early_stop,
-            "referee": referee,
-        }), points=[to_perturbation(p) for p in points])
+        request = pb.EvaluatePointsRequest(settings=evaluation(settings, locals()),
+                                           points=[to_perturbation(p) for p in points])
         deadline = timeout or self.timeouts.generate * max(1, len(points))
         return self._stream_points(request, deadline)
 

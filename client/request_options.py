@@ -67,7 +67,10 @@ def one_of(settings: Message | None, options: Mapping[str, Any], defaults: Mappi
                               "the settings")
 
 
-def evaluation(settings: pb.EvaluationSettings | None, options: Mapping[str, Any]) -> pb.EvaluationSettings:
-    """``settings``, or the settings ``evaluation_settings(**options)`` builds (never both)."""
+def evaluation(settings: pb.EvaluationSettings | None, scope: Mapping[str, Any]) -> pb.EvaluationSettings:
+    """``settings``, or the settings ``evaluation_settings`` builds from the keywords (never both).
+    ``scope``: a ``Client`` method's ``locals()``; its names that are ``evaluation_settings``'
+    keywords are the options (each method takes every one of them), the rest are ignored."""
+    options = {name: scope[name] for name in EVALUATION_DEFAULTS}
     one_of(settings, options, EVALUATION_DEFAULTS)
     return settings if settings is not None else evaluation_settings(**options)
