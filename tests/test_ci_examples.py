@@ -1,6 +1,7 @@
 """The CI examples (examples/ci/): both files parse, have the two jobs, install the project from
 the checkout, and name only `visage` / `visage-server` commands and flags that the real parsers
-accept (and configs that load); GitHub's workflow passes actionlint when it is installed. Then
+accept (and configs that load); each file passes its platform's schema (check-jsonschema's
+vendored GitHub Actions and GitLab CI schemas), GitHub's workflow actionlint when it is installed. Then
 the release job's own command line runs here, from each file, against a real `visage-server`
 process with --candidate-root and a team's token: the gate registers a LoRA adapter and a full
 checkpoint written by the test with `source =`, one passes and one fails on a threshold, and
@@ -104,6 +105,23 @@ def test_every_command_and_flag_exists_and_every_config_loads(path):
             pytest.fail(f"visage refuses {shlex.join(argv)}: {exc.message}")
         if args.command == "gate":
             load_config(ROOT / args.config)  # the config exists and is valid
+
+
+@pytest.mark.parametrize(("path", "schema", "typo"), [(GITHUB, "vendor.github-workflows", ("runs-on:", "runs_on:")),
+                                                      (GITLAB, "vendor.gitlab-ci", ("script:", "scripts:"))],
+                         ids=["github", "gitlab"])
+def test_each_file_passes_its_platforms_schema_and_a_typo_does_not(path, schema, typo, tmp_path):
+    """check-jsonschema with the schema it ships for each platform (no network): the file as it is
+    passes; the same file with a misspelt key fails, so the check can fail."""
+    def check(file: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(file)],
+                              capture_output=True, text=True, timeout=120)
+
+    result = check(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / path.name
+    broken.write_text(path.read_text().replace(*typo))
+    assert check(broken).returncode == 1
 
 
 def test_the_github_workflow_passes_actionlint():
