@@ -134,8 +134,10 @@ class CoherenceReferee:
         self.max_new_tokens = max_new_tokens
         self.chat_format = ChatFormat.TOKENIZER if has_chat_template else ChatFormat.NONE
         self.encoder = PromptEncoder(self.tokenizer, max_prompt_tokens)
-        self._theta0 = _resident_theta0(self.model, weights)
-        self.mode = RESIDENT if self._theta0 is not None else SWITCH
+        theta0 = _resident_theta0(self.model, weights)
+        # The model at theta0's tensors, built once: the output head probed on it is reused by every call.
+        self._resident = _AtTensors(self.model, theta0) if theta0 is not None else None
+        self.mode = RESIDENT if self._resident is not None else SWITCH
         self._thresholds: dict[int, Thresholds] = {}
         self._lock = threading.Lock()
         self._head: OutputHead | None = None
@@ -150,8 +152,8 @@ class CoherenceReferee:
     def _scorer(self) -> Any:
         """What to score with: the model at theta0's tensors (resident), else the model at the
         applied weights, which must be theta0."""
-        if self._theta0 is not None:
-            return _AtTensors(self.model, self._theta0)
+        if self._resident is not None:
+            return self._resident
         self._require_applied_theta0()
         return self.model
 

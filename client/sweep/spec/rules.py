@@ -131,15 +131,22 @@ def _check_base(spec: SweepSpec, problems: list[str]) -> None:
             problems.append(f"{where}.direction: {term.direction!r} is also the grid's interpolation axis")
 
 
+def _check_flags(table: object, problems: list[str], name: str, flags: tuple[str, ...]) -> None:
+    """Append a problem for each of ``flags`` of ``table`` (the TOML table ``name``) that is not
+    true or false: a string such as "no" would otherwise read as on."""
+    for flag in flags:
+        value: object = getattr(table, flag)
+        if not isinstance(value, bool):
+            problems.append(f"{name}.{flag}: must be true or false, got {value!r}")
+
+
 def check_capability(cap: Capability, problems: list[str], *, need_file_exists: bool) -> None:
     """Append the problems of a ``[capability]`` table (shared by sweep specs and gate configs)."""
     if not (cap.mc_file or cap.perplexity_file or cap.fluency):
         problems.append("capability: give mc_file, perplexity_file or fluency = true (or drop the table)")
     if cap.perplexity_file and cap.fluency:
         problems.append("capability: give perplexity_file or fluency = true, not both")
-    fluency: object = cap.fluency
-    if not isinstance(fluency, bool):
-        problems.append(f"capability.fluency: must be true or false, got {fluency!r}")
+    _check_flags(cap, problems, "capability", ("fluency",))
     for name in ("mc_file", "perplexity_file"):
         value = getattr(cap, name)
         if not isinstance(value, str):
@@ -187,8 +194,7 @@ def _check_grid(spec: SweepSpec, p: list[str]) -> None:
 def _check_adaptive(spec: SweepSpec, p: list[str]) -> None:
     g = spec.grid
     adaptive: object = g.adaptive
-    if not isinstance(adaptive, bool):
-        p.append(f"grid.adaptive: must be true or false, got {adaptive!r}")
+    _check_flags(g, p, "grid", ("adaptive",))
     if not is_int(g.stop_after) or g.stop_after < 1:
         p.append(f"grid.stop_after: must be an integer >= 1 (consecutive points at 100 % ASR), got {g.stop_after!r}")
     if not is_finite_number(g.edge_resolution) or g.edge_resolution < 0:
@@ -248,14 +254,6 @@ def _check_evaluation(spec: SweepSpec, p: list[str]) -> None:
     if spec.keywords and spec.judge != "keyword":
         p.append("evaluation.keywords: only meaningful with judge = \"keyword\"")
     _check_flags(spec, p, "evaluation", ("early_stop", "referee"))
-
-
-def _check_flags(spec: SweepSpec, p: list[str], table: str, names: tuple[str, ...]) -> None:
-    """A flag is true or false: a string such as "no" would read as on."""
-    for name in names:
-        value: object = getattr(spec, name)
-        if not isinstance(value, bool):
-            p.append(f"{table}.{name}: must be true or false, got {value!r}")
 
 
 def _check_generation(spec: SweepSpec, p: list[str]) -> None:
