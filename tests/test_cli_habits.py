@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 import subprocess
 import sys
@@ -278,3 +279,11 @@ def test_no_referee_evaluates_the_same_asr_without_outcomes(tiny_server, capsys)
     assert (off["asr"], off["jailbroken"]) == (on["asr"], on["jailbroken"])
     assert on["coherent_asr"] is not None and on["referee"]["ran"] is True
     assert "coherent_asr" not in off and "complied" not in off and off["referee"]["ran"] is False  # absent, never 0
+
+
+def test_plain_evaluate_states_the_coherent_asr_or_that_it_was_not_measured(tiny_server, capsys):
+    args = ["evaluate", "--server", tiny_server.target, "--set", "harmful-mini", "--limit", "3", "--max-new-tokens", "4"]
+    assert main(args) == 0
+    assert re.search(r"^coherent ASR \d+\.\d\d%  \(\d+ refused, \d+ complied, \d+ incoherent\)$", capsys.readouterr().out, re.M)
+    assert main([*args, "--no-referee"]) == 0
+    assert "coherent ASR: not measured (the server's coherence referee did not run)" in capsys.readouterr().out

@@ -304,6 +304,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     t = resp.timings
     print(f"ASR {resp.asr:.2f}%  ({resp.jailbroken}/{resp.total} jailbroken, judge {resp.judge})")
+    if resp.coherent_asr is None:  # said, never left out: a reader must not take the ASR for harm alone
+        print("coherent ASR: not measured (the server's coherence referee did not run)")
+    else:
+        print(f"coherent ASR {resp.coherent_asr:.2f}%  ({resp.refused} refused, {resp.complied} complied, "
+              f"{resp.incoherent} incoherent)")
     print(f"at {_at_text(at)}")
     print(f"prompt set {resp.prompt_set.name} ({resp.prompt_set.size}, sha256 {resp.prompt_set.sha256[:12]})  "
           f"weights {resp.weight_state.fingerprint[:16]}")
