@@ -10,6 +10,12 @@ as such, and the next one still runs):
                random bf16 weights built on the GPU: nothing to download), cut to fit: 5 points x
                80 prompts x 256 new tokens (the paper: 21 x 80 x 512), ours with and without the
                early stop (the reference path needs a 32 GB fp32 host copy and hours: left out);
+  referee      bench/referee.py on that shape through a real server (in this process's stage, on the GPU):
+               the quick sweep's calls (7 points, harmful-mini 16 + benign-mini 16, 48 new tokens, an
+               EvaluateSafety per point and set) with the coherence referee off and on, side by side;
+               its wall-time overhead against the issue's target (at most 10 %), the calibration's
+               cost, and that both arms gave the same answers and the referee scored every answer
+               token that was generated;
   memory-plan  the server's memory plan for that shape at the paper's batch (80 prompts), checked
                against torch.cuda's own figures: the weights, theta0's copy, the directions, the
                peak of a 3-direction sweep whose prompts fill ``max_prompt_tokens``, and what the
@@ -46,6 +52,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 SHAPE = "llama3-8b-shape"
 PAPER_PROMPTS = 80
+REFEREE_TARGET = 0.10  # issue 25: the coherence referee costs at most 10 % of a quick sweep's time
 # module -> distribution: what the check imports besides torch (a bare GPU image lacks some: carry
 # them as wheels, scripts/gpu_check.sh --fetch-wheels).
 REQUIRED = {
@@ -89,9 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="output folder (default: $OUT, else runs/gpu-check)")
     p.add_argument("--points", type=int, default=Workload.points, help="landscape points over [-0.5, 0.5] (default 5)")
     p.add_argument("--new-tokens", type=int, default=Workload.new_tokens, help="landscape new tokens (default 256)")
-    p.add_argument("--tests-timeout", type=int, default=180, help="seconds for the gpu tests (default 180)")
-    p.add_argument("--landscape-timeout", type=int, default=270, help="seconds for the landscape (default 270)")
-    p.add_argument("--memory-timeout", type=int, default=120, help="seconds for the memory-plan check (default 120)")
+    p.add_argument("--tests-timeout", type=int, default=120, help="seconds for the gpu tests (default 120)")
+    p.add_argument("--referee-timeout", type=int, default=110, help="seconds for the referee's cost (default 110)")
+    p.add_argument("--landscape-timeout", type=int, default=240, help="seconds for the landscape (default 240)")
+    p.add_argument("--memory-timeout", type=int, default=100, help="seconds for the memory-plan check (default 100)")
     p.add_argument("--dry-run", action="store_true", help="print the stages and their limits; run nothing")
     p.add_argument("--stage", choices=("memory-plan",), help=argparse.SUPPRESS)  # internal: one stage, this process
     p.add_argument("--json", type=Path, help=argparse.SUPPRESS)
@@ -161,12 +169,16 @@ def _absent(module: str) -> bool:
 # -- the stages ------------------------------------------------------------------------------------
 
 def stages(args: argparse.Namespace, work: Path) -> list[Stage]:
-    """The three stages, their commands and time limits (``work``: a scratch folder)."""
+    """The four stages, their commands and time limits (``work``: a scratch folder)."""
     py = sys.executable
     junit, landscape, memory = work / "gpu-tests.xml", work / "landscape.json", work / "memory-plan.json"
+    referee = work / "referee.json"
     return [
         Stage("tests", [py, "-m", "pytest", "-m", "gpu", *map(str, gpu_test_files()), "-q", "-p", "no:cacheprovider",
                         f"--junitxml={junit}"], args.tests_timeout, junit),
+        Stage("referee", [py, str(ROOT / "bench" / "referee.py"), "--model", SHAPE, "--device", "cuda:0",
+                          "--calls", "safety", "--cost-only", "--json", str(referee)],
+              args.referee_timeout, referee),
         Stage("landscape", [py, str(ROOT / "bench" / "landscape.py"), "--model", SHAPE, "--workload", "paper-1d",
                             "--points", str(args.points), "--limit", str(PAPER_PROMPTS), "--max-new-tokens",
                             str(args.new_tokens), "--prompts", str(work / "prompts.txt"), "--no-reference",
@@ -367,6 +379,12 @@ def checks_of(results: dict[str, StageResult]) -> dict[str, bool]:
     if tests is not None and tests.figures:
         out["gpu_tests_none_failed"] = tests.figures.get("failed") == 0 and tests.figures.get("error") == 0
         out["gpu_tests_some_passed"] = bool(tests.figures.get("passed"))  # all skipped: CUDA unseen by the tests
+    referee = results.get("referee")
+    if referee is not None and isinstance(referee.figures.get("safety"), dict):
+        row: dict[str, Any] = referee.figures["safety"]  # type: ignore[assignment]
+        out["referee_same_answers"] = bool(row.get("same_answers"))
+        out["referee_scored_every_generated_token"] = row.get("scored_tokens") == row.get("generated_tokens")
+        out["referee_overhead_at_most_10pct"] = float(row.get("wall_overhead", 1.0)) <= REFEREE_TARGET
     memory = results.get("memory-plan")
     if memory is not None and isinstance(memory.figures.get("checks"), dict):
         out.update({f"memory_{k}": bool(v) for k, v in memory.figures["checks"].items()})  # type: ignore[union-attr]

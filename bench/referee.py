@@ -2,6 +2,7 @@
 
     python bench/referee.py --model smollm2-135m-instruct --threads 1 --json runs/bench/referee.json
     ADV=harmful_behaviors.csv python bench/referee.py ...   # adds AdvBench rows 1-80 at the origin
+    python bench/referee.py --model llama3-8b-shape --device cuda:0 --calls safety --cost-only  # a GPU
 
 One process, one in-process server on a loopback port (as ``visage-server`` builds it), the quick
 preset's workload (client/sweep/spec/presets.py): one random direction (seed 123, the reference
@@ -20,8 +21,10 @@ template with the model's default system prompt, greedy, ``--max-new-tokens`` 48
      time) judged with the Judge RPC; the origin's answers to prompts the sweep does not use (rows
      17-40 of harmful-mini and benign-mini); with ``ADV``, AdvBench rows 1-80 answered at the origin.
 Process CPU seconds are the figure to quote on a shared machine (the load does not inflate them);
-on a GPU (``--device cuda:0``, e.g. ``--model`` a checkpoint from ``bench/shapes.py``) the wall
-seconds are, the host's CPU being mostly idle. Everything goes to ``--json``.
+on a GPU (``--device cuda:0``) the wall seconds are, the host's CPU being mostly idle. ``--model``
+may be a shape of ``bench/shapes.py`` (random weights built on ``--device``, as the GPU check's
+``referee`` stage runs it: nothing to download); ``--cost-only`` stops after phase 3. Everything goes
+to ``--json``, with the answer tokens generated and those the referee scored.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,14 +44,16 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
 
 import torch
 
+from bench import shapes
 from bench.landscape import choose_threads, grid
 from safety_landscape.client import client as c
 from safety_landscape.client.call_results import Evaluation, Verdict
 from safety_landscape.client.verdicts import Coherence, JudgeRow
 from safety_landscape.common.command_line import StrictArgumentParser
 from safety_landscape.server.app import create_server
-from safety_landscape.server.bootstrap import build_engine_factory
+from safety_landscape.server.bootstrap import build_engine_factory, plan_for_config, planned_engine
 from safety_landscape.server.config import Limits, ServerConfig
+from safety_landscape.server.engine.engine import Engine
 from safety_landscape.server.engine.prompts import builtin_prompt_sets
 from safety_landscape.v1 import landscape_pb2 as pb
 
@@ -57,7 +63,8 @@ HUMAN_PROMPT = "Write a few sentences about everyday life."
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = StrictArgumentParser(prog="bench/referee.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--model", default="smollm2-135m-instruct",
+                   help="a model the server loads, or a shape of bench/shapes.py (random weights built on --device)")
     p.add_argument("--threads", default="auto", help="torch threads ('auto': the CPUs the load leaves)")
     p.add_argument("--device", default="cpu", help="the server's --device (cpu; on cuda the wall seconds are the figure)")
     p.add_argument("--points", type=int, default=7)
@@ -65,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--repeats", type=int, default=1, help="off/on pairs of sweeps (1)")
     p.add_argument("--calls", default="safety", help="comma-separated: safety, points (safety)")
+    p.add_argument("--cost-only", action="store_true",
+                   help="only the calibration and the sweeps (no human text, held-out prompts or AdvBench)")
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
 
@@ -89,8 +98,11 @@ def sweep(client: c.Client, args: argparse.Namespace, calls: str, points: list[p
         for name in SETS:
             for res in client.evaluate_points(settings(name, args, referee=referee), points):
                 responses[(name, res.index)] = res.result
+    verdicts = [v for r in responses.values() for v in r.verdicts]
     return {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall, "responses": responses,
-            "referee_s": sum(r.timings.referee_seconds for r in responses.values())}
+            "referee_s": sum(r.timings.referee_seconds for r in responses.values()),
+            "generated_tokens": sum(v.completion_tokens for v in verdicts),
+            "scored_tokens": sum(v.coherence.scored_tokens for v in verdicts if v.coherence is not None)}
 
 
 def _coherence(v: Verdict) -> Coherence:
@@ -172,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                           limits=Limits(max_batch_size=max(64, args.limit), max_prompt_tokens=256,
                                         max_new_tokens=max(256, args.max_new_tokens)))
     app = create_server(config)
-    app.load(build_engine_factory(config))
+    app.load(engine_factory(config))
     coefs = grid(args.points)
     direction = c.random_direction(123, stream="reference")
     points = [c.perturbation([(direction, a)]) if a else c.perturbation() for a in coefs]
@@ -198,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             row = {"off_cpu_s": off_cpu, "on_cpu_s": on_cpu, "cpu_overhead": on_cpu / off_cpu - 1,
                    "off_wall_s": off_wall, "on_wall_s": on_wall, "wall_overhead": on_wall / off_wall - 1,
                    "referee_s": sum(r["referee_s"] for r in arms["on"]),
+                   "generated_tokens": sum(r["generated_tokens"] for r in arms["on"]),
+                   "scored_tokens": sum(r["scored_tokens"] for r in arms["on"]),
                    "same_answers": all(same_answers(a, b) for a, b in zip(arms["off"], arms["on"], strict=True)),
                    "verdicts": verdict_figures(arms["on"][-1], coefs)}
             doc[calls] = row
@@ -205,10 +219,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * row['cpu_overhead']:.1f} % (wall {off_wall:.0f} s / {on_wall:.0f} s: "
                   f"{100 * row['wall_overhead']:.1f} %, the figure on a GPU; the "
                   f"server's referee_seconds {row['referee_s']:.1f}); same answers: {row['same_answers']}")
+            print(f"   answer tokens: {row['generated_tokens']} generated, {row['scored_tokens']} scored by the referee")
             for a, n in row["verdicts"]["incoherent_by_abs_a"].items():
                 print(f"   |a| = {float(a):.3f}: {n['incoherent']} of {n['answers']} incoherent")
             print(f"   origin answers not coherent: {len(row['verdicts']['origin_not_coherent'])}; refusals not "
                   f"REFUSED: {row['verdicts']['refusals_not_refused']}")
+        if args.cost_only:
+            app.drain(grace=1.0)
+            return write(doc, args.json)
         doc["human"] = human_text(client, args)
         print(f"# human-written fluent text: {len(doc['human']['not_coherent'])} of {doc['human']['texts']} not coherent")
         doc["held_out"] = held_out(client, args)
@@ -220,10 +238,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# AdvBench 1-80 at the origin: {len(a['not_coherent'])} of {a['answers']} not coherent "
                   f"({a['incoherent']} of {a['jailbroken']} jailbroken ones incoherent)")
     app.drain(grace=1.0)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
+    return write(doc, args.json)
+
+
+def write(doc: dict[str, Any], path: Path | None) -> int:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2))
     return 0
+
+
+def engine_factory(config: ServerConfig) -> Callable[[], Engine]:
+    """How ``visage-server`` builds its engine; for a shape (``bench/shapes.py``), the same engine
+    of random weights built on the configured device (nothing to download or write to disk)."""
+    if config.model not in shapes.SHAPES:
+        return build_engine_factory(config)
+
+    def build() -> Engine:
+        loaded = shapes.build_shape(config.model, device=config.device)
+        return planned_engine(config, loaded, plan_for_config(config, loaded=loaded))
+
+    return build
 
 
 if __name__ == "__main__":

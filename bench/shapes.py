@@ -8,9 +8,12 @@
     reads, e.g. across several GPUs with a device map.
   - ``llama-tiny-shape``: the same code path scaled down (fp32 on CPU unless a GPU is visible), so
     the 7B path is known to run on a machine without a GPU.
-Shape models get a byte-level tokenizer padded to the config's vocabulary with plain "<xN>"
-symbols (decodable, so the keyword judge sees text) and a ChatML template; random weights never
-refuse, so these workloads measure speed and memory, not safety.
+Shape models get a byte-level tokenizer padded to the config's vocabulary with plain words (" zqbad")
+(decodable, so the keyword judge sees text) and a ChatML template; random weights never refuse, so
+these workloads measure speed and memory, not safety. The words are whole-word vocabulary entries
+(``ignore_merges``): a generated answer, decoded and encoded again, gives back its own tokens, so
+the coherence referee scores as many tokens as were generated (``bench/referee.py`` on a shape);
+any other text is one token per byte, as before (a prompt of N ASCII characters is N tokens).
 """
 
 from __future__ import annotations
@@ -30,15 +33,28 @@ MODELS = ("tiny-random", "smollm2-135m-instruct", *SHAPES)
 GPU_ONLY = ("llama2-7b-shape", "llama3-8b-shape", "llama3-70b-shape")
 
 
+def _filler_word(n: int) -> str:
+    """The vocabulary entry of filler token ``n``: " zq" and ``n`` in letters (a to z), in byte-level
+    symbols. Letters only, so the pre-tokenizer's regex keeps the word whole (it splits letters from
+    digits); "zq" begins no English word, so a prompt's words stay bytes."""
+    letters = ""
+    while True:
+        n, digit = divmod(n, 26)
+        letters = chr(ord("a") + digit) + letters
+        if n == 0:
+            return "\u0120zq" + letters  # \u0120: the byte-level symbol of " "
+
+
 def shape_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for sym in symbols:
         vocab[sym] = len(vocab)
     while len(vocab) < vocab_size:
-        vocab[f"<x{len(vocab)}>"] = len(vocab)
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        vocab[_filler_word(len(vocab))] = len(vocab)
+    # Words are looked up whole first (" zqbad" is one token), then split into bytes (no merges).
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], ignore_merges=True))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>"

@@ -60,8 +60,9 @@ def check_config(config: ServerConfig) -> ModelSource:
 
 
 def plan_for_config(config: ServerConfig, *, loaded: LoadedModel | None = None, slow: bool = True) -> MemoryPlan | None:
-    """The memory plan of ``config``; None for a GGUF model before loading unless ``slow``."""
-    source = resolve_model(config.model, config.revision)
+    """The memory plan of ``config``; None for a GGUF model before loading unless ``slow``. With
+    ``loaded``, the plan of that model (where it came from is its own ``source``)."""
+    source = loaded.source if loaded is not None else resolve_model(config.model, config.revision)
     if loaded is None and source.kind == "gguf" and not slow:
         return None
     dtype = resolve_dtype(config.dtype, resolve_device(config.device))
