@@ -14,7 +14,8 @@ template with the model's default system prompt, greedy, ``--max-new-tokens`` 48
      calls it (``--calls``: ``safety`` = an EvaluateSafety per point and prompt set, what a sweep with
      a benign set does; ``points`` = one EvaluatePoints per prompt set): process CPU seconds and wall
      seconds of each arm, their ratio, the server's ``referee_seconds``, and the check that both arms
-     generated the same answers and verdicts;
+     generated the same answers and verdicts; the answer tokens generated and scored, and the
+     referee's matmul floor (``matmul_floor``: the least any scoring of whole answers costs here);
   3. the verdicts of the last "on" arm: incoherent answers per |a|, every flagged answer at the
      origin, and the check that no refusal is incoherent;
   4. fluent text: human-written sentences (client/sweep/data/fluency.txt, one by one and three at a
@@ -44,7 +45,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
 
 import torch
 
-from bench import shapes
+from bench import hardware, shapes
 from bench.landscape import choose_threads, grid
 from safety_landscape.client import client as c
 from safety_landscape.client.call_results import Evaluation, Verdict
@@ -220,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * row['wall_overhead']:.1f} %, the figure on a GPU; the "
                   f"server's referee_seconds {row['referee_s']:.1f}); same answers: {row['same_answers']}")
             print(f"   answer tokens: {row['generated_tokens']} generated, {row['scored_tokens']} scored by the referee")
+            row["floor"] = floor = matmul_floor(app, row, off_wall)
+            print(f"   the referee's matmul floor: {floor['seconds']:.1f} s for its answer tokens alone (the model's "
+                  f"Linear layers at theta0, {1e3 * floor['seconds_per_token']:.2f} ms a token), "
+                  f"{100 * floor['of_referee_seconds']:.0f} % of the referee's own seconds; no full-answer scoring can cost "
+                  f"less than {100 * floor['least_overhead']:.1f} % of this sweep here")
             for a, n in row["verdicts"]["incoherent_by_abs_a"].items():
                 print(f"   |a| = {float(a):.3f}: {n['incoherent']} of {n['answers']} incoherent")
             print(f"   origin answers not coherent: {len(row['verdicts']['origin_not_coherent'])}; refusals not "
@@ -239,6 +245,20 @@ def main(argv: list[str] | None = None) -> int:
                   f"({a['incoherent']} of {a['jailbroken']} jailbroken ones incoherent)")
     app.drain(grace=1.0)
     return write(doc, args.json)
+
+
+def matmul_floor(app: Any, row: dict[str, Any], off_wall: float, rows: int = 256) -> dict[str, float]:
+    """The least time any full-answer scoring at theta0 takes on this device: the model's Linear
+    layers (decoder and LM head, ``hardware.model_matmul_seconds``) over the answer tokens the
+    referee scored, from a ``rows``-row forward timed shape by shape (contexts, attention and the
+    softmax not counted: a lower bound). ``least_overhead``: that floor over the referee-off sweep's
+    wall seconds (with one thread, about its CPU seconds)."""
+    model = app.host.engine.loaded.model
+    per_token = hardware.model_matmul_seconds(model, rows).seconds / rows
+    seconds = per_token * row["scored_tokens"]
+    return {"seconds_per_token": per_token, "seconds": seconds,
+            "of_referee_seconds": seconds / row["referee_s"] if row["referee_s"] else 0.0,
+            "least_overhead": seconds / off_wall}
 
 
 def write(doc: dict[str, Any], path: Path | None) -> int:
