@@ -4,6 +4,7 @@ own), batching independence, candidate logits, multiple-choice accuracy, errors 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -267,3 +268,40 @@ def test_the_referees_stand_in_scores_with_its_own_tensors_through_the_sliced_he
     assert at_other[0].token_logprobs != pytest.approx(live[0].token_logprobs, rel=1e-3)  # the tensors matter
     for a, b in zip(at_other, score_continuations(other, tok, prepared, rows=8, head=head), strict=True):
         assert b.token_logprobs == pytest.approx(a.token_logprobs, rel=REL, abs=1e-4)
+
+
+def test_a_bf16_model_keeps_its_sliced_head_and_a_soft_cap_is_still_refused(tiny):
+    """In bf16 the head check allows the dtype's rounding (two units in the last place: the same product
+    through another kernel, as on a GPU, may round an element the other way), so a bf16 model is scored
+    through its sliced head; a soft cap is still far beyond it, so a capped bf16 model is refused."""
+    from safety_landscape.server.engine.scoring import ScoreInput, score_continuations, score_prepared, token_item
+
+    model, tok = tiny
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    head = output_head(half)
+    assert head is not None
+    assert output_head(_SoftCapped(half)) is None
+    context = tok.encode("<|im_start|>system\nBe brief.<|im_end|>\nuser: Hi\nassistant:", add_special_tokens=False)
+    prepared = ScoreInput.of([token_item(context, tok.encode(a, add_special_tokens=False))
+                              for a in ("Hello there.", "Hi", "The tide comes in twice a day.")], ())
+    for a, b in zip(score_prepared(half, tok, prepared, rows=8), score_continuations(half, tok, prepared, rows=2, head=head),
+                    strict=True):
+        assert b.num_tokens == a.num_tokens
+        assert b.logprob == pytest.approx(a.logprob, rel=0.05, abs=0.05)  # bf16: two paths, other roundings
+
+
+def test_the_head_check_allows_a_bf16_rounding_but_not_a_cap_or_a_scale():
+    """The check itself: bf16 logits one unit in the last place apart at the largest logit (another
+    kernel's rounding) are the same logits; a soft cap or a scale is not, in bf16 or fp32."""
+    from safety_landscape.server.engine.scoring import _same_logits
+
+    torch.manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float32):
+        logits = (10 * torch.randn(4, 1000)).to(dtype)
+        nudged = logits.clone()
+        top = int(logits.abs().argmax())
+        nudged.view(-1)[top] = (logits.view(-1)[top].float() * (1 + 2**-7)).to(dtype)
+        assert _same_logits(nudged, logits) == (dtype == torch.bfloat16)  # in fp32 that is no rounding
+        assert _same_logits(logits, logits)
+        assert not _same_logits((30 * torch.tanh(logits.float() / 30)).to(dtype), logits)
+        assert not _same_logits(logits * 0.9, logits)
