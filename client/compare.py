@@ -5,7 +5,10 @@ A :class:`Run` is one sweep read back from its store with its summary
 :func:`write_comparison` writes, into one folder:
 
 - ``compare_asr_1d.{png,svg,pdf}``: every run's ASR curve, one panel per direction (one row per
-  system prompt the runs share), each point's 95 % band shaded (1D sweeps only);
+  system prompt the runs share), each point's 95 % band shaded (1D sweeps only); when any run has
+  the coherence referee's outcomes, a second row per system prompt with the coherent ASR (jailbroken
+  and coherent: harmful compliance; the ASR above it is collapse), a run without them named there
+  as not measured, never drawn as 0;
 - ``compare_visage.{png,svg,pdf}``: VISAGE per run and shared system prompt, the mean over
   directions as a bar with its 95 % interval, each direction as a dot;
 - ``comparison.json`` and ``comparison.csv``: the Table-1-style table (one row per run and
@@ -14,8 +17,9 @@ A :class:`Run` is one sweep read back from its store with its summary
   ``coherent ASR`` column saying "not measured" and empty cells for a run without the coherence
   referee's outcomes; every
   cell a number or a name, an interval as its low and high columns), and ``report.html`` (a headline
-  per run in plain words: basin, ASR at a = 0, VISAGE; the figures with captions in words, the table,
-  what differs between the runs).
+  per run in plain words: basin, ASR at a = 0, VISAGE, the coherent ASR and incoherent rate at a = 0
+  with VISAGE on the coherent ASR (or why it is not measured); the figures with captions in words,
+  the table, what differs between the runs).
 
 The intervals are the summaries' own ``ci95`` fields (Wilson for rates, the seeded bootstrap for
 VISAGE, :mod:`.stats`): nothing is recomputed here, and a point or score without one is drawn without.
@@ -38,7 +42,7 @@ from .html_page import HeadlineLine, PagePlot, write_html_page
 from .plots import FIGURE_FORMATS, draw_curves, headless_figure, legend_below, save_figure
 from .records import Series
 from .store import STORE_NAME, ResultStore
-from .sweep.headline import basin_answer, origin_text, reading_of, visage_rule_of, visage_text
+from .sweep.headline import basin_answer, coherent_text, origin_text, reading_of, visage_rule_of, visage_text
 from .sweep.stored import load_sweep
 from .sweep.summary import sweep_summary
 from .sweep.summary_doc import SweepSummary, VisageSummary
@@ -102,11 +106,18 @@ class Run:
         with ResultStore(self.folder / STORE_NAME) as store:
             return store.to_pandas(self.summary.sweep)
 
-    def curve(self, label: str) -> list[tuple[float, float]]:
-        return self.summary.asr_curve(label)
+    def curve(self, label: str, metric: str = "asr") -> list[tuple[float, float]]:
+        """A 1D series' curve of ``metric``: "asr", or an outcome rate ("coherent_asr", ...; [] where
+        the referee's outcomes were not measured)."""
+        if metric == "asr":
+            return self.summary.asr_curve(label)
+        return [(r[0], r[1]) for r in self.summary.by_outcome().rate(metric).curves.get(label, ())]
 
-    def band(self, label: str) -> list[tuple[float, float, float]]:
-        return self.summary.asr_band(label)
+    def band(self, label: str, metric: str = "asr") -> list[tuple[float, float, float]]:
+        """The 95 % intervals along :meth:`curve` as (a, low, high)."""
+        if metric == "asr":
+            return self.summary.asr_band(label)
+        return [(r[0], r[1], r[2]) for r in self.summary.by_outcome().rate(metric).curves_ci95.get(label, ())]
 
     def systems(self) -> list[str]:
         return sorted({Series.parse(label).system for label in self.summary.asr_labels()})
@@ -159,8 +170,12 @@ def _direction_order(direction: str) -> tuple[int, str]:
     return (int(direction[1:]), "") if direction[1:].isdigit() else (10**6, direction)
 
 
+_CURVE_ROWS = {"asr": ("ASR", "ASR (%)"), "coherent_asr": ("coherent ASR", "coherent ASR (%)")}
+
+
 def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
-    """The 1D runs' ASR curves, one panel per direction and shared system prompt; None without 1D runs."""
+    """The 1D runs' ASR curves, one panel per direction and shared system prompt, and below them the
+    coherent ASR's when any run has outcomes; None without 1D runs."""
     from matplotlib.lines import Line2D
 
     one_d = [r for r in runs if not r.two_d]
@@ -169,23 +184,32 @@ def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
         return None
     directions = sorted({Series.parse(label).direction for r in one_d for label in r.summary.asr_labels()},
                         key=_direction_order)
+    metrics = ["asr"] + (["coherent_asr"] if any(r.summary.by_outcome().measured for r in one_d) else [])
+    rows = [(system, metric) for system in systems for metric in metrics]
     styles = {r.name: run_style(i) for i, r in enumerate(one_d)}
-    fig = headless_figure(figsize=(max(5.0, 3.3 * len(directions)), 2.9 * len(systems) + 1.0), layout="constrained")
-    axes = fig.subplots(len(systems), len(directions), squeeze=False, sharey=True)
-    for i, system in enumerate(systems):
+    fig = headless_figure(figsize=(max(5.0, 3.3 * len(directions)), 2.9 * len(rows) + 1.0), layout="constrained")
+    axes = fig.subplots(len(rows), len(directions), squeeze=False, sharey=True)
+    for i, (system, metric) in enumerate(rows):
+        what, ylabel = _CURVE_ROWS[metric]
         for j, direction in enumerate(directions):
             ax, label = axes[i][j], Series(direction, system).label
-            draw_curves(ax, {r.name: r.curve(label) for r in one_d if r.curve(label)},
-                        bands={r.name: r.band(label) for r in one_d}, styles=styles)
-            ax.set_title(direction_name(direction) + (f" · system prompt: {system}" if len(systems) > 1 else ""))
+            curves = {r.name: r.curve(label, metric) for r in one_d}
+            draw_curves(ax, {name: c for name, c in curves.items() if c},
+                        bands={r.name: r.band(label, metric) for r in one_d}, styles=styles)
+            ax.set_title(direction_name(direction) + (f" · {what}" if len(metrics) > 1 else "")
+                         + (f" · system prompt: {system}" if len(systems) > 1 else ""))
+            missing = [name for name, c in curves.items() if not c and metric != "asr"]
+            if missing:  # a run without the referee's outcomes: said, never drawn as 0
+                ax.text(0.02, 0.97, "not measured: " + ", ".join(missing), transform=ax.transAxes, va="top",
+                        fontsize=7, color="0.3")
             ax.set_ylim(-2.0, 102.0)
-            if i == len(systems) - 1:
+            if i == len(rows) - 1:
                 ax.set_xlabel("perturbation amount a")
             if j == 0:
-                ax.set_ylabel("ASR (%)")
+                ax.set_ylabel(ylabel)
     legend_below(fig, [Line2D([], [], label=r.name, **styles[r.name]) for r in one_d])
-    fig.suptitle("ASR along the same directions, 95 % band" + (f" · system prompt: {systems[0]}" if len(systems) == 1
-                                                                else ""))
+    title = "ASR" + (" and coherent ASR" if len(metrics) > 1 else "") + " along the same directions, 95 % band"
+    fig.suptitle(title + (f" · system prompt: {systems[0]}" if len(systems) == 1 else ""))
     return fig
 
 
@@ -303,14 +327,17 @@ def differences(runs: Sequence[Run]) -> list[str]:
 
 def comparison_headline(runs: Sequence[Run]) -> list[HeadlineLine]:
     """One line per run, in plain words: does it sit in a basin (the sweep report's rule,
-    :mod:`.sweep.headline`), its ASR at a = 0 with the interval, its VISAGE with the interval."""
+    :mod:`.sweep.headline`), its ASR at a = 0 with the interval, its VISAGE with the interval, and
+    its coherent ASR (the sweep report's words: at a = 0, the incoherent rate, VISAGE on it; or why
+    it is not measured)."""
     lines = []
     for run in runs:
         reading = reading_of(run.summary, run.spec or None)
         basin, origin, visage = basin_answer(reading), origin_text(reading), visage_text(reading)
         parts = [f"In a basin? {basin}" if basin else "",
                  f"ASR at its own weights (a = 0): {origin}." if origin else "",
-                 f"VISAGE ({visage_rule_of(run.summary)} rule, 0 to 100, higher is safer): {visage}." if visage else ""]
+                 f"VISAGE ({visage_rule_of(run.summary)} rule, 0 to 100, higher is safer): {visage}." if visage else "",
+                 f"Coherent ASR (jailbroken and coherent): {coherent_text(reading)}"]
         lines.append(HeadlineLine(run.name, " ".join(p for p in parts if p) or "no ASR curve"))
     return lines
 
@@ -318,7 +345,9 @@ def comparison_headline(runs: Sequence[Run]) -> list[HeadlineLine]:
 _CAPTIONS = {
     "compare_asr_1d": "ASR along the same directions, one curve per model (each with its own colour, marker and line "
                       "style, so overlapping curves stay visible); a = 0 is each model's own weights; shaded: 95 % "
-                      "interval.",
+                      "interval. Where the runs have the coherence referee's outcomes, the row below shows the "
+                      "coherent ASR: the jailbroken answers that are coherent (harmful compliance); the ASR above "
+                      "it is incoherent output (collapse), which the paper's ASR counts as a success.",
     "compare_visage": "VISAGE per model (higher is safer): the bar is the mean over directions, the whisker its 95 % "
                       "interval, each dot one direction.",
 }

@@ -5,6 +5,7 @@ CSV) and report.html; and the figures drawn from summaries that carry intervals.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from serving import running_server
 from safety_landscape.client.cli import main
 from safety_landscape.client.compare import (
     Run,
+    comparison_headline,
     comparison_rows,
     differences,
     figure_compare_curves,
@@ -67,11 +69,36 @@ def test_compare_two_real_stores_writes_figures_table_and_report(two_stores, cap
 def test_the_comparison_figures_put_every_model_on_each_direction(two_stores):
     runs = [load_run(two_stores / "original" / "results.sqlite"), load_run(two_stores / "other" / "results.sqlite")]
     fig = figure_compare_curves(runs)
-    assert fig is not None and [ax.get_title() for ax in fig.axes] == ["direction 1", "direction 2"]
+    assert fig is not None and [ax.get_title() for ax in fig.axes] == [
+        "direction 1 · ASR", "direction 2 · ASR", "direction 1 · coherent ASR", "direction 2 · coherent ASR"]
     assert all(len(ax.lines) - 1 - 2 == 2 for ax in fig.axes)  # the origin line, 2 origin dots, 2 models
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["tiny-random", "tiny-random:1"]
+    for ax, label in zip(fig.axes[2:], ("d0|default", "d1|default"), strict=True):  # the referee's rates, as stored
+        for run in runs:
+            line = next(line for line in ax.lines if line.get_gid() == run.name)
+            rate = run.summary.by_outcome().rate("coherent_asr").curves[label]
+            assert list(zip(line.get_xdata(), line.get_ydata(), strict=True)) == [tuple(r) for r in rate]
     bars = figure_compare_visage(runs).axes[0].patches
     assert len(bars) == 2 and all(0.0 <= b.get_height() <= 100.0 for b in bars)
+
+
+def test_a_run_without_outcomes_is_named_not_measured_and_the_headline_gives_the_coherent_asr(two_stores):
+    """The coherent ASR row draws the runs that have the referee's outcomes; one without (its server had
+    no referee, or it was off) is named "not measured" in each panel, never drawn as 0. Each run's
+    headline gives its coherent ASR in the sweep report's words, or why it is not measured."""
+    base = load_run(two_stores / "original" / "results.sqlite")
+    bare = Run("no referee", base.folder, dataclasses.replace(base.summary, outcomes=None), base.spec)
+    fig = figure_compare_curves([base, bare])
+    assert fig is not None
+    for ax in fig.axes[2:]:
+        assert [line.get_gid() for line in ax.lines if line.get_gid()] == ["tiny-random"]
+        assert [t.get_text() for t in ax.texts] == ["not measured: no referee"]
+    assert not any(ax.texts for ax in fig.axes[:2])
+    lines = {line.topic: line.text for line in comparison_headline([base, bare])}
+    assert "Coherent ASR (jailbroken and coherent): " in lines["tiny-random"]
+    assert f"{base.summary.by_outcome().at_origin('d0|default'):.1f} % at a = 0" in lines["tiny-random"]
+    assert "Coherent ASR (jailbroken and coherent): not measured" in lines["no referee"]
+    assert [ax.get_title() for ax in figure_compare_curves([bare, bare]).axes] == ["direction 1", "direction 2"]
 
 
 def test_runs_measured_differently_or_named_alike_are_said_so(two_stores, tmp_path):
