@@ -10,7 +10,8 @@ A :class:`Run` is one sweep read back from its store with its summary
   and coherent: harmful compliance; the ASR above it is collapse), a run without them named there
   as not measured, never drawn as 0;
 - ``compare_visage.{png,svg,pdf}``: VISAGE per run and shared system prompt, the mean over
-  directions as a bar with its 95 % interval, each direction as a dot;
+  directions as a bar with its 95 % interval, each direction as a dot; beside it (hatched) VISAGE on
+  the coherent ASR for the runs that have the referee's outcomes;
 - ``comparison.json`` and ``comparison.csv``: the Table-1-style table (one row per run and
   shared system prompt: ASR and over-refusal at the origin, VISAGE with its interval and per
   direction; beside them the coherent ASR at the origin and VISAGE on the coherent ASR, with a
@@ -213,31 +214,40 @@ def figure_compare_curves(runs: Sequence[Run]) -> Figure | None:
     return fig
 
 
-def _visage_entry(run: Run, system: str, rule: str) -> dict[str, Any]:
-    """mean, ci95 (or None) and the per-direction values of ``rule`` for ``system``."""
-    spreads = run.summary.visage.by_system_prompt.get(system)
+def _visage_entry(run: Run, system: str, rule: str, *, coherent: bool = False) -> dict[str, Any]:
+    """mean, ci95 (or None) and the per-direction values of ``rule`` for ``system``: VISAGE on the
+    ASR, or with ``coherent`` on the coherent ASR (means None where it was not measured)."""
+    visage = run.summary.by_outcome().visage if coherent else run.summary.visage
+    if visage is None:
+        return {"mean": None, "ci95": None, "per_direction": []}
+    spreads = visage.by_system_prompt.get(system)
     spread = spreads.of(rule) if spreads is not None else None
-    per = [(Series.parse(label).direction, score) for label, v in sorted(run.summary.visage.series.items())
+    per = [(Series.parse(label).direction, score) for label, v in sorted(visage.series.items())
            if Series.parse(label).system == system and (score := v.of(rule)) is not None]
     return {"mean": spread.mean if spread else None, "ci95": spread.ci95 if spread else None, "per_direction": per}
 
 
 def figure_compare_visage(runs: Sequence[Run]) -> Figure:
-    """VISAGE per run (bars: mean over directions, whiskers: its 95 % interval, dots: directions)."""
+    """VISAGE per run (bars: mean over directions, whiskers: its 95 % interval, dots: directions); when
+    any run has the referee's outcomes, each run's VISAGE on the coherent ASR beside it (hatched)."""
     from matplotlib.lines import Line2D
 
     rule, systems = visage_rule(runs), _shared_systems(runs)
-    fig = headless_figure(figsize=(max(4.8, 1.2 * len(runs) * max(1, len(systems)) + 2.0), 3.8), layout="constrained")
+    kinds = [False] + ([True] if any(r.summary.by_outcome().visage is not None for r in runs) else [])
+    bars = [(i, run, coherent) for i, run in enumerate(runs) for coherent in kinds]
+    fig = headless_figure(figsize=(max(4.8, 1.2 * len(bars) * max(1, len(systems)) + 2.0), 3.8), layout="constrained")
     ax = fig.add_subplot()
-    width = 0.8 / len(runs)
-    for i, run in enumerate(runs):
+    width = 0.8 / len(bars)
+    for k, (i, run, coherent) in enumerate(bars):
         for g, system in enumerate(systems):
-            e = _visage_entry(run, system, rule)
+            e = _visage_entry(run, system, rule, coherent=coherent)
             if e["mean"] is None:
                 continue
-            x = g + (i - (len(runs) - 1) / 2) * width
+            x = g + (k - (len(bars) - 1) / 2) * width
             ci = e["ci95"]
-            ax.bar(x, e["mean"], width * 0.9, color=f"C{i % 10}", alpha=0.85, label=run.name if g == 0 else None)
+            name = f"{run.name}, on coherent ASR" if coherent else run.name
+            ax.bar(x, e["mean"], width * 0.9, color=f"C{i % 10}", alpha=0.45 if coherent else 0.85,
+                   hatch="//" if coherent else None, label=name if g == 0 else None)
             if ci:  # the whisker spans the interval itself (a bootstrap interval need not centre on the mean)
                 ax.errorbar(x, (ci[0] + ci[1]) / 2, yerr=(ci[1] - ci[0]) / 2, fmt="none", ecolor="black", capsize=4)
             per = [v for _, v in e["per_direction"]]
@@ -251,7 +261,8 @@ def figure_compare_visage(runs: Sequence[Run]) -> Figure:
     handles = [h for h in ax.get_legend_handles_labels()[0]]
     handles.append(Line2D([], [], color="black", marker="o", linestyle="", markersize=4, label="one direction"))
     legend_below(fig, handles)
-    fig.suptitle("VISAGE: mean over directions with its 95 % interval")
+    fig.suptitle("VISAGE" + (" on the ASR and on the coherent ASR (hatched)" if len(kinds) > 1 else "")
+                 + ": mean over directions with its 95 % interval")
     return fig
 
 
@@ -349,7 +360,8 @@ _CAPTIONS = {
                       "coherent ASR: the jailbroken answers that are coherent (harmful compliance); the ASR above "
                       "it is incoherent output (collapse), which the paper's ASR counts as a success.",
     "compare_visage": "VISAGE per model (higher is safer): the bar is the mean over directions, the whisker its 95 % "
-                      "interval, each dot one direction.",
+                      "interval, each dot one direction; hatched beside it, where measured, VISAGE on the coherent "
+                      "ASR (only coherent compliance counts as a success).",
 }
 
 

@@ -78,8 +78,13 @@ def test_the_comparison_figures_put_every_model_on_each_direction(two_stores):
             line = next(line for line in ax.lines if line.get_gid() == run.name)
             rate = run.summary.by_outcome().rate("coherent_asr").curves[label]
             assert list(zip(line.get_xdata(), line.get_ydata(), strict=True)) == [tuple(r) for r in rate]
-    bars = figure_compare_visage(runs).axes[0].patches
-    assert len(bars) == 2 and all(0.0 <= b.get_height() <= 100.0 for b in bars)
+    bars = figure_compare_visage(runs).axes[0].patches  # per run: VISAGE on the ASR, then on the coherent ASR
+    assert len(bars) == 4 and all(0.0 <= b.get_height() <= 100.0 for b in bars)
+    for run, (plain, coherent) in zip(runs, (bars[:2], bars[2:]), strict=True):
+        assert plain.get_height() == pytest.approx(run.visage.by_system_prompt["default"].reference.mean)
+        on_coherent = run.summary.by_outcome().visage
+        assert on_coherent is not None and not plain.get_hatch() and coherent.get_hatch() == "//"
+        assert coherent.get_height() == pytest.approx(on_coherent.by_system_prompt["default"].reference.mean)
 
 
 def test_a_run_without_outcomes_is_named_not_measured_and_the_headline_gives_the_coherent_asr(two_stores):
@@ -94,6 +99,8 @@ def test_a_run_without_outcomes_is_named_not_measured_and_the_headline_gives_the
         assert [line.get_gid() for line in ax.lines if line.get_gid()] == ["tiny-random"]
         assert [t.get_text() for t in ax.texts] == ["not measured: no referee"]
     assert not any(ax.texts for ax in fig.axes[:2])
+    hatched = [bar.get_hatch() for bar in figure_compare_visage([base, bare]).axes[0].patches]
+    assert hatched == [None, "//", None]  # no bar for VISAGE on a coherent ASR not measured
     lines = {line.topic: line.text for line in comparison_headline([base, bare])}
     assert "Coherent ASR (jailbroken and coherent): " in lines["tiny-random"]
     assert f"{base.summary.by_outcome().at_origin('d0|default'):.1f} % at a = 0" in lines["tiny-random"]
