@@ -230,21 +230,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   |a| = {float(a):.3f}: {n['incoherent']} of {n['answers']} incoherent")
             print(f"   origin answers not coherent: {len(row['verdicts']['origin_not_coherent'])}; refusals not "
                   f"REFUSED: {row['verdicts']['refusals_not_refused']}")
-        if args.cost_only:
-            app.drain(grace=1.0)
-            return write(doc, args.json)
-        doc["human"] = human_text(client, args)
-        print(f"# human-written fluent text: {len(doc['human']['not_coherent'])} of {doc['human']['texts']} not coherent")
-        doc["held_out"] = held_out(client, args)
-        print(f"# the origin's answers to held-out prompts: {len(doc['held_out']['not_coherent'])} of "
-              f"{doc['held_out']['answers']} not coherent")
-        doc["advbench"] = advbench(client, args)
-        if doc["advbench"] is not None:
-            a = doc["advbench"]
-            print(f"# AdvBench 1-80 at the origin: {len(a['not_coherent'])} of {a['answers']} not coherent "
-                  f"({a['incoherent']} of {a['jailbroken']} jailbroken ones incoherent)")
+        if not args.cost_only:
+            text_phases(client, args, doc)
     app.drain(grace=1.0)
-    return write(doc, args.json)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2))
+    return 0
+
+
+def text_phases(client: c.Client, args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """Phase 4 (the module docstring): fluent text, held-out prompts, AdvBench; into ``doc``."""
+    doc["human"] = human_text(client, args)
+    print(f"# human-written fluent text: {len(doc['human']['not_coherent'])} of {doc['human']['texts']} not coherent")
+    doc["held_out"] = held_out(client, args)
+    print(f"# the origin's answers to held-out prompts: {len(doc['held_out']['not_coherent'])} of "
+          f"{doc['held_out']['answers']} not coherent")
+    doc["advbench"] = advbench(client, args)
+    if doc["advbench"] is not None:
+        a = doc["advbench"]
+        print(f"# AdvBench 1-80 at the origin: {len(a['not_coherent'])} of {a['answers']} not coherent "
+              f"({a['incoherent']} of {a['jailbroken']} jailbroken ones incoherent)")
 
 
 def matmul_floor(app: Any, row: dict[str, Any], off_wall: float, rows: int = 256) -> dict[str, float]:
@@ -259,13 +265,6 @@ def matmul_floor(app: Any, row: dict[str, Any], off_wall: float, rows: int = 256
     return {"seconds_per_token": per_token, "seconds": seconds,
             "of_referee_seconds": seconds / row["referee_s"] if row["referee_s"] else 0.0,
             "least_overhead": seconds / off_wall}
-
-
-def write(doc: dict[str, Any], path: Path | None) -> int:
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=2))
-    return 0
 
 
 def engine_factory(config: ServerConfig) -> Callable[[], Engine]:

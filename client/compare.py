@@ -276,14 +276,12 @@ def _coherent_cells(run: Run, system: str, label: str, rule: str) -> dict[str, A
     ``coherent ASR`` column says "measured" or "not measured" (a run whose server had no coherence
     referee, or had it off); the number columns of a run not measured are empty, never 0."""
     outcomes = run.summary.by_outcome()
-    spreads = outcomes.visage.by_system_prompt.get(system) if outcomes.visage is not None else None
-    spread = spreads.of(rule) if spreads is not None else None
     if label not in outcomes.measured:
         return {"coherent ASR": "not measured", "coherent ASR at origin (%)": None,
                 **_interval("coherent ASR at origin", None), f"VISAGE on coherent ASR ({rule})": None}
     return {"coherent ASR": "measured", "coherent ASR at origin (%)": outcomes.at_origin(label),
             **_interval("coherent ASR at origin", outcomes.rate("coherent_asr").origin_ci95.get(label)),
-            f"VISAGE on coherent ASR ({rule})": spread.mean if spread is not None else None}
+            f"VISAGE on coherent ASR ({rule})": _visage_entry(run, system, rule, coherent=True)["mean"]}
 
 
 def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
