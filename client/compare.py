@@ -134,6 +134,8 @@ def load_run(path: str | Path, *, name: str | None = None, sweep: str | None = N
         print(run.name, run.visage.series)
     """
     path = Path(path)
+    if not path.exists():
+        raise ValidationError(f"{path}: no such folder; give the --out folder of a visage sweep")
     store_path = path / STORE_NAME if path.is_dir() else path
     if not store_path.is_file():
         raise ValidationError(f"{path} holds no {STORE_NAME}: give the --out folder of a visage sweep")

@@ -147,3 +147,12 @@ def test_intervals_in_the_summaries_become_bands_whiskers_and_table_cells(tmp_pa
     assert (rows[0]["VISAGE, 95 % low"], rows[0]["VISAGE, 95 % high"]) == (50.0, 70.0)
     assert (rows[1]["ASR at origin, 95 % low"], rows[1]["ASR at origin, 95 % high"]) == (4.0, 20.0)
     assert rows[1]["VISAGE (reference)"] == 40.0
+
+
+def test_a_missing_or_wrong_folder_is_named_in_one_line(two_stores, tmp_path, capsys):
+    """A folder that does not exist, and one that is not a sweep's, each in one line naming it (exit 2)."""
+    for folder, said in ((tmp_path / "nope", "nope: no such folder; give the --out folder of a visage sweep"),
+                         (tmp_path, f"{tmp_path} holds no results.sqlite: give the --out folder of a visage sweep")):
+        assert main(["compare", str(two_stores / "original"), str(folder), "--out", str(tmp_path / "c")]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1

@@ -37,14 +37,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..compare import load_run, write_comparison
     from ..errors import ValidationError
     from ..plots import FIGURE_FORMATS
-    from ..store import STORE_NAME
 
     if args.label and len(args.label) != len(args.dirs):
         raise ValidationError(f"--label: give one per DIR ({len(args.dirs)}), got {len(args.label)}")
     out = output_folder(args.out)
     labels = args.label or [None] * len(args.dirs)
-    runs = [load_run(folder / STORE_NAME, name=label, sweep=args.sweep) for folder, label in zip(args.dirs, labels,
-                                                                                                  strict=True)]
+    runs = [load_run(folder, name=label, sweep=args.sweep) for folder, label in zip(args.dirs, labels, strict=True)]
     result = write_comparison(runs, out, formats=tuple(dict.fromkeys(args.formats or FIGURE_FORMATS)))
     if args.json:  # (the notes on what differs are in the JSON; stderr gets them in text mode)
         print_json({"report": str(result.report), "table": str(result.table), "csv": str(result.csv),
